@@ -1,0 +1,51 @@
+"""What every command activity shares: results, business rejections, event identity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from uuid import UUID, uuid5
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from domain.errors import DomainError, InvalidInput
+from domain.events import JsonDict
+from domain.repository import EventIds
+
+EVENT_NAMESPACE = UUID("8f0c6a52-3f1e-4a55-9a39-5d3b7c1e2a10")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A command's effect: the aggregate it changed, its new version, the last position."""
+
+    aggregate_id: str
+    version: int
+    position: int
+
+
+def rejection(error: DomainError) -> ApplicationError:
+    """A non-retryable failure whose type names the business error."""
+    field = error.field if isinstance(error, InvalidInput) else None
+    return ApplicationError(
+        error.message, {"field": field}, type=type(error).__name__, non_retryable=True
+    )
+
+
+def event_ids() -> EventIds:
+    """Event ids derived from the workflow and the activity, stable across retries."""
+    info = activity.info()
+    prefix = f"{info.workflow_id}/{info.activity_id}"
+    return lambda index: uuid5(EVENT_NAMESPACE, f"{prefix}/{index}")
+
+
+def event_metadata(command_id: str, actor: str) -> JsonDict:
+    """Who and what caused the events an activity appends."""
+    info = activity.info()
+    return {
+        "command_id": command_id,
+        "correlation_id": command_id,
+        "causation_id": command_id,
+        "workflow_id": info.workflow_id,
+        "actor": actor,
+    }

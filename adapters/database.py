@@ -1,0 +1,29 @@
+"""Connections to PostgreSQL through SQLAlchemy's asyncio engine on psycopg 3."""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """The URL with the psycopg driver named, whatever driver the caller wrote."""
+    url = make_url(database_url)
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def libpq_url(database_url: str) -> str:
+    """The URL in the plain form libpq and psycopg.connect understand."""
+    url = make_url(database_url)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
+    """An async engine with a bounded pool and pre-ping to survive database restarts."""
+    return create_async_engine(
+        sqlalchemy_url(database_url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )

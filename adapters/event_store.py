@@ -1,0 +1,238 @@
+"""The PostgreSQL event store: atomic appends and a gap-safe global order."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Row, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.schema import events, unique_keys
+from domain.event_store import (
+    AppendResult,
+    EventIdConflict,
+    EventPage,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    UniqueKey,
+    UniqueKeyTaken,
+    WrongExpectedVersion,
+    same_content,
+)
+
+NOTIFY_CHANNEL = "sagaline_events"
+
+_APPEND = text(
+    "SELECT stream_version, last_position FROM sagaline_append("
+    ":stream_id, :expected, CAST(:events AS jsonb), CAST(:claims AS jsonb),"
+    " CAST(:releases AS jsonb))"
+)
+
+# One statement, so the rows and the snapshot describe the same instant.
+_READ_ALL = text(
+    "SELECT position, stream_id, version, event_id, type, schema_version, data, metadata,"
+    " recorded_at, pg_current_snapshot()::text AS snapshot"
+    " FROM events WHERE position > :after ORDER BY position LIMIT :limit"
+)
+_IN_PROGRESS = text(
+    "SELECT count(*) FROM unnest(pg_snapshot_xip(CAST(:snapshot AS pg_snapshot))) AS x"
+    " WHERE pg_xact_status(x) = 'in progress'"
+)
+
+
+class PostgresEventStore:
+    """Event store on PostgreSQL; `read_all` explains how the global order stays gap-safe."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def append(self, *streams: StreamAppend) -> AppendResult:
+        """Append to one or more streams in one transaction, idempotent by event id."""
+        if not streams or any(not s.events for s in streams):
+            raise ValueError("an append needs at least one event for every stream")
+        current = streams[0]
+        versions: dict[str, int] = {}
+        position = 0
+        try:
+            if len(streams) == 1:
+                # One statement is its own transaction: one round trip for the common case.
+                async with self._engine.connect() as conn:
+                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    row = (await auto.execute(_APPEND, _append_params(current))).one()
+                    return AppendResult({current.stream_id: row.stream_version}, row.last_position)
+            async with self._engine.begin() as conn:
+                for current in streams:
+                    row = (await conn.execute(_APPEND, _append_params(current))).one()
+                    versions[current.stream_id] = row.stream_version
+                    position = max(position, row.last_position)
+            return AppendResult(versions, position)
+        except DBAPIError as error:
+            replay = await self._already_appended(streams)
+            if replay is not None:
+                return replay
+            raise _translate(error, current) from error
+
+    async def _already_appended(self, streams: Sequence[StreamAppend]) -> AppendResult | None:
+        """The earlier result when every event was appended before with the same content."""
+        ids = [e.event_id for s in streams for e in s.events]
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(select(events).where(events.c.event_id.in_(ids)))).all()
+        if not rows:
+            return None
+        stored = {row.event_id: _recorded(row) for row in rows}
+        for stream in streams:
+            for new in stream.events:
+                old = stored.get(new.event_id)
+                if old is None or not same_content(old, new, stream.stream_id):
+                    raise EventIdConflict(new.event_id)
+        versions: dict[str, int] = {}
+        for recorded in stored.values():
+            known = versions.get(recorded.stream_id, 0)
+            versions[recorded.stream_id] = max(known, recorded.version)
+        return AppendResult(versions, max(r.position for r in stored.values()))
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        limit: int | None = None,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        """A stream's events starting at a version, forwards or backwards."""
+        query = select(events).where(events.c.stream_id == stream_id)
+        if backwards:
+            query = query.where(events.c.version <= from_version).order_by(events.c.version.desc())
+        else:
+            query = query.where(events.c.version >= from_version).order_by(events.c.version)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._engine.connect() as conn:
+            return [_recorded(row) for row in (await conn.execute(query)).all()]
+
+    async def read_all(
+        self,
+        after_position: int,
+        limit: int,
+        types: Sequence[str] | None = None,
+        wait_seconds: float = 1.0,
+    ) -> EventPage:
+        """Events after a position in global order, never passing one that may still commit.
+
+        Positions come from a sequence, so a transaction can take position 10, another take 11
+        and commit first. Every appending transaction owns an xid before it draws a position,
+        so when this read sees 11 but not 10, the owner of 10 (if alive) is in this read's
+        snapshot as in progress. Positions up to the highest one seen are therefore final once
+        those transactions have ended: we wait for that (bounded), read again, and treat what
+        is still missing below that horizon as rolled back. Past the horizon we stop at a gap.
+        """
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(_READ_ALL, {"after": after_position, "limit": limit})).all()
+            await conn.rollback()
+            taken = _walk(rows, after_position, horizon=after_position)
+            if len(taken) < len(rows):
+                horizon = rows[-1].position
+                if await _wait_for_writers(conn, rows[0].snapshot, wait_seconds):
+                    params = {"after": after_position, "limit": limit}
+                    rows = (await conn.execute(_READ_ALL, params)).all()
+                    await conn.rollback()
+                    taken = _walk(rows, after_position, horizon)
+        next_position = taken[-1].position if taken else after_position
+        wanted = None if types is None else set(types)
+        return EventPage(
+            [_recorded(r) for r in taken if wanted is None or r.type in wanted], next_position
+        )
+
+    async def head_position(self) -> int:
+        """The highest committed position."""
+        query = select(func.coalesce(func.max(events.c.position), 0))
+        async with self._engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    async def unique_key_owner(self, key: UniqueKey) -> str | None:
+        """The stream owning a unique key, if any."""
+        query = select(unique_keys.c.stream_id).where(
+            unique_keys.c.scope == key.scope, unique_keys.c.value == key.value
+        )
+        async with self._engine.connect() as conn:
+            owner = (await conn.execute(query)).scalar_one_or_none()
+        return None if owner is None else str(owner)
+
+
+def _append_params(stream: StreamAppend) -> dict[str, Any]:
+    return {
+        "stream_id": stream.stream_id,
+        "expected": stream.expected_version,
+        "events": json.dumps([_event_json(e) for e in stream.events]),
+        "claims": json.dumps([{"scope": k.scope, "value": k.value} for k in stream.claims]),
+        "releases": json.dumps([{"scope": k.scope, "value": k.value} for k in stream.releases]),
+    }
+
+
+def _event_json(event: NewEvent) -> dict[str, Any]:
+    return {
+        "event_id": str(event.event_id),
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "data": event.data,
+        "metadata": event.metadata,
+    }
+
+
+def _translate(error: DBAPIError, stream: StreamAppend) -> Exception:
+    """The domain error behind a failed append, or the database error itself."""
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    detail = getattr(getattr(error.orig, "diag", None), "message_detail", None) or ""
+    if sqlstate == "SL001":
+        return WrongExpectedVersion(stream.stream_id, stream.expected_version, int(detail or 0))
+    if sqlstate == "SL002":
+        key = json.loads(detail)
+        return UniqueKeyTaken(UniqueKey(key["scope"], key["value"]))
+    return error
+
+
+def _recorded(row: Row[Any]) -> RecordedEvent:
+    return RecordedEvent(
+        position=row.position,
+        stream_id=row.stream_id,
+        version=row.version,
+        event_id=row.event_id if isinstance(row.event_id, UUID) else UUID(str(row.event_id)),
+        type=row.type,
+        schema_version=row.schema_version,
+        data=row.data,
+        metadata=row.metadata,
+        recorded_at=row.recorded_at,
+    )
+
+
+def _walk(rows: Sequence[Row[Any]], after: int, horizon: int) -> list[Row[Any]]:
+    """Rows in order up to the first gap above `horizon`; gaps at or below it are settled."""
+    taken: list[Row[Any]] = []
+    cursor = after
+    for row in rows:
+        if row.position > horizon and row.position != cursor + 1:
+            break
+        taken.append(row)
+        cursor = row.position
+    return taken
+
+
+async def _wait_for_writers(conn: AsyncConnection, snapshot: str, wait_seconds: float) -> bool:
+    """Wait until every transaction in progress at `snapshot` has ended; False on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    delay = 0.001
+    while True:
+        running = (await conn.execute(_IN_PROGRESS, {"snapshot": snapshot})).scalar_one()
+        await conn.rollback()
+        if running == 0:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)

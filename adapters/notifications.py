@@ -1,0 +1,44 @@
+"""Wake-ups from PostgreSQL LISTEN/NOTIFY, so followers need not poll."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import psycopg
+
+from adapters.database import libpq_url
+from adapters.event_store import NOTIFY_CHANNEL
+
+
+class EventNotifications:
+    """A listening connection that reports when events were appended."""
+
+    def __init__(self, database_url: str, channel: str = NOTIFY_CHANNEL) -> None:
+        self._url = libpq_url(database_url)
+        self._channel = channel
+        self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
+
+    async def __aenter__(self) -> EventNotifications:
+        self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        await self._conn.execute(
+            psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self._channel))
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def wait(self, seconds: float) -> bool:
+        """Wait up to `seconds` for the next notification; False when none came."""
+        if self._conn is None:
+            raise RuntimeError("EventNotifications is not entered")
+        async for _ in self._conn.notifies(timeout=seconds, stop_after=1):
+            return True
+        return False

@@ -1,0 +1,83 @@
+"""Sending a command: start its workflow once per command id and wait for the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from temporalio.client import WorkflowHandle
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from api.context import Context
+from domain.errors import InvalidInput
+from workflows import search_attributes
+from workflows.commands import CommandOutcome
+
+C = TypeVar("C")
+_COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_AGGREGATE_NAMESPACE = uuid.UUID("0b8e8f2c-6d55-4c3e-9f64-0f7f2d1b9a41")
+
+
+def command_id_or_new(command_id: str | None) -> str:
+    """The client's idempotency key, checked, or a fresh one."""
+    if command_id is None:
+        return str(uuid.uuid4())
+    if not _COMMAND_ID.match(command_id):
+        raise InvalidInput(
+            "commandId", "must be 1-128 characters of letters, digits, '.', '_', ':' or '-'"
+        )
+    return command_id
+
+
+def aggregate_id_for(kind: str, command_id: str) -> str:
+    """A new aggregate's id, derived from the command that creates it (so retries agree)."""
+    return str(uuid.uuid5(_AGGREGATE_NAMESPACE, f"{kind}/{command_id}"))
+
+
+async def send(
+    ctx: Context,
+    run: Callable[[Any, C], Awaitable[CommandOutcome]],
+    command: C,
+    *,
+    workflow_id: str,
+    command_id: str,
+    aggregate_ids: Sequence[str],
+    summary: str,
+) -> CommandOutcome | None:
+    """Run the command's workflow (or join the one already started); None if still running."""
+    services = ctx.services
+    attributes = TypedSearchAttributes(
+        [
+            SearchAttributePair(search_attributes.COMMAND_ID, command_id),
+            SearchAttributePair(search_attributes.AGGREGATE_IDS, list(aggregate_ids)),
+        ]
+    )
+    handle: WorkflowHandle[Any, CommandOutcome]
+    try:
+        handle = await services.temporal.start_workflow(
+            run,
+            command,
+            id=workflow_id,
+            task_queue=services.settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=attributes,
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError:
+        handle = services.temporal.get_workflow_handle(workflow_id, result_type=CommandOutcome)
+    try:
+        return await asyncio.wait_for(
+            handle.result(), timeout=services.settings.command_timeout_seconds
+        )
+    except TimeoutError:
+        return None

@@ -1,0 +1,30 @@
+"""The `consistentWith` argument: wait until read models include a mutation's position."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from api.context import Context
+from api.errors import BadPosition, ConsistencyTimeout
+from projections.consistency import wait_until_caught_up
+
+MAX_POSITION_DIGITS = 18
+
+
+def parse_position(value: str) -> int:
+    """A position from its string form."""
+    if not value.isascii() or not value.isdigit() or len(value) > MAX_POSITION_DIGITS:
+        raise BadPosition(value)
+    return int(value)
+
+
+async def ensure_consistent(
+    ctx: Context, consistent_with: str | None, projections: Sequence[str]
+) -> None:
+    """Wait for the projections to reach the position, or raise once the bound passes."""
+    if consistent_with is None:
+        return
+    position = parse_position(consistent_with)
+    seconds = ctx.services.settings.consistency_timeout_seconds
+    if not await wait_until_caught_up(ctx.services.engine, projections, position, seconds):
+        raise ConsistencyTimeout(position, seconds)

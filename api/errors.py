@@ -1,0 +1,45 @@
+"""Error types shared by every feature, and turning workflow rejections into them."""
+
+from __future__ import annotations
+
+import strawberry
+from graphql import GraphQLError
+
+from domain.errors import InvalidInput as InvalidInputError
+
+
+@strawberry.type(description="An input field broke its format or range rule.")
+class InvalidInput:
+    message: str
+    field: str
+
+
+@strawberry.type(description="The command is still running; send it again with the same id.")
+class CommandPending:
+    message: str
+    command_id: str
+
+
+def invalid_input(error: InvalidInputError) -> InvalidInput:
+    """The GraphQL type for a domain validation error."""
+    return InvalidInput(message=error.message, field=error.field)
+
+
+class ConsistencyTimeout(GraphQLError):
+    """The read models did not reach the requested position within the bound."""
+
+    def __init__(self, position: int, seconds: float) -> None:
+        super().__init__(
+            f"read models did not reach position {position} within {seconds:g}s",
+            extensions={"code": "CONSISTENCY_TIMEOUT"},
+        )
+
+
+class BadPosition(GraphQLError):
+    """A `consistentWith` value that is not a position."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(
+            f"consistentWith must be a position as returned by a mutation, not {value[:40]!r}",
+            extensions={"code": "BAD_USER_INPUT"},
+        )

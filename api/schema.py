@@ -1,0 +1,16 @@
+"""The GraphQL schema: every feature's queries and mutations merged."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.tools import merge_types
+
+from api.users.mutations import UserMutations
+from api.users.queries import UserQueries
+
+
+def build_schema() -> strawberry.Schema:
+    """The schema clients see."""
+    query = merge_types("Query", (UserQueries,))
+    mutation = merge_types("Mutation", (UserMutations,))
+    return strawberry.Schema(query=query, mutation=mutation)

@@ -1,0 +1,196 @@
+"""Users: registration, email changes, logins, locking."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from enum import StrEnum
+
+from domain.aggregate import Aggregate
+from domain.errors import DomainError, InvalidInput
+from domain.event_store import UniqueKey
+from domain.events import DomainEvent, event_type
+
+EMAIL_SCOPE = "user_email"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_EMAIL = re.compile(rf"^[^@\s]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
+MAX_NAME_LENGTH = 200
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "ACTIVE"
+    LOCKED = "LOCKED"
+
+
+@event_type
+@dataclass(frozen=True)
+class UserRegistered(DomainEvent):
+    user_id: str
+    email: str
+    name: str
+    password_hash: str
+
+
+@event_type
+@dataclass(frozen=True)
+class UserEmailChanged(DomainEvent):
+    user_id: str
+    old_email: str
+    new_email: str
+
+
+@event_type
+@dataclass(frozen=True)
+class UserLoginSucceeded(DomainEvent):
+    user_id: str
+
+
+@event_type
+@dataclass(frozen=True)
+class UserLoginFailed(DomainEvent):
+    user_id: str
+    reason: str
+
+
+@event_type
+@dataclass(frozen=True)
+class UserLocked(DomainEvent):
+    user_id: str
+    reason: str
+
+
+@event_type
+@dataclass(frozen=True)
+class UserUnlocked(DomainEvent):
+    user_id: str
+
+
+@dataclass(frozen=True)
+class RegisterUser:
+    """Register a new user; the password arrives already hashed."""
+
+    command_id: str
+    user_id: str
+    email: str
+    name: str
+    password_hash: str
+    actor: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class ChangeUserEmail:
+    """Give a user a new email address."""
+
+    command_id: str
+    user_id: str
+    new_email: str
+    expected_version: int | None = None
+    actor: str = "anonymous"
+
+
+class EmailAlreadyInUse(DomainError):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"email {email} is already in use")
+        self.email = email
+
+
+class UserNotFound(DomainError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} not found")
+        self.user_id = user_id
+
+
+class UserAlreadyExists(DomainError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} already exists")
+        self.user_id = user_id
+
+
+class UserLockedError(DomainError):
+    def __init__(self, user_id: str) -> None:
+        super().__init__(f"user {user_id} is locked")
+        self.user_id = user_id
+
+
+def normalise_email(raw: str) -> str:
+    """A valid email address in canonical (trimmed, lower-case) form."""
+    email = raw.strip().lower()
+    if len(email) > 254 or not _EMAIL.match(email) or not email.isascii():
+        raise InvalidInput("email", "is not a valid email address")
+    return email
+
+
+def normalise_name(raw: str) -> str:
+    """A display name: trimmed, non-empty, printable, at most 200 characters."""
+    name = unicodedata.normalize("NFC", raw.strip())
+    if not name:
+        raise InvalidInput("name", "must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput("name", f"must be at most {MAX_NAME_LENGTH} characters")
+    if any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") for c in name):
+        raise InvalidInput("name", "must not contain control or unassigned characters")
+    return name
+
+
+def check_password(password: str) -> str:
+    """A password long enough to hash and short enough to be a password."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput("password", f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidInput("password", f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+def email_key(email: str) -> UniqueKey:
+    """The unique key a user's email address claims."""
+    return UniqueKey(EMAIL_SCOPE, email)
+
+
+class User(Aggregate):
+    """A person who can sign in and own accounts."""
+
+    def __init__(self, aggregate_id: str) -> None:
+        super().__init__(aggregate_id)
+        self.email = ""
+        self.name = ""
+        self.password_hash = ""
+        self.status = UserStatus.ACTIVE
+
+    def register(self, email: str, name: str, password_hash: str) -> UserRegistered:
+        if self.exists:
+            raise UserAlreadyExists(self.id)
+        event = UserRegistered(self.id, normalise_email(email), normalise_name(name), password_hash)
+        self.record(event)
+        return event
+
+    def change_email(self, new_email: str) -> UserEmailChanged | None:
+        """Change the email; None when it already is that address."""
+        self._require_exists()
+        email = normalise_email(new_email)
+        if email == self.email:
+            return None
+        event = UserEmailChanged(self.id, self.email, email)
+        self.record(event)
+        return event
+
+    def _require_exists(self) -> None:
+        if not self.exists:
+            raise UserNotFound(self.id)
+
+    def apply(self, event: DomainEvent) -> None:
+        match event:
+            case UserRegistered(email=email, name=name, password_hash=password_hash):
+                self.email, self.name, self.password_hash = email, name, password_hash
+            case UserEmailChanged(new_email=new_email):
+                self.email = new_email
+            case UserLocked():
+                self.status = UserStatus.LOCKED
+            case UserUnlocked():
+                self.status = UserStatus.ACTIVE
+            case UserLoginSucceeded() | UserLoginFailed():
+                pass
+            case _:
+                raise TypeError(f"User cannot apply {type(event).__name__}")

@@ -1,0 +1,148 @@
+"""The `sagaline` command line: up, worker, api, migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from runtime.config import Settings
+
+USAGE_ERROR = 2
+FAILURE = 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the `sagaline` console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    command: Callable[[Settings], int] = args.command
+    sys.exit(_run(command))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sagaline",
+        description="Event-sourced CQRS service with durable sagas on Temporal.",
+        epilog="Configuration comes from SAGALINE_* environment variables.",
+    )
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    for name, handler, summary in (
+        ("up", _up, "run the whole stack locally (embedded Postgres, Temporal, Kafka)"),
+        ("worker", _worker, "run the Temporal worker, relay and projectors"),
+        ("api", _api, "serve the GraphQL API"),
+        ("migrate", _migrate, "apply database migrations"),
+    ):
+        commands.add_parser(name, help=summary, description=summary).set_defaults(command=handler)
+    return parser
+
+
+def _run(command: Callable[[Settings], int]) -> int:
+    """Run a subcommand; expected failures become one `sagaline: ...` line on stderr."""
+    from pydantic import ValidationError
+
+    from runtime.config import ConfigurationError
+    from runtime.embedded.process import ComponentStartError
+    from runtime.ports import PortUnavailable
+
+    try:
+        settings = _settings()
+        _configure_logging(settings.log_level)
+        return command(settings)
+    except (ConfigurationError, PortUnavailable) as error:
+        return _fail(str(error), USAGE_ERROR)
+    except ValidationError as error:
+        return _fail(_describe_invalid_settings(error), USAGE_ERROR)
+    except ComponentStartError as error:
+        return _fail(str(error), FAILURE)
+    except KeyboardInterrupt:
+        return FAILURE
+
+
+def _up(settings: Settings) -> int:
+    from runtime.stack import up
+
+    return up(settings)
+
+
+def _worker(settings: Settings) -> int:
+    from runtime.worker import run_worker
+
+    return _serve_until_signalled(lambda: run_worker(settings))
+
+
+def _api(settings: Settings) -> int:
+    from runtime.api_server import serve_api
+
+    return _serve_until_signalled(lambda: serve_api(settings))
+
+
+def _migrate(settings: Settings) -> int:
+    from runtime.migrate import migrate
+
+    migrate(settings.require_database_url())
+    return 0
+
+
+def _serve_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]]) -> int:
+    """Run a long-lived service; SIGINT or SIGTERM cancels it so it shuts down cleanly."""
+
+    async def supervise() -> None:
+        service = asyncio.create_task(serve())
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, service.cancel)
+        try:
+            await service
+        except asyncio.CancelledError:
+            if not service.cancelled():
+                raise
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    asyncio.run(supervise())
+    return 0
+
+
+def _settings() -> Settings:
+    from runtime.config import Settings
+
+    return Settings()
+
+
+def _configure_logging(level: str) -> None:
+    from runtime.config import ConfigurationError
+
+    name = level.upper()
+    if not isinstance(logging.getLevelNamesMapping().get(name), int):
+        raise ConfigurationError(f"SAGALINE_LOG_LEVEL={level!r} is not a log level")
+    logging.basicConfig(
+        level=name,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _describe_invalid_settings(error: ValidationError) -> str:
+    problems = [
+        f"SAGALINE_{str(issue['loc'][0]).upper()}: {issue['msg']}" if issue["loc"] else issue["msg"]
+        for issue in error.errors()
+    ]
+    return "invalid configuration: " + "; ".join(problems)
+
+
+def _fail(message: str, status: int) -> int:
+    sys.stderr.write(f"sagaline: {message}\n")
+    return status
+
+
+if __name__ == "__main__":
+    main()

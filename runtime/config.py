@@ -1,0 +1,69 @@
+"""Configuration: every SAGALINE_* environment variable is read here and nowhere else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime settings; an unset external address means "start the embedded component"."""
+
+    model_config = SettingsConfigDict(env_prefix="SAGALINE_", extra="ignore")
+
+    data_dir: Path = Path(".sagaline")
+
+    database_url: str | None = None
+    postgres_port: int = 55432
+
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "sagaline"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_ui_url: str | None = None
+
+    kafka_bootstrap: str | None = None
+    kafka_port: int = 9092
+    kafka_topic: str = "sagaline.events"
+    kafka_partitions: int = Field(default=6, ge=1)
+    kafka_idempotent_producer: bool = False
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_tokens: str | None = None
+
+    command_timeout_seconds: float = Field(default=10.0, gt=0)
+    consistency_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    log_level: str = "INFO"
+
+    def require_database_url(self) -> str:
+        """The database URL, which must be known by the time a process connects."""
+        if not self.database_url:
+            raise ConfigurationError("SAGALINE_DATABASE_URL is not set")
+        return self.database_url
+
+    def require_temporal_address(self) -> str:
+        """The Temporal frontend address, which must be known by the time a process connects."""
+        if not self.temporal_address:
+            raise ConfigurationError("SAGALINE_TEMPORAL_ADDRESS is not set")
+        return self.temporal_address
+
+    def require_kafka_bootstrap(self) -> str:
+        """The Kafka bootstrap servers, which must be known by the time a process connects."""
+        if not self.kafka_bootstrap:
+            raise ConfigurationError("SAGALINE_KAFKA_BOOTSTRAP is not set")
+        return self.kafka_bootstrap
+
+    def temporal_ui_base(self) -> str:
+        """Where operators open the Temporal Web UI."""
+        if self.temporal_ui_url:
+            return self.temporal_ui_url.rstrip("/")
+        return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+
+class ConfigurationError(RuntimeError):
+    """A required setting is missing or invalid."""

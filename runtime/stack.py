@@ -1,0 +1,277 @@
+"""`sagaline up`: the whole stack on one machine, embedded components where none is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from runtime.config import Settings
+from runtime.embedded.process import ChildProcess, ComponentStartError, describe_exit, log_tail
+from runtime.ports import ensure_port_free
+
+logger = logging.getLogger(__name__)
+
+LOCALHOST = "127.0.0.1"
+API_READY_TIMEOUT = 90.0
+WATCH_INTERVAL = 0.5
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Watched(Protocol):
+    """A running part of the stack whose unexpected exit stops everything."""
+
+    @property
+    def log_path(self) -> Path: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+
+@dataclass
+class Endpoints:
+    """Where each part of the running stack is reached."""
+
+    data_dir: Path
+    database_url: str = ""
+    temporal_address: str = ""
+    temporal_ui_url: str = ""
+    kafka_bootstrap: str = ""
+    graphql_url: str = ""
+    watched: dict[str, Watched] = field(default_factory=dict)
+
+
+def up(settings: Settings) -> int:
+    """Run the stack until Ctrl-C or SIGTERM (status 0) or until a part dies (status 1)."""
+    check_ports(settings)
+    return asyncio.run(_run(settings))
+
+
+def check_ports(settings: Settings) -> None:
+    """Fail with PortInUse before starting anything if a port `up` would bind is taken."""
+    if not settings.database_url:
+        ensure_port_free(LOCALHOST, settings.postgres_port, "SAGALINE_POSTGRES_PORT")
+    if not settings.temporal_address:
+        ensure_port_free(LOCALHOST, settings.temporal_port, "SAGALINE_TEMPORAL_PORT")
+        ensure_port_free(LOCALHOST, settings.temporal_ui_port, "SAGALINE_TEMPORAL_UI_PORT")
+    if not settings.kafka_bootstrap:
+        ensure_port_free(LOCALHOST, settings.kafka_port, "SAGALINE_KAFKA_PORT")
+    ensure_port_free(settings.api_host, settings.api_port, "SAGALINE_API_PORT")
+
+
+async def _run(settings: Settings) -> int:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    stopping = False
+
+    def on_signal(signum: signal.Signals) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        _say(f"\n{signum.name} received; stopping")
+        task.cancel()
+
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with contextlib.AsyncExitStack() as running:
+            try:
+                endpoints = await _start(settings, running)
+                _say(_summary(endpoints))
+                return await _watch(endpoints)
+            except asyncio.CancelledError:
+                if not stopping:
+                    raise
+                task.uncancel()
+                return 0
+    finally:
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+        _say("stopped")
+
+
+async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endpoints:
+    """Start every part in dependency order; `running` stops them in reverse."""
+    data_dir = settings.data_dir.absolute()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    endpoints = Endpoints(data_dir=data_dir)
+
+    if settings.database_url:
+        endpoints.database_url = settings.database_url
+    else:
+        from runtime.embedded.postgres import EmbeddedPostgres
+
+        postgres = EmbeddedPostgres(data_dir, settings.postgres_port)
+        _say(f"starting PostgreSQL on port {postgres.port}")
+        running.push_async_callback(_stopping, "PostgreSQL", postgres.stop)
+        await postgres.start()
+        endpoints.database_url = postgres.url
+        endpoints.watched["PostgreSQL"] = postgres
+
+    from runtime.migrate import migrate
+
+    _say("applying migrations")
+    await asyncio.to_thread(migrate, endpoints.database_url)
+
+    if settings.temporal_address:
+        endpoints.temporal_address = settings.temporal_address
+        endpoints.temporal_ui_url = settings.temporal_ui_base()
+    else:
+        from runtime.embedded.temporal import EmbeddedTemporal
+
+        temporal = EmbeddedTemporal(
+            data_dir,
+            settings.temporal_port,
+            settings.temporal_ui_port,
+            namespace=settings.temporal_namespace,
+        )
+        _say(f"starting Temporal on port {temporal.port}")
+        running.push_async_callback(_stopping, "Temporal", temporal.stop)
+        await temporal.start()
+        endpoints.temporal_address = temporal.address
+        endpoints.temporal_ui_url = temporal.ui_url or ""
+        endpoints.watched["Temporal"] = temporal
+
+    if settings.kafka_bootstrap:
+        endpoints.kafka_bootstrap = settings.kafka_bootstrap
+    else:
+        from runtime.embedded.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(data_dir, settings.kafka_port)
+        _say(f"starting the Kafka broker on port {broker.port}")
+        running.push_async_callback(_stopping, "Kafka broker", broker.stop)
+        await broker.start()
+        endpoints.kafka_bootstrap = broker.bootstrap
+        endpoints.watched["Kafka broker"] = broker
+
+    env = _child_env(settings, endpoints)
+    for role in ("worker", "api"):
+        child = ChildProcess(
+            role,
+            [sys.executable, "-m", "runtime.cli", role],
+            data_dir / "logs" / f"{role}.log",
+            env=env,
+        )
+        _say(f"starting the {role}")
+        running.push_async_callback(_stopping, role, functools.partial(child.stop, 30.0))
+        child.start()
+        endpoints.watched[role] = child
+
+    api_host = _reachable_host(settings.api_host)
+    endpoints.graphql_url = f"http://{api_host}:{settings.api_port}/graphql"
+    api = endpoints.watched["api"]
+    assert isinstance(api, ChildProcess)
+
+    async def api_answers() -> bool:
+        _raise_if_any_died(endpoints)
+        return await http_answers(api_host, settings.api_port, "/graphql")
+
+    await api.wait_ready(api_answers, within=API_READY_TIMEOUT, interval=0.3)
+    return endpoints
+
+
+async def _watch(endpoints: Endpoints) -> int:
+    """Wait until a part of the stack exits; report it and return status 1."""
+    while True:
+        for name, part in endpoints.watched.items():
+            code = part.returncode
+            if code is not None:
+                sys.stderr.write(
+                    f"sagaline: {name} {describe_exit(code)} unexpectedly; see {part.log_path}\n"
+                )
+                return 1
+        await asyncio.sleep(WATCH_INTERVAL)
+
+
+def _raise_if_any_died(endpoints: Endpoints) -> None:
+    for name, part in endpoints.watched.items():
+        if part.returncode is not None:
+            raise ComponentStartError(
+                f"{name} {describe_exit(part.returncode)} while the stack was starting; "
+                f"log {part.log_path}:\n{log_tail(part.log_path)}"
+            )
+
+
+async def http_answers(host: str, port: int, path: str) -> bool:
+    """Whether an HTTP server on host:port answers a GET of `path` with any status."""
+    timeout = 5.0
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/html\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(request.encode("ascii"))
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status_line.startswith(b"HTTP/")
+
+
+def _child_env(settings: Settings, endpoints: Endpoints) -> dict[str, str]:
+    """The worker's and API's environment: ours, plus where each component runs."""
+    project_root = str(Path(__file__).resolve().parent.parent)
+    python_path = os.pathsep.join(p for p in (project_root, os.environ.get("PYTHONPATH")) if p)
+    return {
+        **os.environ,
+        "PYTHONPATH": python_path,
+        "PYTHONUNBUFFERED": "1",
+        "SAGALINE_DATA_DIR": str(endpoints.data_dir),
+        "SAGALINE_DATABASE_URL": endpoints.database_url,
+        "SAGALINE_TEMPORAL_ADDRESS": endpoints.temporal_address,
+        "SAGALINE_TEMPORAL_UI_URL": endpoints.temporal_ui_url,
+        "SAGALINE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+        "SAGALINE_API_HOST": settings.api_host,
+        "SAGALINE_API_PORT": str(settings.api_port),
+    }
+
+
+def _summary(endpoints: Endpoints) -> str:
+    rows = [
+        ("GraphQL", endpoints.graphql_url),
+        ("Temporal UI", endpoints.temporal_ui_url or "(none)"),
+        ("Temporal", endpoints.temporal_address),
+        ("Kafka", endpoints.kafka_bootstrap),
+        ("PostgreSQL", endpoints.database_url),
+        ("Data dir", str(endpoints.data_dir)),
+        ("Logs", str(endpoints.data_dir / "logs")),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"  {label:<{width}}  {value}" for label, value in rows]
+    return "\n".join(["", "sagaline is up (Ctrl-C stops it)", *lines, ""])
+
+
+def _reachable_host(host: str) -> str:
+    """Where a local client connects to a server bound to `host`."""
+    return LOCALHOST if host in ("", "0.0.0.0", "::") else host
+
+
+async def _stopping(name: str, stop: Callable[[], Awaitable[None]]) -> None:
+    _say(f"stopping {name}")
+    try:
+        await stop()
+    except Exception:
+        logger.exception("stopping %s failed", name)
+
+
+def _say(message: str) -> None:
+    """User-facing progress on stdout (this module is part of the CLI)."""
+    print(message, flush=True)

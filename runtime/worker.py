@@ -1,0 +1,94 @@
+"""The worker process: command and saga workflows, their activities, the followers."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+from activities.projections import ProjectionActivities
+from activities.relay import RelayActivities
+from activities.users import UserActivities
+from adapters.database import create_engine
+from adapters.event_store import PostgresEventStore
+from adapters.kafka import KafkaEventPublisher
+from adapters.temporal import connect
+from domain.repository import Repository
+from projections.projector import Projection, Projector
+from projections.users import UsersProjection
+from runtime.config import Settings
+from workflows.followers import (
+    RELAY_WORKFLOW_ID,
+    ProjectorWorkflow,
+    RelayWorkflow,
+    projector_workflow_id,
+)
+from workflows.users import RegisterUserWorkflow
+
+log = logging.getLogger(__name__)
+
+
+def all_projections() -> list[Projection]:
+    """Every read model the worker keeps up to date."""
+    return [UsersProjection()]
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run the worker until cancelled."""
+    database_url = settings.require_database_url()
+    kafka_bootstrap = settings.require_kafka_bootstrap()
+    engine = create_engine(database_url, pool_size=20)
+    store = PostgresEventStore(engine)
+    client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
+    projections = all_projections()
+    projectors = {p.name: Projector(engine, store, p) for p in projections}
+
+    def publisher() -> KafkaEventPublisher:
+        return KafkaEventPublisher(
+            kafka_bootstrap,
+            settings.kafka_topic,
+            settings.kafka_partitions,
+            idempotent=settings.kafka_idempotent_producer,
+        )
+
+    users = UserActivities(Repository(store))
+    relay = RelayActivities(engine, store, database_url, publisher)
+    projection_activities = ProjectionActivities(projectors, database_url)
+    worker = Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[RegisterUserWorkflow, RelayWorkflow, ProjectorWorkflow],
+        activities=[
+            users.register_user,
+            relay.relay_events,
+            projection_activities.project_events,
+        ],
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+    try:
+        await start_followers(client, settings.temporal_task_queue, [p.name for p in projections])
+        log.info("worker polling task queue %s", settings.temporal_task_queue)
+        await worker.run()
+    finally:
+        await engine.dispose()
+
+
+async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:
+    """Start the relay and projector singletons unless they are already running."""
+    await client.start_workflow(
+        RelayWorkflow.run,
+        id=RELAY_WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    for name in projections:
+        await client.start_workflow(
+            ProjectorWorkflow.run,
+            name,
+            id=projector_workflow_id(name),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )

@@ -1,0 +1,299 @@
+"""Static checks of docker-compose.yml and the Dockerfile (no Docker engine needed).
+
+The compose file is the production-like stack: official images for the infrastructure, the
+app built from this repository, and every SAGALINE_* variable it sets must be one that
+runtime.config.Settings actually reads, so a typo cannot silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# The project's packages live at the repository root; make them importable even when the
+# project is not installed into the environment running pytest.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+
+INFRASTRUCTURE = ("postgres", "temporal", "temporal-ui", "kafka")
+APP_COMMANDS = {"worker": "sagaline worker", "api": "sagaline api", "migrate": "sagaline migrate"}
+CONNECTION_SETTINGS = (
+    "SAGALINE_DATABASE_URL",
+    "SAGALINE_TEMPORAL_ADDRESS",
+    "SAGALINE_KAFKA_BOOTSTRAP",
+)
+SEARCH_ATTRIBUTE_SERVICE = "temporal-setup"
+
+
+@cache
+def _compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict), "docker-compose.yml must be a mapping"
+    return loaded
+
+
+def _services() -> dict[str, dict[str, Any]]:
+    services = _compose().get("services")
+    assert isinstance(services, dict), "docker-compose.yml has no services mapping"
+    return services
+
+
+def _service(name: str) -> dict[str, Any]:
+    services = _services()
+    assert name in services, f"service {name!r} missing from docker-compose.yml"
+    service = services[name]
+    assert isinstance(service, dict), f"service {name!r} is not a mapping"
+    return service
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    """The service's environment as a mapping, whichever of the two compose forms it uses."""
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        pairs = (str(item).partition("=") for item in raw)
+        return {key: value for key, _, value in pairs}
+    return {str(key): "" if value is None else str(value) for key, value in raw.items()}
+
+
+def _command(service: dict[str, Any]) -> str:
+    raw = service.get("command", "")
+    if isinstance(raw, list):
+        return " ".join(str(part) for part in raw)
+    return str(raw)
+
+
+def _image_repository(service: dict[str, Any]) -> str:
+    """`apache/kafka` for `apache/kafka:${KAFKA_VERSION:-4.0.0}` (tag and digest removed)."""
+    image = str(service.get("image", ""))
+    return image.split("@", 1)[0].split(":", 1)[0]
+
+
+def _depends_on(service: dict[str, Any]) -> dict[str, str]:
+    """Dependency name -> condition (`service_started` for the short list form)."""
+    raw = service.get("depends_on") or {}
+    if isinstance(raw, list):
+        return {str(name): "service_started" for name in raw}
+    return {
+        str(name): str((spec or {}).get("condition", "service_started"))
+        for name, spec in raw.items()
+    }
+
+
+def _app_services() -> dict[str, dict[str, Any]]:
+    """Services built from this repository."""
+    return {name: svc for name, svc in _services().items() if "build" in svc}
+
+
+def _settings_env_names() -> set[str]:
+    from runtime.config import Settings
+
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    assert prefix == "SAGALINE_"
+    return {f"{prefix}{field}".upper() for field in Settings.model_fields}
+
+
+def _cli_type_name(key: Any) -> str:
+    """Temporal CLI spelling of a value type: KEYWORD_LIST -> KeywordList."""
+    return "".join(part.capitalize() for part in key.indexed_value_type.name.split("_"))
+
+
+@pytest.mark.parametrize(
+    "name", [*INFRASTRUCTURE, "worker", "api", "migrate", SEARCH_ATTRIBUTE_SERVICE]
+)
+def test_service_exists(name: str) -> None:
+    assert name in _services(), f"service {name!r} missing from docker-compose.yml"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("postgres", "postgres"),
+        ("temporal", "temporalio/auto-setup"),
+        ("temporal-ui", "temporalio/ui"),
+        ("kafka", "apache/kafka"),
+        (SEARCH_ATTRIBUTE_SERVICE, "temporalio/admin-tools"),
+    ],
+)
+def test_infrastructure_uses_official_image(name: str, expected: str) -> None:
+    service = _service(name)
+    assert "build" not in service, f"{name} must run an official image, not a local build"
+    assert _image_repository(service) == expected
+
+
+def test_temporal_persists_to_the_postgres_service() -> None:
+    env = _environment(_service("temporal"))
+    assert env.get("DB") == "postgres12"
+    assert env.get("POSTGRES_SEEDS") == "postgres"
+    assert env.get("POSTGRES_USER") and env.get("POSTGRES_PWD")
+    assert _depends_on(_service("temporal")).get("postgres") == "service_healthy"
+
+
+def test_postgres_has_healthcheck_and_volume() -> None:
+    postgres = _service("postgres")
+    assert "pg_isready" in " ".join(map(str, postgres.get("healthcheck", {}).get("test", [])))
+    assert any(":/var/lib/postgresql/data" in str(v) for v in postgres.get("volumes", []))
+
+
+def test_temporal_ui_points_at_temporal() -> None:
+    ui = _service("temporal-ui")
+    assert _environment(ui).get("TEMPORAL_ADDRESS") == "temporal:7233"
+    assert "8233:8080" in [str(port) for port in ui.get("ports", [])]
+
+
+def test_kafka_runs_in_kraft_mode() -> None:
+    env = _environment(_service("kafka"))
+    roles = {role.strip() for role in env.get("KAFKA_PROCESS_ROLES", "").split(",")}
+    assert {"broker", "controller"} <= roles
+    assert env.get("KAFKA_CONTROLLER_QUORUM_VOTERS")
+    assert env.get("KAFKA_CONTROLLER_LISTENER_NAMES")
+    assert "PLAINTEXT://kafka:9092" in env.get("KAFKA_ADVERTISED_LISTENERS", "")
+    assert env.get("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR") == "1"
+    assert "KAFKA_ZOOKEEPER_CONNECT" not in env
+    assert not any("zookeeper" in name for name in _services())
+
+
+@pytest.mark.parametrize(("name", "command"), sorted(APP_COMMANDS.items()))
+def test_app_service_is_built_from_repo_and_runs_sagaline(name: str, command: str) -> None:
+    service = _service(name)
+    build = service.get("build")
+    assert build is not None, f"{name} must be built from the repository"
+    context = build if isinstance(build, str) else build.get("context", ".")
+    assert Path(REPO_ROOT, context).resolve() == REPO_ROOT
+    assert _command(service) == command
+
+
+def test_every_sagaline_variable_is_a_settings_field() -> None:
+    known = _settings_env_names()
+    seen: set[str] = set()
+    for name, service in _app_services().items():
+        for var in _environment(service):
+            if var.startswith("SAGALINE_"):
+                seen.add(var)
+                assert var in known, f"{name}: {var} is not a field of runtime.config.Settings"
+    assert seen, "no SAGALINE_* variables found in the app services"
+
+
+def test_every_app_service_is_checked() -> None:
+    assert set(APP_COMMANDS) <= set(_app_services())
+
+
+@pytest.mark.parametrize("name", ["worker", "api"])
+@pytest.mark.parametrize("var", CONNECTION_SETTINGS)
+def test_worker_and_api_get_connection_settings(name: str, var: str) -> None:
+    assert _environment(_service(name)).get(var), f"{name} does not set {var}"
+
+
+def test_database_url_targets_the_postgres_service() -> None:
+    url = _environment(_service("worker"))["SAGALINE_DATABASE_URL"]
+    assert re.fullmatch(r"postgresql://[^:@/]+:[^@/]+@postgres:5432/\S+", url), url
+
+
+@pytest.mark.parametrize("name", ["worker", "api"])
+def test_real_kafka_uses_idempotent_producer(name: str) -> None:
+    env = _environment(_service(name))
+    assert env.get("SAGALINE_KAFKA_IDEMPOTENT_PRODUCER", "").lower() == "true"
+
+
+def test_api_listens_on_all_interfaces_and_is_published() -> None:
+    api = _service("api")
+    env = _environment(api)
+    assert env.get("SAGALINE_API_HOST") == "0.0.0.0"
+    port = env.get("SAGALINE_API_PORT", "8000")
+    assert f"{port}:{port}" in [str(p) for p in api.get("ports", [])]
+    assert env.get("SAGALINE_TEMPORAL_UI_URL")
+    assert env.get("SAGALINE_API_TOKENS")
+
+
+@pytest.mark.parametrize("name", ["worker", "api"])
+def test_app_waits_for_migrations_and_search_attributes(name: str) -> None:
+    deps = _depends_on(_service(name))
+    assert deps.get("migrate") == "service_completed_successfully"
+    assert deps.get(SEARCH_ATTRIBUTE_SERVICE) == "service_completed_successfully"
+
+
+def test_worker_depends_on_temporal_and_kafka() -> None:
+    deps = _depends_on(_service("worker"))
+    assert "temporal" in deps
+    assert "kafka" in deps
+
+
+def test_migrate_waits_for_healthy_postgres_and_runs_once() -> None:
+    migrate = _service("migrate")
+    assert _depends_on(migrate).get("postgres") == "service_healthy"
+    assert str(migrate.get("restart", "no")) == "no"
+
+
+def test_search_attributes_match_the_workflows() -> None:
+    from workflows import search_attributes
+
+    command = _command(_service(SEARCH_ATTRIBUTE_SERVICE))
+    created = dict(re.findall(r"--name\s+(\S+)\s+--type\s+(\S+)", command))
+    expected = {key.name: _cli_type_name(key) for key in search_attributes.ALL}
+    assert created == expected
+    assert "search-attribute create" in command
+    assert "temporal:7233" in command
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with line continuations joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    instructions: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        keyword, _, args = stripped.partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+    return instructions
+
+
+def _exec_form(args: str) -> list[str]:
+    if args.startswith("["):
+        parsed = json.loads(args)
+        assert isinstance(parsed, list)
+        return [str(part) for part in parsed]
+    return shlex.split(args)
+
+
+def _last(instruction: str) -> list[str]:
+    found = [args for keyword, args in _dockerfile_instructions() if keyword == instruction]
+    return _exec_form(found[-1]) if found else []
+
+
+def test_dockerfile_runs_sagaline() -> None:
+    argv = _last("ENTRYPOINT") + _last("CMD")
+    assert argv, "Dockerfile has neither CMD nor ENTRYPOINT"
+    assert argv[0] == "sagaline"
+    assert argv[:2] == ["sagaline", "api"] or _last("ENTRYPOINT") == ["sagaline"]
+
+
+def test_dockerfile_base_user_and_install() -> None:
+    instructions = _dockerfile_instructions()
+    froms = [args for keyword, args in instructions if keyword == "FROM"]
+    assert froms and froms[-1].split()[0] == "python:3.11-slim"
+    users = [args for keyword, args in instructions if keyword == "USER"]
+    assert users and users[-1] not in {"root", "0", "0:0"}
+    runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert re.search(r"pip install --no-cache-dir (--no-deps )?-e \.", runs)
+    assert ("EXPOSE", "8000") in instructions
+
+
+def test_dockerignore_keeps_migrations_and_drops_local_state() -> None:
+    patterns = {
+        line.strip()
+        for line in (REPO_ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".sagaline", ".git"} <= patterns
+    assert not patterns & {"migrations", "migrations/", "runtime", "runtime/", "*"}

@@ -1,0 +1,63 @@
+"""Running a command activity from a workflow and turning rejections into outcomes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.commands import CommandResult
+
+C = TypeVar("C")
+
+# No attempt limit: an outage (database, broker) delays a command, it never fails it.
+COMMAND_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+)
+COMMAND_TIMEOUT = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A business rule said no: the error's type name and a client-safe message."""
+
+    type: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    """Exactly one of: the command's result, or why it was rejected."""
+
+    result: CommandResult | None = None
+    rejection: Rejection | None = None
+
+
+async def run_command(
+    activity_method: Callable[[Any, C], Awaitable[CommandResult]], command: C
+) -> CommandOutcome:
+    """Execute one command activity; a business rejection becomes part of the outcome."""
+    try:
+        result = await workflow.execute_activity_method(
+            activity_method,
+            command,
+            start_to_close_timeout=COMMAND_TIMEOUT,
+            retry_policy=COMMAND_RETRY,
+        )
+    except ActivityError as error:
+        cause = error.cause
+        if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
+            details = cause.details[0] if cause.details else {}
+            field = details.get("field") if isinstance(details, dict) else None
+            return CommandOutcome(rejection=Rejection(cause.type, cause.message, field))
+        raise
+    return CommandOutcome(result=result)

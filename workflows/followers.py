@@ -1,0 +1,66 @@
+"""Singleton followers of the global order: the relay and one projector per projection.
+
+Each is a workflow with a fixed id; its activity runs a heartbeating loop for a few minutes
+and returns, and the workflow starts it again (continuing as new when history grows). If a
+worker dies, the heartbeat times out and the activity resumes on another worker.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.following import FollowInput
+    from activities.projections import ProjectInput, ProjectionActivities
+    from activities.relay import RelayActivities
+
+RUN_SECONDS = 300.0
+FOLLOWER_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10)
+)
+HEARTBEAT = timedelta(seconds=10)
+RUNS_PER_HISTORY = 50
+
+RELAY_WORKFLOW_ID = "relay"
+
+
+def projector_workflow_id(projection: str) -> str:
+    """The fixed id of a projection's projector workflow."""
+    return f"projector/{projection}"
+
+
+@workflow.defn
+class RelayWorkflow:
+    """Keeps the relay activity running forever, on whichever worker is alive."""
+
+    @workflow.run
+    async def run(self) -> None:
+        for _ in range(RUNS_PER_HISTORY):
+            await workflow.execute_activity_method(
+                RelayActivities.relay_events,
+                FollowInput(RUN_SECONDS),
+                start_to_close_timeout=timedelta(seconds=RUN_SECONDS + 60),
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=FOLLOWER_RETRY,
+            )
+        workflow.continue_as_new()
+
+
+@workflow.defn
+class ProjectorWorkflow:
+    """Keeps one projection's projector activity running forever."""
+
+    @workflow.run
+    async def run(self, projection: str) -> None:
+        for _ in range(RUNS_PER_HISTORY):
+            await workflow.execute_activity_method(
+                ProjectionActivities.project_events,
+                ProjectInput(projection, RUN_SECONDS),
+                start_to_close_timeout=timedelta(seconds=RUN_SECONDS + 60),
+                heartbeat_timeout=HEARTBEAT,
+                retry_policy=FOLLOWER_RETRY,
+            )
+        workflow.continue_as_new(projection)
