@@ -41,7 +41,7 @@ _READ_ALL = text(
     " FROM events WHERE position > :after ORDER BY position LIMIT :limit"
 )
 _IN_PROGRESS = text(
-    "SELECT count(*) FROM unnest(pg_snapshot_xip(CAST(:snapshot AS pg_snapshot))) AS x"
+    "SELECT count(*) FROM pg_snapshot_xip(CAST(:snapshot AS pg_snapshot)) AS x"
     " WHERE pg_xact_status(x) = 'in progress'"
 )
 
@@ -54,29 +54,37 @@ class PostgresEventStore:
 
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
-        if not streams or any(not s.events for s in streams):
-            raise ValueError("an append needs at least one event for every stream")
-        current = streams[0]
-        versions: dict[str, int] = {}
-        position = 0
         try:
             if len(streams) == 1:
                 # One statement is its own transaction: one round trip for the common case.
                 async with self._engine.connect() as conn:
                     auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    row = (await auto.execute(_APPEND, _append_params(current))).one()
-                    return AppendResult({current.stream_id: row.stream_version}, row.last_position)
+                    return await self.append_in(auto, *streams)
             async with self._engine.begin() as conn:
-                for current in streams:
-                    row = (await conn.execute(_APPEND, _append_params(current))).one()
-                    versions[current.stream_id] = row.stream_version
-                    position = max(position, row.last_position)
-            return AppendResult(versions, position)
-        except DBAPIError as error:
+                return await self.append_in(conn, *streams)
+        except (WrongExpectedVersion, UniqueKeyTaken, DBAPIError):
             replay = await self._already_appended(streams)
             if replay is not None:
                 return replay
-            raise _translate(error, current) from error
+            raise
+
+    async def append_in(self, conn: AsyncConnection, *streams: StreamAppend) -> AppendResult:
+        """Append inside the caller's transaction (which also owns commit and rollback)."""
+        if not streams or any(not s.events for s in streams):
+            raise ValueError("an append needs at least one event for every stream")
+        versions: dict[str, int] = {}
+        position = 0
+        for stream in streams:
+            try:
+                row = (await conn.execute(_APPEND, _append_params(stream))).one()
+            except DBAPIError as error:
+                business = _business_error(error, stream)
+                if business is None:
+                    raise
+                raise business from error
+            versions[stream.stream_id] = row.stream_version
+            position = max(position, row.last_position)
+        return AppendResult(versions, position)
 
     async def _already_appended(self, streams: Sequence[StreamAppend]) -> AppendResult | None:
         """The earlier result when every event was appended before with the same content."""
@@ -184,8 +192,8 @@ def _event_json(event: NewEvent) -> dict[str, Any]:
     }
 
 
-def _translate(error: DBAPIError, stream: StreamAppend) -> Exception:
-    """The domain error behind a failed append, or the database error itself."""
+def _business_error(error: DBAPIError, stream: StreamAppend) -> Exception | None:
+    """The event store error a failed append stands for, if it is one."""
     sqlstate = getattr(error.orig, "sqlstate", None)
     detail = getattr(getattr(error.orig, "diag", None), "message_detail", None) or ""
     if sqlstate == "SL001":
@@ -193,7 +201,7 @@ def _translate(error: DBAPIError, stream: StreamAppend) -> Exception:
     if sqlstate == "SL002":
         key = json.loads(detail)
         return UniqueKeyTaken(UniqueKey(key["scope"], key["value"]))
-    return error
+    return None
 
 
 def _recorded(row: Row[Any]) -> RecordedEvent:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from pydantic import ValidationError
 
     from runtime.config import Settings
@@ -95,18 +97,26 @@ def _serve_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]]) -> in
     """Run a long-lived service; SIGINT or SIGTERM cancels it so it shuts down cleanly."""
 
     async def supervise() -> None:
-        service = asyncio.create_task(serve())
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, service.cancel)
+        service = asyncio.create_task(serve())
+
+        def cancel_service(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(service.cancel)
+
+        # signal.signal rather than loop.add_signal_handler: a server that installs its own
+        # handlers while it runs (uvicorn does) then gets the signal alone, not both of us.
+        previous = {
+            signum: signal.signal(signum, cancel_service)
+            for signum in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             await service
         except asyncio.CancelledError:
             if not service.cancelled():
                 raise
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     asyncio.run(supervise())
     return 0

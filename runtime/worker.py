@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
@@ -36,15 +37,28 @@ def all_projections() -> list[Projection]:
     return [UsersProjection()]
 
 
+PROJECTION_NAMES = [p.name for p in all_projections()]
+
+
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled."""
+    engine = create_engine(settings.require_database_url(), pool_size=20)
+    try:
+        client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
+        worker = create_worker(settings, client, engine)
+        await start_followers(client, settings.temporal_task_queue, PROJECTION_NAMES)
+        log.info("worker polling task queue %s", settings.temporal_task_queue)
+        await worker.run()
+    finally:
+        await engine.dispose()
+
+
+def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Worker:
+    """A worker for every workflow and activity, its activities wired to real adapters."""
     database_url = settings.require_database_url()
     kafka_bootstrap = settings.require_kafka_bootstrap()
-    engine = create_engine(database_url, pool_size=20)
     store = PostgresEventStore(engine)
-    client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
-    projections = all_projections()
-    projectors = {p.name: Projector(engine, store, p) for p in projections}
+    projectors = {p.name: Projector(engine, store, p) for p in all_projections()}
 
     def publisher() -> KafkaEventPublisher:
         return KafkaEventPublisher(
@@ -57,7 +71,7 @@ async def run_worker(settings: Settings) -> None:
     users = UserActivities(Repository(store))
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url)
-    worker = Worker(
+    return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[RegisterUserWorkflow, RelayWorkflow, ProjectorWorkflow],
@@ -68,12 +82,6 @@ async def run_worker(settings: Settings) -> None:
         ],
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
-    try:
-        await start_followers(client, settings.temporal_task_queue, [p.name for p in projections])
-        log.info("worker polling task queue %s", settings.temporal_task_queue)
-        await worker.run()
-    finally:
-        await engine.dispose()
 
 
 async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:

@@ -1,0 +1,93 @@
+"""User rules: given past events, when a command, then events or an error."""
+
+from __future__ import annotations
+
+import pytest
+
+from domain.errors import InvalidInput
+from domain.users import (
+    EmailAlreadyInUse,
+    User,
+    UserAlreadyExists,
+    UserEmailChanged,
+    UserLocked,
+    UserNotFound,
+    UserRegistered,
+    UserStatus,
+    UserUnlocked,
+    check_password,
+    normalise_email,
+    normalise_name,
+)
+
+
+def registered(user_id: str = "u1") -> User:
+    return User.replay(user_id, [UserRegistered(user_id, "ann@example.com", "Ann", "hash")])
+
+
+def test_register_records_normalised_email_and_name() -> None:
+    user = User("u1")
+    event = user.register("  Ann@Example.COM ", " Ann ", "hash")
+    assert event == UserRegistered("u1", "ann@example.com", "Ann", "hash")
+    assert user.pending == [event]
+    assert user.email == "ann@example.com"
+
+
+def test_registering_twice_is_rejected() -> None:
+    with pytest.raises(UserAlreadyExists):
+        registered().register("bob@example.com", "Bob", "hash")
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["", "plain", "a@b", "a b@example.com", "a@-example.com", "é@example.com", "a@" + "x" * 300],
+)
+def test_invalid_emails_are_rejected(email: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        normalise_email(email)
+    assert raised.value.field == "email"
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201, "bad\x00name", "tab\tname"])
+def test_invalid_names_are_rejected(name: str) -> None:
+    with pytest.raises(InvalidInput) as raised:
+        normalise_name(name)
+    assert raised.value.field == "name"
+
+
+@pytest.mark.parametrize("password", ["short", "x" * 257])
+def test_passwords_outside_the_length_bounds_are_rejected(password: str) -> None:
+    with pytest.raises(InvalidInput):
+        check_password(password)
+
+
+def test_change_email_records_old_and_new_address() -> None:
+    user = registered()
+    event = user.change_email("New@Example.com")
+    assert event == UserEmailChanged("u1", "ann@example.com", "new@example.com")
+    assert user.email == "new@example.com"
+
+
+def test_changing_to_the_same_email_records_nothing() -> None:
+    user = registered()
+    assert user.change_email("ANN@example.com") is None
+    assert user.pending == []
+
+
+def test_changing_email_of_an_unknown_user_is_rejected() -> None:
+    with pytest.raises(UserNotFound):
+        User("nobody").change_email("x@example.com")
+
+
+def test_lock_and_unlock_change_status() -> None:
+    user = User.replay(
+        "u1", [UserRegistered("u1", "a@example.com", "A", "h"), UserLocked("u1", "x")]
+    )
+    assert user.status is UserStatus.LOCKED
+    user.apply(UserUnlocked("u1"))
+    assert user.status is UserStatus.ACTIVE
+    assert user.version == 2
+
+
+def test_email_in_use_error_names_the_address() -> None:
+    assert "ann@example.com" in EmailAlreadyInUse("ann@example.com").message

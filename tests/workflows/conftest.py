@@ -1,0 +1,51 @@
+"""A worker running in the test process against the session's real Temporal and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+
+from adapters.database import create_engine
+from adapters.event_store import PostgresEventStore
+from adapters.temporal import connect
+from runtime.config import Settings
+from runtime.worker import create_worker
+
+
+@pytest.fixture(scope="session")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=20)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def store(engine: AsyncEngine) -> PostgresEventStore:
+    return PostgresEventStore(engine)
+
+
+@pytest.fixture(scope="session")
+async def client(temporal_address: str) -> Client:
+    return await connect(temporal_address, "default")
+
+
+@pytest.fixture(scope="session")
+def task_queue() -> str:
+    return f"test-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="session")
+async def worker(
+    settings: Settings, client: Client, engine: AsyncEngine, task_queue: str
+) -> AsyncIterator[None]:
+    worker_settings = settings.model_copy(update={"temporal_task_queue": task_queue})
+    running = asyncio.create_task(create_worker(worker_settings, client, engine).run())
+    yield
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running

@@ -1,0 +1,103 @@
+"""RegisterUser through a real Temporal dev server: deduplicated, rejections are outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+
+import pytest
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.testing import ActivityEnvironment
+
+from activities.users import UserActivities
+from adapters.event_store import PostgresEventStore
+from domain.repository import Repository
+from domain.users import RegisterUser
+from workflows.commands import CommandOutcome
+from workflows.users import RegisterUserWorkflow, register_user_workflow_id
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+def register_command(email: str | None = None) -> RegisterUser:
+    command_id = str(uuid.uuid4())
+    return RegisterUser(
+        command_id=command_id,
+        user_id=f"user-{command_id}",
+        email=email or f"{command_id}@example.com",
+        name="Test User",
+        password_hash="hash",
+    )
+
+
+async def send(client: Client, task_queue: str, command: RegisterUser) -> CommandOutcome:
+    workflow_id = register_user_workflow_id(command.command_id)
+    try:
+        handle = await client.start_workflow(
+            RegisterUserWorkflow.run,
+            command,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle(workflow_id, result_type=CommandOutcome)
+    return await handle.result()
+
+
+async def test_register_user_appends_one_event_and_returns_its_position(
+    client: Client, task_queue: str, store: PostgresEventStore
+) -> None:
+    command = register_command()
+    outcome = await send(client, task_queue, command)
+    assert outcome.rejection is None and outcome.result is not None
+    (event,) = await store.read_stream(command.user_id)
+    assert event.type == "UserRegistered"
+    assert event.position == outcome.result.position
+    assert event.metadata["command_id"] == command.command_id
+
+
+async def test_the_same_command_sent_twice_concurrently_runs_once(
+    client: Client, task_queue: str, store: PostgresEventStore
+) -> None:
+    command = register_command()
+    first, second = await asyncio.gather(
+        send(client, task_queue, command), send(client, task_queue, command)
+    )
+    assert first == second
+    assert len(await store.read_stream(command.user_id)) == 1
+    again = await send(client, task_queue, command)
+    assert again == first
+    assert len(await store.read_stream(command.user_id)) == 1
+
+
+async def test_a_taken_email_is_a_rejection_and_appends_nothing(
+    client: Client, task_queue: str, store: PostgresEventStore
+) -> None:
+    first = register_command()
+    await send(client, task_queue, first)
+    second = register_command(email=first.email)
+    outcome = await send(client, task_queue, second)
+    assert outcome.result is None
+    assert outcome.rejection is not None
+    assert outcome.rejection.type == "EmailAlreadyInUse"
+    assert await store.read_stream(second.user_id) == []
+
+
+async def test_a_retried_register_activity_appends_nothing_twice(
+    store: PostgresEventStore,
+) -> None:
+    command = register_command()
+    activities = UserActivities(Repository(store))
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(
+        environment.info, workflow_id=register_user_workflow_id(command.command_id)
+    )
+    first = await environment.run(activities.register_user, command)
+    retried = await environment.run(activities.register_user, command)
+    assert retried == first
+    assert len(await store.read_stream(command.user_id)) == 1
