@@ -57,3 +57,13 @@ checkpoints = Table(
     Column("position", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("stream_id", Text, primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("aggregate_type", Text, nullable=False),
+    Column("schema_version", SmallInteger, nullable=False),
+    Column("state", JSONB, nullable=False),
+)

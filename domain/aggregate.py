@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Self
+from typing import ClassVar, Self
 
-from domain.events import DomainEvent
+from domain.events import DomainEvent, JsonDict
 
 
 class Aggregate:
     """A consistency boundary whose state is the fold of its events."""
+
+    snapshot_every: ClassVar[int | None] = None
+    """Take a snapshot every this many events (None: never); the repository can override it."""
+    snapshot_schema: ClassVar[int] = 1
+    """Bump when `snapshot_state` changes shape: older snapshots are then ignored."""
 
     def __init__(self, aggregate_id: str) -> None:
         self.id = aggregate_id
@@ -17,14 +22,25 @@ class Aggregate:
         self.pending: list[DomainEvent] = []
 
     @classmethod
-    def replay(cls, aggregate_id: str, events: Iterable[DomainEvent], version: int = 0) -> Self:
-        """Rebuild state from past events (after a snapshot taken at `version`)."""
+    def replay(cls, aggregate_id: str, events: Iterable[DomainEvent]) -> Self:
+        """Rebuild state from all past events."""
         aggregate = cls(aggregate_id)
-        aggregate.version = version
-        for event in events:
-            aggregate.apply(event)
-            aggregate.version += 1
+        aggregate.fold(events)
         return aggregate
+
+    @classmethod
+    def from_snapshot(cls, aggregate_id: str, state: JsonDict, version: int) -> Self:
+        """Rebuild state from a snapshot taken at `version`; newer events are folded after."""
+        aggregate = cls(aggregate_id)
+        aggregate.restore_state(state)
+        aggregate.version = version
+        return aggregate
+
+    def fold(self, events: Iterable[DomainEvent]) -> None:
+        """Apply stored events, counting versions."""
+        for event in events:
+            self.apply(event)
+            self.version += 1
 
     def record(self, event: DomainEvent) -> DomainEvent:
         """Apply a new event and keep it to be saved."""
@@ -40,3 +56,11 @@ class Aggregate:
     def apply(self, event: DomainEvent) -> None:
         """Change state for one event; never checks rules."""
         raise NotImplementedError
+
+    def snapshot_state(self) -> JsonDict:
+        """The state as JSON-compatible values, for a snapshot."""
+        raise NotImplementedError(f"{type(self).__name__} does not take snapshots")
+
+    def restore_state(self, state: JsonDict) -> None:
+        """Set the state from `snapshot_state`'s output."""
+        raise NotImplementedError(f"{type(self).__name__} does not take snapshots")

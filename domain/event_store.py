@@ -79,6 +79,29 @@ class EventPage:
     next_position: int
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """An aggregate's state at a version, so loading need not replay every event."""
+
+    stream_id: str
+    version: int
+    aggregate_type: str
+    schema_version: int
+    state: JsonDict
+
+
+class SnapshotStore(Protocol):
+    """Where snapshots are kept; a snapshot is a cache, never the truth."""
+
+    async def load(self, stream_id: str) -> Snapshot | None:
+        """The newest snapshot of a stream, if any."""
+        ...
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Keep a snapshot unless a newer one is already stored."""
+        ...
+
+
 class WrongExpectedVersion(Exception):
     """The stream moved on since the caller read it."""
 

@@ -1,8 +1,8 @@
-"""Loading aggregates from their streams and saving what they recorded."""
+"""Loading aggregates (snapshot + newer events) and saving what they recorded."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 from uuid import UUID
 
@@ -12,27 +12,43 @@ from domain.event_store import (
     AppendResult,
     EventStore,
     NewEvent,
+    Snapshot,
+    SnapshotStore,
     StreamAppend,
     UniqueKey,
+    WrongExpectedVersion,
 )
 from domain.events import JsonDict, from_data, to_data, type_name
 
 A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
 EventIds = Callable[[int], UUID]
 """Gives the id of the n-th event a save appends; deterministic ids make saves idempotent."""
 
 
 class Repository:
-    """Aggregates in and out of an event store."""
+    """Aggregates in and out of an event store, with optional snapshots."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: Mapping[str, int] | None = None,
+    ) -> None:
         self._store = store
+        self._snapshots = snapshots
+        self._snapshot_every = dict(snapshot_every or {})
 
     async def load(self, cls: type[A], aggregate_id: str) -> A:
         """The aggregate as of its newest event (a fresh one if the stream is empty)."""
-        recorded = await self._store.read_stream(aggregate_id)
-        events = [from_data(r.type, r.data, r.schema_version) for r in recorded]
-        return cls.replay(aggregate_id, events)
+        snapshot = await self._usable_snapshot(cls, aggregate_id)
+        if snapshot is None:
+            aggregate = cls(aggregate_id)
+        else:
+            aggregate = cls.from_snapshot(aggregate_id, snapshot.state, snapshot.version)
+        recorded = await self._store.read_stream(aggregate_id, from_version=aggregate.version + 1)
+        aggregate.fold(from_data(r.type, r.data, r.schema_version) for r in recorded)
+        return aggregate
 
     async def save(
         self,
@@ -53,10 +69,47 @@ class Repository:
             )
             for index, event in enumerate(aggregate.pending)
         ]
-        expected = aggregate.version if aggregate.version else NO_STREAM
+        loaded_at = aggregate.version
         result = await self._store.append(
-            StreamAppend(aggregate.id, new_events, expected, claims, releases)
+            StreamAppend(aggregate.id, new_events, loaded_at or NO_STREAM, claims, releases)
         )
         aggregate.version = result.versions[aggregate.id]
         aggregate.pending.clear()
+        await self._maybe_snapshot(aggregate, loaded_at)
         return result
+
+    def snapshot_interval(self, cls: type[Aggregate]) -> int | None:
+        """How many events apart this repository snapshots an aggregate type."""
+        return self._snapshot_every.get(cls.__name__, cls.snapshot_every)
+
+    async def _usable_snapshot(self, cls: type[Aggregate], aggregate_id: str) -> Snapshot | None:
+        if self._snapshots is None or not self.snapshot_interval(cls):
+            return None
+        snapshot = await self._snapshots.load(aggregate_id)
+        if snapshot is None or snapshot.aggregate_type != cls.__name__:
+            return None
+        return snapshot if snapshot.schema_version == cls.snapshot_schema else None
+
+    async def _maybe_snapshot(self, aggregate: Aggregate, loaded_at: int) -> None:
+        every = self.snapshot_interval(type(aggregate))
+        if self._snapshots is None or not every or aggregate.version // every == loaded_at // every:
+            return
+        await self._snapshots.save(
+            Snapshot(
+                stream_id=aggregate.id,
+                version=aggregate.version,
+                aggregate_type=type(aggregate).__name__,
+                schema_version=type(aggregate).snapshot_schema,
+                state=aggregate.snapshot_state(),
+            )
+        )
+
+
+async def retry_on_conflict(attempt: Callable[[], Awaitable[T]], attempts: int = 10) -> T:
+    """Run load-decide-save again when another writer moved the stream in between."""
+    for _ in range(attempts - 1):
+        try:
+            return await attempt()
+        except WrongExpectedVersion:
+            continue
+    return await attempt()

@@ -10,7 +10,7 @@ from enum import StrEnum
 from domain.aggregate import Aggregate
 from domain.errors import DomainError, InvalidInput
 from domain.event_store import UniqueKey
-from domain.events import DomainEvent, event_type
+from domain.events import DomainEvent, JsonDict, event_type
 
 EMAIL_SCOPE = "user_email"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -152,6 +152,8 @@ def email_key(email: str) -> UniqueKey:
 class User(Aggregate):
     """A person who can sign in and own accounts."""
 
+    snapshot_every = 100
+
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.email = ""
@@ -175,6 +177,20 @@ class User(Aggregate):
         event = UserEmailChanged(self.id, self.email, email)
         self.record(event)
         return event
+
+    def snapshot_state(self) -> JsonDict:
+        return {
+            "email": self.email,
+            "name": self.name,
+            "password_hash": self.password_hash,
+            "status": self.status.value,
+        }
+
+    def restore_state(self, state: JsonDict) -> None:
+        self.email = state["email"]
+        self.name = state["name"]
+        self.password_hash = state["password_hash"]
+        self.status = UserStatus(state["status"])
 
     def _require_exists(self) -> None:
         if not self.exists:

@@ -16,6 +16,7 @@ from activities.users import UserActivities
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
+from adapters.snapshots import PostgresSnapshotStore
 from adapters.temporal import connect
 from domain.repository import Repository
 from projections.projector import Projection, Projector
@@ -68,7 +69,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             idempotent=settings.kafka_idempotent_producer,
         )
 
-    users = UserActivities(Repository(store))
+    users = UserActivities(Repository(store, PostgresSnapshotStore(engine)))
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url)
     return Worker(
