@@ -34,11 +34,15 @@ _APPEND = text(
     " CAST(:releases AS jsonb))"
 )
 
-# One statement, so the rows and the snapshot describe the same instant.
+# One statement, so the rows and the snapshot describe the same instant. Every row's position
+# is needed to see gaps, but payloads only of the wanted types.
 _READ_ALL = text(
-    "SELECT position, stream_id, version, event_id, type, schema_version, data, metadata,"
-    " recorded_at, pg_current_snapshot()::text AS snapshot"
-    " FROM events WHERE position > :after ORDER BY position LIMIT :limit"
+    "SELECT position, stream_id, version, event_id, type, schema_version, recorded_at,"
+    " CASE WHEN wanted THEN data END AS data, CASE WHEN wanted THEN metadata END AS metadata,"
+    " (SELECT pg_current_snapshot()::text) AS snapshot"
+    " FROM events, LATERAL (SELECT CAST(:types AS text[]) IS NULL"
+    " OR type = ANY(CAST(:types AS text[])) AS wanted) AS w"
+    " WHERE position > :after ORDER BY position LIMIT :limit"
 )
 _IN_PROGRESS = text(
     "SELECT count(*) FROM pg_snapshot_xip(CAST(:snapshot AS pg_snapshot)) AS x"
@@ -139,14 +143,18 @@ class PostgresEventStore:
         those transactions have ended: we wait for that (bounded), read again, and treat what
         is still missing below that horizon as rolled back. Past the horizon we stop at a gap.
         """
+        params = {
+            "after": after_position,
+            "limit": limit,
+            "types": None if types is None else list(types),
+        }
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(_READ_ALL, {"after": after_position, "limit": limit})).all()
+            rows = (await conn.execute(_READ_ALL, params)).all()
             await conn.rollback()
             taken = _walk(rows, after_position, horizon=after_position)
             if len(taken) < len(rows):
                 horizon = rows[-1].position
                 if await _wait_for_writers(conn, rows[0].snapshot, wait_seconds):
-                    params = {"after": after_position, "limit": limit}
                     rows = (await conn.execute(_READ_ALL, params)).all()
                     await conn.rollback()
                     taken = _walk(rows, after_position, horizon)

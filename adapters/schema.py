@@ -67,3 +67,14 @@ snapshots = Table(
     Column("schema_version", SmallInteger, nullable=False),
     Column("state", JSONB, nullable=False),
 )
+
+projection_failures = Table(
+    "projection_failures",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("position", BigInteger, nullable=False),
+    Column("event_id", Uuid, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

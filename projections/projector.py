@@ -1,23 +1,47 @@
-"""Runs projections: each follows the global order and moves its checkpoint with its rows."""
+"""Runs projections: each follows the global order and moves its checkpoint with its rows.
+
+A projection that fails on an event stops there: the event and the error are recorded, the
+checkpoint stays before it, and nothing after it is applied until an operator retries (the
+projector tries the event again) or skips it (the checkpoint moves past it).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
+from adapters.schema import events, projection_failures
 from domain.event_store import EventStore, RecordedEvent
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the database is unreachable", not "this event breaks the projection":
+# the projector's caller retries them; they never stop the projection.
+OUTAGES = (OperationalError, InterfaceError, OSError)
 
 
 class Projection(Protocol):
-    """A read model: its name, the events it reads, and how one event changes its rows."""
+    """A read model: its name, tables, the events it reads, how one event changes its rows."""
 
     name: str
+    tables: tuple[str, ...]
     event_types: tuple[str, ...]
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         """Change the read model for one event."""
+        ...
+
+    def writing_to(self, tables: dict[str, str]) -> Projection:
+        """The same projection writing into other tables (live name -> other name)."""
         ...
 
 
@@ -26,29 +50,164 @@ def checkpoint_name(projection_name: str) -> str:
     return f"projection:{projection_name}"
 
 
+@dataclass(frozen=True)
+class ProjectionFailure:
+    """The event a projection stopped on, and why."""
+
+    position: int
+    event_id: str
+    event_type: str
+    error: str
+    failed_at: datetime
+
+
+@dataclass(frozen=True)
+class ProjectionStatus:
+    """Where a projection is, how far behind the head, and whether it stopped."""
+
+    name: str
+    position: int
+    lag: int
+    failure: ProjectionFailure | None
+
+
 class Projector:
     """Brings one projection up to date, batch by batch, exactly once per event."""
 
     def __init__(
-        self, engine: AsyncEngine, store: EventStore, projection: Projection, batch_size: int = 500
+        self,
+        engine: AsyncEngine,
+        store: EventStore,
+        projection: Projection,
+        batch_size: int = 500,
+        checkpoint: str | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
         self._projection = projection
         self._batch_size = batch_size
-        self._checkpoint = checkpoint_name(projection.name)
+        self._checkpoint = checkpoint or checkpoint_name(projection.name)
+
+    @property
+    def checkpoint(self) -> str:
+        """The name of the checkpoint this projector moves."""
+        return self._checkpoint
 
     async def run_batch(self, wait_seconds: float = 0.5) -> int:
-        """Apply the next batch of events; returns how far the checkpoint moved (0: up to date)."""
+        """Apply the next batch; returns how far the checkpoint moved (0: up to date or stopped)."""
         async with self._engine.begin() as conn:
+            if await _failure(conn, self._checkpoint) is not None:
+                return 0
             position = await checkpoints.load(conn, self._checkpoint)
         page = await self._store.read_all(
             position, self._batch_size, self._projection.event_types, wait_seconds
         )
         if page.next_position == position:
             return 0
-        async with self._engine.begin() as conn:
-            for event in page.events:
-                await self._projection.apply(conn, event)
-            await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
+        try:
+            async with self._engine.begin() as conn:
+                await self.apply_in(conn, page.events)
+                await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
+        except OUTAGES:
+            raise
+        except checkpoints.CheckpointMoved:
+            raise
+        except Exception:
+            return await self._one_by_one(position, page.events, page.next_position)
         return page.next_position - position
+
+    async def apply_in(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
+        """Apply events inside the caller's transaction."""
+        for event in batch:
+            await self._projection.apply(conn, event)
+
+    async def _one_by_one(
+        self, position: int, batch: Sequence[RecordedEvent], batch_end: int
+    ) -> int:
+        """Apply a failed batch event by event, to stop exactly before the event that fails."""
+        start = position
+        for event in batch:
+            try:
+                async with self._engine.begin() as conn:
+                    await self._projection.apply(conn, event)
+                    await checkpoints.advance(conn, self._checkpoint, position, event.position)
+            except OUTAGES:
+                raise
+            except checkpoints.CheckpointMoved:
+                raise
+            except Exception as error:
+                await self._stop_at(position, event, error)
+                return position - start
+            position = event.position
+        async with self._engine.begin() as conn:
+            await checkpoints.advance(conn, self._checkpoint, position, batch_end)
+        return batch_end - start
+
+    async def _stop_at(self, position: int, event: RecordedEvent, error: Exception) -> None:
+        log.error(
+            "projection %s stopped at position %d (%s): %r",
+            self._checkpoint,
+            event.position,
+            event.type,
+            error,
+        )
+        async with self._engine.begin() as conn:
+            await checkpoints.advance(conn, self._checkpoint, position, event.position - 1)
+            await conn.execute(
+                insert(projection_failures).values(
+                    name=self._checkpoint,
+                    position=event.position,
+                    event_id=event.event_id,
+                    event_type=event.type,
+                    error=f"{type(error).__name__}: {error}"[:2000],
+                )
+            )
+
+
+async def status(engine: AsyncEngine, names: Sequence[str]) -> list[ProjectionStatus]:
+    """Position, lag and failure of each named projection."""
+    async with engine.begin() as conn:
+        head = (
+            await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))
+        ).scalar_one()
+        result = []
+        for name in names:
+            checkpoint = checkpoint_name(name)
+            position = await checkpoints.load(conn, checkpoint)
+            result.append(
+                ProjectionStatus(name, position, head - position, await _failure(conn, checkpoint))
+            )
+    return result
+
+
+async def retry(engine: AsyncEngine, name: str) -> bool:
+    """Let a stopped projection try its failed event again; False if it was not stopped."""
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            delete(projection_failures).where(projection_failures.c.name == checkpoint_name(name))
+        )
+    return bool(result.rowcount)
+
+
+async def skip(engine: AsyncEngine, name: str) -> int | None:
+    """Move a stopped projection past its failed event; the skipped position, or None."""
+    checkpoint = checkpoint_name(name)
+    async with engine.begin() as conn:
+        failure = await _failure(conn, checkpoint)
+        if failure is None:
+            return None
+        await checkpoints.advance(conn, checkpoint, failure.position - 1, failure.position)
+        await conn.execute(
+            delete(projection_failures).where(projection_failures.c.name == checkpoint)
+        )
+    return failure.position
+
+
+async def _failure(conn: AsyncConnection, checkpoint: str) -> ProjectionFailure | None:
+    query = select(projection_failures).where(projection_failures.c.name == checkpoint)
+    row = (await conn.execute(query)).one_or_none()
+    if row is None:
+        return None
+    return ProjectionFailure(
+        row.position, str(row.event_id), row.event_type, row.error, row.failed_at
+    )

@@ -12,19 +12,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.event_store import RecordedEvent
 from domain.users import UserStatus
 
-metadata = MetaData()
 
-users = Table(
-    "users",
-    metadata,
-    Column("id", Text, primary_key=True),
-    Column("email", Text, nullable=False, unique=True),
-    Column("name", Text, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("registered_at", DateTime(timezone=True), nullable=False),
-    Column("last_updated", DateTime(timezone=True), nullable=False),
-    Column("version", Integer, nullable=False),
-)
+def users_table(name: str = "users") -> Table:
+    """The users table, or a same-shaped table a rebuild fills before swapping it in."""
+    return Table(
+        name,
+        MetaData(),
+        Column("id", Text, primary_key=True),
+        Column("email", Text, nullable=False, unique=True),
+        Column("name", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("registered_at", DateTime(timezone=True), nullable=False),
+        Column("last_updated", DateTime(timezone=True), nullable=False),
+        Column("version", Integer, nullable=False),
+    )
+
+
+users = users_table()
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,7 @@ class UsersProjection:
     """Keeps the `users` table in step with user events."""
 
     name: str = "users"
+    tables: tuple[str, ...] = ("users",)
     event_types: tuple[str, ...] = (
         "UserRegistered",
         "UserEmailChanged",
@@ -51,12 +56,19 @@ class UsersProjection:
         "UserUnlocked",
     )
 
+    def __init__(self, table: Table = users) -> None:
+        self._table = table
+
+    def writing_to(self, tables: dict[str, str]) -> UsersProjection:
+        """The same projection writing into other tables (live name -> other name)."""
+        return UsersProjection(users_table(tables["users"]))
+
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         """Update the user's row for one event; replaying an event changes nothing."""
         data = event.data
         if event.type == "UserRegistered":
             await conn.execute(
-                insert(users)
+                insert(self._table)
                 .values(
                     id=event.stream_id,
                     email=data["email"],
@@ -66,7 +78,7 @@ class UsersProjection:
                     last_updated=event.recorded_at,
                     version=event.version,
                 )
-                .on_conflict_do_nothing(index_elements=[users.c.id])
+                .on_conflict_do_nothing(index_elements=[self._table.c.id])
             )
             return
         changes: dict[str, object] = {}
@@ -76,9 +88,10 @@ class UsersProjection:
             changes["status"] = UserStatus.LOCKED.value
         elif event.type == "UserUnlocked":
             changes["status"] = UserStatus.ACTIVE.value
+        table = self._table
         await conn.execute(
-            update(users)
-            .where(users.c.id == event.stream_id, users.c.version < event.version)
+            update(table)
+            .where(table.c.id == event.stream_id, table.c.version < event.version)
             .values(**changes, last_updated=event.recorded_at, version=event.version)
         )
 

@@ -25,8 +25,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the `sagaline` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
-    command: Callable[[Settings], int] = args.command
-    sys.exit(_run(command))
+    command: Callable[[Settings, argparse.Namespace], int] = args.command
+    sys.exit(_run(lambda settings: command(settings, args)))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +43,25 @@ def _parser() -> argparse.ArgumentParser:
         ("migrate", _migrate, "apply database migrations"),
     ):
         commands.add_parser(name, help=summary, description=summary).set_defaults(command=handler)
+    _add_projection_commands(commands)
     return parser
+
+
+def _add_projection_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    summary = "inspect, rebuild, retry or skip projections"
+    group = commands.add_parser("projections", help=summary, description=summary)
+    actions = group.add_subparsers(title="actions", required=True, metavar="ACTION")
+    actions.add_parser("status", help="position, lag and failure of every projection").set_defaults(
+        command=_projections_status
+    )
+    for name, handler, text in (
+        ("rebuild", _projections_rebuild, "replay into fresh tables, then swap them in"),
+        ("retry", _projections_retry, "let a stopped projection try its failed event again"),
+        ("skip", _projections_skip, "move a stopped projection past its failed event"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("name", help="the projection's name (see `projections status`)")
+        action.set_defaults(command=handler)
 
 
 def _run(command: Callable[[Settings], int]) -> int:
@@ -68,29 +86,53 @@ def _run(command: Callable[[Settings], int]) -> int:
         return FAILURE
 
 
-def _up(settings: Settings) -> int:
+def _up(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.stack import up
 
     return up(settings)
 
 
-def _worker(settings: Settings) -> int:
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.worker import run_worker
 
     return _serve_until_signalled(lambda: run_worker(settings))
 
 
-def _api(settings: Settings) -> int:
+def _api(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.api_server import serve_api
 
     return _serve_until_signalled(lambda: serve_api(settings))
 
 
-def _migrate(settings: Settings) -> int:
+def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.migrate import migrate
 
     migrate(settings.require_database_url())
     return 0
+
+
+def _projections_status(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.projections import print_status
+
+    return asyncio.run(print_status(settings))
+
+
+def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.projections import rebuild
+
+    return asyncio.run(rebuild(settings, args.name))
+
+
+def _projections_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.projections import retry
+
+    return asyncio.run(retry(settings, args.name))
+
+
+def _projections_skip(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.projections import skip
+
+    return asyncio.run(skip(settings, args.name))
 
 
 def _serve_until_signalled(serve: Callable[[], Coroutine[Any, Any, None]]) -> int:

@@ -19,8 +19,8 @@ from adapters.kafka import KafkaEventPublisher
 from adapters.snapshots import PostgresSnapshotStore
 from adapters.temporal import connect
 from domain.repository import Repository
-from projections.projector import Projection, Projector
-from projections.users import UsersProjection
+from projections.catalog import all_projections, projection_names
+from projections.projector import Projector
 from runtime.config import Settings
 from workflows.followers import (
     RELAY_WORKFLOW_ID,
@@ -33,21 +33,13 @@ from workflows.users import RegisterUserWorkflow
 log = logging.getLogger(__name__)
 
 
-def all_projections() -> list[Projection]:
-    """Every read model the worker keeps up to date."""
-    return [UsersProjection()]
-
-
-PROJECTION_NAMES = [p.name for p in all_projections()]
-
-
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled."""
     engine = create_engine(settings.require_database_url(), pool_size=20)
     try:
         client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         worker = create_worker(settings, client, engine)
-        await start_followers(client, settings.temporal_task_queue, PROJECTION_NAMES)
+        await start_followers(client, settings.temporal_task_queue, projection_names())
         log.info("worker polling task queue %s", settings.temporal_task_queue)
         await worker.run()
     finally:

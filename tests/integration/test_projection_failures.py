@@ -1,0 +1,106 @@
+"""A projection that fails on an event stops there, visibly, until retried or skipped."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.event_store import PostgresEventStore
+from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
+from projections import projector
+from projections.projector import Projector
+
+
+class TallyProjection:
+    """Counts one test's tally events; fails while an event says `poison`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.event_types = (f"Tallied_{name}",)
+        self.tables = (name,)
+        self.table = Table(
+            name, MetaData(), Column("id", Text, primary_key=True), Column("n", Integer)
+        )
+        self.cured = False
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        if event.data.get("poison") and not self.cured:
+            raise ValueError("cannot tally poison")
+        await conn.execute(self.table.insert().values(id=str(event.event_id), n=event.data["n"]))
+
+    def writing_to(self, tables: dict[str, str]) -> TallyProjection:
+        raise NotImplementedError("not rebuilt in these tests")
+
+    async def count(self, engine: AsyncEngine) -> int:
+        async with engine.connect() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(self.table))).scalar_one()
+            )
+
+
+async def setup(engine: AsyncEngine, store: PostgresEventStore) -> tuple[TallyProjection, int]:
+    projection = TallyProjection(f"tally_{uuid.uuid4().hex[:12]}")
+    async with engine.begin() as conn:
+        await conn.run_sync(projection.table.metadata.create_all)
+    stream = f"tally-{uuid.uuid4()}"
+    kind = projection.event_types[0]
+    events = [NewEvent(uuid.uuid4(), kind, {"n": n, "poison": n == 3}) for n in range(6)]
+    result = await store.append(StreamAppend(stream, events, NO_STREAM))
+    return projection, result.position - 2  # position of the poison event (n == 3)
+
+
+async def run_to_end(tally: Projector) -> None:
+    while await tally.run_batch(wait_seconds=0.1):
+        pass
+
+
+async def test_a_failing_event_stops_the_projection_before_it_and_is_reported(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    projection, poison_position = await setup(engine, store)
+    tally = Projector(engine, store, projection)
+
+    await run_to_end(tally)
+
+    assert await projection.count(engine) == 3
+    (status,) = await projector.status(engine, [projection.name])
+    assert status.position == poison_position - 1
+    assert status.failure is not None
+    assert status.failure.position == poison_position
+    assert status.failure.event_type == projection.event_types[0]
+    assert "cannot tally poison" in status.failure.error
+    assert await tally.run_batch() == 0
+    assert await projection.count(engine) == 3
+
+
+async def test_skip_moves_past_the_failed_event_and_the_rest_is_applied(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    projection, poison_position = await setup(engine, store)
+    tally = Projector(engine, store, projection)
+    await run_to_end(tally)
+
+    assert await projector.skip(engine, projection.name) == poison_position
+    await run_to_end(tally)
+
+    assert await projection.count(engine) == 5
+    (status,) = await projector.status(engine, [projection.name])
+    assert status.failure is None
+    assert status.position >= poison_position + 2
+
+
+async def test_retry_applies_the_failed_event_once_the_cause_is_fixed(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    projection, _ = await setup(engine, store)
+    tally = Projector(engine, store, projection)
+    await run_to_end(tally)
+
+    projection.cured = True
+    assert await projector.retry(engine, projection.name)
+    await run_to_end(tally)
+
+    assert await projection.count(engine) == 6
+    assert not await projector.retry(engine, projection.name)
