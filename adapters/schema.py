@@ -78,3 +78,11 @@ projection_failures = Table(
     Column("error", Text, nullable=False),
     Column("failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+processed_messages = Table(
+    "processed_messages",
+    metadata,
+    Column("handler", Text, primary_key=True),
+    Column("message_id", Text, primary_key=True),
+    Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
