@@ -28,7 +28,7 @@ def rejection(error: DomainError) -> ApplicationError:
     """A non-retryable failure whose type names the business error."""
     field = error.field if isinstance(error, InvalidInput) else None
     return ApplicationError(
-        error.message, {"field": field}, type=type(error).__name__, non_retryable=True
+        error.message, {"field": field}, type=error.error_code, non_retryable=True
     )
 
 

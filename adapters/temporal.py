@@ -5,16 +5,22 @@ from __future__ import annotations
 import asyncio
 
 from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 
 
 async def connect(address: str, namespace: str, wait_seconds: float = 30.0) -> Client:
-    """Connect to Temporal, retrying while the frontend is still starting."""
+    """Connect to Temporal, retrying while the frontend is still starting.
+
+    Payloads go through pydantic, so exact decimals and dataclasses survive the round trip.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
         try:
-            return await Client.connect(address, namespace=namespace)
+            return await Client.connect(
+                address, namespace=namespace, data_converter=pydantic_data_converter
+            )
         except (RPCError, RuntimeError, OSError):
             if loop.time() >= deadline:
                 raise

@@ -6,9 +6,17 @@ from __future__ import annotations
 class DomainError(Exception):
     """A command the business rules reject; the message is safe to show a client."""
 
+    code: str | None = None
+    """The name clients know this rejection by; the class name unless set."""
+
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def error_code(self) -> str:
+        """The name clients know this rejection by."""
+        return self.code or type(self).__name__
 
 
 class InvalidInput(DomainError):

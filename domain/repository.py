@@ -59,23 +59,54 @@ class Repository:
         releases: Sequence[UniqueKey] = (),
     ) -> AppendResult:
         """Append the recorded events, expecting the version the aggregate was loaded at."""
-        new_events = [
-            NewEvent(
-                event_id=event_ids(index),
-                type=type_name(event),
-                data=to_data(event),
-                metadata=metadata,
-                schema_version=type(event).schema_version,
+        return await self.save_all([aggregate], event_ids, metadata, claims, releases)
+
+    async def save_all(
+        self,
+        aggregates: Sequence[Aggregate],
+        event_ids: EventIds,
+        metadata: JsonDict,
+        claims: Sequence[UniqueKey] = (),
+        releases: Sequence[UniqueKey] = (),
+    ) -> AppendResult:
+        """Save several aggregates atomically; claims and releases go with the first.
+
+        Aggregates that recorded nothing are left out; if none did, nothing is appended and
+        the result holds their versions and position 0.
+        """
+        changed = [a for a in aggregates if a.pending]
+        if not changed:
+            return AppendResult({a.id: a.version for a in aggregates}, 0)
+        appends = []
+        index = 0
+        for number, aggregate in enumerate(changed):
+            new_events = []
+            for event in aggregate.pending:
+                new_events.append(
+                    NewEvent(
+                        event_id=event_ids(index),
+                        type=type_name(event),
+                        data=to_data(event),
+                        metadata=metadata,
+                        schema_version=type(event).schema_version,
+                    )
+                )
+                index += 1
+            appends.append(
+                StreamAppend(
+                    aggregate.id,
+                    new_events,
+                    aggregate.version or NO_STREAM,
+                    claims if number == 0 else (),
+                    releases if number == 0 else (),
+                )
             )
-            for index, event in enumerate(aggregate.pending)
-        ]
-        loaded_at = aggregate.version
-        result = await self._store.append(
-            StreamAppend(aggregate.id, new_events, loaded_at or NO_STREAM, claims, releases)
-        )
-        aggregate.version = result.versions[aggregate.id]
-        aggregate.pending.clear()
-        await self._maybe_snapshot(aggregate, loaded_at)
+        loaded_at = {a.id: a.version for a in changed}
+        result = await self._store.append(*appends)
+        for aggregate in changed:
+            aggregate.version = result.versions[aggregate.id]
+            aggregate.pending.clear()
+            await self._maybe_snapshot(aggregate, loaded_at[aggregate.id])
         return result
 
     def snapshot_interval(self, cls: type[Aggregate]) -> int | None:

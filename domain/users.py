@@ -110,6 +110,8 @@ class UserAlreadyExists(DomainError):
 
 
 class UserLockedError(DomainError):
+    code = "UserLocked"
+
     def __init__(self, user_id: str) -> None:
         super().__init__(f"user {user_id} is locked")
         self.user_id = user_id
@@ -191,6 +193,30 @@ class User(Aggregate):
         self.name = state["name"]
         self.password_hash = state["password_hash"]
         self.status = UserStatus(state["status"])
+
+    def lock(self, reason: str) -> UserLocked | None:
+        """Lock the user; None when already locked."""
+        self._require_exists()
+        if self.status is UserStatus.LOCKED:
+            return None
+        event = UserLocked(self.id, reason)
+        self.record(event)
+        return event
+
+    def unlock(self) -> UserUnlocked | None:
+        """Unlock the user; None when not locked."""
+        self._require_exists()
+        if self.status is UserStatus.ACTIVE:
+            return None
+        event = UserUnlocked(self.id)
+        self.record(event)
+        return event
+
+    def require_active(self) -> None:
+        """Reject the command when the user is locked."""
+        self._require_exists()
+        if self.status is UserStatus.LOCKED:
+            raise UserLockedError(self.id)
 
     def _require_exists(self) -> None:
         if not self.exists:

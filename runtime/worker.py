@@ -12,6 +12,7 @@ from temporalio.worker import Worker
 
 from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
+from activities.transfers import TransferActivities
 from activities.users import UserActivities
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
@@ -28,6 +29,7 @@ from workflows.followers import (
     RelayWorkflow,
     projector_workflow_id,
 )
+from workflows.transfers import TransferSaga
 from workflows.users import RegisterUserWorkflow
 
 log = logging.getLogger(__name__)
@@ -61,15 +63,25 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             idempotent=settings.kafka_idempotent_producer,
         )
 
-    users = UserActivities(Repository(store, PostgresSnapshotStore(engine)))
+    repository = Repository(store, PostgresSnapshotStore(engine))
+    users = UserActivities(repository)
+    transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[RegisterUserWorkflow, RelayWorkflow, ProjectorWorkflow],
+        workflows=[RegisterUserWorkflow, TransferSaga, RelayWorkflow, ProjectorWorkflow],
         activities=[
             users.register_user,
+            transfers.begin_transfer,
+            transfers.reserve_daily_limit,
+            transfers.release_daily_limit,
+            transfers.withdraw,
+            transfers.refund,
+            transfers.deposit,
+            transfers.complete_transfer,
+            transfers.reject_transfer,
             relay.relay_events,
             projection_activities.project_events,
         ],

@@ -54,10 +54,18 @@ async def run_command(
             retry_policy=COMMAND_RETRY,
         )
     except ActivityError as error:
-        cause = error.cause
-        if isinstance(cause, ApplicationError) and cause.non_retryable and cause.type:
-            details = cause.details[0] if cause.details else {}
-            field = details.get("field") if isinstance(details, dict) else None
-            return CommandOutcome(rejection=Rejection(cause.type, cause.message, field))
-        raise
+        rejected = rejection_of(error)
+        if rejected is None:
+            raise
+        return CommandOutcome(rejection=rejected)
     return CommandOutcome(result=result)
+
+
+def rejection_of(error: ActivityError) -> Rejection | None:
+    """The business rejection an activity failed with, or None for any other failure."""
+    cause = error.cause
+    if not (isinstance(cause, ApplicationError) and cause.non_retryable and cause.type):
+        return None
+    details = cause.details[0] if cause.details else {}
+    field = details.get("field") if isinstance(details, dict) else None
+    return Rejection(cause.type, cause.message, field)

@@ -1,0 +1,182 @@
+"""Transfer saga activities: each step is one transaction over the account and the transfer.
+
+Every step names the transfer, and the domain records a transfer's debit, credit, refund or
+release at most once, so a retried step or a compensation of a step that never happened
+changes no balance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio import activity
+
+from activities.commands import event_ids, event_metadata, rejection
+from domain.accounts import Account, AccountNotFound, CurrencyMismatch
+from domain.aggregate import Aggregate
+from domain.errors import DomainError
+from domain.repository import Repository, retry_on_conflict
+from domain.transfers import SameAccountTransfer, Transfer, TransferMoney, TransferStep
+from domain.users import User
+
+Load = tuple[type[Aggregate], str]
+
+
+@dataclass(frozen=True)
+class RejectTransfer:
+    """Record why a transfer ended rejected."""
+
+    command: TransferMoney
+    reason: str
+    error_type: str
+
+
+class TransferActivities:
+    """The steps of TransferSaga and their compensations."""
+
+    def __init__(self, repository: Repository) -> None:
+        self._repository = repository
+
+    @activity.defn
+    async def begin_transfer(self, command: TransferMoney) -> int:
+        """Check both accounts and the sender, then record the request."""
+
+        def decide(transfer: Transfer, source: Account, destination: Account) -> None:
+            if source.id == destination.id:
+                raise SameAccountTransfer(source.id)
+            for account in (source, destination):
+                if not account.exists:
+                    raise AccountNotFound(account.id)
+            if source.currency != destination.currency:
+                raise CurrencyMismatch(source.currency, destination.currency)
+            transfer.request(command.from_account_id, command.to_account_id, command.amount)
+
+        async def sender_must_be_active() -> None:
+            source = await self._repository.load(Account, command.from_account_id)
+            if source.exists:
+                (await self._repository.load(User, source.owner_id)).require_active()
+
+        try:
+            await sender_must_be_active()
+        except DomainError as error:
+            raise rejection(error) from None
+        return await self._change(
+            command.transfer_id,
+            command.actor,
+            [
+                (Transfer, command.transfer_id),
+                (Account, command.from_account_id),
+                (Account, command.to_account_id),
+            ],
+            decide,
+        )
+
+    @activity.defn
+    async def reserve_daily_limit(self, command: TransferMoney) -> int:
+        """Count the amount against the sender's daily limit."""
+
+        def decide(source: Account, transfer: Transfer) -> None:
+            source.reserve(command.transfer_id, command.amount, command.day)
+            transfer.step_completed(TransferStep.RESERVE_DAILY_LIMIT)
+
+        return await self._step(command, command.from_account_id, decide)
+
+    @activity.defn
+    async def release_daily_limit(self, command: TransferMoney) -> int:
+        """Compensation: give the reservation back."""
+
+        def decide(source: Account, transfer: Transfer) -> None:
+            source.release(command.transfer_id)
+            transfer.step_compensated(TransferStep.RESERVE_DAILY_LIMIT)
+
+        return await self._step(command, command.from_account_id, decide)
+
+    @activity.defn
+    async def withdraw(self, command: TransferMoney) -> int:
+        """Take the amount from the sender."""
+
+        def decide(source: Account, transfer: Transfer) -> None:
+            source.withdraw(command.amount, command.transfer_id)
+            transfer.step_completed(TransferStep.WITHDRAW)
+
+        return await self._step(command, command.from_account_id, decide)
+
+    @activity.defn
+    async def refund(self, command: TransferMoney) -> int:
+        """Compensation: give the sender back what this transfer withdrew."""
+
+        def decide(source: Account, transfer: Transfer) -> None:
+            source.refund(command.transfer_id)
+            transfer.step_compensated(TransferStep.WITHDRAW)
+
+        return await self._step(command, command.from_account_id, decide)
+
+    @activity.defn
+    async def deposit(self, command: TransferMoney) -> int:
+        """Credit the amount to the receiver."""
+
+        def decide(destination: Account, transfer: Transfer) -> None:
+            destination.deposit(command.amount, command.transfer_id)
+            transfer.step_completed(TransferStep.DEPOSIT)
+
+        return await self._step(command, command.to_account_id, decide)
+
+    @activity.defn
+    async def complete_transfer(self, command: TransferMoney) -> int:
+        """Record that the transfer went through."""
+
+        def decide(transfer: Transfer) -> None:
+            transfer.complete()
+
+        return await self._change(
+            command.transfer_id, command.actor, [(Transfer, command.transfer_id)], decide
+        )
+
+    @activity.defn
+    async def reject_transfer(self, command: RejectTransfer) -> int:
+        """Record why the transfer was rejected, after its compensations ran."""
+
+        transfer_command = command.command
+
+        def decide(transfer: Transfer) -> None:
+            transfer.request(
+                transfer_command.from_account_id,
+                transfer_command.to_account_id,
+                transfer_command.amount,
+            )
+            transfer.reject(command.reason, command.error_type)
+
+        return await self._change(
+            transfer_command.transfer_id,
+            transfer_command.actor,
+            [(Transfer, transfer_command.transfer_id)],
+            decide,
+        )
+
+    async def _step(
+        self, command: TransferMoney, account_id: str, decide: Callable[..., None]
+    ) -> int:
+        loads: list[Load] = [(Account, account_id), (Transfer, command.transfer_id)]
+        return await self._change(command.transfer_id, command.actor, loads, decide)
+
+    async def _change(
+        self, transfer_id: str, actor: str, loads: Sequence[Load], decide: Callable[..., None]
+    ) -> int:
+        """Load, decide, save atomically; reload and decide again if a stream moved meanwhile.
+
+        Returns the global position of the last event appended (0 if nothing was owed).
+        """
+        ids = event_ids()
+        metadata = event_metadata(transfer_id, actor)
+
+        async def attempt() -> int:
+            aggregates: list[Any] = [await self._repository.load(cls, i) for cls, i in loads]
+            decide(*aggregates)
+            return (await self._repository.save_all(aggregates, ids, metadata)).position
+
+        try:
+            return await retry_on_conflict(attempt, attempts=20)
+        except DomainError as error:
+            raise rejection(error) from None

@@ -1,0 +1,77 @@
+"""Test helpers: users and accounts set up through the real repository, transfers sent."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+
+from adapters.event_store import PostgresEventStore
+from domain.accounts import Account
+from domain.repository import Repository
+from domain.transfers import TransferMoney
+from domain.users import User
+from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
+
+TODAY = "2026-11-28"
+
+
+class Bank:
+    """Opens accounts and sends transfers against the session's real services."""
+
+    def __init__(self, store: PostgresEventStore, client: Client, task_queue: str) -> None:
+        self.repository = Repository(store)
+        self.client = client
+        self.task_queue = task_queue
+
+    async def user(self, locked: bool = False) -> str:
+        user = User(f"user-{uuid.uuid4()}")
+        user.register(f"{uuid.uuid4()}@example.com", "Holder", "hash")
+        if locked:
+            user.lock("test")
+        await self.repository.save(user, lambda _: uuid.uuid4(), {})
+        return user.id
+
+    async def account(
+        self,
+        balance: str = "100.00",
+        owner: str | None = None,
+        limit: str = "10000.00",
+        currency: str = "EUR",
+    ) -> str:
+        account = Account(f"account-{uuid.uuid4()}")
+        account.open(owner or await self.user(), currency, Decimal(limit))
+        if Decimal(balance):
+            account.deposit(Decimal(balance))
+        await self.repository.save(account, lambda _: uuid.uuid4(), {})
+        return account.id
+
+    async def close(self, account_id: str) -> None:
+        account = await self.repository.load(Account, account_id)
+        if account.balance:
+            account.withdraw(account.balance)
+        account.close()
+        await self.repository.save(account, lambda _: uuid.uuid4(), {})
+
+    async def balance(self, account_id: str) -> Decimal:
+        return (await self.repository.load(Account, account_id)).balance
+
+    async def start(
+        self, source: str, destination: str, amount: str, transfer_id: str | None = None
+    ) -> WorkflowHandle[TransferSaga, TransferOutcome]:
+        command = TransferMoney(
+            transfer_id or f"transfer-{uuid.uuid4()}", source, destination, Decimal(amount), TODAY
+        )
+        return await self.client.start_workflow(
+            TransferSaga.run,
+            command,
+            id=transfer_workflow_id(command.transfer_id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+
+    async def transfer(self, source: str, destination: str, amount: str) -> TransferOutcome:
+        return await (await self.start(source, destination, amount)).result()

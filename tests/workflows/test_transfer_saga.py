@@ -1,0 +1,188 @@
+"""TransferSaga on a real Temporal dev server and Postgres: every failure path keeps money."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import pytest
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.transfers import TransferActivities
+from adapters.event_store import PostgresEventStore
+from domain.accounts import Account
+from domain.repository import Repository
+from domain.transfers import Transfer, TransferMoney, TransferStatus
+from tests.workflows.bank import TODAY, Bank
+from workflows.saga import SagaState, SagaStatus
+from workflows.search_attributes import SAGA_STATUS
+from workflows.transfers import TransferOutcome, TransferSaga
+
+pytestmark = pytest.mark.usefixtures("worker")
+
+
+@pytest.fixture
+def bank(store: PostgresEventStore, client: Client, task_queue: str) -> Bank:
+    return Bank(store, client, task_queue)
+
+
+async def test_a_transfer_moves_the_amount_and_completes(bank: Bank) -> None:
+    source, destination = await bank.account("100.00"), await bank.account("5.00")
+    handle = await bank.start(source, destination, "40.25")
+    outcome = await handle.result()
+
+    assert outcome.status == "COMPLETED"
+    assert await bank.balance(source) == Decimal("59.75")
+    assert await bank.balance(destination) == Decimal("45.25")
+    state = await handle.query(TransferSaga.state)
+    assert state.status is SagaStatus.COMPLETED
+    assert state.completed_steps == [
+        "begin",
+        "reserve_daily_limit",
+        "withdraw",
+        "deposit",
+        "complete",
+    ]
+    transfer = await bank.repository.load(Transfer, outcome.transfer_id)
+    assert transfer.status is TransferStatus.COMPLETED
+    assert outcome.position > 0
+
+
+async def test_insufficient_funds_rejects_and_releases_the_reservation(bank: Bank) -> None:
+    source, destination = await bank.account("10.00", limit="50.00"), await bank.account()
+    handle = await bank.start(source, destination, "30.00")
+    outcome = await handle.result()
+
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "InsufficientFunds")
+    state = await handle.query(TransferSaga.state)
+    assert state.compensations == ["reserve_daily_limit"]
+    account = await bank.repository.load(Account, source)
+    assert account.balance == Decimal("10.00")
+    assert account.reserved_on(TODAY) == 0
+    assert await bank.balance(destination) == Decimal("100.00")
+
+
+async def test_transfer_refunds_then_releases_when_the_destination_is_closed(bank: Bank) -> None:
+    source, destination = await bank.account("100.00"), await bank.account("0")
+    await bank.close(destination)
+    handle = await bank.start(source, destination, "60.00")
+    outcome = await handle.result()
+
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "AccountClosed")
+    state = await handle.query(TransferSaga.state)
+    assert state.status is SagaStatus.COMPENSATED
+    assert state.compensations == ["withdraw", "reserve_daily_limit"]
+    account = await bank.repository.load(Account, source)
+    assert account.balance == Decimal("100.00")
+    assert account.reserved_on(TODAY) == 0
+    transfer = await bank.repository.load(Transfer, outcome.transfer_id)
+    assert transfer.status is TransferStatus.REJECTED
+    assert transfer.compensated == ["withdraw", "reserve_daily_limit"]
+
+
+async def test_a_locked_owner_cannot_send_and_nothing_is_touched(bank: Bank) -> None:
+    owner = await bank.user(locked=True)
+    source, destination = await bank.account("100.00", owner=owner), await bank.account()
+    outcome = await bank.transfer(source, destination, "1.00")
+
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "UserLocked")
+    assert await bank.balance(source) == Decimal("100.00")
+
+
+async def test_exceeding_the_daily_limit_is_rejected_before_any_money_moves(bank: Bank) -> None:
+    source, destination = await bank.account("500.00", limit="100.00"), await bank.account()
+    first = await bank.transfer(source, destination, "80.00")
+    second = await bank.transfer(source, destination, "30.00")
+
+    assert first.status == "COMPLETED"
+    assert (second.status, second.error_type) == ("REJECTED", "DailyLimitExceeded")
+    assert await bank.balance(source) == Decimal("420.00")
+
+
+async def test_an_unknown_account_is_rejected(bank: Bank) -> None:
+    source = await bank.account()
+    outcome = await bank.transfer(source, f"account-{uuid.uuid4()}", "1.00")
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "AccountNotFound")
+
+
+class RefundBlocked(TransferActivities):
+    """Real transfer activities whose refund fails until the cause is fixed."""
+
+    blocked = True
+
+    @activity.defn(name="refund")
+    async def refund(self, command: TransferMoney) -> int:  # type: ignore[override]
+        if RefundBlocked.blocked:
+            raise ApplicationError("refunds are blocked", type="RefundBlocked", non_retryable=True)
+        return await super().refund(command)
+
+
+@pytest.fixture
+async def blocked_refunds_queue(client: Client, store: PostgresEventStore) -> AsyncIterator[str]:
+    queue = f"blocked-refunds-{uuid.uuid4()}"
+    activities = RefundBlocked(Repository(store))
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[TransferSaga],
+        activities=[
+            activities.begin_transfer,
+            activities.reserve_daily_limit,
+            activities.release_daily_limit,
+            activities.withdraw,
+            activities.refund,
+            activities.deposit,
+            activities.complete_transfer,
+            activities.reject_transfer,
+        ],
+    )
+    async with worker:
+        yield queue
+
+
+async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(
+    store: PostgresEventStore, client: Client, blocked_refunds_queue: str
+) -> None:
+    bank = Bank(store, client, blocked_refunds_queue)
+    source, destination = await bank.account("100.00"), await bank.account("0")
+    await bank.close(destination)
+    RefundBlocked.blocked = True
+    handle = await bank.start(source, destination, "25.00")
+
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
+    assert "refunds are blocked" in (state.error or "")
+    assert await bank.balance(source) == Decimal("75.00")
+    description = await handle.describe()
+    assert description.typed_search_attributes.get(SAGA_STATUS) == "NEEDS_ATTENTION"
+
+    await handle.execute_update(TransferSaga.retry)
+    state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION, retries=1)
+    assert await bank.balance(source) == Decimal("75.00")
+
+    RefundBlocked.blocked = False
+    await handle.execute_update(TransferSaga.retry)
+    outcome = await handle.result()
+
+    assert outcome.status == "REJECTED"
+    assert await bank.balance(source) == Decimal("100.00")
+    final = await handle.query(TransferSaga.state)
+    assert final.compensations == ["withdraw", "reserve_daily_limit"]
+    with pytest.raises((WorkflowUpdateFailedError, RPCError)):
+        await handle.execute_update(TransferSaga.retry)
+
+
+async def wait_for_status(
+    handle: WorkflowHandle[TransferSaga, TransferOutcome], status: SagaStatus, retries: int = 0
+) -> SagaState:
+    for _ in range(200):
+        state = await handle.query(TransferSaga.state)
+        if state.status is status and state.operator_retries == retries:
+            return state
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"saga never reached {status} after {retries} retries")

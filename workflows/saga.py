@@ -1,0 +1,170 @@
+"""A saga helper for workflows: steps with compensations, and an operator's way back in.
+
+Each step registers its compensation *before* it runs, so a step whose outcome is unknown
+(the workflow was cancelled while it ran) is still compensated; compensations therefore must
+be safe to run when their step changed nothing. A step that was *rejected* by a business rule
+changed nothing, so its own compensation is dropped.
+
+On failure the registered compensations run in reverse order (or all at once when the saga
+declares them independent), shielded from cancellation, each retried with backoff. One that
+still fails parks the saga as NEEDS_ATTENTION: it waits, visible in the Temporal UI, until an
+operator asks for a retry, then runs the compensations that are still owed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TypeVar
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import search_attributes
+from workflows.commands import Rejection, rejection_of
+
+T = TypeVar("T")
+Compensation = Callable[[], Awaitable[object]]
+
+
+class SagaStatus(StrEnum):
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"
+    COMPLETED = "COMPLETED"
+    COMPENSATED = "COMPENSATED"
+
+
+@dataclass
+class SagaState:
+    """What an operator (or the `saga` query) sees of a saga."""
+
+    saga_type: str
+    status: SagaStatus = SagaStatus.RUNNING
+    current_step: str | None = None
+    completed_steps: list[str] = field(default_factory=list)
+    compensations: list[str] = field(default_factory=list)
+    error: str | None = None
+    operator_retries: int = 0
+    started_at: datetime | None = None
+    closed_at: datetime | None = None
+
+
+class StepRejected(Exception):
+    """A step was refused by a business rule; the saga compensates and ends rejected."""
+
+    def __init__(self, step: str, rejection: Rejection) -> None:
+        super().__init__(f"{step}: {rejection.message}")
+        self.step = step
+        self.rejection = rejection
+
+
+class SagaNotRetryable(ApplicationError):
+    """An operator asked to retry a saga that is not waiting for one."""
+
+    def __init__(self, status: SagaStatus) -> None:
+        super().__init__(
+            f"saga is {status.value}, only a NEEDS_ATTENTION saga can be retried",
+            type="SagaNotRetryable",
+            non_retryable=True,
+        )
+
+
+class Saga:
+    """Runs steps, remembers their compensations, and compensates on failure."""
+
+    def __init__(self, saga_type: str, parallel_compensation: bool = False) -> None:
+        self.state = SagaState(saga_type=saga_type, started_at=workflow.now())
+        self._parallel = parallel_compensation
+        self._owed: list[tuple[str, Compensation]] = []
+        self._retry_requested = False
+
+    async def step(
+        self,
+        name: str,
+        action: Callable[[], Awaitable[T]],
+        compensation: Compensation | None = None,
+    ) -> T:
+        """Run one step; its compensation is registered before it starts."""
+        self.state.current_step = name
+        workflow.set_current_details(f"step: {name}")
+        if compensation is not None:
+            self._owed.append((name, compensation))
+        try:
+            result = await action()
+        except ActivityError as error:
+            rejection = rejection_of(error)
+            if rejection is None:
+                raise
+            if compensation is not None:
+                self._owed.pop()
+            self.state.error = f"{name}: {rejection.message}"
+            raise StepRejected(name, rejection) from None
+        self.state.completed_steps.append(name)
+        return result
+
+    async def compensate(self) -> None:
+        """Run every owed compensation, shielded from cancellation; park while one fails."""
+        self._set_status(SagaStatus.COMPENSATING)
+        while self._owed:
+            try:
+                await asyncio.shield(self._run_owed())
+            except ActivityError as error:
+                cause = error.cause if error.cause is not None else error
+                self.state.error = f"compensation failed: {cause}"
+                await self._wait_for_operator()
+        self._set_status(SagaStatus.COMPENSATED)
+
+    def complete(self) -> None:
+        """Mark the saga as done without compensation."""
+        self.state.current_step = None
+        self._set_status(SagaStatus.COMPLETED)
+
+    def request_retry(self) -> SagaState:
+        """An operator's retry of a parked saga."""
+        if self.state.status is not SagaStatus.NEEDS_ATTENTION:
+            raise SagaNotRetryable(self.state.status)
+        self._retry_requested = True
+        self.state.operator_retries += 1
+        return self.state
+
+    def validate_retry(self) -> None:
+        """Refuse a retry before it is accepted into history."""
+        if self.state.status is not SagaStatus.NEEDS_ATTENTION:
+            raise SagaNotRetryable(self.state.status)
+
+    async def _run_owed(self) -> None:
+        if self._parallel:
+            owed = list(self._owed)
+            results = await asyncio.gather(*(c() for _, c in owed), return_exceptions=True)
+            for (name, compensation), result in zip(owed, results, strict=True):
+                if not isinstance(result, BaseException):
+                    self._owed.remove((name, compensation))
+                    self.state.compensations.append(name)
+            failures = [r for r in results if isinstance(r, BaseException)]
+            if failures:
+                raise failures[0]
+            return
+        while self._owed:
+            name, compensation = self._owed[-1]
+            self.state.current_step = f"compensate {name}"
+            workflow.set_current_details(f"compensating: {name}")
+            await compensation()
+            self._owed.pop()
+            self.state.compensations.append(name)
+
+    async def _wait_for_operator(self) -> None:
+        self._set_status(SagaStatus.NEEDS_ATTENTION)
+        workflow.set_current_details(f"needs attention: {self.state.error}")
+        self._retry_requested = False
+        await workflow.wait_condition(lambda: self._retry_requested)
+        self._set_status(SagaStatus.COMPENSATING)
+
+    def _set_status(self, status: SagaStatus) -> None:
+        self.state.status = status
+        if status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
+            self.state.closed_at = workflow.now()
+        workflow.upsert_search_attributes([search_attributes.SAGA_STATUS.value_set(status.value)])

@@ -1,0 +1,126 @@
+"""TransferSaga: reserve the daily limit, withdraw, deposit, complete; compensate on refusal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from workflows.commands import COMMAND_RETRY, COMMAND_TIMEOUT
+from workflows.saga import Saga, SagaState, StepRejected
+
+with workflow.unsafe.imports_passed_through():
+    from activities.transfers import RejectTransfer, TransferActivities
+    from domain.transfers import TransferMoney, TransferStep
+
+SAGA_TYPE = "TransferSaga"
+
+# Compensations are retried with backoff for a while; past that the saga parks for an operator.
+COMPENSATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=8,
+)
+
+
+def transfer_workflow_id(transfer_id: str) -> str:
+    """The workflow id of a transfer: one saga per transfer id."""
+    return f"transfer/{transfer_id}"
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    """How a transfer ended, with the global position of its last event."""
+
+    transfer_id: str
+    status: str
+    position: int
+    reason: str | None = None
+    error_type: str | None = None
+
+
+@workflow.defn
+class TransferSaga:
+    """Moves money between two accounts; money is never created or lost, whatever fails."""
+
+    def __init__(self) -> None:
+        self._saga = Saga(SAGA_TYPE)
+
+    @workflow.run
+    async def run(self, command: TransferMoney) -> TransferOutcome:
+        saga = self._saga
+
+        def step(
+            method: Callable[[Any, TransferMoney], Coroutine[Any, Any, int]],
+        ) -> Callable[[], Coroutine[Any, Any, int]]:
+            return lambda: workflow.execute_activity_method(
+                method,
+                command,
+                start_to_close_timeout=COMMAND_TIMEOUT,
+                retry_policy=COMMAND_RETRY,
+                summary=method.__name__,
+            )
+
+        def compensation(
+            method: Callable[[Any, TransferMoney], Coroutine[Any, Any, int]],
+        ) -> Callable[[], Coroutine[Any, Any, int]]:
+            return lambda: workflow.execute_activity_method(
+                method,
+                command,
+                start_to_close_timeout=COMMAND_TIMEOUT,
+                retry_policy=COMPENSATION_RETRY,
+                summary=f"compensate: {method.__name__}",
+            )
+
+        activities = TransferActivities
+        try:
+            await saga.step("begin", step(activities.begin_transfer))
+            await saga.step(
+                TransferStep.RESERVE_DAILY_LIMIT.value,
+                step(activities.reserve_daily_limit),
+                compensation(activities.release_daily_limit),
+            )
+            await saga.step(
+                TransferStep.WITHDRAW.value,
+                step(activities.withdraw),
+                compensation(activities.refund),
+            )
+            await saga.step(TransferStep.DEPOSIT.value, step(activities.deposit))
+            position = await saga.step("complete", step(activities.complete_transfer))
+        except StepRejected as rejected:
+            await saga.compensate()
+            rejection = rejected.rejection
+            position = await workflow.execute_activity_method(
+                activities.reject_transfer,
+                RejectTransfer(command, rejection.message, rejection.type),
+                start_to_close_timeout=COMMAND_TIMEOUT,
+                retry_policy=COMMAND_RETRY,
+            )
+            return TransferOutcome(
+                command.transfer_id, "REJECTED", position, rejection.message, rejection.type
+            )
+        except asyncio.CancelledError:
+            await saga.compensate()
+            raise
+        saga.complete()
+        return TransferOutcome(command.transfer_id, "COMPLETED", position)
+
+    @workflow.query
+    def state(self) -> SagaState:
+        """The saga's status, current step, completed steps, compensations and error."""
+        return self._saga.state
+
+    @workflow.update
+    def retry(self) -> SagaState:
+        """An operator's retry of a saga parked as NEEDS_ATTENTION."""
+        return self._saga.request_retry()
+
+    @retry.validator
+    def validate_retry(self) -> None:
+        self._saga.validate_retry()
