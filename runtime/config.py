@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     api_tokens: str | None = None
 
+    snapshot_every: str = ""
+    """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
+
     command_timeout_seconds: float = Field(default=10.0, gt=0)
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)
 
@@ -57,6 +60,18 @@ class Settings(BaseSettings):
         if not self.kafka_bootstrap:
             raise ConfigurationError("SAGALINE_KAFKA_BOOTSTRAP is not set")
         return self.kafka_bootstrap
+
+    def snapshot_intervals(self) -> dict[str, int]:
+        """SAGALINE_SNAPSHOT_EVERY as aggregate type -> events between snapshots."""
+        intervals: dict[str, int] = {}
+        for item in filter(None, (part.strip() for part in self.snapshot_every.split(","))):
+            name, _, every = item.partition("=")
+            if not name.strip() or not every.strip().isdigit() or int(every) < 1:
+                raise ConfigurationError(
+                    f"SAGALINE_SNAPSHOT_EVERY: {item!r} is not TYPE=N with N a positive number"
+                )
+            intervals[name.strip()] = int(every)
+        return intervals
 
     def temporal_ui_base(self) -> str:
         """Where operators open the Temporal Web UI."""

@@ -63,7 +63,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             idempotent=settings.kafka_idempotent_producer,
         )
 
-    repository = Repository(store, PostgresSnapshotStore(engine))
+    repository = Repository(store, PostgresSnapshotStore(engine), settings.snapshot_intervals())
     users = UserActivities(repository)
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)

@@ -11,6 +11,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
+from workflows import search_attributes
 from workflows.commands import COMMAND_RETRY, COMMAND_TIMEOUT
 from workflows.saga import Saga, SagaState, StepRejected
 
@@ -55,6 +56,15 @@ class TransferSaga:
     @workflow.run
     async def run(self, command: TransferMoney) -> TransferOutcome:
         saga = self._saga
+        workflow.upsert_search_attributes(
+            [
+                search_attributes.SAGA_TYPE.value_set(SAGA_TYPE),
+                search_attributes.COMMAND_ID.value_set(command.transfer_id),
+                search_attributes.AGGREGATE_IDS.value_set(
+                    [command.transfer_id, command.from_account_id, command.to_account_id]
+                ),
+            ]
+        )
 
         def step(
             method: Callable[[Any, TransferMoney], Coroutine[Any, Any, int]],

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
+from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
 
+from activities.transfers import TransferActivities
 from adapters.event_store import PostgresEventStore
 from domain.accounts import Account
 from domain.repository import Repository
@@ -75,3 +78,15 @@ class Bank:
 
     async def transfer(self, source: str, destination: str, amount: str) -> TransferOutcome:
         return await (await self.start(source, destination, amount)).result()
+
+
+class RefundBlocked(TransferActivities):
+    """Real transfer activities whose refund fails until the cause is fixed."""
+
+    blocked = True
+
+    @activity.defn(name="refund")
+    async def refund(self, command: TransferMoney) -> int:  # type: ignore[override]
+        if RefundBlocked.blocked:
+            raise ApplicationError("refunds are blocked", type="RefundBlocked", non_retryable=True)
+        return await super().refund(command)

@@ -9,12 +9,16 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
+from temporalio.worker import Worker
 
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
+from domain.repository import Repository
 from runtime.config import Settings
 from runtime.worker import create_worker
+from tests.workflows.bank import RefundBlocked
+from workflows.transfers import TransferSaga
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +53,26 @@ async def worker(
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+@pytest.fixture
+async def blocked_refunds_queue(client: Client, store: PostgresEventStore) -> AsyncIterator[str]:
+    queue = f"blocked-refunds-{uuid.uuid4()}"
+    activities = RefundBlocked(Repository(store))
+    worker = Worker(
+        client,
+        task_queue=queue,
+        workflows=[TransferSaga],
+        activities=[
+            activities.begin_transfer,
+            activities.reserve_daily_limit,
+            activities.release_daily_limit,
+            activities.withdraw,
+            activities.refund,
+            activities.deposit,
+            activities.complete_transfer,
+            activities.reject_transfer,
+        ],
+    )
+    async with worker:
+        yield queue

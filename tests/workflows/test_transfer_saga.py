@@ -4,22 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
-from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
-from temporalio.worker import Worker
 
-from activities.transfers import TransferActivities
 from adapters.event_store import PostgresEventStore
 from domain.accounts import Account
-from domain.repository import Repository
-from domain.transfers import Transfer, TransferMoney, TransferStatus
-from tests.workflows.bank import TODAY, Bank
+from domain.transfers import Transfer, TransferStatus
+from tests.workflows.bank import TODAY, Bank, RefundBlocked
 from workflows.saga import SagaState, SagaStatus
 from workflows.search_attributes import SAGA_STATUS
 from workflows.transfers import TransferOutcome, TransferSaga
@@ -109,41 +103,6 @@ async def test_an_unknown_account_is_rejected(bank: Bank) -> None:
     source = await bank.account()
     outcome = await bank.transfer(source, f"account-{uuid.uuid4()}", "1.00")
     assert (outcome.status, outcome.error_type) == ("REJECTED", "AccountNotFound")
-
-
-class RefundBlocked(TransferActivities):
-    """Real transfer activities whose refund fails until the cause is fixed."""
-
-    blocked = True
-
-    @activity.defn(name="refund")
-    async def refund(self, command: TransferMoney) -> int:  # type: ignore[override]
-        if RefundBlocked.blocked:
-            raise ApplicationError("refunds are blocked", type="RefundBlocked", non_retryable=True)
-        return await super().refund(command)
-
-
-@pytest.fixture
-async def blocked_refunds_queue(client: Client, store: PostgresEventStore) -> AsyncIterator[str]:
-    queue = f"blocked-refunds-{uuid.uuid4()}"
-    activities = RefundBlocked(Repository(store))
-    worker = Worker(
-        client,
-        task_queue=queue,
-        workflows=[TransferSaga],
-        activities=[
-            activities.begin_transfer,
-            activities.reserve_daily_limit,
-            activities.release_daily_limit,
-            activities.withdraw,
-            activities.refund,
-            activities.deposit,
-            activities.complete_transfer,
-            activities.reject_transfer,
-        ],
-    )
-    async with worker:
-        yield queue
 
 
 async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(

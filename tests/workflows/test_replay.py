@@ -1,0 +1,115 @@
+"""Determinism: recorded histories of every workflow type replay against today's code.
+
+The histories in tests/workflows/histories/ were recorded from real runs. A change to workflow
+code that would break running workflows fails here; such changes go through
+`workflow.patched`. To record new histories (after adding a workflow type or a patched
+branch), run: SAGALINE_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from adapters.event_store import PostgresEventStore
+from domain.users import RegisterUser
+from tests.workflows.bank import Bank, RefundBlocked
+from workflows.followers import ProjectorWorkflow, RelayWorkflow
+from workflows.saga import SagaStatus
+from workflows.transfers import TransferSaga
+from workflows.users import RegisterUserWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+WORKFLOWS = [RegisterUserWorkflow, TransferSaga, RelayWorkflow, ProjectorWorkflow]
+RECORD = os.environ.get("SAGALINE_RECORD_HISTORIES") == "1"
+
+
+async def test_recorded_histories_of_every_workflow_type_replay() -> None:
+    files = sorted(HISTORIES.glob("*.json"))
+    recorded_types = set()
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    for path in files:
+        document = json.loads(path.read_text())
+        history = WorkflowHistory.from_json(document["workflow_id"], document["history"])
+        await replayer.replay_workflow(history)
+        recorded_types.add(document["workflow_type"])
+    assert recorded_types == {w.__name__ for w in WORKFLOWS}
+
+
+@pytest.mark.skipif(not RECORD, reason="set SAGALINE_RECORD_HISTORIES=1 to record histories")
+@pytest.mark.usefixtures("worker")
+async def test_record_histories(
+    store: PostgresEventStore, client: Client, task_queue: str, blocked_refunds_queue: str
+) -> None:
+    bank = Bank(store, client, task_queue)
+    register = await client.start_workflow(
+        RegisterUserWorkflow.run,
+        RegisterUser("history-1", "user-history-1", "history@example.com", "History", "hash"),
+        id="register-user/history-1",
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    await register.result()
+    await save(register, "register_user")
+
+    source, destination = await bank.account("100.00"), await bank.account("0")
+    completed = await bank.start(source, destination, "10.00")
+    await completed.result()
+    await save(completed, "transfer_completed")
+
+    closed = await bank.account("0")
+    await bank.close(closed)
+    compensated = await bank.start(source, closed, "10.00")
+    await compensated.result()
+    await save(compensated, "transfer_compensated")
+
+    locked = await bank.account("50.00", owner=await bank.user(locked=True))
+    refused = await bank.start(locked, destination, "1.00")
+    await refused.result()
+    await save(refused, "transfer_refused_locked_owner")
+
+    parked_bank = Bank(store, client, blocked_refunds_queue)
+    RefundBlocked.blocked = True
+    parked = await parked_bank.start(source, closed, "5.00")
+    for _ in range(200):
+        if (await parked.query(TransferSaga.state)).status is SagaStatus.NEEDS_ATTENTION:
+            break
+        await asyncio.sleep(0.05)
+    RefundBlocked.blocked = False
+    await parked.execute_update(TransferSaga.retry)
+    await parked.result()
+    await save(parked, "transfer_parked_then_retried")
+
+    for workflow, name, arg in (
+        (RelayWorkflow, "relay", None),
+        (ProjectorWorkflow, "projector_users", "users"),
+    ):
+        handle: WorkflowHandle[object, None] = await client.start_workflow(
+            workflow.run,  # type: ignore[attr-defined]
+            *([] if arg is None else [arg]),
+            id=f"history-{name}",
+            task_queue=task_queue,
+        )
+        await asyncio.sleep(2)
+        await handle.terminate()
+        await save(handle, name)
+
+
+async def save(handle: WorkflowHandle[object, object], name: str) -> None:
+    history = await handle.fetch_history()
+    description = await handle.describe()
+    HISTORIES.mkdir(exist_ok=True)
+    document = {
+        "workflow_id": handle.id,
+        "workflow_type": description.workflow_type,
+        "history": json.loads(history.to_json()),
+    }
+    (HISTORIES / f"{name}.json").write_text(json.dumps(document, indent=1))
