@@ -22,7 +22,7 @@ COMMAND_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
 )
-COMMAND_TIMEOUT = timedelta(seconds=30)
+COMMAND_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,170 @@
+"""Failures delay work but never lose or duplicate it: a killed worker, a database outage."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.worker import Worker
+
+from activities.transfers import TransferActivities
+from adapters.database import create_engine
+from adapters.event_store import PostgresEventStore
+from adapters.schema import events
+from domain.repository import Repository
+from runtime.config import Settings
+from tests.proxy import CuttableProxy
+from tests.workflows.bank import Bank
+from workflows.transfers import TransferSaga
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_worker_process(settings: Settings, task_queue: str, log: Path) -> subprocess.Popen[bytes]:
+    environment = {
+        **os.environ,
+        "SAGALINE_DATABASE_URL": settings.require_database_url(),
+        "SAGALINE_TEMPORAL_ADDRESS": settings.require_temporal_address(),
+        "SAGALINE_KAFKA_BOOTSTRAP": settings.require_kafka_bootstrap(),
+        "SAGALINE_TEMPORAL_TASK_QUEUE": task_queue,
+        "PYTHONPATH": str(REPO),
+    }
+    with log.open("ab") as output:
+        return subprocess.Popen(
+            [sys.executable, "-m", "runtime.cli", "worker"],
+            cwd=REPO,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture
+def worker_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    processes: list[subprocess.Popen[bytes]] = []
+    yield processes
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def test_killing_the_worker_mid_transfers_loses_and_duplicates_nothing(
+    settings: Settings,
+    store: PostgresEventStore,
+    engine: AsyncEngine,
+    client: Client,
+    worker_processes: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    task_queue = f"kill-{uuid.uuid4()}"
+    log = tmp_path / "worker.log"
+    bank = Bank(store, client, task_queue)
+    accounts = [await bank.account("1000.00") for _ in range(10)]
+    total = sum([await bank.balance(a) for a in accounts], Decimal(0))
+    worker_processes.append(start_worker_process(settings, task_queue, log))
+
+    handles = [
+        await bank.start(accounts[n % 10], accounts[(n * 3 + 1) % 10], f"{n + 1}.00")
+        for n in range(50)
+    ]
+    await asyncio.sleep(1.0)
+    descriptions = await asyncio.gather(*(h.describe() for h in handles))
+    worker_processes[0].kill()
+    running = [d for d in descriptions if d.status == WorkflowExecutionStatus.RUNNING]
+    assert running, "every transfer finished before the worker was killed"
+    worker_processes[0].wait()
+    worker_processes.append(start_worker_process(settings, task_queue, log))
+
+    outcomes = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 180)
+
+    assert {o.status for o in outcomes} <= {"COMPLETED", "REJECTED"}
+    assert sum([await bank.balance(a) for a in accounts], Decimal(0)) == total
+    transfer_ids = [o.transfer_id for o in outcomes]
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    events.c.type,
+                    events.c.data["transfer_id"].astext,
+                    events.c.data["step"].astext,
+                ).where(events.c.data["transfer_id"].astext.in_(transfer_ids))
+            )
+        ).all()
+    counts = Counter((kind, transfer) for kind, transfer, _ in rows)
+    per_step = Counter(tuple(row) for row in rows)
+    assert per_step and max(per_step.values()) == 1, "an event was appended twice"
+    for outcome in outcomes:
+        if outcome.status == "COMPLETED":
+            assert counts[("MoneyWithdrawn", outcome.transfer_id)] == 1
+            assert counts[("MoneyDeposited", outcome.transfer_id)] == 1
+
+
+@pytest.fixture
+async def database_behind_proxy(
+    database_url: str,
+) -> AsyncIterator[tuple[CuttableProxy, AsyncEngine]]:
+    url = make_url(database_url)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    engine = create_engine(
+        url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    )
+    yield proxy, engine
+    await engine.dispose()
+    await proxy.stop()
+
+
+async def test_a_transfer_completes_after_the_database_was_unreachable_for_ten_seconds(
+    store: PostgresEventStore,
+    client: Client,
+    database_behind_proxy: tuple[CuttableProxy, AsyncEngine],
+) -> None:
+    proxy, proxied_engine = database_behind_proxy
+    task_queue = f"outage-{uuid.uuid4()}"
+    activities = TransferActivities(Repository(PostgresEventStore(proxied_engine)))
+    bank = Bank(store, client, task_queue)
+    source, destination = await bank.account("100.00"), await bank.account("0")
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TransferSaga],
+        activities=[
+            activities.begin_transfer,
+            activities.reserve_daily_limit,
+            activities.release_daily_limit,
+            activities.withdraw,
+            activities.refund,
+            activities.deposit,
+            activities.complete_transfer,
+            activities.reject_transfer,
+        ],
+    )
+    async with worker:
+        proxy.cut()
+        handle = await bank.start(source, destination, "30.00")
+        await asyncio.sleep(10)
+        state = await handle.query(TransferSaga.state)
+        assert state.status.value == "RUNNING"
+        proxy.restore()
+        outcome = await asyncio.wait_for(handle.result(), 60)
+
+    assert outcome.status == "COMPLETED"
+    assert await bank.balance(source) == Decimal("70.00")
+    assert await bank.balance(destination) == Decimal("30.00")
