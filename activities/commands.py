@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID, uuid5
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from domain.aggregate import Aggregate
 from domain.errors import DomainError, InvalidInput
 from domain.events import JsonDict
-from domain.repository import EventIds
+from domain.repository import EventIds, Repository, retry_on_conflict
 
 EVENT_NAMESPACE = UUID("8f0c6a52-3f1e-4a55-9a39-5d3b7c1e2a10")
 
@@ -49,3 +52,36 @@ def event_metadata(command_id: str, actor: str) -> JsonDict:
         "workflow_id": info.workflow_id,
         "actor": actor,
     }
+
+
+Load = tuple[type[Aggregate], str]
+
+
+async def decide_and_save(
+    repository: Repository,
+    command_id: str,
+    actor: str,
+    loads: Sequence[Load],
+    decide: Callable[..., Any],
+) -> CommandResult:
+    """Load the aggregates, let the domain decide, save them atomically.
+
+    A concurrent change to any of the streams makes the save fail its expected version: the
+    aggregates are then loaded again and the domain decides again. A business rejection
+    becomes a non-retryable failure named after the rule. The result names the first
+    aggregate; its position is that of the last event appended (0 if nothing was owed).
+    """
+    ids = event_ids()
+    metadata = event_metadata(command_id, actor)
+
+    async def attempt() -> CommandResult:
+        aggregates: list[Any] = [await repository.load(cls, i) for cls, i in loads]
+        decide(*aggregates)
+        result = await repository.save_all(aggregates, ids, metadata)
+        first = aggregates[0]
+        return CommandResult(first.id, first.version, result.position)
+
+    try:
+        return await retry_on_conflict(attempt, attempts=20)
+    except DomainError as error:
+        raise rejection(error) from None

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from temporalio import activity
 
-from activities.commands import event_ids, event_metadata, rejection
+from activities.commands import Load, decide_and_save, rejection
 from domain.accounts import Account, AccountNotFound, CurrencyMismatch
-from domain.aggregate import Aggregate
 from domain.errors import DomainError
-from domain.repository import Repository, retry_on_conflict
+from domain.repository import Repository
 from domain.transfers import SameAccountTransfer, Transfer, TransferMoney, TransferStep
 from domain.users import User
-
-Load = tuple[type[Aggregate], str]
 
 
 @dataclass(frozen=True)
@@ -164,19 +160,6 @@ class TransferActivities:
     async def _change(
         self, transfer_id: str, actor: str, loads: Sequence[Load], decide: Callable[..., None]
     ) -> int:
-        """Load, decide, save atomically; reload and decide again if a stream moved meanwhile.
-
-        Returns the global position of the last event appended (0 if nothing was owed).
-        """
-        ids = event_ids()
-        metadata = event_metadata(transfer_id, actor)
-
-        async def attempt() -> int:
-            aggregates: list[Any] = [await self._repository.load(cls, i) for cls, i in loads]
-            decide(*aggregates)
-            return (await self._repository.save_all(aggregates, ids, metadata)).position
-
-        try:
-            return await retry_on_conflict(attempt, attempts=20)
-        except DomainError as error:
-            raise rejection(error) from None
+        """One step's transaction; the global position of its last event (0: nothing owed)."""
+        result = await decide_and_save(self._repository, transfer_id, actor, loads, decide)
+        return result.position

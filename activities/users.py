@@ -4,11 +4,26 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.commands import CommandResult, event_ids, event_metadata, rejection
-from domain.errors import DomainError
+from activities.commands import (
+    CommandResult,
+    decide_and_save,
+    event_ids,
+    event_metadata,
+    rejection,
+)
+from domain.errors import ConcurrencyConflict, DomainError
 from domain.event_store import UniqueKeyTaken, WrongExpectedVersion
-from domain.repository import Repository
-from domain.users import EmailAlreadyInUse, RegisterUser, User, UserAlreadyExists, email_key
+from domain.repository import Repository, retry_on_conflict
+from domain.users import (
+    ChangeUserEmail,
+    EmailAlreadyInUse,
+    LockUser,
+    RegisterUser,
+    UnlockUser,
+    User,
+    UserAlreadyExists,
+    email_key,
+)
 
 
 class UserActivities:
@@ -36,3 +51,60 @@ class UserActivities:
         except DomainError as error:
             raise rejection(error) from None
         return CommandResult(user.id, result.versions[user.id], result.position)
+
+    @activity.defn
+    async def change_user_email(self, command: ChangeUserEmail) -> CommandResult:
+        """Move the user to a new address: claim it and release the old one atomically."""
+        ids = event_ids()
+        metadata = event_metadata(command.command_id, command.actor)
+
+        async def attempt() -> CommandResult:
+            user = await self._repository.load(User, command.user_id)
+            expected = command.expected_version
+            if expected is not None and user.exists and user.version != expected:
+                raise ConcurrencyConflict(user.id, expected, user.version)
+            event = user.change_email(command.new_email)
+            if event is None:
+                return CommandResult(user.id, user.version, 0)
+            result = await self._repository.save(
+                user,
+                ids,
+                metadata,
+                claims=[email_key(event.new_email)],
+                releases=[email_key(event.old_email)],
+            )
+            return CommandResult(user.id, user.version, result.position)
+
+        try:
+            if command.expected_version is not None:
+                return await attempt()
+            return await retry_on_conflict(attempt)
+        except UniqueKeyTaken as taken:
+            raise rejection(EmailAlreadyInUse(taken.key.value)) from None
+        except WrongExpectedVersion as conflict:
+            error = ConcurrencyConflict(command.user_id, conflict.expected, conflict.actual)
+            raise rejection(error) from None
+        except DomainError as error:
+            raise rejection(error) from None
+
+    @activity.defn
+    async def lock_user(self, command: LockUser) -> CommandResult:
+        """Lock the user (no change if already locked)."""
+        return await decide_and_save(
+            self._repository,
+            command.command_id,
+            command.actor,
+            [(User, command.user_id)],
+            lambda user: user.lock(command.reason),
+        )
+
+    @activity.defn
+    async def unlock_user(self, command: UnlockUser) -> CommandResult:
+        """Unlock the user (no change if not locked)."""
+        return await decide_and_save(
+            self._repository,
+            command.command_id,
+            command.actor,
+            [(User, command.user_id)],
+            lambda user: user.unlock(),
+        )

@@ -19,11 +19,15 @@ def libpq_url(database_url: str) -> str:
 
 
 def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
-    """An async engine with a bounded pool and pre-ping to survive database restarts."""
+    """An async engine with a bounded pool.
+
+    No pre-ping (it costs a round trip per checkout, on the append hot path): after a
+    database restart the first statement on a stale connection fails, SQLAlchemy discards
+    the whole pool, and the caller's retry (Temporal's, for activities) gets a fresh one.
+    """
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )

@@ -80,6 +80,47 @@ class AccountClosed(DomainEvent):
     account_id: str
 
 
+@dataclass(frozen=True)
+class OpenAccount:
+    """Open an account for an existing, active user."""
+
+    command_id: str
+    account_id: str
+    owner_id: str
+    currency: str
+    daily_limit: Decimal = DEFAULT_DAILY_LIMIT
+    actor: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class DepositMoney:
+    """Put money into an open account."""
+
+    command_id: str
+    account_id: str
+    amount: Decimal
+    actor: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class WithdrawMoney:
+    """Take money out of an open account that holds enough."""
+
+    command_id: str
+    account_id: str
+    amount: Decimal
+    actor: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class CloseAccount:
+    """Close an account whose balance is zero."""
+
+    command_id: str
+    account_id: str
+    actor: str = "anonymous"
+
+
 class AccountNotFound(DomainError):
     def __init__(self, account_id: str) -> None:
         super().__init__(f"account {account_id} not found")

@@ -25,3 +25,14 @@ class InvalidInput(DomainError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}")
         self.field = field
+
+
+class ConcurrencyConflict(DomainError):
+    """The caller's expected version is no longer the aggregate's version."""
+
+    def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
+        super().__init__(
+            f"{aggregate_id} is at version {actual}, not the expected version {expected}"
+        )
+        self.expected = expected
+        self.actual = actual

@@ -91,6 +91,25 @@ class ChangeUserEmail:
     actor: str = "anonymous"
 
 
+@dataclass(frozen=True)
+class LockUser:
+    """Lock a user, e.g. after suspicious activity."""
+
+    command_id: str
+    user_id: str
+    reason: str
+    actor: str = "anonymous"
+
+
+@dataclass(frozen=True)
+class UnlockUser:
+    """An operator lets a locked user act again."""
+
+    command_id: str
+    user_id: str
+    actor: str = "anonymous"
+
+
 class EmailAlreadyInUse(DomainError):
     def __init__(self, email: str) -> None:
         super().__init__(f"email {email} is already in use")

@@ -40,6 +40,10 @@ class Projection(Protocol):
         """Change the read model for one event."""
         ...
 
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        """Change the read model for a batch of events, in order."""
+        ...
+
     def writing_to(self, tables: dict[str, str]) -> Projection:
         """The same projection writing into other tables (live name -> other name)."""
         ...
@@ -118,8 +122,8 @@ class Projector:
 
     async def apply_in(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         """Apply events inside the caller's transaction."""
-        for event in batch:
-            await self._projection.apply(conn, event)
+        if batch:
+            await self._projection.apply_batch(conn, batch)
 
     async def _one_by_one(
         self, position: int, batch: Sequence[RecordedEvent], batch_end: int

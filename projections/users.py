@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, DateTime, Integer, MetaData, RowMapping, Table, Text, select, update
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    RowMapping,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,7 +33,9 @@ def users_table(name: str = "users") -> Table:
         name,
         MetaData(),
         Column("id", Text, primary_key=True),
-        Column("email", Text, nullable=False, unique=True),
+        # Unique on the write side (email claims); here an index, so a batch may move an
+        # address from one user to another in any order.
+        Column("email", Text, nullable=False, index=True),
         Column("name", Text, nullable=False),
         Column("status", Text, nullable=False),
         Column("registered_at", DateTime(timezone=True), nullable=False),
@@ -65,35 +81,66 @@ class UsersProjection:
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         """Update the user's row for one event; replaying an event changes nothing."""
-        data = event.data
-        if event.type == "UserRegistered":
-            await conn.execute(
-                insert(self._table)
-                .values(
-                    id=event.stream_id,
-                    email=data["email"],
-                    name=data["name"],
-                    status=UserStatus.ACTIVE.value,
-                    registered_at=event.recorded_at,
-                    last_updated=event.recorded_at,
-                    version=event.version,
-                )
-                .on_conflict_do_nothing(index_elements=[self._table.c.id])
-            )
-            return
-        changes: dict[str, object] = {}
-        if event.type == "UserEmailChanged":
-            changes["email"] = data["new_email"]
-        elif event.type == "UserLocked":
-            changes["status"] = UserStatus.LOCKED.value
-        elif event.type == "UserUnlocked":
-            changes["status"] = UserStatus.ACTIVE.value
+        await self.apply_batch(conn, [event])
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        """Apply a batch with one INSERT and one (pipelined) UPDATE, whatever its size.
+
+        Events are folded per user first: a user registered in this batch is inserted in its
+        final state; other users get their final changes. The version guard makes every
+        statement a no-op for events already applied.
+        """
+        new_rows: dict[str, dict[str, Any]] = {}
+        changes: dict[str, dict[str, Any]] = {}
+        for event in events:
+            if event.type == "UserRegistered":
+                new_rows[event.stream_id] = {
+                    "id": event.stream_id,
+                    "email": event.data["email"],
+                    "name": event.data["name"],
+                    "status": UserStatus.ACTIVE.value,
+                    "registered_at": event.recorded_at,
+                    "last_updated": event.recorded_at,
+                    "version": event.version,
+                }
+                continue
+            change = _change(event)
+            row = new_rows.get(event.stream_id)
+            if row is not None:
+                row.update(change)
+            else:
+                changes.setdefault(event.stream_id, {"email": None, "status": None}).update(change)
         table = self._table
-        await conn.execute(
-            update(table)
-            .where(table.c.id == event.stream_id, table.c.version < event.version)
-            .values(**changes, last_updated=event.recorded_at, version=event.version)
-        )
+        if new_rows:
+            await conn.execute(
+                insert(table)
+                .values(list(new_rows.values()))
+                .on_conflict_do_nothing(index_elements=[table.c.id])
+            )
+        if changes:
+            await conn.execute(
+                update(table)
+                .where(table.c.id == bindparam("b_id"), table.c.version < bindparam("b_version"))
+                .values(
+                    email=func.coalesce(bindparam("b_email"), table.c.email),
+                    status=func.coalesce(bindparam("b_status"), table.c.status),
+                    last_updated=bindparam("b_last_updated"),
+                    version=bindparam("b_version"),
+                ),
+                [{f"b_{k}": v for k, v in {"id": i, **c}.items()} for i, c in changes.items()],
+            )
+
+
+def _change(event: RecordedEvent) -> dict[str, Any]:
+    """The columns one non-registration event sets."""
+    change: dict[str, Any] = {"last_updated": event.recorded_at, "version": event.version}
+    if event.type == "UserEmailChanged":
+        change["email"] = event.data["new_email"]
+    elif event.type == "UserLocked":
+        change["status"] = UserStatus.LOCKED.value
+    elif event.type == "UserUnlocked":
+        change["status"] = UserStatus.ACTIVE.value
+    return change
 
 
 async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:
@@ -104,7 +151,8 @@ async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:
 
 async def get_user_by_email(conn: AsyncConnection, email: str) -> UserView | None:
     """One user by email address."""
-    row = (await conn.execute(select(users).where(users.c.email == email))).one_or_none()
+    query = select(users).where(users.c.email == email).order_by(users.c.last_updated.desc())
+    row = (await conn.execute(query.limit(1))).one_or_none()
     return None if row is None else _view(row._mapping)
 
 

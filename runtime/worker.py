@@ -10,6 +10,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from activities.accounts import AccountActivities
 from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
 from activities.transfers import TransferActivities
@@ -23,6 +24,12 @@ from domain.repository import Repository
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from runtime.config import Settings
+from workflows.accounts import (
+    CloseAccountWorkflow,
+    DepositMoneyWorkflow,
+    OpenAccountWorkflow,
+    WithdrawMoneyWorkflow,
+)
 from workflows.followers import (
     RELAY_WORKFLOW_ID,
     ProjectorWorkflow,
@@ -30,9 +37,28 @@ from workflows.followers import (
     projector_workflow_id,
 )
 from workflows.transfers import TransferSaga
-from workflows.users import RegisterUserWorkflow
+from workflows.users import (
+    ChangeUserEmailWorkflow,
+    LockUserWorkflow,
+    RegisterUserWorkflow,
+    UnlockUserWorkflow,
+)
 
 log = logging.getLogger(__name__)
+
+WORKFLOWS = [
+    RegisterUserWorkflow,
+    ChangeUserEmailWorkflow,
+    LockUserWorkflow,
+    UnlockUserWorkflow,
+    OpenAccountWorkflow,
+    DepositMoneyWorkflow,
+    WithdrawMoneyWorkflow,
+    CloseAccountWorkflow,
+    TransferSaga,
+    RelayWorkflow,
+    ProjectorWorkflow,
+]
 
 
 async def run_worker(settings: Settings) -> None:
@@ -65,15 +91,23 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
 
     repository = Repository(store, PostgresSnapshotStore(engine), settings.snapshot_intervals())
     users = UserActivities(repository)
+    accounts = AccountActivities(repository)
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[RegisterUserWorkflow, TransferSaga, RelayWorkflow, ProjectorWorkflow],
+        workflows=WORKFLOWS,
         activities=[
             users.register_user,
+            users.change_user_email,
+            users.lock_user,
+            users.unlock_user,
+            accounts.open_account,
+            accounts.deposit_money,
+            accounts.withdraw_money,
+            accounts.close_account,
             transfers.begin_transfer,
             transfers.reserve_daily_limit,
             transfers.release_daily_limit,

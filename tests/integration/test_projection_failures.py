@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,6 +30,10 @@ class TallyProjection:
         if event.data.get("poison") and not self.cured:
             raise ValueError("cannot tally poison")
         await conn.execute(self.table.insert().values(id=str(event.event_id), n=event.data["n"]))
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        for event in events:
+            await self.apply(conn, event)
 
     def writing_to(self, tables: dict[str, str]) -> TallyProjection:
         raise NotImplementedError("not rebuilt in these tests")

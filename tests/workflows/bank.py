@@ -15,7 +15,7 @@ from adapters.event_store import PostgresEventStore
 from domain.accounts import Account
 from domain.repository import Repository
 from domain.transfers import TransferMoney
-from domain.users import User
+from domain.users import User, email_key
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 TODAY = "2026-11-28"
@@ -31,10 +31,12 @@ class Bank:
 
     async def user(self, locked: bool = False) -> str:
         user = User(f"user-{uuid.uuid4()}")
-        user.register(f"{uuid.uuid4()}@example.com", "Holder", "hash")
+        registered = user.register(f"{uuid.uuid4()}@example.com", "Holder", "hash")
         if locked:
             user.lock("test")
-        await self.repository.save(user, lambda _: uuid.uuid4(), {})
+        await self.repository.save(
+            user, lambda _: uuid.uuid4(), {}, claims=[email_key(registered.email)]
+        )
         return user.id
 
     async def account(

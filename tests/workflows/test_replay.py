@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,27 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from adapters.event_store import PostgresEventStore
-from domain.users import RegisterUser
+from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
+from domain.users import ChangeUserEmail, LockUser, RegisterUser, UnlockUser
+from runtime.worker import WORKFLOWS
 from tests.workflows.bank import Bank, RefundBlocked
+from workflows.accounts import (
+    CloseAccountWorkflow,
+    DepositMoneyWorkflow,
+    OpenAccountWorkflow,
+    WithdrawMoneyWorkflow,
+)
 from workflows.followers import ProjectorWorkflow, RelayWorkflow
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
-from workflows.users import RegisterUserWorkflow
+from workflows.users import (
+    ChangeUserEmailWorkflow,
+    LockUserWorkflow,
+    RegisterUserWorkflow,
+    UnlockUserWorkflow,
+)
 
 HISTORIES = Path(__file__).parent / "histories"
-WORKFLOWS = [RegisterUserWorkflow, TransferSaga, RelayWorkflow, ProjectorWorkflow]
 RECORD = os.environ.get("SAGALINE_RECORD_HISTORIES") == "1"
 
 
@@ -59,6 +72,33 @@ async def test_record_histories(
     )
     await register.result()
     await save(register, "register_user")
+
+    account = "account-history-1"
+    for name, workflow, command in (
+        (
+            "change_user_email",
+            ChangeUserEmailWorkflow,
+            ChangeUserEmail("history-2", "user-history-1", "history2@example.com"),
+        ),
+        ("lock_user", LockUserWorkflow, LockUser("history-3", "user-history-1", "history")),
+        ("unlock_user", UnlockUserWorkflow, UnlockUser("history-4", "user-history-1")),
+        (
+            "open_account",
+            OpenAccountWorkflow,
+            OpenAccount("history-5", account, "user-history-1", "EUR"),
+        ),
+        ("deposit_money", DepositMoneyWorkflow, DepositMoney("history-6", account, Decimal(5))),
+        ("withdraw_money", WithdrawMoneyWorkflow, WithdrawMoney("history-7", account, Decimal(5))),
+        ("close_account", CloseAccountWorkflow, CloseAccount("history-8", account)),
+    ):
+        handle = await client.start_workflow(
+            workflow.run,  # type: ignore[attr-defined]
+            command,
+            id=f"{name}/{command.command_id}",
+            task_queue=task_queue,
+        )
+        await handle.result()
+        await save(handle, name)
 
     source, destination = await bank.account("100.00"), await bank.account("0")
     completed = await bank.start(source, destination, "10.00")
