@@ -18,6 +18,7 @@ from domain.users import (
     ChangeUserEmail,
     EmailAlreadyInUse,
     LockUser,
+    RecordLoginAttempt,
     RegisterUser,
     UnlockUser,
     User,
@@ -107,4 +108,15 @@ class UserActivities:
             command.actor,
             [(User, command.user_id)],
             lambda user: user.unlock(),
+        )
+
+    @activity.defn
+    async def record_login_attempt(self, command: RecordLoginAttempt) -> CommandResult:
+        """Append UserLoginSucceeded or UserLoginFailed."""
+        return await decide_and_save(
+            self._repository,
+            command.command_id,
+            command.actor,
+            [(User, command.user_id)],
+            lambda user: user.record_login(command.succeeded, command.reason),
         )

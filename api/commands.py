@@ -20,9 +20,10 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from api.context import Context
 from domain.errors import InvalidInput
 from workflows import search_attributes
-from workflows.commands import CommandOutcome
+from workflows.commands import CommandOutcome, Rejection
 
 C = TypeVar("C")
+R = TypeVar("R")
 _COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _AGGREGATE_NAMESPACE = uuid.UUID("0b8e8f2c-6d55-4c3e-9f64-0f7f2d1b9a41")
 
@@ -45,14 +46,15 @@ def aggregate_id_for(kind: str, command_id: str) -> str:
 
 async def send(
     ctx: Context,
-    run: Callable[[Any, C], Awaitable[CommandOutcome]],
+    run: Callable[[Any, C], Awaitable[R]],
     command: C,
     *,
     workflow_id: str,
     command_id: str,
     aggregate_ids: Sequence[str],
     summary: str,
-) -> CommandOutcome | None:
+    result_type: type[R] = CommandOutcome,  # type: ignore[assignment]
+) -> R | None:
     """Run the command's workflow (or join the one already started); None if still running."""
     services = ctx.services
     attributes = TypedSearchAttributes(
@@ -61,7 +63,7 @@ async def send(
             SearchAttributePair(search_attributes.AGGREGATE_IDS, list(aggregate_ids)),
         ]
     )
-    handle: WorkflowHandle[Any, CommandOutcome]
+    handle: WorkflowHandle[Any, R]
     try:
         handle = await services.temporal.start_workflow(
             run,
@@ -74,10 +76,18 @@ async def send(
             static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
-        handle = services.temporal.get_workflow_handle(workflow_id, result_type=CommandOutcome)
+        handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
     try:
         return await asyncio.wait_for(
             handle.result(), timeout=services.settings.command_timeout_seconds
         )
     except TimeoutError:
         return None
+
+
+def typed_rejection(rejection: Rejection, allowed: Sequence[type[Any]]) -> Any:
+    """The payload error type named like the rejection; an unexpected one is a server error."""
+    for error_type in allowed:
+        if error_type.__name__ == rejection.type:
+            return error_type(message=rejection.message)
+    raise RuntimeError(f"unexpected rejection {rejection.type}: {rejection.message}")

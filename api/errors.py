@@ -43,3 +43,33 @@ class BadPosition(GraphQLError):
             f"consistentWith must be a position as returned by a mutation, not {value[:40]!r}",
             extensions={"code": "BAD_USER_INPUT"},
         )
+
+
+@strawberry.type(description="No user has this id.")
+class UserNotFound:
+    message: str
+
+
+@strawberry.type(description="The user is locked and may not do this until unlocked.")
+class UserLocked:
+    message: str
+
+
+@strawberry.type(description="No account has this id.")
+class AccountNotFound:
+    message: str
+
+
+@strawberry.type(description="The account does not hold enough money.")
+class InsufficientFunds:
+    message: str
+
+
+@strawberry.type(description="The account still holds money, so it cannot be closed.")
+class BalanceNotZero:
+    message: str
+
+
+@strawberry.type(description="Another change reached the aggregate first; reload and retry.")
+class ConcurrencyConflict:
+    message: str

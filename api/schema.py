@@ -5,12 +5,16 @@ from __future__ import annotations
 import strawberry
 from strawberry.tools import merge_types
 
+from api.accounts.mutations import AccountMutations
+from api.accounts.queries import AccountQueries
+from api.transfers.mutations import TransferMutations
+from api.transfers.queries import TransferQueries
 from api.users.mutations import UserMutations
 from api.users.queries import UserQueries
 
 
 def build_schema() -> strawberry.Schema:
     """The schema clients see."""
-    query = merge_types("Query", (UserQueries,))
-    mutation = merge_types("Mutation", (UserMutations,))
+    query = merge_types("Query", (UserQueries, AccountQueries, TransferQueries))
+    mutation = merge_types("Mutation", (UserMutations, AccountMutations, TransferMutations))
     return strawberry.Schema(query=query, mutation=mutation)

@@ -110,6 +110,17 @@ class UnlockUser:
     actor: str = "anonymous"
 
 
+@dataclass(frozen=True)
+class RecordLoginAttempt:
+    """Record that someone signed in as the user, or failed to."""
+
+    command_id: str
+    user_id: str
+    succeeded: bool
+    reason: str = ""
+    actor: str = "anonymous"
+
+
 class EmailAlreadyInUse(DomainError):
     def __init__(self, email: str) -> None:
         super().__init__(f"email {email} is already in use")
@@ -212,6 +223,17 @@ class User(Aggregate):
         self.name = state["name"]
         self.password_hash = state["password_hash"]
         self.status = UserStatus(state["status"])
+
+    def record_login(self, succeeded: bool, reason: str) -> UserLoginSucceeded | UserLoginFailed:
+        """Record a sign-in attempt; a locked user's successful password still fails."""
+        self._require_exists()
+        event: UserLoginSucceeded | UserLoginFailed
+        if succeeded and self.status is UserStatus.ACTIVE:
+            event = UserLoginSucceeded(self.id)
+        else:
+            event = UserLoginFailed(self.id, reason or "locked")
+        self.record(event)
+        return event
 
     def lock(self, reason: str) -> UserLocked | None:
         """Lock the user; None when already locked."""

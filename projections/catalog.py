@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from projections.accounts import AccountsProjection
 from projections.projector import Projection
+from projections.transfers import TransfersProjection
 from projections.users import UsersProjection
 
 
 def all_projections() -> list[Projection]:
     """Every projection the worker keeps up to date."""
-    return [UsersProjection()]
+    return [UsersProjection(), AccountsProjection(), TransfersProjection()]
 
 
 def projection_names() -> list[str]:

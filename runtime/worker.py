@@ -40,6 +40,7 @@ from workflows.transfers import TransferSaga
 from workflows.users import (
     ChangeUserEmailWorkflow,
     LockUserWorkflow,
+    RecordLoginAttemptWorkflow,
     RegisterUserWorkflow,
     UnlockUserWorkflow,
 )
@@ -51,6 +52,7 @@ WORKFLOWS = [
     ChangeUserEmailWorkflow,
     LockUserWorkflow,
     UnlockUserWorkflow,
+    RecordLoginAttemptWorkflow,
     OpenAccountWorkflow,
     DepositMoneyWorkflow,
     WithdrawMoneyWorkflow,
@@ -104,6 +106,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             users.change_user_email,
             users.lock_user,
             users.unlock_user,
+            users.record_login_attempt,
             accounts.open_account,
             accounts.deposit_money,
             accounts.withdraw_money,

@@ -8,7 +8,13 @@ from workflows.commands import CommandOutcome, run_command
 
 with workflow.unsafe.imports_passed_through():
     from activities.users import UserActivities
-    from domain.users import ChangeUserEmail, LockUser, RegisterUser, UnlockUser
+    from domain.users import (
+        ChangeUserEmail,
+        LockUser,
+        RecordLoginAttempt,
+        RegisterUser,
+        UnlockUser,
+    )
 
 
 def register_user_workflow_id(command_id: str) -> str:
@@ -55,3 +61,12 @@ class UnlockUserWorkflow:
     @workflow.run
     async def run(self, command: UnlockUser) -> CommandOutcome:
         return await run_command(UserActivities.unlock_user, command)
+
+
+@workflow.defn
+class RecordLoginAttemptWorkflow:
+    """Records a sign-in attempt (the input to suspicious-activity detection)."""
+
+    @workflow.run
+    async def run(self, command: RecordLoginAttempt) -> CommandOutcome:
+        return await run_command(UserActivities.record_login_attempt, command)

@@ -13,7 +13,14 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 
 from adapters.event_store import PostgresEventStore
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
-from domain.users import ChangeUserEmail, LockUser, UnlockUser, User, UserStatus
+from domain.users import (
+    ChangeUserEmail,
+    LockUser,
+    RecordLoginAttempt,
+    UnlockUser,
+    User,
+    UserStatus,
+)
 from tests.workflows.bank import Bank
 from workflows.accounts import (
     CloseAccountWorkflow,
@@ -22,7 +29,12 @@ from workflows.accounts import (
     WithdrawMoneyWorkflow,
 )
 from workflows.commands import CommandOutcome
-from workflows.users import ChangeUserEmailWorkflow, LockUserWorkflow, UnlockUserWorkflow
+from workflows.users import (
+    ChangeUserEmailWorkflow,
+    LockUserWorkflow,
+    RecordLoginAttemptWorkflow,
+    UnlockUserWorkflow,
+)
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -127,3 +139,28 @@ async def test_lock_and_unlock_a_user(bank: Bank) -> None:
     assert (await bank.repository.load(User, user_id)).status is UserStatus.ACTIVE
     unknown = await run(bank, LockUserWorkflow, LockUser(command_id(), "nobody", "x"))
     assert rejected(unknown) == "UserNotFound"
+
+
+async def test_login_attempts_are_recorded_and_a_locked_user_always_fails(
+    bank: Bank, store: PostgresEventStore
+) -> None:
+    user_id = await bank.user()
+    ok = await run(
+        bank, RecordLoginAttemptWorkflow, RecordLoginAttempt(command_id(), user_id, True)
+    )
+    bad = await run(
+        bank, RecordLoginAttemptWorkflow, RecordLoginAttempt(command_id(), user_id, False, "pw")
+    )
+    await run(bank, LockUserWorkflow, LockUser(command_id(), user_id, "suspicious"))
+    locked = await run(
+        bank, RecordLoginAttemptWorkflow, RecordLoginAttempt(command_id(), user_id, True)
+    )
+    assert ok.result and bad.result and locked.result
+    kinds = [e.type for e in await store.read_stream(user_id)]
+    assert kinds == [
+        "UserRegistered",
+        "UserLoginSucceeded",
+        "UserLoginFailed",
+        "UserLocked",
+        "UserLoginFailed",
+    ]

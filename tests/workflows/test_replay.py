@@ -22,7 +22,13 @@ from temporalio.worker import Replayer
 
 from adapters.event_store import PostgresEventStore
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
-from domain.users import ChangeUserEmail, LockUser, RegisterUser, UnlockUser
+from domain.users import (
+    ChangeUserEmail,
+    LockUser,
+    RecordLoginAttempt,
+    RegisterUser,
+    UnlockUser,
+)
 from runtime.worker import WORKFLOWS
 from tests.workflows.bank import Bank, RefundBlocked
 from workflows.accounts import (
@@ -37,6 +43,7 @@ from workflows.transfers import TransferSaga
 from workflows.users import (
     ChangeUserEmailWorkflow,
     LockUserWorkflow,
+    RecordLoginAttemptWorkflow,
     RegisterUserWorkflow,
     UnlockUserWorkflow,
 )
@@ -82,6 +89,11 @@ async def test_record_histories(
         ),
         ("lock_user", LockUserWorkflow, LockUser("history-3", "user-history-1", "history")),
         ("unlock_user", UnlockUserWorkflow, UnlockUser("history-4", "user-history-1")),
+        (
+            "record_login_attempt",
+            RecordLoginAttemptWorkflow,
+            RecordLoginAttempt("history-9", "user-history-1", False, "wrong password"),
+        ),
         (
             "open_account",
             OpenAccountWorkflow,

@@ -1,0 +1,184 @@
+"""Account mutations: validate, build the command, run it through its workflow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from strawberry.types import Info
+
+from api.accounts.types import (
+    Account,
+    AccountClosed,
+    AccountOpened,
+    CloseAccountInput,
+    CloseAccountPayload,
+    DepositMoneyInput,
+    DepositMoneyPayload,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    OpenAccountInput,
+    OpenAccountPayload,
+    WithdrawMoneyInput,
+    WithdrawMoneyPayload,
+)
+from api.commands import aggregate_id_for, command_id_or_new, send, typed_rejection
+from api.context import Context
+from api.errors import (
+    AccountNotFound,
+    BalanceNotZero,
+    CommandPending,
+    InsufficientFunds,
+    UserLocked,
+    UserNotFound,
+    invalid_input,
+)
+from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
+from domain.errors import InvalidInput
+from domain.money import parse_amount, parse_currency
+from projections.accounts import AccountView, get_account
+from projections.consistency import wait_until_caught_up
+from workflows.accounts import (
+    CloseAccountWorkflow,
+    DepositMoneyWorkflow,
+    OpenAccountWorkflow,
+    WithdrawMoneyWorkflow,
+    account_command_workflow_id,
+)
+from workflows.commands import CommandOutcome
+
+
+async def _read_back(ctx: Context, account_id: str, position: int) -> Account:
+    """The account as the read model has it once it includes the command's events."""
+    services = ctx.services
+    await wait_until_caught_up(
+        services.engine, ["accounts"], position, services.settings.consistency_timeout_seconds
+    )
+    async with services.engine.connect() as conn:
+        view: AccountView | None = await get_account(conn, account_id)
+    if view is None:
+        raise RuntimeError("the account is not in the read model yet")
+    return Account.from_view(view)
+
+
+async def _run(
+    ctx: Context, kind: str, workflow: Any, command: Any, account_id: str, summary: str
+) -> CommandOutcome | None:
+    return await send(
+        ctx,
+        workflow.run,
+        command,
+        workflow_id=account_command_workflow_id(kind, command.command_id),
+        command_id=command.command_id,
+        aggregate_ids=[account_id],
+        summary=summary,
+    )
+
+
+def _pending(command_id: str) -> CommandPending:
+    return CommandPending(message="the command is still running", command_id=command_id)
+
+
+@strawberry.type
+class AccountMutations:
+    @strawberry.mutation(description="Open an account for an active user.")
+    async def open_account(
+        self, info: Info[Context, None], input: OpenAccountInput
+    ) -> OpenAccountPayload:
+        ctx = info.context
+        try:
+            command_id = command_id_or_new(input.command_id)
+            currency = parse_currency(input.currency)
+        except InvalidInput as error:
+            return invalid_input(error)
+        account_id = aggregate_id_for("account", command_id)
+        command = OpenAccount(
+            command_id, account_id, str(input.owner_id), currency, actor=ctx.actor
+        )
+        outcome = await _run(
+            ctx,
+            "open-account",
+            OpenAccountWorkflow,
+            command,
+            account_id,
+            f"Open {currency} account",
+        )
+        if outcome is None:
+            return _pending(command_id)
+        if outcome.rejection is not None:
+            return typed_rejection(outcome.rejection, [UserNotFound, UserLocked])  # type: ignore[no-any-return]
+        assert outcome.result is not None
+        account = await _read_back(ctx, account_id, outcome.result.position)
+        return AccountOpened(account=account, position=str(outcome.result.position))
+
+    @strawberry.mutation(description="Put money into an open account.")
+    async def deposit_money(
+        self, info: Info[Context, None], input: DepositMoneyInput
+    ) -> DepositMoneyPayload:
+        ctx = info.context
+        try:
+            command_id = command_id_or_new(input.command_id)
+            amount = parse_amount(input.amount)
+        except InvalidInput as error:
+            return invalid_input(error)
+        account_id = str(input.account_id)
+        command = DepositMoney(command_id, account_id, amount, ctx.actor)
+        outcome = await _run(
+            ctx, "deposit-money", DepositMoneyWorkflow, command, account_id, f"Deposit {amount}"
+        )
+        if outcome is None:
+            return _pending(command_id)
+        if outcome.rejection is not None:
+            return typed_rejection(outcome.rejection, [AccountNotFound, AccountClosed])  # type: ignore[no-any-return]
+        assert outcome.result is not None
+        account = await _read_back(ctx, account_id, outcome.result.position)
+        return MoneyDeposited(account=account, position=str(outcome.result.position))
+
+    @strawberry.mutation(description="Take money out of an open account.")
+    async def withdraw_money(
+        self, info: Info[Context, None], input: WithdrawMoneyInput
+    ) -> WithdrawMoneyPayload:
+        ctx = info.context
+        try:
+            command_id = command_id_or_new(input.command_id)
+            amount = parse_amount(input.amount)
+        except InvalidInput as error:
+            return invalid_input(error)
+        account_id = str(input.account_id)
+        command = WithdrawMoney(command_id, account_id, amount, ctx.actor)
+        outcome = await _run(
+            ctx, "withdraw-money", WithdrawMoneyWorkflow, command, account_id, f"Withdraw {amount}"
+        )
+        if outcome is None:
+            return _pending(command_id)
+        if outcome.rejection is not None:
+            allowed = [AccountNotFound, InsufficientFunds, AccountClosed]
+            return typed_rejection(outcome.rejection, allowed)  # type: ignore[no-any-return]
+        assert outcome.result is not None
+        account = await _read_back(ctx, account_id, outcome.result.position)
+        return MoneyWithdrawn(account=account, position=str(outcome.result.position))
+
+    @strawberry.mutation(description="Close an account whose balance is zero.")
+    async def close_account(
+        self, info: Info[Context, None], input: CloseAccountInput
+    ) -> CloseAccountPayload:
+        ctx = info.context
+        try:
+            command_id = command_id_or_new(input.command_id)
+        except InvalidInput as error:
+            return invalid_input(error)
+        account_id = str(input.account_id)
+        command = CloseAccount(command_id, account_id, ctx.actor)
+        outcome = await _run(
+            ctx, "close-account", CloseAccountWorkflow, command, account_id, "Close account"
+        )
+        if outcome is None:
+            return _pending(command_id)
+        if outcome.rejection is not None:
+            allowed = [AccountNotFound, BalanceNotZero, AccountClosed]
+            return typed_rejection(outcome.rejection, allowed)  # type: ignore[no-any-return]
+        assert outcome.result is not None
+        account = await _read_back(ctx, account_id, outcome.result.position)
+        return AccountClosed(
+            message="account closed", account=account, position=str(outcome.result.position)
+        )

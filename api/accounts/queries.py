@@ -1,0 +1,42 @@
+"""Account queries, answered from the accounts read model."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from api.accounts.types import Account
+from api.consistency import ensure_consistent
+from api.context import Context
+from api.pagination import Connection, connection, decode_cursor, page_size
+from projections.accounts import get_account, list_accounts
+
+READ_MODELS = ["accounts"]
+
+
+@strawberry.type
+class AccountQueries:
+    @strawberry.field(description="One account by id.")
+    async def account(
+        self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
+    ) -> Account | None:
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
+        async with info.context.services.engine.connect() as conn:
+            view = await get_account(conn, str(id))
+        return None if view is None else Account.from_view(view)
+
+    @strawberry.field(description="Accounts, optionally of one owner, in id order.")
+    async def accounts(
+        self,
+        info: Info[Context, None],
+        owner_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        consistent_with: str | None = None,
+    ) -> Connection[Account]:
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
+        size = page_size(first)
+        owner = None if owner_id is None else str(owner_id)
+        async with info.context.services.engine.connect() as conn:
+            rows = await list_accounts(conn, owner, decode_cursor(after), size + 1)
+        return connection(rows, size, lambda v: v.id, Account.from_view)

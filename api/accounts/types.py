@@ -1,0 +1,130 @@
+"""GraphQL types of the accounts feature."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+
+from api.errors import (
+    AccountNotFound,
+    BalanceNotZero,
+    CommandPending,
+    InsufficientFunds,
+    InvalidInput,
+    UserLocked,
+    UserNotFound,
+)
+from projections.accounts import AccountView
+
+
+@strawberry.enum(description="Whether an account takes money.")
+class AccountStatus(Enum):
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+@strawberry.type(description="A bank account, from the accounts read model.")
+class Account:
+    id: strawberry.ID
+    owner_id: strawberry.ID
+    balance: Decimal
+    currency: str
+    status: AccountStatus
+    opened_at: datetime
+    last_updated: datetime
+    version: int
+
+    @classmethod
+    def from_view(cls, view: AccountView) -> Account:
+        return cls(
+            id=strawberry.ID(view.id),
+            owner_id=strawberry.ID(view.owner_id),
+            balance=view.balance,
+            currency=view.currency,
+            status=AccountStatus(view.status.value),
+            opened_at=view.opened_at,
+            last_updated=view.last_updated,
+            version=view.version,
+        )
+
+
+@strawberry.input
+class OpenAccountInput:
+    owner_id: strawberry.ID
+    currency: str | None = None
+    command_id: str | None = None
+
+
+@strawberry.input
+class DepositMoneyInput:
+    account_id: strawberry.ID
+    amount: Decimal
+    command_id: str | None = None
+
+
+@strawberry.input
+class WithdrawMoneyInput:
+    account_id: strawberry.ID
+    amount: Decimal
+    command_id: str | None = None
+
+
+@strawberry.input
+class CloseAccountInput:
+    account_id: strawberry.ID
+    command_id: str | None = None
+
+
+@strawberry.type
+class AccountOpened:
+    account: Account
+    position: str
+
+
+@strawberry.type
+class MoneyDeposited:
+    account: Account
+    position: str
+
+
+@strawberry.type
+class MoneyWithdrawn:
+    account: Account
+    position: str
+
+
+@strawberry.type(
+    description="The account is closed: the success of closeAccount (with its position), or "
+    "why money could not move (without one)."
+)
+class AccountClosed:
+    message: str
+    account: Account | None = None
+    position: str | None = None
+
+
+OpenAccountPayload = Annotated[
+    AccountOpened | UserNotFound | UserLocked | InvalidInput | CommandPending,
+    strawberry.union("OpenAccountPayload"),
+]
+DepositMoneyPayload = Annotated[
+    MoneyDeposited | AccountNotFound | AccountClosed | InvalidInput | CommandPending,
+    strawberry.union("DepositMoneyPayload"),
+]
+WithdrawMoneyPayload = Annotated[
+    MoneyWithdrawn
+    | AccountNotFound
+    | InsufficientFunds
+    | AccountClosed
+    | InvalidInput
+    | CommandPending,
+    strawberry.union("WithdrawMoneyPayload"),
+]
+CloseAccountPayload = Annotated[
+    AccountClosed | AccountNotFound | BalanceNotZero | InvalidInput | CommandPending,
+    strawberry.union("CloseAccountPayload"),
+]

@@ -1,0 +1,73 @@
+"""Relay connections with keyset cursors (stable under concurrent inserts)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+import strawberry
+from graphql import GraphQLError
+
+N = TypeVar("N")
+V = TypeVar("V")
+
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[N]):
+    cursor: str
+    node: N
+
+
+@strawberry.type
+class Connection(Generic[N]):
+    edges: list[Edge[N]]
+    page_info: PageInfo
+
+
+def page_size(first: int | None) -> int:
+    """`first`, defaulted and capped; negative values are an error."""
+    if first is None:
+        return DEFAULT_PAGE
+    if first < 0:
+        raise GraphQLError("first must not be negative", extensions={"code": "BAD_USER_INPUT"})
+    return min(first, MAX_PAGE)
+
+
+def encode_cursor(key: str) -> str:
+    """An opaque cursor for a row's sort key."""
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    """The sort key behind a cursor."""
+    if cursor is None:
+        return None
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise GraphQLError("after is not a cursor", extensions={"code": "BAD_USER_INPUT"}) from None
+
+
+def connection(
+    rows: Sequence[V], size: int, key: Callable[[V], str], node: Callable[[V], N]
+) -> Connection[N]:
+    """A page from `size + 1` fetched rows: the extra row only tells that more exist."""
+    page = list(rows[:size])
+    edges = [Edge(cursor=encode_cursor(key(r)), node=node(r)) for r in page]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )

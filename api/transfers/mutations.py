@@ -1,0 +1,106 @@
+"""The transferMoney mutation: one TransferSaga per transfer id."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import strawberry
+from strawberry.types import Info
+
+from api.commands import command_id_or_new, send
+from api.context import Context
+from api.errors import AccountNotFound, InsufficientFunds, invalid_input
+from api.transfers.types import (
+    Transfer,
+    TransferCompleted,
+    TransferMoneyInput,
+    TransferMoneyPayload,
+    TransferPending,
+    TransferRejected,
+    TransferStatus,
+)
+from domain.errors import InvalidInput
+from domain.money import parse_amount
+from domain.transfers import TransferMoney
+from projections.consistency import wait_until_caught_up
+from projections.transfers import get_transfer
+from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
+
+
+async def _transfer(ctx: Context, command: TransferMoney, position: int) -> Transfer:
+    """The transfer from its read model once it includes `position` (or as requested)."""
+    services = ctx.services
+    if position:
+        await wait_until_caught_up(
+            services.engine, ["transfers"], position, services.settings.consistency_timeout_seconds
+        )
+    async with services.engine.connect() as conn:
+        view = await get_transfer(conn, command.transfer_id)
+    if view is not None:
+        return Transfer.from_view(view)
+    return Transfer(
+        id=strawberry.ID(command.transfer_id),
+        from_account=strawberry.ID(command.from_account_id),
+        to_account=strawberry.ID(command.to_account_id),
+        amount=command.amount,
+        status=TransferStatus.REQUESTED,
+        reason=None,
+        steps=[],
+        created_at=None,
+        updated_at=None,
+    )
+
+
+@strawberry.type
+class TransferMutations:
+    @strawberry.mutation(
+        description="Move money between accounts as a saga; transferId makes retries idempotent."
+    )
+    async def transfer_money(
+        self, info: Info[Context, None], input: TransferMoneyInput
+    ) -> TransferMoneyPayload:
+        ctx = info.context
+        try:
+            transfer_id = command_id_or_new(input.transfer_id)
+            amount = parse_amount(input.amount)
+            if input.from_account_id == input.to_account_id:
+                raise InvalidInput("toAccountId", "must differ from fromAccountId")
+        except InvalidInput as error:
+            if error.field == "commandId":
+                error = InvalidInput("transferId", error.message.split(": ", 1)[-1])
+            return invalid_input(error)
+        command = TransferMoney(
+            transfer_id,
+            str(input.from_account_id),
+            str(input.to_account_id),
+            amount,
+            datetime.now(UTC).date().isoformat(),
+            ctx.actor,
+        )
+        outcome = await send(
+            ctx,
+            TransferSaga.run,
+            command,
+            workflow_id=transfer_workflow_id(transfer_id),
+            command_id=transfer_id,
+            aggregate_ids=[transfer_id, command.from_account_id, command.to_account_id],
+            summary=f"Transfer {amount} from {command.from_account_id} to {command.to_account_id}",
+            result_type=TransferOutcome,
+        )
+        if outcome is None:
+            transfer = await _transfer(ctx, command, 0)
+            return TransferPending(transfer=transfer, message="the transfer is still running")
+        transfer = await _transfer(ctx, command, outcome.position)
+        if outcome.status == "COMPLETED":
+            return TransferCompleted(transfer=transfer, position=str(outcome.position))
+        message = outcome.reason or "transfer rejected"
+        if outcome.error_type == "AccountNotFound":
+            return AccountNotFound(message=message)
+        if outcome.error_type == "InsufficientFunds":
+            return InsufficientFunds(message=message)
+        return TransferRejected(
+            message=message,
+            reason=outcome.error_type or "Rejected",
+            transfer=transfer,
+            position=str(outcome.position),
+        )

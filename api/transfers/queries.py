@@ -1,0 +1,45 @@
+"""Transfer queries, answered from the transfers read model."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from api.consistency import ensure_consistent
+from api.context import Context
+from api.pagination import Connection, connection, decode_cursor, page_size
+from api.transfers.types import Transfer, TransferStatus
+from domain.transfers import TransferStatus as DomainTransferStatus
+from projections.transfers import get_transfer, list_transfers
+
+READ_MODELS = ["transfers"]
+
+
+@strawberry.type
+class TransferQueries:
+    @strawberry.field(description="One transfer by id.")
+    async def transfer(
+        self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
+    ) -> Transfer | None:
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
+        async with info.context.services.engine.connect() as conn:
+            view = await get_transfer(conn, str(id))
+        return None if view is None else Transfer.from_view(view)
+
+    @strawberry.field(description="Transfers, optionally by status or account, in id order.")
+    async def transfers(
+        self,
+        info: Info[Context, None],
+        status: TransferStatus | None = None,
+        account_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        consistent_with: str | None = None,
+    ) -> Connection[Transfer]:
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
+        size = page_size(first)
+        wanted = None if status is None else DomainTransferStatus(status.value)
+        account = None if account_id is None else str(account_id)
+        async with info.context.services.engine.connect() as conn:
+            rows = await list_transfers(conn, wanted, account, decode_cursor(after), size + 1)
+        return connection(rows, size, lambda v: v.id, Transfer.from_view)

@@ -1,0 +1,86 @@
+"""GraphQL types of the transfers feature."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+
+from api.errors import AccountNotFound, InsufficientFunds, InvalidInput
+from projections.transfers import TransferView
+
+
+@strawberry.enum(description="Where a transfer stands.")
+class TransferStatus(Enum):
+    REQUESTED = "REQUESTED"
+    COMPLETED = "COMPLETED"
+    REJECTED = "REJECTED"
+
+
+@strawberry.type(description="A money transfer, from the transfers read model.")
+class Transfer:
+    id: strawberry.ID
+    from_account: strawberry.ID
+    to_account: strawberry.ID
+    amount: Decimal
+    status: TransferStatus
+    reason: str | None
+    steps: list[str]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+    @classmethod
+    def from_view(cls, view: TransferView) -> Transfer:
+        return cls(
+            id=strawberry.ID(view.id),
+            from_account=strawberry.ID(view.from_account_id),
+            to_account=strawberry.ID(view.to_account_id),
+            amount=view.amount,
+            status=TransferStatus(view.status.value),
+            reason=view.reason,
+            steps=view.steps,
+            created_at=view.created_at,
+            updated_at=view.updated_at,
+        )
+
+
+@strawberry.input
+class TransferMoneyInput:
+    from_account_id: strawberry.ID
+    to_account_id: strawberry.ID
+    amount: Decimal
+    transfer_id: str | None = None
+
+
+@strawberry.type
+class TransferCompleted:
+    transfer: Transfer
+    position: str
+
+
+@strawberry.type(description="The transfer is still running; query it or send it again.")
+class TransferPending:
+    transfer: Transfer
+    message: str
+
+
+@strawberry.type(description="The transfer was refused; whatever it had done was undone.")
+class TransferRejected:
+    message: str
+    reason: str
+    transfer: Transfer | None
+    position: str | None
+
+
+TransferMoneyPayload = Annotated[
+    TransferCompleted
+    | TransferPending
+    | AccountNotFound
+    | InsufficientFunds
+    | TransferRejected
+    | InvalidInput,
+    strawberry.union("TransferMoneyPayload"),
+]

@@ -1,0 +1,164 @@
+"""The accounts read model: one row per account with its balance, for `account` and `accounts`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    Numeric,
+    RowMapping,
+    Table,
+    Text,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.accounts import AccountStatus
+from domain.event_store import RecordedEvent
+
+
+def accounts_table(name: str = "accounts") -> Table:
+    """The accounts table, or a same-shaped table a rebuild fills before swapping it in."""
+    return Table(
+        name,
+        MetaData(),
+        Column("id", Text, primary_key=True),
+        Column("owner_id", Text, nullable=False, index=True),
+        Column("balance", Numeric(20, 2), nullable=False),
+        Column("currency", Text, nullable=False),
+        Column("status", Text, nullable=False),
+        Column("opened_at", DateTime(timezone=True), nullable=False),
+        Column("last_updated", DateTime(timezone=True), nullable=False),
+        Column("version", Integer, nullable=False),
+    )
+
+
+accounts = accounts_table()
+
+# Each of these changes the balance by +amount or -amount.
+_BALANCE_SIGN = {"MoneyDeposited": 1, "TransferRefunded": 1, "MoneyWithdrawn": -1}
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account as clients see it."""
+
+    id: str
+    owner_id: str
+    balance: Decimal
+    currency: str
+    status: AccountStatus
+    opened_at: datetime
+    last_updated: datetime
+    version: int
+
+
+class AccountsProjection:
+    """Keeps the `accounts` table in step with account events."""
+
+    name: str = "accounts"
+    tables: tuple[str, ...] = ("accounts",)
+    event_types: tuple[str, ...] = (
+        "AccountOpened",
+        "MoneyDeposited",
+        "MoneyWithdrawn",
+        "TransferRefunded",
+        "DailyLimitReserved",
+        "DailyLimitReleased",
+        "AccountClosed",
+    )
+
+    def __init__(self, table: Table = accounts) -> None:
+        self._table = table
+
+    def writing_to(self, tables: dict[str, str]) -> AccountsProjection:
+        """The same projection writing into other tables (live name -> other name)."""
+        return AccountsProjection(accounts_table(tables["accounts"]))
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        """Update the account's row; the version guard makes a replayed event a no-op."""
+        table = self._table
+        if event.type == "AccountOpened":
+            await conn.execute(
+                insert(table)
+                .values(
+                    id=event.stream_id,
+                    owner_id=event.data["owner_id"],
+                    balance=Decimal(0),
+                    currency=event.data["currency"],
+                    status=AccountStatus.OPEN.value,
+                    opened_at=event.recorded_at,
+                    last_updated=event.recorded_at,
+                    version=event.version,
+                )
+                .on_conflict_do_nothing(index_elements=[table.c.id])
+            )
+            return
+        values: dict[str, object] = {"last_updated": event.recorded_at, "version": event.version}
+        sign = _BALANCE_SIGN.get(event.type)
+        if sign is not None:
+            values["balance"] = table.c.balance + sign * Decimal(event.data["amount"])
+        elif event.type == "AccountClosed":
+            values["status"] = AccountStatus.CLOSED.value
+        await conn.execute(
+            update(table)
+            .where(table.c.id == event.stream_id, table.c.version < event.version)
+            .values(**values)
+        )
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        """Apply events one by one, in order."""
+        for event in events:
+            await self.apply(conn, event)
+
+
+async def get_account(conn: AsyncConnection, account_id: str) -> AccountView | None:
+    """One account by id."""
+    row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one_or_none()
+    return None if row is None else account_view(row._mapping)
+
+
+async def list_accounts(
+    conn: AsyncConnection, owner_id: str | None, after: str | None, limit: int
+) -> list[AccountView]:
+    """Accounts in id order after a cursor (keyset pagination), optionally of one owner."""
+    query = select(accounts).order_by(accounts.c.id).limit(limit)
+    if owner_id is not None:
+        query = query.where(accounts.c.owner_id == owner_id)
+    if after is not None:
+        query = query.where(accounts.c.id > after)
+    return [account_view(r._mapping) for r in (await conn.execute(query)).all()]
+
+
+async def accounts_of_owners(
+    conn: AsyncConnection, owner_ids: Sequence[str]
+) -> dict[str, list[AccountView]]:
+    """Every account of each owner, in one query."""
+    query = select(accounts).where(accounts.c.owner_id.in_(owner_ids)).order_by(accounts.c.id)
+    found: dict[str, list[AccountView]] = {owner: [] for owner in owner_ids}
+    for row in (await conn.execute(query)).all():
+        view = account_view(row._mapping)
+        found[view.owner_id].append(view)
+    return found
+
+
+def account_view(m: RowMapping) -> AccountView:
+    return AccountView(
+        id=m["id"],
+        owner_id=m["owner_id"],
+        balance=m["balance"],
+        currency=m["currency"],
+        status=AccountStatus(m["status"]),
+        opened_at=m["opened_at"],
+        last_updated=m["last_updated"],
+        version=m["version"],
+    )
