@@ -71,8 +71,8 @@ class TransferPending:
 class TransferRejected:
     message: str
     reason: str
-    transfer: Transfer | None
-    position: str | None
+    transfer: Transfer
+    position: str
 
 
 TransferMoneyPayload = Annotated[

@@ -1,0 +1,223 @@
+"""Accounts and transfers through the GraphQL API alone, against the whole running stack."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any
+
+from tests.e2e.conftest import Stack
+
+REGISTER = """
+mutation($in: RegisterUserInput!) {
+  registerUser(input: $in) { __typename ... on UserRegistered { user { id } position } }
+}"""
+OPEN = """
+mutation($in: OpenAccountInput!) {
+  openAccount(input: $in) {
+    __typename
+    ... on AccountOpened { account { id balance currency status version } position }
+    ... on UserNotFound { message }
+    ... on InvalidInput { field message }
+  }
+}"""
+DEPOSIT = """
+mutation($in: DepositMoneyInput!) {
+  depositMoney(input: $in) {
+    __typename
+    ... on MoneyDeposited { account { balance } position }
+    ... on AccountNotFound { message }
+    ... on AccountClosed { message }
+    ... on InvalidInput { field message }
+  }
+}"""
+WITHDRAW = """
+mutation($in: WithdrawMoneyInput!) {
+  withdrawMoney(input: $in) {
+    __typename
+    ... on MoneyWithdrawn { account { balance } position }
+    ... on InsufficientFunds { message }
+  }
+}"""
+CLOSE = """
+mutation($in: CloseAccountInput!) {
+  closeAccount(input: $in) {
+    __typename
+    ... on AccountClosed { message account { status } position }
+    ... on BalanceNotZero { message }
+  }
+}"""
+TRANSFER = """
+mutation($in: TransferMoneyInput!) {
+  transferMoney(input: $in) {
+    __typename
+    ... on TransferCompleted { transfer { id status steps amount } position }
+    ... on TransferRejected { reason message transfer { status steps } position }
+    ... on AccountNotFound { message }
+    ... on InsufficientFunds { message }
+    ... on InvalidInput { field message }
+  }
+}"""
+BALANCE = """
+query($id: ID!, $at: String) { account(id: $id, consistentWith: $at) { balance status } }"""
+
+
+def register(stack: Stack) -> str:
+    data = stack.data(
+        REGISTER,
+        {"in": {"email": f"{uuid.uuid4()}@example.com", "name": "Bank", "password": "secret-pw"}},
+    )
+    user_id: str = data["registerUser"]["user"]["id"]
+    return user_id
+
+
+def open_account(stack: Stack, owner: str, deposit: str | None = None) -> str:
+    opened = stack.data(OPEN, {"in": {"ownerId": owner}})["openAccount"]
+    assert opened["__typename"] == "AccountOpened", opened
+    account_id: str = opened["account"]["id"]
+    if deposit is not None:
+        result = stack.data(DEPOSIT, {"in": {"accountId": account_id, "amount": deposit}})
+        assert result["depositMoney"]["__typename"] == "MoneyDeposited"
+    return account_id
+
+
+def balance(stack: Stack, account_id: str, position: str | None = None) -> Decimal:
+    data = stack.data(BALANCE, {"id": account_id, "at": position})
+    return Decimal(data["account"]["balance"])
+
+
+def payload(stack: Stack, query: str, field: str, variables: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = stack.data(query, variables)[field]
+    return result
+
+
+def test_an_opened_account_takes_deposits_and_shows_its_balance(stack: Stack) -> None:
+    owner = register(stack)
+    opened = payload(stack, OPEN, "openAccount", {"in": {"ownerId": owner}})
+    assert opened["account"]["balance"] == "0.00"
+    assert opened["account"]["currency"] == "EUR"
+    account = opened["account"]["id"]
+    deposited = payload(
+        stack, DEPOSIT, "depositMoney", {"in": {"accountId": account, "amount": "12.5"}}
+    )
+    assert deposited["account"]["balance"] == "12.50"
+    assert balance(stack, account, deposited["position"]) == Decimal("12.50")
+    assert stack.sql("SELECT count(*) FROM events WHERE stream_id = %s", account) == 2
+
+
+def test_a_transfer_moves_money_and_repeating_its_id_changes_nothing(stack: Stack) -> None:
+    owner = register(stack)
+    source, destination = open_account(stack, owner, "100"), open_account(stack, owner)
+    transfer_id = str(uuid.uuid4())
+    request = {
+        "in": {
+            "fromAccountId": source,
+            "toAccountId": destination,
+            "amount": "40.25",
+            "transferId": transfer_id,
+        }
+    }
+    first = payload(stack, TRANSFER, "transferMoney", request)
+    again = payload(stack, TRANSFER, "transferMoney", request)
+
+    assert first["__typename"] == "TransferCompleted"
+    assert first["transfer"]["steps"] == ["reserve_daily_limit", "withdraw", "deposit"]
+    assert again == first
+    assert balance(stack, source, first["position"]) == Decimal("59.75")
+    assert balance(stack, destination, first["position"]) == Decimal("40.25")
+
+
+def test_a_transfer_to_a_closed_account_is_rejected_after_compensation(stack: Stack) -> None:
+    owner = register(stack)
+    source, closed = open_account(stack, owner, "50"), open_account(stack, owner)
+    closing = payload(stack, CLOSE, "closeAccount", {"in": {"accountId": closed}})
+    assert closing["__typename"] == "AccountClosed"
+    assert closing["account"]["status"] == "CLOSED"
+
+    rejected = payload(
+        stack,
+        TRANSFER,
+        "transferMoney",
+        {"in": {"fromAccountId": source, "toAccountId": closed, "amount": "20"}},
+    )
+
+    assert rejected["__typename"] == "TransferRejected"
+    assert rejected["reason"] == "AccountClosed"
+    assert rejected["transfer"]["status"] == "REJECTED"
+    assert rejected["transfer"]["steps"] == [
+        "reserve_daily_limit",
+        "withdraw",
+        "compensated:withdraw",
+        "compensated:reserve_daily_limit",
+    ]
+    assert balance(stack, source, rejected["position"]) == Decimal("50.00")
+
+
+def test_expected_failures_are_typed_errors_that_change_nothing(stack: Stack) -> None:
+    owner = register(stack)
+    account = open_account(stack, owner, "10")
+    head = stack.sql("SELECT max(position) FROM events")
+
+    too_much = payload(
+        stack, WITHDRAW, "withdrawMoney", {"in": {"accountId": account, "amount": "10.01"}}
+    )
+    not_empty = payload(stack, CLOSE, "closeAccount", {"in": {"accountId": account}})
+    unknown = payload(
+        stack,
+        TRANSFER,
+        "transferMoney",
+        {"in": {"fromAccountId": account, "toAccountId": "nope", "amount": "1"}},
+    )
+    broke = payload(
+        stack,
+        TRANSFER,
+        "transferMoney",
+        {
+            "in": {
+                "fromAccountId": account,
+                "toAccountId": open_account(stack, owner),
+                "amount": "11",
+            }
+        },
+    )
+    assert too_much["__typename"] == "InsufficientFunds"
+    assert not_empty["__typename"] == "BalanceNotZero"
+    assert unknown["__typename"] == "AccountNotFound"
+    assert broke["__typename"] == "InsufficientFunds"
+    assert balance(stack, account) == Decimal("10.00")
+    for amount in ("-5", "0", "0.001", "NaN", "1e30"):
+        invalid = payload(
+            stack, DEPOSIT, "depositMoney", {"in": {"accountId": account, "amount": amount}}
+        )
+        assert (invalid["__typename"], invalid["field"]) == ("InvalidInput", "amount"), amount
+    nobody = payload(stack, OPEN, "openAccount", {"in": {"ownerId": "nobody"}})
+    assert nobody["__typename"] == "UserNotFound"
+    bad_currency = payload(stack, OPEN, "openAccount", {"in": {"ownerId": owner, "currency": "XX"}})
+    assert (bad_currency["__typename"], bad_currency["field"]) == ("InvalidInput", "currency")
+    assert balance(stack, account) == Decimal("10.00")
+    moved = stack.sql(
+        "SELECT count(*) FROM events WHERE position > %s AND stream_id = %s"
+        " AND type IN ('MoneyWithdrawn', 'MoneyDeposited', 'TransferRefunded', 'AccountClosed')",
+        head,
+        account,
+    )
+    assert moved == 0
+
+
+def test_accounts_are_paged_with_cursors(stack: Stack) -> None:
+    owner = register(stack)
+    opened = sorted(open_account(stack, owner) for _ in range(3))
+    query = """
+    query($owner: ID!, $after: String) {
+      accounts(ownerId: $owner, first: 2, after: $after) {
+        edges { cursor node { id } } pageInfo { hasNextPage endCursor }
+      }
+    }"""
+    first = stack.data(query, {"owner": owner, "after": None})["accounts"]
+    second = stack.data(query, {"owner": owner, "after": first["pageInfo"]["endCursor"]})[
+        "accounts"
+    ]
+    assert [e["node"]["id"] for e in first["edges"]] == opened[:2]
+    assert first["pageInfo"]["hasNextPage"] is True
+    assert [e["node"]["id"] for e in second["edges"]] == opened[2:]
+    assert second["pageInfo"]["hasNextPage"] is False
