@@ -7,42 +7,83 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
 
 from adapters.database import create_engine
 from adapters.temporal import connect
+from api.auth import Caller, Role, TokenCheck, parse_tokens
 from api.context import Context, Services
 from api.schema import build_schema
 from runtime.config import Settings
+
+ANONYMOUS = Caller(Role.CLIENT, "anonymous")
 
 
 class SagalineGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with sagaline's typed context."""
 
     def __init__(self, state: dict[str, Services]) -> None:
-        super().__init__(build_schema())
+        # GET only serves the GraphiQL page: operations are POSTed with a bearer token.
+        super().__init__(build_schema(), allow_queries_via_get=False)
         self._state = state
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        return Context(services=self._state["services"], request=request)
+        services = self._state["services"]
+        # TokenGuard lets a request without a valid token through only for the GraphiQL
+        # page, which executes nothing.
+        caller = services.tokens.caller(request.headers) or ANONYMOUS
+        return Context(services=services, request=request, caller=caller)
+
+
+class TokenGuard:
+    """Refuses GraphQL requests without a valid bearer token (the GraphiQL page is open)."""
+
+    def __init__(self, app: ASGIApp, state: dict[str, Services]) -> None:
+        self._app = app
+        self._state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        services = self._state.get("services")
+        wants_page = (
+            scope["type"] == "http"
+            and scope["method"] == "GET"
+            and "text/html" in headers.get("accept", "")
+        )
+        if wants_page or (services is not None and services.tokens.caller(headers)):
+            await self._app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":
+            close = WebSocketClose(code=4401, reason="missing or invalid bearer token")
+            await close(scope, receive, send)
+            return
+        refusal = JSONResponse(
+            {"errors": [{"message": "missing or invalid bearer token"}]},
+            status_code=401,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        await refusal(scope, receive, send)
 
 
 def create_app(settings: Settings) -> Starlette:
     """The API app; its services connect when the app starts, not at import."""
     state: dict[str, Services] = {}
-    graphql = SagalineGraphQL(state)
+    graphql = TokenGuard(SagalineGraphQL(state), state)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         engine = create_engine(settings.require_database_url(), pool_size=20)
         temporal = await connect(settings.require_temporal_address(), settings.temporal_namespace)
-        services = Services(settings=settings, engine=engine, temporal=temporal)
+        tokens = TokenCheck(parse_tokens(settings.api_tokens))
+        services = Services(settings=settings, engine=engine, temporal=temporal, tokens=tokens)
         state["services"] = services
         try:
             yield

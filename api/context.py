@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.websockets import WebSocket
 from temporalio.client import Client
 
+from api.auth import Caller, TokenCheck
 from runtime.config import Settings
 
 
@@ -19,6 +20,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     temporal: Client
+    tokens: TokenCheck
 
 
 @dataclass(frozen=True)
@@ -27,4 +29,9 @@ class Context:
 
     services: Services
     request: Request | WebSocket
-    actor: str = "anonymous"
+    caller: Caller
+
+    @property
+    def actor(self) -> str:
+        """Who to record as the actor of the caller's commands."""
+        return self.caller.name

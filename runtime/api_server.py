@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+
 import uvicorn
 
 from api.app import create_app
-from runtime.config import Settings
+from api.auth import TokenConfigurationError, parse_tokens
+from runtime.config import ConfigurationError, Settings
+
+log = logging.getLogger(__name__)
 
 
 async def serve_api(settings: Settings) -> None:
     """Serve the API until cancelled."""
+    try:
+        tokens = parse_tokens(settings.api_tokens)
+    except TokenConfigurationError as error:
+        raise ConfigurationError(str(error)) from None
+    if not tokens:
+        log.warning("SAGALINE_API_TOKENS is empty: every GraphQL request will be refused")
     config = uvicorn.Config(
         create_app(settings),
         host=settings.api_host,

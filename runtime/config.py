@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     kafka_topic: str = "sagaline.events"
     kafka_partitions: int = Field(default=6, ge=1)
     kafka_idempotent_producer: bool = False
+    kafka_request_timeout_ms: int = Field(default=5_000, gt=0)
+    """How long the relay waits for the broker's ack before retrying the batch."""
+    kafka_dead_letter_suffix: str = ".dlq"
+    kafka_consumer_max_attempts: int = Field(default=3, ge=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import os
+import secrets
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -46,6 +47,8 @@ class Endpoints:
     temporal_ui_url: str = ""
     kafka_bootstrap: str = ""
     graphql_url: str = ""
+    api_tokens: str = ""
+    generated_tokens: dict[str, str] = field(default_factory=dict)
     watched: dict[str, Watched] = field(default_factory=dict)
 
 
@@ -154,6 +157,13 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         endpoints.kafka_bootstrap = broker.bootstrap
         endpoints.watched["Kafka broker"] = broker
 
+    if settings.api_tokens:
+        endpoints.api_tokens = settings.api_tokens
+    else:
+        endpoints.generated_tokens = development_tokens(data_dir)
+        endpoints.api_tokens = ",".join(
+            f"{token}:{role}" for role, token in endpoints.generated_tokens.items()
+        )
     env = _child_env(settings, endpoints)
     for role in ("worker", "api"):
         child = ChildProcess(
@@ -241,6 +251,7 @@ def _child_env(settings: Settings, endpoints: Endpoints) -> dict[str, str]:
         "SAGALINE_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
         "SAGALINE_API_HOST": settings.api_host,
         "SAGALINE_API_PORT": str(settings.api_port),
+        "SAGALINE_API_TOKENS": endpoints.api_tokens,
     }
 
 
@@ -254,9 +265,24 @@ def _summary(endpoints: Endpoints) -> str:
         ("Data dir", str(endpoints.data_dir)),
         ("Logs", str(endpoints.data_dir / "logs")),
     ]
+    rows += [
+        (f"{role.capitalize()} token", token) for role, token in endpoints.generated_tokens.items()
+    ]
     width = max(len(label) for label, _ in rows)
     lines = [f"  {label:<{width}}  {value}" for label, value in rows]
     return "\n".join(["", "sagaline is up (Ctrl-C stops it)", *lines, ""])
+
+
+def development_tokens(data_dir: Path) -> dict[str, str]:
+    """A client and an operator token for local use, kept in the data dir across restarts."""
+    path = data_dir / "dev-tokens"
+    if not path.exists():
+        path.write_text(
+            "".join(f"{role}={secrets.token_urlsafe(24)}\n" for role in ("client", "operator"))
+        )
+        path.chmod(0o600)
+    pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
+    return {role: token for role, _, token in pairs}
 
 
 def _reachable_host(host: str) -> str:

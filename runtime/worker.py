@@ -23,6 +23,7 @@ from adapters.temporal import connect
 from domain.repository import Repository
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
+from runtime.cep import pattern_activities
 from runtime.config import Settings
 from workflows.accounts import (
     CloseAccountWorkflow,
@@ -30,6 +31,7 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
+from workflows.cep import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 from workflows.followers import (
     RELAY_WORKFLOW_ID,
     ProjectorWorkflow,
@@ -60,6 +62,7 @@ WORKFLOWS = [
     TransferSaga,
     RelayWorkflow,
     ProjectorWorkflow,
+    PatternDetectorWorkflow,
 ]
 
 
@@ -89,6 +92,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             settings.kafka_topic,
             settings.kafka_partitions,
             idempotent=settings.kafka_idempotent_producer,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
         )
 
     repository = Repository(store, PostgresSnapshotStore(engine), settings.snapshot_intervals())
@@ -97,6 +101,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url)
+    patterns = pattern_activities(settings, client, engine)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -121,16 +126,23 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             transfers.reject_transfer,
             relay.relay_events,
             projection_activities.project_events,
+            patterns.detect_patterns,
         ],
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 
 
 async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:
-    """Start the relay and projector singletons unless they are already running."""
+    """Start the relay, pattern detector and projector singletons unless already running."""
     await client.start_workflow(
         RelayWorkflow.run,
         id=RELAY_WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    await client.start_workflow(
+        PatternDetectorWorkflow.run,
+        id=PATTERN_DETECTOR_WORKFLOW_ID,
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )

@@ -27,6 +27,8 @@ STOP_WITHIN = 60.0
 LOG_TAIL_LINES = 60
 # Short, so a `consistentWith` that can never be reached fails fast.
 CONSISTENCY_TIMEOUT_SECONDS = 1
+CLIENT_TOKEN = "e2e-client-token"
+OPERATOR_TOKEN = "e2e-operator-token"
 
 
 def distinct_free_ports(count: int) -> list[int]:
@@ -85,6 +87,7 @@ class Stack:
                 "SAGALINE_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
                 "SAGALINE_KAFKA_PORT": str(self.kafka_port),
                 "SAGALINE_CONSISTENCY_TIMEOUT_SECONDS": str(CONSISTENCY_TIMEOUT_SECONDS),
+                "SAGALINE_API_TOKENS": f"{CLIENT_TOKEN}:client,{OPERATOR_TOKEN}:operator",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -140,18 +143,25 @@ class Stack:
                 parts.append(f"==> {path} <==\n" + "\n".join(text))
         return "\n".join(parts)
 
-    def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
-        """POST a GraphQL request and return the whole response body (data and errors)."""
+    def graphql(
+        self, query: str, variables: dict[str, Any] | None = None, token: str = CLIENT_TOKEN
+    ) -> dict[str, Any]:
+        """POST a GraphQL request as a caller and return the whole body (data and errors)."""
         response = httpx.post(
-            self.graphql_url, json={"query": query, "variables": variables or {}}, timeout=30
+            self.graphql_url,
+            json={"query": query, "variables": variables or {}},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
         )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
-    def data(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+    def data(
+        self, query: str, variables: dict[str, Any] | None = None, token: str = CLIENT_TOKEN
+    ) -> dict[str, Any]:
         """The `data` of a GraphQL response that must have no errors."""
-        body = self.graphql(query, variables)
+        body = self.graphql(query, variables, token)
         assert not body.get("errors"), body
         data: dict[str, Any] = body["data"]
         return data
@@ -165,7 +175,12 @@ class Stack:
 
     def _graphql_answers(self) -> bool:
         try:
-            response = httpx.post(self.graphql_url, json={"query": "{ __typename }"}, timeout=2)
+            response = httpx.post(
+                self.graphql_url,
+                json={"query": "{ __typename }"},
+                headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+                timeout=2,
+            )
         except httpx.HTTPError:
             return False
         return response.status_code == 200

@@ -6,6 +6,8 @@ import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
+
 from tests.e2e.conftest import Stack
 
 REGISTER = """
@@ -221,3 +223,19 @@ def test_accounts_are_paged_with_cursors(stack: Stack) -> None:
     assert first["pageInfo"]["hasNextPage"] is True
     assert [e["node"]["id"] for e in second["edges"]] == opened[2:]
     assert second["pageInfo"]["hasNextPage"] is False
+
+
+def test_requests_without_a_valid_token_are_refused_and_change_nothing(stack: Stack) -> None:
+    head = stack.sql("SELECT coalesce(max(position), 0) FROM events")
+    mutation = {
+        "query": REGISTER,
+        "variables": {
+            "in": {"email": f"{uuid.uuid4()}@example.com", "name": "X", "password": "pw-pw-pw-pw"}
+        },
+    }
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic e2e"}):
+        response = httpx.post(stack.graphql_url, json=mutation, headers=headers, timeout=10)
+        assert response.status_code == 401, response.text
+    page = httpx.get(stack.graphql_url, headers={"Accept": "text/html"}, timeout=10)
+    assert page.status_code == 200 and "graphiql" in page.text.lower()
+    assert stack.sql("SELECT coalesce(max(position), 0) FROM events") == head

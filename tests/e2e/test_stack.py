@@ -16,6 +16,8 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from tests.e2e.conftest import CLIENT_TOKEN
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import Stack
 
@@ -247,7 +249,8 @@ async def test_concurrent_registrations_of_one_email_register_exactly_one_user(
 ) -> None:
     email = unique_email()
 
-    async with httpx.AsyncClient(timeout=30) as client:
+    headers = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
+    async with httpx.AsyncClient(timeout=30, headers=headers) as client:
 
         async def attempt(name: str) -> dict[str, Any]:
             response = await client.post(

@@ -1,0 +1,75 @@
+"""Wiring of complex event processing: the detector, its consumer, the lock-user starter."""
+
+from __future__ import annotations
+
+import contextlib
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.cep import PATTERN_CONSUMER, LockUserStarter, PatternActivities, PatternDetector
+from adapters.consumer import TRANSIENT_ERRORS, EventConsumer
+from adapters.event_store import PostgresEventStore
+from domain.patterns import PATTERNS
+from domain.users import LockUser
+from runtime.config import Settings
+from workflows.users import LockUserWorkflow, user_command_workflow_id
+
+LOCK_USER_KIND = "lock-user"
+
+
+def lock_user_workflow_id(command: LockUser) -> str:
+    """The workflow id of a lock command."""
+    return user_command_workflow_id(LOCK_USER_KIND, command.command_id)
+
+
+def lock_user_starter(client: Client, task_queue: str) -> LockUserStarter:
+    """Starts LockUserWorkflow once per command id, even after that workflow has closed."""
+
+    async def start(command: LockUser) -> None:
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await client.start_workflow(
+                LockUserWorkflow.run,
+                command,
+                id=lock_user_workflow_id(command),
+                task_queue=task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+
+    return start
+
+
+def pattern_consumer(
+    settings: Settings, engine: AsyncEngine, detector: PatternDetector, group_id: str | None = None
+) -> EventConsumer:
+    """A consumer of the event topic in the detector's group; Temporal outages are transient."""
+    return EventConsumer(
+        engine,
+        settings.require_kafka_bootstrap(),
+        settings.kafka_topic,
+        group_id or PATTERN_CONSUMER,
+        PATTERN_CONSUMER,
+        detector,
+        dead_letter_topic=settings.kafka_topic + settings.kafka_dead_letter_suffix,
+        transient=(*TRANSIENT_ERRORS, RPCError),
+        partitions=settings.kafka_partitions,
+        max_attempts=settings.kafka_consumer_max_attempts,
+    )
+
+
+def pattern_activities(
+    settings: Settings, client: Client, engine: AsyncEngine
+) -> PatternActivities:
+    """The pattern detector's activities, wired to Postgres, Kafka and Temporal."""
+    detector = PatternDetector(
+        PostgresEventStore(engine),
+        PATTERNS,
+        lock_user_starter(client, settings.temporal_task_queue),
+    )
+    return PatternActivities(
+        engine, detector, lambda handler: pattern_consumer(settings, engine, handler)
+    )

@@ -1,0 +1,154 @@
+"""The consumer framework on a real broker and Postgres: effects once, poison dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.consumer import ConsumedEvent, EventConsumer
+from tests.kafka_support import FAST_GROUP, committed, publish, read_topic, recorded
+
+EFFECTS = "consumer_test_effects"
+
+
+@pytest.fixture(scope="module")
+async def effects(engine: AsyncEngine) -> AsyncIterator[str]:
+    """A table of handler effects, deliberately without a unique key: duplicates would show."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(f"CREATE TABLE IF NOT EXISTS {EFFECTS} (handler text, event_id text)")
+        )
+    yield EFFECTS
+
+
+async def effect_counts(engine: AsyncEngine, handler: str) -> dict[str, int]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(f"SELECT event_id, count(*) FROM {EFFECTS} WHERE handler = :h GROUP BY event_id"),
+            {"h": handler},
+        )
+        return {event_id: int(n) for event_id, n in rows.all()}
+
+
+async def drain(consumer: EventConsumer, until: int, within: float = 20.0) -> None:
+    stats = consumer.stats
+    async with asyncio.timeout(within):
+        while stats.processed + stats.duplicates + stats.dead_lettered < until:
+            await consumer.poll(0.5)
+
+
+async def test_a_consumer_restarted_in_the_middle_of_a_batch_has_each_effect_once(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"restart-{uuid.uuid4()}" for _ in range(3))
+    events = [recorded(f"s-{i % 5}", i // 5 + 1, "Counted", {"n": i}) for i in range(200)]
+    await publish(kafka_bootstrap, topic, events)
+    stalled = asyncio.Event()
+    handled = 0
+
+    async def record(conn: AsyncConnection, event: ConsumedEvent) -> None:
+        await conn.execute(
+            text(f"INSERT INTO {EFFECTS} (handler, event_id) VALUES (:handler, :event_id)"),
+            {"handler": handler, "event_id": event.event_id},
+        )
+
+    async def dies_on_the_80th(conn: AsyncConnection, event: ConsumedEvent) -> None:
+        nonlocal handled
+        await record(conn, event)
+        handled += 1
+        if handled == 80:
+            stalled.set()
+            await asyncio.Event().wait()  # the process dies here, mid-transaction, mid-batch
+
+    first = EventConsumer(
+        engine, kafka_bootstrap, topic, group, handler, dies_on_the_80th, **FAST_GROUP
+    )
+    await first.start()
+    polling = asyncio.create_task(first.run(30))
+    await asyncio.wait_for(stalled.wait(), 20)
+    polling.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await polling
+    await first.stop()
+
+    second = EventConsumer(engine, kafka_bootstrap, topic, group, handler, record, **FAST_GROUP)
+    await second.start()
+    try:
+        await drain(second, until=200 - first.stats.processed)
+    finally:
+        await second.stop()
+
+    counts = await effect_counts(engine, handler)
+    assert counts == {str(e.event_id): 1 for e in events}
+    assert first.stats.processed == 79
+    assert second.stats.duplicates >= 1, "nothing was redelivered, so nothing was tested"
+
+
+async def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_rest_are_processed(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"poison-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    good1 = recorded(stream, 1, "Counted", {"n": 1})
+    poison = recorded(stream, 2, "Counted", {"poison": True})
+    good2 = recorded(stream, 3, "Counted", {"n": 3})
+    good3 = recorded(stream, 4, "Counted", {"n": 4})
+    await publish(kafka_bootstrap, topic, [good1, poison, good2])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"not json", key=stream.encode())
+    finally:
+        await producer.stop()
+    await publish(kafka_bootstrap, topic, [good3])
+
+    async def refuses_poison(conn: AsyncConnection, event: ConsumedEvent) -> None:
+        if event.data.get("poison"):
+            raise ValueError("cannot digest poison")
+        await conn.execute(
+            text(f"INSERT INTO {EFFECTS} (handler, event_id) VALUES (:handler, :event_id)"),
+            {"handler": handler, "event_id": event.event_id},
+        )
+
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        refuses_poison,
+        retry_delay=0.05,
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=5)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {
+        str(good1.event_id): 1,
+        str(good2.event_id): 1,
+        str(good3.event_id): 1,
+    }
+    dead = await read_topic(kafka_bootstrap, consumer.dead_letter_topic, 2)
+    first, second = (dict(record.headers) for record in dead)
+    assert first["ce_id"] == str(poison.event_id).encode()
+    assert first["ce_type"] == b"Counted" and first["sagaline_stream_version"] == b"2"
+    assert first["dlq_error"] == b"cannot digest poison"
+    assert first["dlq_error_type"] == b"ValueError"
+    assert first["dlq_attempts"] == b"3"
+    assert (first["dlq_topic"], first["dlq_offset"]) == (topic.encode(), b"1")
+    assert dead[0].value == b'{"data": {"poison": true}, "metadata": {}}'
+    assert second["dlq_error_type"] == b"UndecodableMessage"
+    assert dead[1].value == b"not json"
+
+    # The group's committed offset is past everything: a restart would not see them again.
+    assert await committed(kafka_bootstrap, topic, group) == 5
