@@ -5,10 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.following import follow
+from domain.event_store import EventStore
+from projections.catalog import find_projection
 from projections.projector import Projector
+from projections.rebuild import ProjectionRebuild
 
 
 @dataclass(frozen=True)
@@ -20,11 +24,30 @@ class ProjectInput:
 
 
 class ProjectionActivities:
-    """Activities keeping read models up to date."""
+    """Activities keeping read models up to date, and rebuilding them."""
 
-    def __init__(self, projectors: Mapping[str, Projector], database_url: str) -> None:
+    def __init__(
+        self,
+        projectors: Mapping[str, Projector],
+        database_url: str,
+        engine: AsyncEngine,
+        store: EventStore,
+    ) -> None:
         self._projectors = projectors
         self._database_url = database_url
+        self._engine = engine
+        self._store = store
+
+    @activity.defn
+    async def rebuild_projection(self, projection: str) -> int:
+        """Replay a projection into fresh tables and swap them in; returns its position."""
+        found = find_projection(projection)
+        if found is None:
+            raise ValueError(f"no projection named {projection!r}")
+        result = await ProjectionRebuild(self._engine, self._store, found).run(
+            lambda position, head: activity.heartbeat(position, head)
+        )
+        return result.position
 
     @activity.defn
     async def project_events(self, params: ProjectInput) -> int:

@@ -166,9 +166,8 @@ class PostgresEventStore:
 
     async def head_position(self) -> int:
         """The highest committed position."""
-        query = select(func.coalesce(func.max(events.c.position), 0))
         async with self._engine.connect() as conn:
-            return int((await conn.execute(query)).scalar_one())
+            return await head_position(conn)
 
     async def unique_key_owner(self, key: UniqueKey) -> str | None:
         """The stream owning a unique key, if any."""
@@ -178,6 +177,12 @@ class PostgresEventStore:
         async with self._engine.connect() as conn:
             owner = (await conn.execute(query)).scalar_one_or_none()
         return None if owner is None else str(owner)
+
+
+async def head_position(conn: AsyncConnection) -> int:
+    """The highest committed position, read on the caller's connection."""
+    query = select(func.coalesce(func.max(events.c.position), 0))
+    return int((await conn.execute(query)).scalar_one())
 
 
 def _append_params(stream: StreamAppend) -> dict[str, Any]:

@@ -73,3 +73,13 @@ class BalanceNotZero:
 @strawberry.type(description="Another change reached the aggregate first; reload and retry.")
 class ConcurrencyConflict:
     message: str
+
+
+@strawberry.type(description="This operation needs an operator token.")
+class Forbidden:
+    message: str
+
+
+def forbidden() -> Forbidden:
+    """The answer to a client token on an operator operation."""
+    return Forbidden(message="this operation needs an operator token")

@@ -7,6 +7,9 @@ from strawberry.tools import merge_types
 
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
+from api.audit.resolvers import AuditQueries
+from api.sagas.resolvers import SagaMutations, SagaQueries
+from api.system.resolvers import SystemMutations, SystemQueries
 from api.transfers.mutations import TransferMutations
 from api.transfers.queries import TransferQueries
 from api.users.mutations import UserMutations
@@ -15,6 +18,12 @@ from api.users.queries import UserQueries
 
 def build_schema() -> strawberry.Schema:
     """The schema clients see."""
-    query = merge_types("Query", (UserQueries, AccountQueries, TransferQueries))
-    mutation = merge_types("Mutation", (UserMutations, AccountMutations, TransferMutations))
+    query = merge_types(
+        "Query",
+        (UserQueries, AccountQueries, TransferQueries, SagaQueries, AuditQueries, SystemQueries),
+    )
+    mutation = merge_types(
+        "Mutation",
+        (UserMutations, AccountMutations, TransferMutations, SagaMutations, SystemMutations),
+    )
     return strawberry.Schema(query=query, mutation=mutation)

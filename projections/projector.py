@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
-from adapters.schema import events, projection_failures
+from adapters.event_store import head_position
+from adapters.schema import projection_failures
 from domain.event_store import EventStore, RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -171,9 +172,7 @@ class Projector:
 async def status(engine: AsyncEngine, names: Sequence[str]) -> list[ProjectionStatus]:
     """Position, lag and failure of each named projection."""
     async with engine.begin() as conn:
-        head = (
-            await conn.execute(select(func.coalesce(func.max(events.c.position), 0)))
-        ).scalar_one()
+        head = await head_position(conn)
         result = []
         for name in names:
             checkpoint = checkpoint_name(name)

@@ -64,3 +64,23 @@ class ProjectorWorkflow:
                 retry_policy=FOLLOWER_RETRY,
             )
         workflow.continue_as_new(projection)
+
+
+def rebuild_workflow_id(projection: str, request_id: str) -> str:
+    """The workflow id of one rebuild of a projection."""
+    return f"rebuild-projection/{projection}/{request_id}"
+
+
+@workflow.defn
+class RebuildProjectionWorkflow:
+    """Rebuilds one projection from position 0 while the live one keeps serving."""
+
+    @workflow.run
+    async def run(self, projection: str) -> int:
+        return await workflow.execute_activity_method(
+            ProjectionActivities.rebuild_projection,
+            projection,
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(minutes=1),
+            retry_policy=FOLLOWER_RETRY,
+        )

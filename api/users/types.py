@@ -8,7 +8,14 @@ from typing import Annotated
 
 import strawberry
 
-from api.errors import CommandPending, InvalidInput
+from api.errors import (
+    CommandPending,
+    ConcurrencyConflict,
+    Forbidden,
+    InvalidInput,
+    UserLocked,
+    UserNotFound,
+)
 from projections.users import UserView
 
 
@@ -64,4 +71,69 @@ class EmailAlreadyInUse:
 RegisterUserPayload = Annotated[
     UserRegistered | EmailAlreadyInUse | InvalidInput | CommandPending,
     strawberry.union("RegisterUserPayload"),
+]
+
+
+@strawberry.input
+class ChangeUserEmailInput:
+    user_id: strawberry.ID
+    new_email: str
+    expected_version: int | None = None
+    command_id: str | None = None
+
+
+@strawberry.type
+class UserEmailChanged:
+    user: User
+    position: str
+
+
+ChangeUserEmailPayload = Annotated[
+    UserEmailChanged
+    | UserNotFound
+    | EmailAlreadyInUse
+    | ConcurrencyConflict
+    | InvalidInput
+    | CommandPending,
+    strawberry.union("ChangeUserEmailPayload"),
+]
+
+
+@strawberry.input
+class AuthenticateInput:
+    email: str
+    password: str
+
+
+@strawberry.type
+class Authenticated:
+    user: User
+
+
+@strawberry.type(description="Unknown email or wrong password (deliberately not saying which).")
+class AuthenticationFailed:
+    message: str
+
+
+AuthenticatePayload = Annotated[
+    Authenticated | AuthenticationFailed | UserLocked,
+    strawberry.union("AuthenticatePayload"),
+]
+
+
+@strawberry.input
+class UnlockUserInput:
+    user_id: strawberry.ID
+    command_id: str | None = None
+
+
+@strawberry.type
+class UserUnlocked:
+    user: User
+    position: str
+
+
+UnlockUserPayload = Annotated[
+    UserUnlocked | UserNotFound | Forbidden | InvalidInput | CommandPending,
+    strawberry.union("UnlockUserPayload"),
 ]

@@ -1,0 +1,66 @@
+"""The audit history: a stream's events straight from the event store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from adapters.event_store import PostgresEventStore
+from api.context import Context
+from api.pagination import Connection, connection, decode_cursor, page_size
+from domain.event_store import RecordedEvent
+
+
+@strawberry.type(description="One stored event, as appended.")
+class Event:
+    position: str
+    stream_id: strawberry.ID
+    version: int
+    type: str
+    data: JSON
+    metadata: JSON
+    recorded_at: datetime
+
+    @classmethod
+    def from_recorded(cls, event: RecordedEvent) -> Event:
+        return cls(
+            position=str(event.position),
+            stream_id=strawberry.ID(event.stream_id),
+            version=event.version,
+            type=event.type,
+            data=cast(JSON, event.data),
+            metadata=cast(JSON, event.metadata),
+            recorded_at=event.recorded_at,
+        )
+
+
+def _version_after(cursor: str | None) -> int:
+    key = decode_cursor(cursor)
+    if key is None:
+        return 0
+    if not key.isdigit() or len(key) > 9:
+        raise GraphQLError("after is not a cursor", extensions={"code": "BAD_USER_INPUT"})
+    return int(key)
+
+
+@strawberry.type
+class AuditQueries:
+    @strawberry.field(description="A stream's history in version order (reads the event store).")
+    async def events(
+        self,
+        info: Info[Context, None],
+        stream_id: strawberry.ID,
+        first: int | None = None,
+        after: str | None = None,
+    ) -> Connection[Event]:
+        size = page_size(first)
+        store = PostgresEventStore(info.context.services.engine)
+        recorded = await store.read_stream(
+            str(stream_id), from_version=_version_after(after) + 1, limit=size + 1
+        )
+        return connection(recorded, size, lambda e: str(e.version), Event.from_recorded)

@@ -1,0 +1,78 @@
+"""Finding a saga's workflow and reading or retrying it through Temporal."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import strawberry
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.context import Context
+from api.sagas.types import Saga
+from workflows.saga import SagaState
+from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
+
+
+class NoSuchSaga(LookupError):
+    """No saga workflow has this id."""
+
+
+class SagaNotWaiting(RuntimeError):
+    """The saga is not parked for an operator's retry (or has ended)."""
+
+
+def workflow_id_of(saga_id: str) -> str:
+    """A saga's workflow id; clients may pass the transfer id or the workflow id itself."""
+    return saga_id if saga_id.startswith("transfer/") else transfer_workflow_id(saga_id)
+
+
+def _handle(ctx: Context, saga_id: str) -> WorkflowHandle[TransferSaga, TransferOutcome]:
+    return ctx.services.temporal.get_workflow_handle_for(TransferSaga.run, workflow_id_of(saga_id))
+
+
+async def read_saga(ctx: Context, saga_id: str) -> Saga:
+    """The saga's state from its workflow's query."""
+    handle = _handle(ctx, saga_id)
+    try:
+        state = await handle.query(TransferSaga.state)
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise NoSuchSaga(saga_id) from None
+        raise
+    return _saga(ctx, handle.id, state)
+
+
+async def retry_saga(ctx: Context, saga_id: str) -> Saga:
+    """Ask a parked saga to run its owed compensations again."""
+    handle = _handle(ctx, saga_id)
+    try:
+        state = await handle.execute_update(TransferSaga.retry)
+    except WorkflowUpdateFailedError as error:
+        raise SagaNotWaiting(saga_id) from error
+    except RPCError as error:
+        if error.status == RPCStatusCode.FAILED_PRECONDITION:
+            raise SagaNotWaiting(saga_id) from error
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        # A saga that has ended answers updates with NOT_FOUND too.
+        await read_saga(ctx, saga_id)
+        raise SagaNotWaiting(saga_id) from error
+    return _saga(ctx, handle.id, state)
+
+
+def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
+    base = ctx.services.settings.temporal_ui_base()
+    namespace = ctx.services.settings.temporal_namespace
+    return Saga(
+        id=strawberry.ID(workflow_id),
+        type=state.saga_type,
+        status=state.status.value,
+        current_step=state.current_step,
+        completed_steps=state.completed_steps,
+        compensations=state.compensations,
+        error=state.error,
+        started_at=state.started_at,
+        closed_at=state.closed_at,
+        temporal_ui_url=f"{base}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}",
+    )

@@ -1,0 +1,30 @@
+"""Where the relay stands relative to the head of the event store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters import checkpoints
+from adapters.event_store import head_position
+
+RELAY_CHECKPOINT = "relay"
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    head: int
+    position: int
+
+    @property
+    def lag(self) -> int:
+        return max(self.head - self.position, 0)
+
+
+async def relay_status(engine: AsyncEngine) -> RelayStatus:
+    """The head position and the relay's checkpoint."""
+    async with engine.begin() as conn:
+        head = await head_position(conn)
+        position = await checkpoints.load(conn, RELAY_CHECKPOINT)
+    return RelayStatus(head, position)

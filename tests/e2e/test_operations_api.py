@@ -1,0 +1,205 @@
+"""Sign-in, email changes, sagas, the audit history and operator operations over GraphQL."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tests.e2e.conftest import OPERATOR_TOKEN, Stack
+from tests.e2e.test_bank_api import OPEN, TRANSFER, open_account, payload
+
+REGISTER = """
+mutation($in: RegisterUserInput!) {
+  registerUser(input: $in) { ... on UserRegistered { user { id email } position } }
+}"""
+AUTHENTICATE = """
+mutation($in: AuthenticateInput!) {
+  authenticate(input: $in) {
+    __typename ... on Authenticated { user { id } } ... on AuthenticationFailed { message }
+  }
+}"""
+CHANGE_EMAIL = """
+mutation($in: ChangeUserEmailInput!) {
+  changeUserEmail(input: $in) {
+    __typename
+    ... on UserEmailChanged { user { email version } position }
+    ... on EmailAlreadyInUse { message }
+    ... on ConcurrencyConflict { message }
+    ... on UserNotFound { message }
+  }
+}"""
+UNLOCK = """
+mutation($in: UnlockUserInput!) {
+  unlockUser(input: $in) { __typename ... on UserNotFound { message } ... on Forbidden { message } }
+}"""
+RETRY = """
+mutation($in: RetrySagaInput!) {
+  retrySaga(input: $in) {
+    __typename ... on SagaNotRetryable { message } ... on SagaNotFound { message }
+  }
+}"""
+SAGA = """
+query($id: ID!) {
+  saga(id: $id) {
+    id type status completedSteps compensations currentStep temporalUiUrl startedAt closedAt
+  }
+}"""
+EVENTS = """
+query($id: ID!, $after: String) {
+  events(streamId: $id, first: 1, after: $after) {
+    edges { node { position version type data metadata } } pageInfo { hasNextPage endCursor }
+  }
+}"""
+REBUILD = """
+mutation($in: RebuildProjectionInput!) {
+  rebuildProjection(input: $in) {
+    __typename
+    ... on ProjectionRebuildStarted { projection workflowId }
+    ... on ProjectionNotFound { message }
+  }
+}"""
+STATUS = """
+{ systemStatus { headPosition projections { name position lag } relay { position lag } } }"""
+
+
+def new_user(stack: Stack, password: str = "correct horse") -> dict[str, Any]:
+    email = f"{uuid.uuid4()}@example.com"
+    data = stack.data(REGISTER, {"in": {"email": email, "name": "Op", "password": password}})
+    user: dict[str, Any] = data["registerUser"]["user"]
+    return user
+
+
+def test_sign_in_succeeds_with_the_password_and_every_attempt_is_an_event(stack: Stack) -> None:
+    user = new_user(stack)
+    good = payload(
+        stack,
+        AUTHENTICATE,
+        "authenticate",
+        {"in": {"email": user["email"], "password": "correct horse"}},
+    )
+    bad = payload(
+        stack,
+        AUTHENTICATE,
+        "authenticate",
+        {"in": {"email": user["email"], "password": "wrong one"}},
+    )
+    nobody = payload(
+        stack, AUTHENTICATE, "authenticate", {"in": {"email": "no@example.com", "password": "x"}}
+    )
+    assert good["__typename"] == "Authenticated" and good["user"]["id"] == user["id"]
+    assert bad["__typename"] == nobody["__typename"] == "AuthenticationFailed"
+    kinds = stack.sql(
+        "SELECT string_agg(type, ',' ORDER BY version) FROM events WHERE stream_id = %s",
+        user["id"],
+    )
+    assert kinds == "UserRegistered,UserLoginSucceeded,UserLoginFailed"
+
+
+def test_changing_email_checks_uniqueness_and_the_expected_version(stack: Stack) -> None:
+    first, second = new_user(stack), new_user(stack)
+    taken = payload(
+        stack,
+        CHANGE_EMAIL,
+        "changeUserEmail",
+        {"in": {"userId": first["id"], "newEmail": second["email"]}},
+    )
+    new_email = f"{uuid.uuid4()}@example.com"
+    moved = payload(
+        stack,
+        CHANGE_EMAIL,
+        "changeUserEmail",
+        {"in": {"userId": first["id"], "newEmail": new_email, "expectedVersion": 1}},
+    )
+    stale = payload(
+        stack,
+        CHANGE_EMAIL,
+        "changeUserEmail",
+        {
+            "in": {
+                "userId": first["id"],
+                "newEmail": f"{uuid.uuid4()}@example.com",
+                "expectedVersion": 1,
+            }
+        },
+    )
+    assert taken["__typename"] == "EmailAlreadyInUse"
+    assert moved["__typename"] == "UserEmailChanged"
+    assert moved["user"] == {"email": new_email, "version": 2}
+    assert stale["__typename"] == "ConcurrencyConflict"
+
+
+def test_operator_operations_refuse_client_tokens_and_change_nothing(stack: Stack) -> None:
+    user = new_user(stack)
+    head = stack.sql("SELECT max(position) FROM events")
+    for query, field, variables in (
+        (UNLOCK, "unlockUser", {"in": {"userId": user["id"]}}),
+        (RETRY, "retrySaga", {"in": {"sagaId": "whatever"}}),
+        (REBUILD, "rebuildProjection", {"in": {"name": "users"}}),
+    ):
+        answer = stack.data(query, variables)[field]
+        assert answer["__typename"] == "Forbidden", field
+    assert stack.sql("SELECT max(position) FROM events") == head
+    unknown = stack.data(UNLOCK, {"in": {"userId": "nobody"}}, token=OPERATOR_TOKEN)
+    assert unknown["unlockUser"]["__typename"] == "UserNotFound"
+    missing = stack.data(RETRY, {"in": {"sagaId": "nope"}}, token=OPERATOR_TOKEN)
+    assert missing["retrySaga"]["__typename"] == "SagaNotFound"
+    not_found = stack.data(REBUILD, {"in": {"name": "nope"}}, token=OPERATOR_TOKEN)
+    assert not_found["rebuildProjection"]["__typename"] == "ProjectionNotFound"
+
+
+def test_a_completed_transfer_saga_is_visible_and_not_retryable(stack: Stack) -> None:
+    owner = new_user(stack)["id"]
+    source, destination = open_account(stack, owner, "20"), open_account(stack, owner)
+    transfer = payload(
+        stack,
+        TRANSFER,
+        "transferMoney",
+        {"in": {"fromAccountId": source, "toAccountId": destination, "amount": "5"}},
+    )["transfer"]
+    saga = stack.data(SAGA, {"id": transfer["id"]})["saga"]
+    assert saga["type"] == "TransferSaga"
+    assert saga["status"] == "COMPLETED"
+    assert saga["completedSteps"] == [
+        "begin",
+        "reserve_daily_limit",
+        "withdraw",
+        "deposit",
+        "complete",
+    ]
+    assert saga["temporalUiUrl"].startswith("http://127.0.0.1:")
+    assert saga["closedAt"] is not None
+    retried = stack.data(RETRY, {"in": {"sagaId": transfer["id"]}}, token=OPERATOR_TOKEN)
+    assert retried["retrySaga"]["__typename"] == "SagaNotRetryable"
+    assert stack.data(SAGA, {"id": "no-such-saga"})["saga"] is None
+
+
+def test_the_audit_history_of_an_account_is_in_order_and_paged(stack: Stack) -> None:
+    owner = new_user(stack)["id"]
+    account = open_account(stack, owner, "10")
+    first = stack.data(EVENTS, {"id": account, "after": None})["events"]
+    rest = stack.data(EVENTS, {"id": account, "after": first["pageInfo"]["endCursor"]})["events"]
+    end = stack.data(EVENTS, {"id": account, "after": rest["pageInfo"]["endCursor"]})["events"]
+    nodes = [e["node"] for e in first["edges"] + rest["edges"] + end["edges"]]
+    assert [n["type"] for n in nodes] == ["AccountOpened", "MoneyDeposited"]
+    assert [n["version"] for n in nodes] == [1, 2]
+    assert nodes[1]["data"]["amount"] == "10.00"
+    assert nodes[0]["metadata"]["actor"].startswith("client:")
+    assert first["pageInfo"]["hasNextPage"] is True
+    assert end["edges"] == [] and end["pageInfo"]["hasNextPage"] is False
+
+
+def test_system_status_reports_every_projection_and_the_relay_catching_up(stack: Stack) -> None:
+    owner = new_user(stack)["id"]
+    payload(stack, OPEN, "openAccount", {"in": {"ownerId": owner}})
+    deadline = time.monotonic() + 20
+    while True:
+        status = stack.data(STATUS)["systemStatus"]
+        if all(p["lag"] == "0" for p in status["projections"]) and status["relay"]["lag"] == "0":
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+    assert {p["name"] for p in status["projections"]} >= {"users", "accounts", "transfers"}
+    assert status["relay"]["position"] == status["headPosition"]
+    started = stack.data(REBUILD, {"in": {"name": "accounts"}}, token=OPERATOR_TOKEN)
+    assert started["rebuildProjection"]["__typename"] == "ProjectionRebuildStarted"
