@@ -55,15 +55,16 @@ class PostgresEventStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Single statements run in autocommit: no BEGIN before, no ROLLBACK after.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
         try:
             if len(streams) == 1:
                 # One statement is its own transaction: one round trip for the common case.
-                async with self._engine.connect() as conn:
-                    auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    return await self.append_in(auto, *streams)
+                async with self._autocommit.connect() as conn:
+                    return await self.append_in(conn, *streams)
             async with self._engine.begin() as conn:
                 return await self.append_in(conn, *streams)
         except (WrongExpectedVersion, UniqueKeyTaken, DBAPIError):
@@ -93,7 +94,7 @@ class PostgresEventStore:
     async def _already_appended(self, streams: Sequence[StreamAppend]) -> AppendResult | None:
         """The earlier result when every event was appended before with the same content."""
         ids = [e.event_id for s in streams for e in s.events]
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             rows = (await conn.execute(select(events).where(events.c.event_id.in_(ids)))).all()
         if not rows:
             return None
@@ -124,7 +125,7 @@ class PostgresEventStore:
             query = query.where(events.c.version >= from_version).order_by(events.c.version)
         if limit is not None:
             query = query.limit(limit)
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             return [_recorded(row) for row in (await conn.execute(query)).all()]
 
     async def read_all(
@@ -148,15 +149,13 @@ class PostgresEventStore:
             "limit": limit,
             "types": None if types is None else list(types),
         }
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             rows = (await conn.execute(_READ_ALL, params)).all()
-            await conn.rollback()
             taken = _walk(rows, after_position, horizon=after_position)
             if len(taken) < len(rows):
                 horizon = rows[-1].position
                 if await _wait_for_writers(conn, rows[0].snapshot, wait_seconds):
                     rows = (await conn.execute(_READ_ALL, params)).all()
-                    await conn.rollback()
                     taken = _walk(rows, after_position, horizon)
         next_position = taken[-1].position if taken else after_position
         wanted = None if types is None else set(types)
@@ -166,7 +165,7 @@ class PostgresEventStore:
 
     async def head_position(self) -> int:
         """The highest committed position."""
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             return await head_position(conn)
 
     async def unique_key_owner(self, key: UniqueKey) -> str | None:
@@ -174,7 +173,7 @@ class PostgresEventStore:
         query = select(unique_keys.c.stream_id).where(
             unique_keys.c.scope == key.scope, unique_keys.c.value == key.value
         )
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             owner = (await conn.execute(query)).scalar_one_or_none()
         return None if owner is None else str(owner)
 
@@ -250,7 +249,6 @@ async def _wait_for_writers(conn: AsyncConnection, snapshot: str, wait_seconds: 
     delay = 0.001
     while True:
         running = (await conn.execute(_IN_PROGRESS, {"snapshot": snapshot})).scalar_one()
-        await conn.rollback()
         if running == 0:
             return True
         if loop.time() >= deadline:

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner
 
 from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
+MAX_BATCH_BYTES = 512 * 1024
 
 
 def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, bytes]]:
@@ -37,7 +41,16 @@ def message_value(event: RecordedEvent) -> bytes:
 
 
 class KafkaEventPublisher:
-    """Sends events keyed by stream id, so each stream stays in order on one partition."""
+    """Sends events keyed by stream id, so each stream stays in order on one partition.
+
+    Events go out as explicit batches, one partition's batches strictly one after another,
+    each sent only once the broker acknowledged the one before. The producer's own
+    accumulator would keep sending a partition's later batches after an earlier one expired
+    during an outage, putting a stream's events out of order on the topic; this way a
+    failed publish has written, per partition, at most a prefix of what it was given, and
+    publishing the same events again (the relay does, from its checkpoint) keeps every
+    stream's first copies in version order. Duplicates carry the same `ce_id`.
+    """
 
     def __init__(
         self,
@@ -46,17 +59,20 @@ class KafkaEventPublisher:
         partitions: int,
         source: str = "sagaline",
         idempotent: bool = False,
+        request_timeout_ms: int = 5_000,
     ) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._partitions = partitions
         self._source = source
+        self._partitioner = DefaultPartitioner()
+        self.idempotent = idempotent
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
             enable_idempotence=idempotent,
-            linger_ms=2,
-            request_timeout_ms=10_000,
+            max_batch_size=MAX_BATCH_BYTES,
+            request_timeout_ms=request_timeout_ms,
         )
 
     async def start(self) -> None:
@@ -69,17 +85,44 @@ class KafkaEventPublisher:
         await self._producer.stop()
 
     async def publish(self, events: Sequence[RecordedEvent]) -> None:
-        """Send every event and return once the broker acknowledged all of them."""
-        deliveries = [
-            await self._producer.send(
-                self._topic,
-                key=event.stream_id.encode(),
-                value=message_value(event),
-                headers=cloudevent_headers(event, self._source),
-            )
-            for event in events
-        ]
-        await asyncio.gather(*deliveries)
+        """Send every event; returns once the broker acknowledged all, raises KafkaError if not."""
+        partitions = sorted(await self._producer.partitions_for(self._topic))
+        by_partition: dict[int, list[RecordedEvent]] = defaultdict(list)
+        for event in events:
+            partition = self._partitioner(event.stream_id.encode(), partitions, partitions)
+            by_partition[partition].append(event)
+        outcomes = await asyncio.gather(
+            *(self._send_in_order(p, chunk) for p, chunk in by_partition.items()),
+            return_exceptions=True,
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _send_in_order(self, partition: int, events: Sequence[RecordedEvent]) -> None:
+        batch = self._producer.create_batch()
+        for event in events:
+            if self._append(batch, event):
+                continue
+            await self._send(batch, partition)
+            batch = self._producer.create_batch()
+            if not self._append(batch, event):
+                raise MessageSizeTooLargeError(f"event {event.event_id} does not fit a batch")
+        if batch.record_count():
+            await self._send(batch, partition)
+
+    def _append(self, batch: Any, event: RecordedEvent) -> bool:
+        appended = batch.append(
+            timestamp=None,
+            key=event.stream_id.encode(),
+            value=message_value(event),
+            headers=cloudevent_headers(event, self._source),
+        )
+        return appended is not None
+
+    async def _send(self, batch: Any, partition: int) -> None:
+        delivery = await self._producer.send_batch(batch, self._topic, partition=partition)
+        await delivery
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:

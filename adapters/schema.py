@@ -86,3 +86,12 @@ processed_messages = Table(
     Column("message_id", Text, primary_key=True),
     Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+pattern_occurrences = Table(
+    "pattern_occurrences",
+    metadata,
+    Column("pattern", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+)

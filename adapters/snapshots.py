@@ -15,11 +15,12 @@ class PostgresSnapshotStore:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def load(self, stream_id: str) -> Snapshot | None:
         """The newest snapshot of a stream, if any."""
         query = select(snapshots).where(snapshots.c.stream_id == stream_id)
-        async with self._engine.connect() as conn:
+        async with self._autocommit.connect() as conn:
             row = (await conn.execute(query)).one_or_none()
         if row is None:
             return None

@@ -8,6 +8,7 @@ from strawberry.tools import merge_types
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries
+from api.safety import safety_extensions
 from api.sagas.resolvers import SagaMutations, SagaQueries
 from api.system.resolvers import SystemMutations, SystemQueries
 from api.transfers.mutations import TransferMutations
@@ -26,4 +27,4 @@ def build_schema() -> strawberry.Schema:
         "Mutation",
         (UserMutations, AccountMutations, TransferMutations, SagaMutations, SystemMutations),
     )
-    return strawberry.Schema(query=query, mutation=mutation)
+    return strawberry.Schema(query=query, mutation=mutation, extensions=safety_extensions())

@@ -114,10 +114,14 @@ class UsersProjection:
                 changes.setdefault(event.stream_id, {"email": None, "status": None}).update(change)
         table = self._table
         if new_rows:
+            statement = insert(table).values(list(new_rows.values()))
+            excluded = statement.excluded
             await conn.execute(
-                insert(table)
-                .values(list(new_rows.values()))
-                .on_conflict_do_nothing(index_elements=[table.c.id])
+                statement.on_conflict_do_update(
+                    index_elements=[table.c.id],
+                    set_={c.name: excluded[c.name] for c in table.columns if c.name != "id"},
+                    where=table.c.version < excluded.version,
+                )
             )
         if changes:
             await conn.execute(

@@ -35,6 +35,7 @@ from workflows.cep import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 from workflows.followers import (
     RELAY_WORKFLOW_ID,
     ProjectorWorkflow,
+    RebuildProjectionWorkflow,
     RelayWorkflow,
     projector_workflow_id,
 )
@@ -49,6 +50,9 @@ from workflows.users import (
 
 log = logging.getLogger(__name__)
 
+POOL_SIZE = 40
+"""Database connections of a worker (pool plus overflow), and so its activity slots."""
+
 WORKFLOWS = [
     RegisterUserWorkflow,
     ChangeUserEmailWorkflow,
@@ -62,13 +66,14 @@ WORKFLOWS = [
     TransferSaga,
     RelayWorkflow,
     ProjectorWorkflow,
+    RebuildProjectionWorkflow,
     PatternDetectorWorkflow,
 ]
 
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled."""
-    engine = create_engine(settings.require_database_url(), pool_size=20)
+    engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
     try:
         client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         worker = create_worker(settings, client, engine)
@@ -100,7 +105,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
     accounts = AccountActivities(repository)
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)
-    projection_activities = ProjectionActivities(projectors, database_url)
+    projection_activities = ProjectionActivities(projectors, database_url, engine, store)
     patterns = pattern_activities(settings, client, engine)
     return Worker(
         client,
@@ -126,8 +131,12 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             transfers.reject_transfer,
             relay.relay_events,
             projection_activities.project_events,
+            projection_activities.rebuild_projection,
             patterns.detect_patterns,
         ],
+        # No more activities at once than the pool has connections, so none waits on a
+        # connection past its timeout.
+        max_concurrent_activities=POOL_SIZE,
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 

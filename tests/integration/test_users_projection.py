@@ -43,3 +43,29 @@ async def test_users_projection_reflects_registration_email_change_and_lock(
     assert (view.email, view.name, view.status, view.version) == (new, "Ann", UserStatus.LOCKED, 3)
     assert by_new_email == view
     assert by_old_email is None
+
+
+async def test_a_batch_replayed_over_an_older_row_still_applies_its_newer_events(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    user_id = f"user-{uuid.uuid4()}"
+    old, new = f"{uuid.uuid4()}@example.com", f"{uuid.uuid4()}@example.com"
+    await store.append(
+        StreamAppend(
+            user_id,
+            [
+                as_new(UserRegistered(user_id, old, "Ann", "hash")),
+                as_new(UserEmailChanged(user_id, old, new)),
+            ],
+            NO_STREAM,
+        )
+    )
+    registered, changed = await store.read_stream(user_id)
+    projection = UsersProjection()
+    async with engine.begin() as conn:
+        await projection.apply_batch(conn, [registered])
+        await projection.apply_batch(conn, [registered, changed])
+        await projection.apply_batch(conn, [registered])
+        view = await get_user(conn, user_id)
+    assert view is not None
+    assert (view.email, view.version) == (new, 2)

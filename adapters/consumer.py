@@ -1,0 +1,261 @@
+"""Consumers of the event topic in a Kafka consumer group, with effects that happen once.
+
+Each message is handled in its own Postgres transaction that also records its event id as
+processed (`first_delivery`), so a redelivered message changes nothing. Offsets are committed
+by hand, only after the effects of every message before them are stored. A message that keeps
+failing is copied to the dead-letter topic with the error in its headers, and the partition
+moves on. Outages of the database (and whatever else the consumer names as transient) are not
+failures of the message: it is retried until the outage ends, holding its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from adapters.idempotency import first_delivery
+from adapters.kafka import ensure_topic
+from domain.events import JsonDict
+
+log = logging.getLogger(__name__)
+
+DEAD_LETTER_SUFFIX = ".dlq"
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
+MAX_ERROR_HEADER = 2000
+
+
+@dataclass(frozen=True)
+class ConsumedEvent:
+    """A stored event as it arrived from Kafka, decoded from its CloudEvents headers."""
+
+    event_id: str
+    type: str
+    stream_id: str
+    stream_version: int
+    position: int
+    recorded_at: datetime
+    data: JsonDict
+    metadata: JsonDict
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[AsyncConnection, ConsumedEvent], Awaitable[None]]
+"""Stores a message's effect through the given connection, inside the consumer's transaction."""
+
+
+class UndecodableMessage(ValueError):
+    """A message that is not a sagaline event (missing headers, bad JSON)."""
+
+
+def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
+    """The event a message carries; UndecodableMessage when it carries none."""
+    headers = {name: value for name, value in record.headers}
+    try:
+        body = json.loads(record.value or b"")
+        return ConsumedEvent(
+            event_id=headers["ce_id"].decode(),
+            type=headers["ce_type"].decode(),
+            stream_id=(record.key or headers["ce_subject"]).decode(),
+            stream_version=int(headers["sagaline_stream_version"]),
+            position=int(headers["sagaline_position"]),
+            recorded_at=datetime.fromisoformat(headers["ce_time"].decode()),
+            data=dict(body["data"]),
+            metadata=dict(body.get("metadata") or {}),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
+        raise UndecodableMessage(f"{type(error).__name__}: {error}") from error
+
+
+@dataclass
+class ConsumerStats:
+    """What a consumer did since it started."""
+
+    processed: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+
+class EventConsumer:
+    """One member of a consumer group running a handler over the event topic."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        bootstrap: str,
+        topic: str,
+        group_id: str,
+        name: str,
+        handler: Handler,
+        *,
+        max_attempts: int = 3,
+        retry_delay: float = 0.1,
+        dead_letter_topic: str | None = None,
+        transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+        max_records: int = 500,
+        partitions: int = 1,
+        session_timeout_ms: int = 10_000,
+        rebalance_timeout_ms: int | None = None,
+    ) -> None:
+        self._engine = engine
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._group_id = group_id
+        self._name = name
+        self._handler = handler
+        self._max_attempts = max_attempts
+        self._retry_delay = retry_delay
+        self.dead_letter_topic = dead_letter_topic or topic + DEAD_LETTER_SUFFIX
+        self._transient = transient
+        self._max_records = max_records
+        self._partitions = partitions
+        self._session_timeout_ms = session_timeout_ms
+        self._rebalance_timeout_ms = rebalance_timeout_ms
+        self.stats = ConsumerStats()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Make sure both topics exist and join the group."""
+        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        await ensure_topic(self._bootstrap, self.dead_letter_topic, 1)
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(
+            self._topic,
+            bootstrap_servers=self._bootstrap,
+            group_id=self._group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(self._session_timeout_ms // 6, 100),
+            rebalance_timeout_ms=self._rebalance_timeout_ms,
+        )
+        await self._consumer.start()
+
+    async def stop(self) -> None:
+        """Leave the group without committing anything more."""
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def run(self, seconds: float, progress: Callable[[int], None] | None = None) -> int:
+        """Poll and handle messages for `seconds`; `progress` is told after every poll."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        handled = 0
+        while loop.time() < deadline:
+            handled += await self.poll(min(1.0, max(deadline - loop.time(), 0.0)))
+            if progress is not None:
+                progress(handled)
+        return handled
+
+    async def poll(self, wait_seconds: float = 1.0) -> int:
+        """Handle one fetched batch (partitions side by side) and commit; how many messages."""
+        if self._consumer is None:
+            raise RuntimeError("EventConsumer is not started")
+        batch = await self._consumer.getmany(
+            timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
+        )
+        await asyncio.gather(*(self._partition(tp, records) for tp, records in batch.items()))
+        return sum(len(records) for records in batch.values())
+
+    async def _partition(
+        self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
+    ) -> None:
+        for record in records:
+            await self._handle(record)
+        if self._consumer is None or not records:
+            return
+        try:
+            await self._consumer.commit({tp: records[-1].offset + 1})
+        except KafkaError as error:
+            # Stored effects are safe: what a later commit does not cover is redelivered and
+            # found already processed.
+            log.warning("%s: offset commit for %s failed: %s", self._name, tp, error)
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = decode(record)
+        except UndecodableMessage as error:
+            await self._dead_letter(record, error, attempts=1)
+            return
+        failures = 0
+        outages = 0
+        while True:
+            try:
+                await self._apply(event)
+                return
+            except self._transient as error:
+                outages += 1
+                log.warning("%s: outage handling %s: %s", self._name, event.event_id, error)
+                await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
+            except Exception as error:
+                failures += 1
+                if failures >= self._max_attempts:
+                    await self._dead_letter(record, error, failures)
+                    return
+                await asyncio.sleep(self._retry_delay * 2 ** (failures - 1))
+
+    async def _apply(self, event: ConsumedEvent) -> None:
+        async with self._engine.begin() as conn:
+            if not await first_delivery(conn, self._name, event.event_id):
+                self.stats.duplicates += 1
+                return
+            await self._handler(conn, event)
+        self.stats.processed += 1
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], error: BaseException, attempts: int
+    ) -> None:
+        """Copy the message to the dead-letter topic and wait for the broker's ack."""
+        if self._producer is None:
+            raise RuntimeError("EventConsumer is not started")
+        log.error(
+            "%s: dead-lettering %s[%d]@%d after %d attempts: %s",
+            self._name,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            error,
+        )
+        await self._producer.send_and_wait(
+            self.dead_letter_topic,
+            key=record.key,
+            value=record.value,
+            headers=[*record.headers, *dead_letter_headers(self._name, record, error, attempts)],
+        )
+        self.stats.dead_lettered += 1
+
+
+def dead_letter_headers(
+    consumer: str, record: ConsumerRecord[Any, Any], error: BaseException, attempts: int
+) -> list[tuple[str, bytes]]:
+    """Why and from where a message was dead-lettered, added to its original headers."""
+    return [
+        ("dlq_error", str(error)[:MAX_ERROR_HEADER].encode()),
+        ("dlq_error_type", type(error).__name__.encode()),
+        ("dlq_attempts", str(attempts).encode()),
+        ("dlq_consumer", consumer.encode()),
+        ("dlq_topic", record.topic.encode()),
+        ("dlq_partition", str(record.partition).encode()),
+        ("dlq_offset", str(record.offset).encode()),
+    ]
