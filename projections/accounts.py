@@ -127,6 +127,14 @@ async def get_account(conn: AsyncConnection, account_id: str) -> AccountView | N
     return None if row is None else account_view(row._mapping)
 
 
+async def accounts_by_ids(
+    conn: AsyncConnection, account_ids: Sequence[str]
+) -> dict[str, AccountView]:
+    """Accounts by id, in one query."""
+    rows = (await conn.execute(select(accounts).where(accounts.c.id.in_(account_ids)))).all()
+    return {r.id: account_view(r._mapping) for r in rows}
+
+
 async def list_accounts(
     conn: AsyncConnection, owner_id: str | None, after: str | None, limit: int
 ) -> list[AccountView]:

@@ -167,11 +167,25 @@ async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:
     return None if row is None else _view(row._mapping)
 
 
+async def users_by_ids(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, UserView]:
+    """Users by id, in one query."""
+    rows = (await conn.execute(select(users).where(users.c.id.in_(user_ids)))).all()
+    return {r.id: _view(r._mapping) for r in rows}
+
+
 async def get_user_by_email(conn: AsyncConnection, email: str) -> UserView | None:
     """One user by email address."""
     query = select(users).where(users.c.email == email).order_by(users.c.last_updated.desc())
     row = (await conn.execute(query.limit(1))).one_or_none()
     return None if row is None else _view(row._mapping)
+
+
+async def list_users(conn: AsyncConnection, after: str | None, limit: int) -> list[UserView]:
+    """Users in id order after a cursor (keyset pagination)."""
+    query = select(users).order_by(users.c.id).limit(limit)
+    if after is not None:
+        query = query.where(users.c.id > after)
+    return [_view(r._mapping) for r in (await conn.execute(query)).all()]
 
 
 def _view(m: RowMapping) -> UserView:

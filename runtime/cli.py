@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         ("worker", _worker, "run the Temporal worker, relay and projectors"),
         ("api", _api, "serve the GraphQL API"),
         ("migrate", _migrate, "apply database migrations"),
+        ("schema", _schema, "print the GraphQL schema (SDL)"),
     ):
         commands.add_parser(name, help=summary, description=summary).set_defaults(command=handler)
     _add_projection_commands(commands)
@@ -102,6 +103,13 @@ def _api(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.api_server import serve_api
 
     return _serve_until_signalled(lambda: serve_api(settings))
+
+
+def _schema(settings: Settings, args: argparse.Namespace) -> int:
+    from api.schema import build_schema
+
+    sys.stdout.write(build_schema().as_str() + "\n")
+    return 0
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:

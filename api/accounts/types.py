@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.types import Info
 
+from api.context import Context
 from api.errors import (
     AccountNotFound,
     BalanceNotZero,
@@ -19,6 +21,9 @@ from api.errors import (
     UserNotFound,
 )
 from projections.accounts import AccountView
+
+if TYPE_CHECKING:
+    from api.users.types import User
 
 
 @strawberry.enum(description="Whether an account takes money.")
@@ -37,6 +42,15 @@ class Account:
     opened_at: datetime
     last_updated: datetime
     version: int
+
+    @strawberry.field(description="The account's owner.")
+    async def owner(
+        self, info: Info[Context, None]
+    ) -> Annotated[User, strawberry.lazy("api.users.types")] | None:
+        from api.users.types import User
+
+        view = await info.context.users_by_id.load(str(self.owner_id))
+        return None if view is None else User.from_view(view)
 
     @classmethod
     def from_view(cls, view: AccountView) -> Account:

@@ -40,8 +40,8 @@ async def _transfer(ctx: Context, command: TransferMoney, position: int) -> Tran
         return Transfer.from_view(view)
     return Transfer(
         id=strawberry.ID(command.transfer_id),
-        from_account=strawberry.ID(command.from_account_id),
-        to_account=strawberry.ID(command.to_account_id),
+        from_account_id=strawberry.ID(command.from_account_id),
+        to_account_id=strawberry.ID(command.to_account_id),
         amount=command.amount,
         status=TransferStatus.REQUESTED,
         reason=None,

@@ -8,7 +8,10 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
+from strawberry.types import Info
 
+from api.accounts.types import Account
+from api.context import Context
 from api.errors import AccountNotFound, InsufficientFunds, InvalidInput
 from projections.transfers import TransferView
 
@@ -23,8 +26,8 @@ class TransferStatus(Enum):
 @strawberry.type(description="A money transfer, from the transfers read model.")
 class Transfer:
     id: strawberry.ID
-    from_account: strawberry.ID
-    to_account: strawberry.ID
+    from_account_id: strawberry.ID
+    to_account_id: strawberry.ID
     amount: Decimal
     status: TransferStatus
     reason: str | None
@@ -32,12 +35,22 @@ class Transfer:
     created_at: datetime | None
     updated_at: datetime | None
 
+    @strawberry.field(description="The account the money leaves.")
+    async def from_account(self, info: Info[Context, None]) -> Account | None:
+        view = await info.context.accounts_by_id.load(str(self.from_account_id))
+        return None if view is None else Account.from_view(view)
+
+    @strawberry.field(description="The account the money reaches.")
+    async def to_account(self, info: Info[Context, None]) -> Account | None:
+        view = await info.context.accounts_by_id.load(str(self.to_account_id))
+        return None if view is None else Account.from_view(view)
+
     @classmethod
     def from_view(cls, view: TransferView) -> Transfer:
         return cls(
             id=strawberry.ID(view.id),
-            from_account=strawberry.ID(view.from_account_id),
-            to_account=strawberry.ID(view.to_account_id),
+            from_account_id=strawberry.ID(view.from_account_id),
+            to_account_id=strawberry.ID(view.to_account_id),
             amount=view.amount,
             status=TransferStatus(view.status.value),
             reason=view.reason,

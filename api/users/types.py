@@ -7,7 +7,10 @@ from enum import Enum
 from typing import Annotated
 
 import strawberry
+from strawberry.types import Info
 
+from api.accounts.types import Account
+from api.context import Context
 from api.errors import (
     CommandPending,
     ConcurrencyConflict,
@@ -34,6 +37,11 @@ class User:
     registered_at: datetime
     last_updated: datetime
     version: int
+
+    @strawberry.field(description="The user's accounts (batched across users per request).")
+    async def accounts(self, info: Info[Context, None]) -> list[Account]:
+        views = await info.context.accounts_by_owner.load(str(self.id))
+        return [Account.from_view(v) for v in views]
 
     @classmethod
     def from_view(cls, view: UserView) -> User:

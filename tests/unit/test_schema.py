@@ -1,0 +1,44 @@
+"""The committed schema.graphql is the schema the API serves; API.md's names are in it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from api.schema import build_schema
+
+SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
+
+
+def test_schema_graphql_matches_the_served_schema() -> None:
+    served = build_schema().as_str() + "\n"
+    assert SCHEMA_FILE.read_text() == served, (
+        "schema.graphql drifted: run `sagaline schema > schema.graphql` and review the diff"
+    )
+
+
+def test_every_operation_of_the_contract_exists() -> None:
+    sdl = build_schema().as_str()
+    for name in (
+        "registerUser(input: RegisterUserInput!)",
+        "changeUserEmail(input: ChangeUserEmailInput!)",
+        "authenticate(input: AuthenticateInput!)",
+        "openAccount(input: OpenAccountInput!)",
+        "depositMoney(input: DepositMoneyInput!)",
+        "withdrawMoney(input: WithdrawMoneyInput!)",
+        "transferMoney(input: TransferMoneyInput!)",
+        "closeAccount(input: CloseAccountInput!)",
+        "retrySaga(input: RetrySagaInput!)",
+        "unlockUser(input: UnlockUserInput!)",
+        "rebuildProjection(input: RebuildProjectionInput!)",
+        "user(id: ID!",
+        "userByEmail(email: String!",
+        "users(",
+        "account(id: ID!",
+        "accounts(",
+        "transfer(id: ID!",
+        "transfers(",
+        "saga(id: ID!",
+        "events(streamId: ID!",
+        "systemStatus:",
+    ):
+        assert name in sdl, name
