@@ -16,9 +16,11 @@ from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
 
 from adapters.database import create_engine
+from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
 from api.auth import Caller, Role, TokenCheck, parse_tokens
 from api.context import Context, Services
+from api.live import EventFeed
 from api.schema import build_schema
 from runtime.config import Settings
 
@@ -83,11 +85,16 @@ def create_app(settings: Settings) -> Starlette:
         engine = create_engine(settings.require_database_url(), pool_size=20)
         temporal = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         tokens = TokenCheck(parse_tokens(settings.api_tokens))
-        services = Services(settings=settings, engine=engine, temporal=temporal, tokens=tokens)
+        feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
+        await feed.start()
+        services = Services(
+            settings=settings, engine=engine, temporal=temporal, tokens=tokens, feed=feed
+        )
         state["services"] = services
         try:
             yield
         finally:
+            await feed.stop()
             await engine.dispose()
 
     async def healthz(request: Request) -> Response:

@@ -11,6 +11,7 @@ from strawberry.dataloader import DataLoader
 from temporalio.client import Client
 
 from api.auth import Caller, TokenCheck
+from api.live import EventFeed
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.users import UserView, users_by_ids
 from runtime.config import Settings
@@ -24,6 +25,7 @@ class Services:
     engine: AsyncEngine
     temporal: Client
     tokens: TokenCheck
+    feed: EventFeed
 
 
 @dataclass(frozen=True)

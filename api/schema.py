@@ -7,12 +7,12 @@ from strawberry.tools import merge_types
 
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
-from api.audit.resolvers import AuditQueries
+from api.audit.resolvers import AuditQueries, AuditSubscriptions
 from api.safety import safety_extensions
-from api.sagas.resolvers import SagaMutations, SagaQueries
+from api.sagas.resolvers import SagaMutations, SagaQueries, SagaSubscriptions
 from api.system.resolvers import SystemMutations, SystemQueries
 from api.transfers.mutations import TransferMutations
-from api.transfers.queries import TransferQueries
+from api.transfers.queries import TransferQueries, TransferSubscriptions
 from api.users.mutations import UserMutations
 from api.users.queries import UserQueries
 
@@ -27,4 +27,9 @@ def build_schema() -> strawberry.Schema:
         "Mutation",
         (UserMutations, AccountMutations, TransferMutations, SagaMutations, SystemMutations),
     )
-    return strawberry.Schema(query=query, mutation=mutation, extensions=safety_extensions())
+    subscription = merge_types(
+        "Subscription", (TransferSubscriptions, SagaSubscriptions, AuditSubscriptions)
+    )
+    return strawberry.Schema(
+        query=query, mutation=mutation, subscription=subscription, extensions=safety_extensions()
+    )

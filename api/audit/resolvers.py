@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import cast
 
@@ -64,3 +65,15 @@ class AuditQueries:
             str(stream_id), from_version=_version_after(after) + 1, limit=size + 1
         )
         return connection(recorded, size, lambda e: str(e.version), Event.from_recorded)
+
+
+@strawberry.type
+class AuditSubscriptions:
+    @strawberry.subscription(description="Events as they are appended, optionally of one stream.")
+    async def event_appended(
+        self, info: Info[Context, None], stream_id: strawberry.ID | None = None
+    ) -> AsyncGenerator[Event, None]:
+        async with info.context.services.feed.subscribe() as updates:
+            async for event in updates:
+                if stream_id is None or event.stream_id == str(stream_id):
+                    yield Event.from_recorded(event)

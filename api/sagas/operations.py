@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from urllib.parse import quote
 
 import strawberry
-from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import Context
@@ -27,6 +29,11 @@ def workflow_id_of(saga_id: str) -> str:
     return saga_id if saga_id.startswith("transfer/") else transfer_workflow_id(saga_id)
 
 
+def transfer_id_of(saga_id: str) -> str:
+    """The transfer (and stream) id behind a saga id."""
+    return saga_id.removeprefix("transfer/")
+
+
 def _handle(ctx: Context, saga_id: str) -> WorkflowHandle[TransferSaga, TransferOutcome]:
     return ctx.services.temporal.get_workflow_handle_for(TransferSaga.run, workflow_id_of(saga_id))
 
@@ -41,6 +48,14 @@ async def read_saga(ctx: Context, saga_id: str) -> Saga:
             raise NoSuchSaga(saga_id) from None
         raise
     return _saga(ctx, handle.id, state)
+
+
+async def wait_for_saga_end(ctx: Context, saga_id: str) -> None:
+    """Wait (bounded by the command timeout) until the saga's workflow has closed."""
+    with contextlib.suppress(TimeoutError, WorkflowFailureError, RPCError):
+        await asyncio.wait_for(
+            _handle(ctx, saga_id).result(), ctx.services.settings.command_timeout_seconds
+        )
 
 
 async def retry_saga(ctx: Context, saga_id: str) -> Saga:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import strawberry
 from strawberry.types import Info
 
 from api.context import Context
 from api.errors import forbidden
-from api.sagas.operations import NoSuchSaga, SagaNotWaiting, read_saga, retry_saga
+from api.sagas.operations import (
+    NoSuchSaga,
+    SagaNotWaiting,
+    read_saga,
+    retry_saga,
+    transfer_id_of,
+    wait_for_saga_end,
+)
 from api.sagas.types import (
     RetrySagaInput,
     RetrySagaPayload,
@@ -16,6 +25,9 @@ from api.sagas.types import (
     SagaNotRetryable,
     SagaRetried,
 )
+
+
+FINAL_EVENTS = frozenset({"TransferCompleted", "TransferRejected"})
 
 
 @strawberry.type
@@ -49,3 +61,27 @@ class SagaMutations:
             return SagaNotRetryable(
                 message=f"saga is {current.status}; only a NEEDS_ATTENTION saga can be retried"
             )
+
+
+@strawberry.type
+class SagaSubscriptions:
+    @strawberry.subscription(description="The saga now, then after each event of its transfer.")
+    async def saga_updated(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> AsyncGenerator[Saga, None]:
+        ctx = info.context
+        transfer_id = transfer_id_of(str(id))
+        async with ctx.services.feed.subscribe() as updates:
+            try:
+                current: Saga | None = await read_saga(ctx, str(id))
+            except NoSuchSaga:
+                current = None
+            if current is not None:
+                yield current
+            async for event in updates:
+                if event.stream_id != transfer_id:
+                    continue
+                if event.type in FINAL_EVENTS:
+                    # The saga closes just after its last event: report it closed.
+                    await wait_for_saga_end(ctx, str(id))
+                yield await read_saga(ctx, str(id))

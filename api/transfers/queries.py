@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import strawberry
 from strawberry.types import Info
 
@@ -10,6 +12,7 @@ from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
 from api.transfers.types import Transfer, TransferStatus
 from domain.transfers import TransferStatus as DomainTransferStatus
+from projections.consistency import wait_until_caught_up
 from projections.transfers import get_transfer, list_transfers
 
 READ_MODELS = ["transfers"]
@@ -43,3 +46,30 @@ class TransferQueries:
         async with info.context.services.engine.connect() as conn:
             rows = await list_transfers(conn, wanted, account, decode_cursor(after), size + 1)
         return connection(rows, size, lambda v: v.id, Transfer.from_view)
+
+
+@strawberry.type
+class TransferSubscriptions:
+    @strawberry.subscription(description="The transfer now, then after each of its changes.")
+    async def transfer_updated(
+        self, info: Info[Context, None], id: strawberry.ID
+    ) -> AsyncGenerator[Transfer, None]:
+        services = info.context.services
+        async with services.feed.subscribe() as updates:
+            async with services.engine.connect() as conn:
+                view = await get_transfer(conn, str(id))
+            if view is not None:
+                yield Transfer.from_view(view)
+            async for event in updates:
+                if event.stream_id != str(id):
+                    continue
+                await wait_until_caught_up(
+                    services.engine,
+                    READ_MODELS,
+                    event.position,
+                    services.settings.consistency_timeout_seconds,
+                )
+                async with services.engine.connect() as conn:
+                    view = await get_transfer(conn, str(id))
+                if view is not None:
+                    yield Transfer.from_view(view)
