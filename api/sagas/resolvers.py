@@ -26,7 +26,6 @@ from api.sagas.types import (
     SagaRetried,
 )
 
-
 FINAL_EVENTS = frozenset({"TransferCompleted", "TransferRejected"})
 
 
