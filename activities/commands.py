@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid5
@@ -71,17 +71,30 @@ async def decide_and_save(
     becomes a non-retryable failure named after the rule. The result names the first
     aggregate; its position is that of the last event appended (0 if nothing was owed).
     """
-    ids = event_ids()
-    metadata = event_metadata(command_id, actor)
 
-    async def attempt() -> CommandResult:
-        aggregates: list[Any] = [await repository.load(cls, i) for cls, i in loads]
+    async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
+        aggregates: list[Any] = await repository.load_many(loads)
         decide(*aggregates)
         result = await repository.save_all(aggregates, ids, metadata)
         first = aggregates[0]
         return CommandResult(first.id, first.version, result.position)
 
+    return await with_retries(command_id, actor, attempt)
+
+
+async def with_retries(
+    command_id: str,
+    actor: str,
+    attempt: Callable[[EventIds, JsonDict], Awaitable[CommandResult]],
+) -> CommandResult:
+    """Run a load-decide-save attempt until no stream moved under it; rejections fail it.
+
+    Every attempt gets the same event ids (derived from the workflow and activity), so an
+    attempt whose commit was lost and a later one can never both append.
+    """
+    ids = event_ids()
+    metadata = event_metadata(command_id, actor)
     try:
-        return await retry_on_conflict(attempt, attempts=20)
+        return await retry_on_conflict(lambda: attempt(ids, metadata), attempts=20)
     except DomainError as error:
         raise rejection(error) from None

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from temporalio import activity
 
-from activities.commands import Load, decide_and_save, rejection
+from activities.commands import CommandResult, Load, decide_and_save, with_retries
 from domain.accounts import Account, AccountNotFound, CurrencyMismatch
-from domain.errors import DomainError
-from domain.repository import Repository
+from domain.events import JsonDict
+from domain.repository import EventIds, Repository
 from domain.transfers import SameAccountTransfer, Transfer, TransferMoney, TransferStep
 from domain.users import User
 
@@ -39,35 +40,28 @@ class TransferActivities:
     async def begin_transfer(self, command: TransferMoney) -> int:
         """Check both accounts and the sender, then record the request."""
 
-        def decide(transfer: Transfer, source: Account, destination: Account) -> None:
+        async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
+            loaded = await self._repository.load_many(
+                [
+                    (Transfer, command.transfer_id),
+                    (Account, command.from_account_id),
+                    (Account, command.to_account_id),
+                ]
+            )
+            transfer, source, destination = cast(tuple[Transfer, Account, Account], loaded)
             if source.id == destination.id:
                 raise SameAccountTransfer(source.id)
             for account in (source, destination):
                 if not account.exists:
                     raise AccountNotFound(account.id)
+            (await self._repository.load(User, source.owner_id)).require_active()
             if source.currency != destination.currency:
                 raise CurrencyMismatch(source.currency, destination.currency)
             transfer.request(command.from_account_id, command.to_account_id, command.amount)
+            result = await self._repository.save_all([transfer], ids, metadata)
+            return CommandResult(transfer.id, transfer.version, result.position)
 
-        async def sender_must_be_active() -> None:
-            source = await self._repository.load(Account, command.from_account_id)
-            if source.exists:
-                (await self._repository.load(User, source.owner_id)).require_active()
-
-        try:
-            await sender_must_be_active()
-        except DomainError as error:
-            raise rejection(error) from None
-        return await self._change(
-            command.transfer_id,
-            command.actor,
-            [
-                (Transfer, command.transfer_id),
-                (Account, command.from_account_id),
-                (Account, command.to_account_id),
-            ],
-            decide,
-        )
+        return (await with_retries(command.transfer_id, command.actor, attempt)).position
 
     @activity.defn
     async def reserve_daily_limit(self, command: TransferMoney) -> int:

@@ -1,7 +1,9 @@
 """Consumers of the event topic in a Kafka consumer group, with effects that happen once.
 
-Each message is handled in its own Postgres transaction that also records its event id as
-processed (`first_delivery`), so a redelivered message changes nothing. Offsets are committed
+A message's effect is stored in a Postgres transaction that also records its event id as
+processed (`first_delivery`), so a redelivered message changes nothing. Consecutive messages
+of a partition share a transaction (up to `transaction_size`); a failing one is taken out and
+handled alone. Offsets are committed
 by hand, only after the effects of every message before them are stored. A message that keeps
 failing is copied to the dead-letter topic with the error in its headers, and the partition
 moves on. Outages of the database (and whatever else the consumer names as transient) are not
@@ -110,6 +112,7 @@ class EventConsumer:
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
+        transaction_size: int = 100,
     ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
@@ -125,6 +128,7 @@ class EventConsumer:
         self._partitions = partitions
         self._session_timeout_ms = session_timeout_ms
         self._rebalance_timeout_ms = rebalance_timeout_ms
+        self._transaction_size = transaction_size
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -180,8 +184,15 @@ class EventConsumer:
     async def _partition(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
     ) -> None:
-        for record in records:
-            await self._handle(record)
+        pending = list(records)
+        while pending:
+            chunk = pending[: self._transaction_size]
+            stored = await self._handle_together(chunk)
+            pending = pending[stored:]
+            if stored < len(chunk):
+                # The message that stopped the shared transaction goes on its own, with its
+                # attempts and, if it keeps failing, the dead-letter topic.
+                await self._handle(pending.pop(0))
         if self._consumer is None or not records:
             return
         try:
@@ -190,6 +201,50 @@ class EventConsumer:
             # Stored effects are safe: what a later commit does not cover is redelivered and
             # found already processed.
             log.warning("%s: offset commit for %s failed: %s", self._name, tp, error)
+
+    async def _handle_together(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
+        """Handle consecutive messages in one transaction; how many from the start got stored.
+
+        One commit for many messages is what makes the consumer fast. When a message fails,
+        the transaction rolls back and the messages before it are stored again without it.
+        """
+        events: list[ConsumedEvent] = []
+        for record in records:
+            try:
+                events.append(decode(record))
+            except UndecodableMessage:
+                break
+        outages = 0
+        while events:
+            processed = duplicates = 0
+            failed_at: int | None = None
+            try:
+                async with self._engine.begin() as conn:
+                    for index, event in enumerate(events):
+                        try:
+                            if await self._apply_in(conn, event):
+                                processed += 1
+                            else:
+                                duplicates += 1
+                        except self._transient:
+                            raise
+                        except Exception:
+                            failed_at = index
+                            raise
+            except self._transient as error:
+                outages += 1
+                log.warning("%s: outage handling a batch: %s", self._name, error)
+                await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
+                continue
+            except Exception:
+                if failed_at is None:
+                    raise
+                events = events[:failed_at]
+                continue
+            self.stats.processed += processed
+            self.stats.duplicates += duplicates
+            return len(events)
+        return 0
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -201,7 +256,12 @@ class EventConsumer:
         outages = 0
         while True:
             try:
-                await self._apply(event)
+                async with self._engine.begin() as conn:
+                    stored = await self._apply_in(conn, event)
+                if stored:
+                    self.stats.processed += 1
+                else:
+                    self.stats.duplicates += 1
                 return
             except self._transient as error:
                 outages += 1
@@ -214,13 +274,12 @@ class EventConsumer:
                     return
                 await asyncio.sleep(self._retry_delay * 2 ** (failures - 1))
 
-    async def _apply(self, event: ConsumedEvent) -> None:
-        async with self._engine.begin() as conn:
-            if not await first_delivery(conn, self._name, event.event_id):
-                self.stats.duplicates += 1
-                return
-            await self._handler(conn, event)
-        self.stats.processed += 1
+    async def _apply_in(self, conn: AsyncConnection, event: ConsumedEvent) -> bool:
+        """Claim the message and run the handler; False when it was processed before."""
+        if not await first_delivery(conn, self._name, event.event_id):
+            return False
+        await self._handler(conn, event)
+        return True
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BaseException, attempts: int

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -43,6 +43,12 @@ _READ_ALL = text(
     " FROM events, LATERAL (SELECT CAST(:types AS text[]) IS NULL"
     " OR type = ANY(CAST(:types AS text[])) AS wanted) AS w"
     " WHERE position > :after ORDER BY position LIMIT :limit"
+)
+_READ_STREAMS = text(
+    "SELECT e.* FROM events AS e"
+    " JOIN unnest(CAST(:streams AS text[]), CAST(:versions AS integer[])) AS f(stream_id, version)"
+    " ON e.stream_id = f.stream_id AND e.version >= f.version"
+    " ORDER BY e.stream_id, e.version"
 )
 _IN_PROGRESS = text(
     "SELECT count(*) FROM pg_snapshot_xip(CAST(:snapshot AS pg_snapshot)) AS x"
@@ -127,6 +133,20 @@ class PostgresEventStore:
             query = query.limit(limit)
         async with self._autocommit.connect() as conn:
             return [_recorded(row) for row in (await conn.execute(query)).all()]
+
+    async def read_streams(
+        self, from_versions: Mapping[str, int]
+    ) -> dict[str, list[RecordedEvent]]:
+        """Several streams' events, each from its own version, in one query."""
+        found: dict[str, list[RecordedEvent]] = {stream: [] for stream in from_versions}
+        if not from_versions:
+            return found
+        params = {"streams": list(from_versions), "versions": list(from_versions.values())}
+        async with self._autocommit.connect() as conn:
+            rows = (await conn.execute(_READ_STREAMS, params)).all()
+        for row in rows:
+            found[row.stream_id].append(_recorded(row))
+        return found
 
     async def read_all(
         self,

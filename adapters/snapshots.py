@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +29,18 @@ class PostgresSnapshotStore:
         return Snapshot(
             row.stream_id, row.version, row.aggregate_type, row.schema_version, row.state
         )
+
+    async def load_many(self, stream_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """The newest snapshot of each stream that has one, in one query."""
+        query = select(snapshots).where(snapshots.c.stream_id.in_(stream_ids))
+        async with self._autocommit.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            row.stream_id: Snapshot(
+                row.stream_id, row.version, row.aggregate_type, row.schema_version, row.state
+            )
+            for row in rows
+        }
 
     async def save(self, snapshot: Snapshot) -> None:
         """Keep a snapshot unless a newer one is already stored."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, Protocol
@@ -97,6 +97,10 @@ class SnapshotStore(Protocol):
         """The newest snapshot of a stream, if any."""
         ...
 
+    async def load_many(self, stream_ids: Sequence[str]) -> dict[str, Snapshot]:
+        """The newest snapshot of each stream that has one."""
+        ...
+
     async def save(self, snapshot: Snapshot) -> None:
         """Keep a snapshot unless a newer one is already stored."""
         ...
@@ -143,6 +147,12 @@ class EventStore(Protocol):
         backwards: bool = False,
     ) -> list[RecordedEvent]:
         """A stream's events from a version, forwards or backwards."""
+        ...
+
+    async def read_streams(
+        self, from_versions: Mapping[str, int]
+    ) -> dict[str, list[RecordedEvent]]:
+        """Several streams' events, each from its own version."""
         ...
 
     async def read_all(

@@ -50,6 +50,29 @@ class Repository:
         aggregate.fold(from_data(r.type, r.data, r.schema_version) for r in recorded)
         return aggregate
 
+    async def load_many(self, loads: Sequence[tuple[type[Aggregate], str]]) -> list[Aggregate]:
+        """Several aggregates with two reads in all: their snapshots, then newer events."""
+        wanted = [
+            i for cls, i in loads if self._snapshots is not None and self.snapshot_interval(cls)
+        ]
+        found = await self._snapshots.load_many(wanted) if wanted and self._snapshots else {}
+        aggregates: list[Aggregate] = []
+        for cls, aggregate_id in loads:
+            snapshot = found.get(aggregate_id)
+            usable = (
+                snapshot is not None
+                and snapshot.aggregate_type == cls.__name__
+                and snapshot.schema_version == cls.snapshot_schema
+            )
+            if snapshot is not None and usable:
+                aggregates.append(cls.from_snapshot(aggregate_id, snapshot.state, snapshot.version))
+            else:
+                aggregates.append(cls(aggregate_id))
+        newer = await self._store.read_streams({a.id: a.version + 1 for a in aggregates})
+        for aggregate in aggregates:
+            aggregate.fold(from_data(r.type, r.data, r.schema_version) for r in newer[aggregate.id])
+        return aggregates
+
     async def save(
         self,
         aggregate: Aggregate,

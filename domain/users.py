@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from domain.aggregate import Aggregate
@@ -66,6 +67,25 @@ class UserLocked(DomainEvent):
 @dataclass(frozen=True)
 class UserUnlocked(DomainEvent):
     user_id: str
+
+
+@event_type
+@dataclass(frozen=True)
+class SuspiciousUserActivity(DomainEvent):
+    """A pattern matched a user's events; kept on its own stream, not the user's."""
+
+    user_id: str
+    detected_at: datetime
+    event_count: int
+    window_start: datetime
+    window_end: datetime
+    pattern: str
+    event_ids: tuple[str, ...]
+
+
+def suspicious_activity_stream(user_id: str) -> str:
+    """The stream holding a user's suspicious-activity detections."""
+    return f"suspicious-activity-{user_id}"
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,25 @@ async def test_retry_on_conflict_gives_up_after_its_attempts(store: PostgresEven
 
     with pytest.raises(WrongExpectedVersion):
         await retry_on_conflict(always_conflicts, attempts=3)
+
+
+async def test_load_many_equals_loading_each_aggregate_alone(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    repository = Repository(store, PostgresSnapshotStore(engine), snapshot_every={"User": 3})
+    ids_ = []
+    for changes in (0, 4, 7):
+        user = User(f"user-{uuid.uuid4()}")
+        user.register(f"{uuid.uuid4()}@example.com", "Many", "hash")
+        await repository.save(user, ids(), {})
+        for _ in range(changes):
+            user.change_email(f"{uuid.uuid4()}@example.com")
+            await repository.save(user, ids(), {})
+        ids_.append(user.id)
+    missing = f"user-{uuid.uuid4()}"
+
+    together = await repository.load_many([(User, i) for i in [*ids_, missing]])
+    alone = [await Repository(store).load(User, i) for i in [*ids_, missing]]
+
+    assert [vars(a) for a in together] == [vars(a) for a in alone]
+    assert [a.version for a in together] == [1, 5, 8, 0]

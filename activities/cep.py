@@ -1,0 +1,137 @@
+"""Complex event processing: the consumer handler that counts events into pattern windows
+and reacts to a match, and the activity that runs its consumer loop."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from uuid import UUID, uuid5
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio import activity
+
+from activities.following import FollowInput
+from adapters import pattern_windows
+from adapters.consumer import ConsumedEvent, EventConsumer
+from adapters.event_store import PostgresEventStore
+from domain.event_store import ANY, NewEvent, StreamAppend
+from domain.events import to_data, type_name
+from domain.patterns import Match, Occurrence, Pattern, observe
+from domain.users import LockUser, SuspiciousUserActivity, suspicious_activity_stream
+
+PATTERN_CONSUMER = "pattern-detector"
+"""The detector's consumer group id and its handler name for processed message ids."""
+DETECTION_NAMESPACE = UUID("0b7d8f61-52a4-4f0e-9d43-6f1f3b0f8c27")
+DETECTOR_ACTOR = "pattern-detector"
+
+LockUserStarter = Callable[[LockUser], Awaitable[None]]
+"""Starts the lock-user workflow for a command; starting it again for the same id is a no-op."""
+
+
+def lock_command(match: Match) -> LockUser:
+    """The lock command a match asks for; its id is derived from the match alone."""
+    return LockUser(
+        command_id=f"cep/{match.match_id}",
+        user_id=match.key,
+        reason=(
+            f"suspicious activity: {match.pattern}, {len(match.occurrences)} events"
+            f" from {match.window_start.isoformat()} to {match.window_end.isoformat()}"
+        ),
+        actor=DETECTOR_ACTOR,
+    )
+
+
+def detection(match: Match, detected_at: datetime) -> SuspiciousUserActivity:
+    """The event recording a match."""
+    return SuspiciousUserActivity(
+        user_id=match.key,
+        detected_at=detected_at,
+        event_count=len(match.occurrences),
+        window_start=match.window_start,
+        window_end=match.window_end,
+        pattern=match.pattern,
+        event_ids=tuple(o.event_id for o in match.occurrences),
+    )
+
+
+class PatternDetector:
+    """Consumer handler: windows in Postgres, and on a match a detection event and a lock.
+
+    Everything it stores (window changes, the detection event) commits with the message's
+    processed id. The lock workflow starts before that commit, with an id derived from the
+    match, so a retry after a failed commit finds the same workflow instead of a second one.
+    """
+
+    def __init__(
+        self, store: PostgresEventStore, patterns: Sequence[Pattern], lock_user: LockUserStarter
+    ) -> None:
+        self._store = store
+        self._patterns = patterns
+        self._lock_user = lock_user
+
+    async def __call__(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
+        for pattern in self._patterns:
+            key = pattern.key_of(event.type, event.data)
+            if key is None:
+                continue
+            stored = await pattern_windows.lock_and_load(conn, pattern.name, key)
+            occurrence = Occurrence(event.recorded_at, event.event_id)
+            seen = observe(pattern, key, stored, occurrence)
+            await pattern_windows.remove(conn, pattern.name, key, seen.remove)
+            if seen.keep:
+                await pattern_windows.add(conn, pattern.name, key, occurrence)
+            if seen.match is not None:
+                await self._react(conn, seen.match, event.recorded_at)
+
+    async def _react(self, conn: AsyncConnection, match: Match, detected_at: datetime) -> None:
+        found = detection(match, detected_at)
+        event = NewEvent(
+            uuid5(DETECTION_NAMESPACE, match.match_id),
+            type_name(found),
+            to_data(found),
+            {"actor": DETECTOR_ACTOR, "causation_id": match.occurrences[-1].event_id},
+        )
+        await self._store.append_in(
+            conn, StreamAppend(suspicious_activity_stream(match.key), [event], ANY)
+        )
+        await self._lock_user(lock_command(match))
+
+    async def sweep(self, engine: AsyncEngine) -> int:
+        """Delete the windows of keys that went quiet: older than the newest event by 2 windows.
+
+        Expiry per key happens as its events arrive; this catches keys with no later event.
+        The extra window leaves room for events still arriving out of order.
+        """
+        swept = 0
+        async with engine.begin() as conn:
+            for pattern in self._patterns:
+                newest = await pattern_windows.newest(conn, pattern.name)
+                if newest is not None:
+                    before = newest - 2 * pattern.window
+                    swept += await pattern_windows.sweep(conn, pattern.name, before)
+        return swept
+
+
+class PatternActivities:
+    """Activities of the pattern-detector singleton."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        detector: PatternDetector,
+        consumer: Callable[[PatternDetector], EventConsumer],
+    ) -> None:
+        self._engine = engine
+        self._detector = detector
+        self._consumer = consumer
+
+    @activity.defn
+    async def detect_patterns(self, params: FollowInput) -> int:
+        """Consume the event topic until the run time passes; returns how many messages."""
+        await self._detector.sweep(self._engine)
+        consumer = self._consumer(self._detector)
+        await consumer.start()
+        try:
+            return await consumer.run(params.run_seconds, progress=activity.heartbeat)
+        finally:
+            await consumer.stop()

@@ -1,0 +1,132 @@
+"""Complex event processing: patterns over the event stream and the pure matching rules.
+
+A pattern counts events of some types sharing a key (e.g. a user id) and matches when
+`count` of them fall within `window` of each other, measured on event time (when the event
+was recorded), never on arrival time. Events may arrive out of order: an event older than
+the newest one seen for its key still counts while it is within `window` of that newest one;
+an older one is late and ignored. Occurrences that can no longer be part of any match expire.
+The occurrences of a match are consumed, so the next match needs `count` new events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from domain.events import JsonDict
+
+Condition = Callable[[JsonDict], bool]
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """`count` events of `event_types` with the same `key_field` within `window`."""
+
+    name: str
+    event_types: frozenset[str]
+    key_field: str
+    count: int
+    window: timedelta
+    condition: Condition | None = None
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"pattern {self.name}: count must be at least 1")
+        if self.window <= timedelta(0):
+            raise ValueError(f"pattern {self.name}: window must be positive")
+
+    def key_of(self, event_type: str, data: JsonDict) -> str | None:
+        """The key an event counts under, or None when the pattern ignores the event."""
+        if event_type not in self.event_types:
+            return None
+        key = data.get(self.key_field)
+        if not isinstance(key, str) or not key:
+            return None
+        if self.condition is not None and not self.condition(data):
+            return None
+        return key
+
+
+@dataclass(frozen=True, order=True)
+class Occurrence:
+    """One counted event: when it happened (event time) and its id."""
+
+    event_time: datetime
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Match:
+    """The occurrences that completed a pattern for one key, oldest first."""
+
+    pattern: str
+    key: str
+    occurrences: tuple[Occurrence, ...]
+
+    @property
+    def window_start(self) -> datetime:
+        return self.occurrences[0].event_time
+
+    @property
+    def window_end(self) -> datetime:
+        return self.occurrences[-1].event_time
+
+    @property
+    def match_id(self) -> str:
+        """Stable identity of the match: the same events always give the same id."""
+        return f"{self.pattern}/{self.key}/{self.occurrences[0].event_id}"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one new occurrence does to a key's window state."""
+
+    keep: bool
+    """Whether to store the new occurrence (False when late, a repeat, or consumed)."""
+    remove: tuple[Occurrence, ...]
+    """Stored occurrences to delete: expired or consumed by the match."""
+    match: Match | None
+
+
+def observe(
+    pattern: Pattern, key: str, stored: Sequence[Occurrence], new: Occurrence
+) -> Observation:
+    """Add `new` to a key's stored occurrences: expiries, and the match it completes if any."""
+    if any(o.event_id == new.event_id for o in stored):
+        return Observation(keep=False, remove=(), match=None)
+    newest = max([new.event_time, *(o.event_time for o in stored)])
+    horizon = newest - pattern.window
+    expired = tuple(o for o in stored if o.event_time < horizon)
+    if new.event_time < horizon:
+        return Observation(keep=False, remove=expired, match=None)
+    live = sorted([*(o for o in stored if o.event_time >= horizon), new])
+    run = _earliest_run_with(live, new, pattern.count, pattern.window)
+    if run is None:
+        return Observation(keep=True, remove=expired, match=None)
+    consumed = tuple(o for o in run if o != new)
+    return Observation(keep=False, remove=expired + consumed, match=Match(pattern.name, key, run))
+
+
+def _earliest_run_with(
+    live: Sequence[Occurrence], new: Occurrence, count: int, window: timedelta
+) -> tuple[Occurrence, ...] | None:
+    """The first `count` consecutive occurrences spanning at most `window` that include `new`."""
+    at = live.index(new)
+    for start in range(max(0, at - count + 1), min(at, len(live) - count) + 1):
+        run = live[start : start + count]
+        if run[-1].event_time - run[0].event_time <= window:
+            return tuple(run)
+    return None
+
+
+SUSPICIOUS_LOGINS = Pattern(
+    name="suspicious-logins",
+    event_types=frozenset({"UserLoginFailed"}),
+    key_field="user_id",
+    count=3,
+    window=timedelta(minutes=5),
+)
+"""Three failed sign-ins for one user within five minutes."""
+
+PATTERNS: tuple[Pattern, ...] = (SUSPICIOUS_LOGINS,)
