@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.transfers import TransferMoney, TransferStep
 
 SAGA_TYPE = "TransferSaga"
+REFUSALS_RECORD_NOTHING = "refusals-record-nothing"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
 COMPENSATION_RETRY = RetryPolicy(
@@ -106,12 +107,16 @@ class TransferSaga:
         except StepRejected as rejected:
             await saga.compensate()
             rejection = rejected.rejection
-            position = await workflow.execute_activity_method(
-                activities.reject_transfer,
-                RejectTransfer(command, rejection.message, rejection.type),
-                start_to_close_timeout=COMMAND_TIMEOUT,
-                retry_policy=COMMAND_RETRY,
-            )
+            position = 0
+            # A transfer refused by its first check (unknown account, locked sender) is bad
+            # input: it changes nothing, not even the transfer's own record.
+            if rejected.step != "begin" or not workflow.patched(REFUSALS_RECORD_NOTHING):
+                position = await workflow.execute_activity_method(
+                    activities.reject_transfer,
+                    RejectTransfer(command, rejection.message, rejection.type),
+                    start_to_close_timeout=COMMAND_TIMEOUT,
+                    retry_policy=COMMAND_RETRY,
+                )
             return TransferOutcome(
                 command.transfer_id, "REJECTED", position, rejection.message, rejection.type
             )

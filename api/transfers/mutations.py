@@ -27,8 +27,10 @@ from projections.transfers import get_transfer
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 
-async def _transfer(ctx: Context, command: TransferMoney, position: int) -> Transfer:
-    """The transfer from its read model once it includes `position` (or as requested)."""
+async def _transfer(
+    ctx: Context, command: TransferMoney, position: int, outcome: TransferOutcome | None = None
+) -> Transfer:
+    """The transfer from its read model once it includes `position`, else as far as known."""
     services = ctx.services
     if position:
         await wait_until_caught_up(
@@ -43,8 +45,8 @@ async def _transfer(ctx: Context, command: TransferMoney, position: int) -> Tran
         from_account_id=strawberry.ID(command.from_account_id),
         to_account_id=strawberry.ID(command.to_account_id),
         amount=command.amount,
-        status=TransferStatus.REQUESTED,
-        reason=None,
+        status=TransferStatus.REQUESTED if outcome is None else TransferStatus(outcome.status),
+        reason=None if outcome is None else outcome.reason,
         steps=[],
         created_at=None,
         updated_at=None,
@@ -90,7 +92,7 @@ class TransferMutations:
         if outcome is None:
             transfer = await _transfer(ctx, command, 0)
             return TransferPending(transfer=transfer, message="the transfer is still running")
-        transfer = await _transfer(ctx, command, outcome.position)
+        transfer = await _transfer(ctx, command, outcome.position, outcome)
         if outcome.status == "COMPLETED":
             return TransferCompleted(transfer=transfer, position=str(outcome.position))
         message = outcome.reason or "transfer rejected"

@@ -37,7 +37,7 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
-from workflows.followers import ProjectorWorkflow, RelayWorkflow
+from workflows.followers import ProjectorWorkflow, RebuildProjectionWorkflow, RelayWorkflow
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
 from workflows.users import (
@@ -140,9 +140,16 @@ async def test_record_histories(
     await parked.result()
     await save(parked, "transfer_parked_then_retried")
 
+    rebuild = await client.start_workflow(
+        RebuildProjectionWorkflow.run, "transfers", id="history-rebuild", task_queue=task_queue
+    )
+    await rebuild.result()
+    await save(rebuild, "rebuild_projection")
+
     for workflow, name, arg in (
         (RelayWorkflow, "relay", None),
         (ProjectorWorkflow, "projector_users", "users"),
+        (PatternDetectorWorkflow, "pattern_detector", None),
     ):
         handle: WorkflowHandle[object, None] = await client.start_workflow(
             workflow.run,  # type: ignore[attr-defined]

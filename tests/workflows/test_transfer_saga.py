@@ -87,6 +87,7 @@ async def test_a_locked_owner_cannot_send_and_nothing_is_touched(bank: Bank) -> 
 
     assert (outcome.status, outcome.error_type) == ("REJECTED", "UserLocked")
     assert await bank.balance(source) == Decimal("100.00")
+    assert not (await bank.repository.load(Transfer, outcome.transfer_id)).exists
 
 
 async def test_exceeding_the_daily_limit_is_rejected_before_any_money_moves(bank: Bank) -> None:
@@ -103,6 +104,8 @@ async def test_an_unknown_account_is_rejected(bank: Bank) -> None:
     source = await bank.account()
     outcome = await bank.transfer(source, f"account-{uuid.uuid4()}", "1.00")
     assert (outcome.status, outcome.error_type) == ("REJECTED", "AccountNotFound")
+    assert outcome.position == 0
+    assert not (await bank.repository.load(Transfer, outcome.transfer_id)).exists
 
 
 async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(
