@@ -7,7 +7,7 @@ changes no balance.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -35,6 +35,19 @@ class TransferActivities:
 
     def __init__(self, repository: Repository) -> None:
         self._repository = repository
+
+    def all(self) -> list[Callable[..., Awaitable[int]]]:
+        """Every activity of the saga, for a worker to register."""
+        return [
+            self.begin_transfer,
+            self.reserve_daily_limit,
+            self.release_daily_limit,
+            self.withdraw,
+            self.refund,
+            self.deposit,
+            self.complete_transfer,
+            self.reject_transfer,
+        ]
 
     @activity.defn
     async def begin_transfer(self, command: TransferMoney) -> int:

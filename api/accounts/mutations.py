@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
@@ -61,10 +62,18 @@ async def _read_back(ctx: Context, account_id: str, position: int) -> Account:
     return Account.from_view(view)
 
 
-async def _run(
-    ctx: Context, kind: str, workflow: Any, command: Any, account_id: str, summary: str
-) -> CommandOutcome | None:
-    return await send(
+async def _execute(
+    ctx: Context,
+    kind: str,
+    workflow: Any,
+    command: Any,
+    account_id: str,
+    summary: str,
+    allowed: list[type[Any]],
+    success: Callable[[Account, str], Any],
+) -> Any:
+    """Run an account command's workflow and answer with its typed outcome."""
+    outcome: CommandOutcome | None = await send(
         ctx,
         workflow.run,
         command,
@@ -73,10 +82,13 @@ async def _run(
         aggregate_ids=[account_id],
         summary=summary,
     )
-
-
-def _pending(command_id: str) -> CommandPending:
-    return CommandPending(message="the command is still running", command_id=command_id)
+    if outcome is None:
+        return CommandPending(message="the command is still running", command_id=command.command_id)
+    if outcome.rejection is not None:
+        return typed_rejection(outcome.rejection, allowed)
+    assert outcome.result is not None
+    position = outcome.result.position
+    return success(await _read_back(ctx, account_id, position), str(position))
 
 
 @strawberry.type
@@ -95,21 +107,16 @@ class AccountMutations:
         command = OpenAccount(
             command_id, account_id, str(input.owner_id), currency, actor=ctx.actor
         )
-        outcome = await _run(
+        return await _execute(  # type: ignore[no-any-return]
             ctx,
             "open-account",
             OpenAccountWorkflow,
             command,
             account_id,
             f"Open {currency} account",
+            [UserNotFound, UserLocked],
+            lambda account, position: AccountOpened(account=account, position=position),
         )
-        if outcome is None:
-            return _pending(command_id)
-        if outcome.rejection is not None:
-            return typed_rejection(outcome.rejection, [UserNotFound, UserLocked])  # type: ignore[no-any-return]
-        assert outcome.result is not None
-        account = await _read_back(ctx, account_id, outcome.result.position)
-        return AccountOpened(account=account, position=str(outcome.result.position))
 
     @strawberry.mutation(description="Put money into an open account.")
     async def deposit_money(
@@ -123,16 +130,16 @@ class AccountMutations:
             return invalid_input(error)
         account_id = str(input.account_id)
         command = DepositMoney(command_id, account_id, amount, ctx.actor)
-        outcome = await _run(
-            ctx, "deposit-money", DepositMoneyWorkflow, command, account_id, f"Deposit {amount}"
+        return await _execute(  # type: ignore[no-any-return]
+            ctx,
+            "deposit-money",
+            DepositMoneyWorkflow,
+            command,
+            account_id,
+            f"Deposit {amount}",
+            [AccountNotFound, AccountClosed],
+            lambda account, position: MoneyDeposited(account=account, position=position),
         )
-        if outcome is None:
-            return _pending(command_id)
-        if outcome.rejection is not None:
-            return typed_rejection(outcome.rejection, [AccountNotFound, AccountClosed])  # type: ignore[no-any-return]
-        assert outcome.result is not None
-        account = await _read_back(ctx, account_id, outcome.result.position)
-        return MoneyDeposited(account=account, position=str(outcome.result.position))
 
     @strawberry.mutation(description="Take money out of an open account.")
     async def withdraw_money(
@@ -146,17 +153,16 @@ class AccountMutations:
             return invalid_input(error)
         account_id = str(input.account_id)
         command = WithdrawMoney(command_id, account_id, amount, ctx.actor)
-        outcome = await _run(
-            ctx, "withdraw-money", WithdrawMoneyWorkflow, command, account_id, f"Withdraw {amount}"
+        return await _execute(  # type: ignore[no-any-return]
+            ctx,
+            "withdraw-money",
+            WithdrawMoneyWorkflow,
+            command,
+            account_id,
+            f"Withdraw {amount}",
+            [AccountNotFound, InsufficientFunds, AccountClosed],
+            lambda account, position: MoneyWithdrawn(account=account, position=position),
         )
-        if outcome is None:
-            return _pending(command_id)
-        if outcome.rejection is not None:
-            allowed = [AccountNotFound, InsufficientFunds, AccountClosed]
-            return typed_rejection(outcome.rejection, allowed)  # type: ignore[no-any-return]
-        assert outcome.result is not None
-        account = await _read_back(ctx, account_id, outcome.result.position)
-        return MoneyWithdrawn(account=account, position=str(outcome.result.position))
 
     @strawberry.mutation(description="Close an account whose balance is zero.")
     async def close_account(
@@ -169,16 +175,15 @@ class AccountMutations:
             return invalid_input(error)
         account_id = str(input.account_id)
         command = CloseAccount(command_id, account_id, ctx.actor)
-        outcome = await _run(
-            ctx, "close-account", CloseAccountWorkflow, command, account_id, "Close account"
-        )
-        if outcome is None:
-            return _pending(command_id)
-        if outcome.rejection is not None:
-            allowed = [AccountNotFound, BalanceNotZero, AccountClosed]
-            return typed_rejection(outcome.rejection, allowed)  # type: ignore[no-any-return]
-        assert outcome.result is not None
-        account = await _read_back(ctx, account_id, outcome.result.position)
-        return AccountClosed(
-            message="account closed", account=account, position=str(outcome.result.position)
+        return await _execute(  # type: ignore[no-any-return]
+            ctx,
+            "close-account",
+            CloseAccountWorkflow,
+            command,
+            account_id,
+            "Close account",
+            [AccountNotFound, BalanceNotZero, AccountClosed],
+            lambda account, position: AccountClosed(
+                message="account closed", account=account, position=position
+            ),
         )

@@ -63,16 +63,7 @@ async def blocked_refunds_queue(client: Client, store: PostgresEventStore) -> As
         client,
         task_queue=queue,
         workflows=[TransferSaga],
-        activities=[
-            activities.begin_transfer,
-            activities.reserve_daily_limit,
-            activities.release_daily_limit,
-            activities.withdraw,
-            activities.refund,
-            activities.deposit,
-            activities.complete_transfer,
-            activities.reject_transfer,
-        ],
+        activities=activities.all(),
     )
     async with worker:
         yield queue

@@ -145,16 +145,7 @@ async def test_a_transfer_completes_after_the_database_was_unreachable_for_ten_s
         client,
         task_queue=task_queue,
         workflows=[TransferSaga],
-        activities=[
-            activities.begin_transfer,
-            activities.reserve_daily_limit,
-            activities.release_daily_limit,
-            activities.withdraw,
-            activities.refund,
-            activities.deposit,
-            activities.complete_transfer,
-            activities.reject_transfer,
-        ],
+        activities=activities.all(),
     )
     async with worker:
         proxy.cut()
