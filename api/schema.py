@@ -14,14 +14,22 @@ from api.system.resolvers import SystemMutations, SystemQueries
 from api.transfers.mutations import TransferMutations
 from api.transfers.queries import TransferQueries, TransferSubscriptions
 from api.users.mutations import UserMutations
-from api.users.queries import UserQueries
+from api.users.queries import SuspiciousActivityQueries, UserQueries
 
 
 def build_schema() -> strawberry.Schema:
     """The schema clients see."""
     query = merge_types(
         "Query",
-        (UserQueries, AccountQueries, TransferQueries, SagaQueries, AuditQueries, SystemQueries),
+        (
+            UserQueries,
+            SuspiciousActivityQueries,
+            AccountQueries,
+            TransferQueries,
+            SagaQueries,
+            AuditQueries,
+            SystemQueries,
+        ),
     )
     mutation = merge_types(
         "Mutation",

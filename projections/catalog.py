@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from projections.accounts import AccountsProjection
 from projections.projector import Projection
+from projections.suspicious import SuspiciousActivityProjection
 from projections.transfers import TransfersProjection
 from projections.users import UsersProjection
 
 
 def all_projections() -> list[Projection]:
     """Every projection the worker keeps up to date."""
-    return [UsersProjection(), AccountsProjection(), TransfersProjection()]
+    return [
+        UsersProjection(),
+        AccountsProjection(),
+        TransfersProjection(),
+        SuspiciousActivityProjection(),
+    ]
 
 
 def projection_names() -> list[str]:

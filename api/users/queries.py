@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 from strawberry.types import Info
 
@@ -9,6 +11,7 @@ from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
 from api.users.types import User
+from projections.suspicious import SuspiciousActivityView, list_suspicious_activities
 from projections.users import get_user, get_user_by_email, list_users
 
 READ_MODELS = ["users"]
@@ -47,3 +50,50 @@ class UserQueries:
         async with info.context.services.engine.connect() as conn:
             rows = await list_users(conn, decode_cursor(after), size + 1)
         return connection(rows, size, lambda v: v.id, User.from_view)
+
+
+@strawberry.type(description="A pattern of events that looked like an attack on a user.")
+class SuspiciousActivity:
+    id: strawberry.ID
+    user_id: strawberry.ID
+    pattern: str
+    detected_at: datetime
+    event_count: int
+    window_start: datetime
+    window_end: datetime
+
+    @strawberry.field(description="The user the activity concerned.")
+    async def user(self, info: Info[Context, None]) -> User | None:
+        view = await info.context.users_by_id.load(str(self.user_id))
+        return None if view is None else User.from_view(view)
+
+    @classmethod
+    def from_view(cls, view: SuspiciousActivityView) -> SuspiciousActivity:
+        return cls(
+            id=strawberry.ID(view.id),
+            user_id=strawberry.ID(view.user_id),
+            pattern=view.pattern,
+            detected_at=view.detected_at,
+            event_count=view.event_count,
+            window_start=view.window_start,
+            window_end=view.window_end,
+        )
+
+
+@strawberry.type
+class SuspiciousActivityQueries:
+    @strawberry.field(description="Detections of suspicious activity, optionally of one user.")
+    async def suspicious_activities(
+        self,
+        info: Info[Context, None],
+        user_id: strawberry.ID | None = None,
+        first: int | None = None,
+        after: str | None = None,
+        consistent_with: str | None = None,
+    ) -> Connection[SuspiciousActivity]:
+        await ensure_consistent(info.context, consistent_with, ["suspicious_activities"])
+        size = page_size(first)
+        user = None if user_id is None else str(user_id)
+        async with info.context.services.engine.connect() as conn:
+            rows = await list_suspicious_activities(conn, user, decode_cursor(after), size + 1)
+        return connection(rows, size, lambda v: v.id, SuspiciousActivity.from_view)

@@ -40,5 +40,9 @@ def test_every_operation_of_the_contract_exists() -> None:
         "saga(id: ID!",
         "events(streamId: ID!",
         "systemStatus:",
+        "suspiciousActivities(",
+        "transferUpdated(id: ID!)",
+        "sagaUpdated(id: ID!)",
+        "eventAppended(streamId: ID",
     ):
         assert name in sdl, name
