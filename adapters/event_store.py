@@ -27,6 +27,9 @@ from domain.event_store import (
 )
 
 NOTIFY_CHANNEL = "sagaline_events"
+# Waiting for an in-progress writer polls this often at most: a writer's commit takes a few
+# milliseconds, and every poll slept past it is latency added to the relay and projectors.
+WRITER_POLL_MAX_SECONDS = 0.005
 
 _APPEND = text(
     "SELECT stream_version, last_position FROM sagaline_append("
@@ -34,12 +37,10 @@ _APPEND = text(
     " CAST(:releases AS jsonb))"
 )
 
-# One statement, so the rows and the snapshot describe the same instant. Every row's position
-# is needed to see gaps, but payloads only of the wanted types.
+# Every row's position is needed to see gaps, but payloads only of the wanted types.
 _READ_ALL = text(
     "SELECT position, stream_id, version, event_id, type, schema_version, recorded_at,"
-    " CASE WHEN wanted THEN data END AS data, CASE WHEN wanted THEN metadata END AS metadata,"
-    " (SELECT pg_current_snapshot()::text) AS snapshot"
+    " CASE WHEN wanted THEN data END AS data, CASE WHEN wanted THEN metadata END AS metadata"
     " FROM events, LATERAL (SELECT CAST(:types AS text[]) IS NULL"
     " OR type = ANY(CAST(:types AS text[])) AS wanted) AS w"
     " WHERE position > :after ORDER BY position LIMIT :limit"
@@ -50,9 +51,16 @@ _READ_STREAMS = text(
     " ON e.stream_id = f.stream_id AND e.version >= f.version"
     " ORDER BY e.stream_id, e.version"
 )
-_IN_PROGRESS = text(
-    "SELECT count(*) FROM pg_snapshot_xip(CAST(:snapshot AS pg_snapshot)) AS x"
-    " WHERE pg_xact_status(x) = 'in progress'"
+# Transactions writing to `events` hold RowExclusiveLock on it until they end.
+_WRITERS = text(
+    "SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks"
+    " WHERE locktype = 'relation' AND relation = CAST('events' AS regclass)"
+    " AND mode = 'RowExclusiveLock' AND pid <> pg_backend_pid()"
+)
+_STILL_WRITING = text(
+    "SELECT count(*) FROM pg_locks"
+    " WHERE locktype = 'relation' AND relation = CAST('events' AS regclass)"
+    " AND mode = 'RowExclusiveLock' AND virtualtransaction = ANY(CAST(:writers AS text[]))"
 )
 
 
@@ -158,11 +166,12 @@ class PostgresEventStore:
         """Events after a position in global order, never passing one that may still commit.
 
         Positions come from a sequence, so a transaction can take position 10, another take 11
-        and commit first. Every appending transaction owns an xid before it draws a position,
-        so when this read sees 11 but not 10, the owner of 10 (if alive) is in this read's
-        snapshot as in progress. Positions up to the highest one seen are therefore final once
-        those transactions have ended: we wait for that (bounded), read again, and treat what
-        is still missing below that horizon as rolled back. Past the horizon we stop at a gap.
+        and commit first. When this read sees 11 but not 10, whoever drew 10 did so inside its
+        INSERT into `events` before 11 was drawn, so before this read began: if it has not
+        ended, it still holds its RowExclusiveLock on `events`. So the transactions holding that
+        lock just after the read are the only ones that can still fill a gap below the highest
+        position seen. We wait (bounded) until they have ended, read again, and treat what is
+        still missing below that horizon as rolled back. Past the horizon we stop at a gap.
         """
         params = {
             "after": after_position,
@@ -174,7 +183,8 @@ class PostgresEventStore:
             taken = _walk(rows, after_position, horizon=after_position)
             if len(taken) < len(rows):
                 horizon = rows[-1].position
-                if await _wait_for_writers(conn, rows[0].snapshot, wait_seconds):
+                writers = (await conn.execute(_WRITERS)).scalar_one()
+                if await _wait_for_writers(conn, writers, wait_seconds):
                     rows = (await conn.execute(_READ_ALL, params)).all()
                     taken = _walk(rows, after_position, horizon)
         next_position = taken[-1].position if taken else after_position
@@ -262,16 +272,17 @@ def _walk(rows: Sequence[Row[Any]], after: int, horizon: int) -> list[Row[Any]]:
     return taken
 
 
-async def _wait_for_writers(conn: AsyncConnection, snapshot: str, wait_seconds: float) -> bool:
-    """Wait until every transaction in progress at `snapshot` has ended; False on timeout."""
+async def _wait_for_writers(conn: AsyncConnection, writers: list[str], wait_seconds: float) -> bool:
+    """Wait until every transaction in `writers` has ended; False on timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     delay = 0.001
-    while True:
-        running = (await conn.execute(_IN_PROGRESS, {"snapshot": snapshot})).scalar_one()
+    while writers:
+        running = (await conn.execute(_STILL_WRITING, {"writers": writers})).scalar_one()
         if running == 0:
             return True
         if loop.time() >= deadline:
             return False
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, WRITER_POLL_MAX_SECONDS)
+    return True

@@ -58,6 +58,8 @@ def pattern_consumer(
         transient=(*TRANSIENT_ERRORS, RPCError),
         partitions=settings.kafka_partitions,
         max_attempts=settings.kafka_consumer_max_attempts,
+        session_timeout_ms=settings.kafka_consumer_session_timeout_ms,
+        rebalance_timeout_ms=settings.kafka_consumer_session_timeout_ms // 3,
     )
 
 

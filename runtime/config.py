@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     """How long the relay waits for the broker's ack before retrying the batch."""
     kafka_dead_letter_suffix: str = ".dlq"
     kafka_consumer_max_attempts: int = Field(default=3, ge=1)
+    kafka_consumer_session_timeout_ms: int = Field(default=10_000, gt=0)
+    """How soon the group notices a consumer that died and hands its partitions on."""
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

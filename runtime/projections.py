@@ -9,16 +9,18 @@ from adapters.event_store import PostgresEventStore
 from projections import projector
 from projections.catalog import find_projection, projection_names
 from projections.rebuild import ProjectionRebuild
+from projections.status import relay_status
 from runtime.config import ConfigurationError, Settings
 
 BAR_WIDTH = 30
 
 
 async def print_status(settings: Settings) -> int:
-    """Print position, lag and failure of every projection."""
+    """Print position, lag and failure of every projection, then the relay's position and lag."""
     engine = create_engine(settings.require_database_url(), pool_size=2)
     try:
         statuses = await projector.status(engine, projection_names())
+        relay = await relay_status(engine)
     finally:
         await engine.dispose()
     for status in statuses:
@@ -32,6 +34,7 @@ async def print_status(settings: Settings) -> int:
                 f"  stopped at position {failure.position} ({failure.event_type},"
                 f" event {failure.event_id}): {failure.error}\n"
             )
+    sys.stdout.write(f"{'relay':<20} {'':<8} position {relay.position:>10}  lag {relay.lag}\n")
     return 0
 
 

@@ -15,9 +15,7 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-# One round trip per stream append. The stream row is written before any event takes a
-# position, so the transaction owns an xid before it draws from the position sequence: the
-# gap-safe reader (adapters/event_store.py) relies on that order.
+# One round trip per stream append: expected version, unique keys and events in one call.
 APPEND_FUNCTION = """
 CREATE FUNCTION sagaline_append(
     p_stream_id text, p_expected integer, p_events jsonb, p_claims jsonb, p_releases jsonb

@@ -15,6 +15,7 @@ from temporalio.client import Client
 from adapters.event_store import PostgresEventStore
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
+from api.live import EventFeed
 from api.schema import build_schema
 from domain.accounts import Account
 from domain.repository import Repository
@@ -54,6 +55,7 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
         engine=engine,
         temporal=cast(Client, None),
         tokens=TokenCheck({}),
+        feed=EventFeed(store, database_url),
     )
     statements: list[str] = []
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 
+import pytest
 from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.relay import RelayActivities
+from activities.relay import RELAY_CHECKPOINT, RelayActivities
+from adapters import checkpoints
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
 from domain.event_store import NO_STREAM, NewEvent, StreamAppend
+from runtime.config import Settings
+from runtime.projections import print_status
 
 
 async def test_relay_publishes_every_event_in_stream_order_with_cloudevent_headers(
@@ -59,3 +63,23 @@ async def test_relay_publishes_every_event_in_stream_order_with_cloudevent_heade
         assert [int(h["sagaline_stream_version"]) for h in headers] == [1, 2, 3, 4]
         assert all(h["ce_type"] == b"Counted" and h["ce_specversion"] == b"1.0" for h in headers)
         assert all(h["ce_source"] and h["ce_time"] for h in headers)
+
+
+async def test_projections_status_shows_the_relay_position_and_lag(
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    await store.append(
+        StreamAppend(f"status-{uuid.uuid4()}", [NewEvent(uuid.uuid4(), "Counted", {})], NO_STREAM)
+    )
+    async with engine.begin() as conn:
+        position = await checkpoints.load(conn, RELAY_CHECKPOINT)
+    head = await store.head_position()
+
+    assert await print_status(settings) == 0
+
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("relay ")]
+    assert line.split()[1:] == ["position", str(position), "lag", str(head - position)]
+    assert head > position

@@ -37,6 +37,7 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
+from workflows.cep import PatternDetectorWorkflow
 from workflows.followers import ProjectorWorkflow, RebuildProjectionWorkflow, RelayWorkflow
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
