@@ -12,9 +12,11 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from adapters.event_store import PostgresEventStore
+from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
 from domain.event_store import RecordedEvent
+from projections.catalog import projection_names
 
 
 @strawberry.type(description="One stored event, as appended.")
@@ -58,7 +60,9 @@ class AuditQueries:
         stream_id: strawberry.ID,
         first: int | None = None,
         after: str | None = None,
+        consistent_with: str | None = None,
     ) -> Connection[Event]:
+        await ensure_consistent(info.context, consistent_with, projection_names())
         size = page_size(first)
         store = PostgresEventStore(info.context.services.engine)
         recorded = await store.read_stream(

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
+from api.consistency import ensure_consistent
 from api.context import Context
 from api.errors import forbidden
 from api.sagas.operations import (
@@ -25,6 +26,7 @@ from api.sagas.types import (
     SagaNotRetryable,
     SagaRetried,
 )
+from projections.catalog import projection_names
 
 FINAL_EVENTS = frozenset({"TransferCompleted", "TransferRejected"})
 
@@ -32,7 +34,10 @@ FINAL_EVENTS = frozenset({"TransferCompleted", "TransferRejected"})
 @strawberry.type
 class SagaQueries:
     @strawberry.field(description="A saga (a transfer's workflow) by transfer or workflow id.")
-    async def saga(self, info: Info[Context, None], id: strawberry.ID) -> Saga | None:
+    async def saga(
+        self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
+    ) -> Saga | None:
+        await ensure_consistent(info.context, consistent_with, projection_names())
         try:
             return await read_saga(info.context, str(id))
         except NoSuchSaga:

@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 from temporalio.common import WorkflowIDConflictPolicy
 
+from api.consistency import ensure_consistent
 from api.context import Context
 from api.errors import Forbidden, forbidden
 from projections import projector
@@ -64,7 +65,10 @@ RebuildProjectionPayload = Annotated[
 @strawberry.type
 class SystemQueries:
     @strawberry.field(description="Head of the event store; position and lag of every follower.")
-    async def system_status(self, info: Info[Context, None]) -> SystemStatus:
+    async def system_status(
+        self, info: Info[Context, None], consistent_with: str | None = None
+    ) -> SystemStatus:
+        await ensure_consistent(info.context, consistent_with, projection_names())
         engine = info.context.services.engine
         statuses = await projector.status(engine, projection_names())
         relay = await relay_status(engine)

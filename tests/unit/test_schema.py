@@ -39,10 +39,20 @@ def test_every_operation_of_the_contract_exists() -> None:
         "transfers(",
         "saga(id: ID!",
         "events(streamId: ID!",
-        "systemStatus:",
+        "systemStatus(",
         "suspiciousActivities(",
         "transferUpdated(id: ID!)",
         "sagaUpdated(id: ID!)",
         "eventAppended(streamId: ID",
     ):
         assert name in sdl, name
+
+
+def test_every_query_accepts_consistent_with() -> None:
+    schema = build_schema()
+    query_type = schema._schema.query_type
+    assert query_type is not None
+    missing = [
+        name for name, field in query_type.fields.items() if "consistentWith" not in field.args
+    ]
+    assert missing == []
