@@ -18,16 +18,19 @@ def libpq_url(database_url: str) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(database_url: str, pool_size: int = 10) -> AsyncEngine:
+def create_engine(database_url: str, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
     """An async engine with a bounded pool.
 
     No pre-ping (it costs a round trip per checkout, on the append hot path): after a
     database restart the first statement on a stale connection fails, SQLAlchemy discards
     the whole pool, and the caller's retry (Temporal's, for activities) gets a fresh one.
+    With `autocommit`, every statement is its own transaction: no BEGIN before a read and
+    no ROLLBACK after it (for processes that only read, like the API).
     """
     return create_async_engine(
         sqlalchemy_url(database_url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
     )

@@ -82,7 +82,8 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        engine = create_engine(settings.require_database_url(), pool_size=20)
+        # The API only reads (commands go through Temporal): one round trip per query.
+        engine = create_engine(settings.require_database_url(), pool_size=20, autocommit=True)
         temporal = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         tokens = TokenCheck(parse_tokens(settings.api_tokens))
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
