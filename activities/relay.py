@@ -14,8 +14,8 @@ from activities.following import FollowInput, follow
 from adapters import checkpoints
 from adapters.kafka import KafkaEventPublisher
 from domain.event_store import EventStore
+from projections.status import RELAY_CHECKPOINT
 
-RELAY_CHECKPOINT = "relay"
 OUTAGE_PAUSE_SECONDS = 0.5
 
 log = logging.getLogger(__name__)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.context import Context
 from api.errors import BadPosition, ConsistencyTimeout
 from projections.consistency import wait_until_caught_up
 
 MAX_POSITION_DIGITS = 18
+V = TypeVar("V")
 
 
 def parse_position(value: str) -> int:
@@ -28,3 +32,19 @@ async def ensure_consistent(
     seconds = ctx.services.settings.consistency_timeout_seconds
     if not await wait_until_caught_up(ctx.services.engine, projections, position, seconds):
         raise ConsistencyTimeout(position, seconds)
+
+
+async def read_after(
+    ctx: Context,
+    projection: str,
+    position: int,
+    fetch: Callable[[AsyncConnection], Awaitable[V | None]],
+) -> V | None:
+    """A read model's answer once it includes `position` (a bounded wait; 0 waits for none)."""
+    services = ctx.services
+    if position:
+        await wait_until_caught_up(
+            services.engine, [projection], position, services.settings.consistency_timeout_seconds
+        )
+    async with services.engine.connect() as conn:
+        return await fetch(conn)

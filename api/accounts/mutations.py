@@ -24,6 +24,7 @@ from api.accounts.types import (
     WithdrawMoneyPayload,
 )
 from api.commands import aggregate_id_for, command_id_or_new, send, typed_rejection
+from api.consistency import read_after
 from api.context import Context
 from api.errors import (
     AccountNotFound,
@@ -37,8 +38,7 @@ from api.errors import (
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
 from domain.errors import InvalidInput
 from domain.money import parse_amount, parse_currency
-from projections.accounts import AccountView, get_account
-from projections.consistency import wait_until_caught_up
+from projections.accounts import get_account
 from workflows.accounts import (
     CloseAccountWorkflow,
     DepositMoneyWorkflow,
@@ -51,12 +51,7 @@ from workflows.commands import CommandOutcome
 
 async def _read_back(ctx: Context, account_id: str, position: int) -> Account:
     """The account as the read model has it once it includes the command's events."""
-    services = ctx.services
-    await wait_until_caught_up(
-        services.engine, ["accounts"], position, services.settings.consistency_timeout_seconds
-    )
-    async with services.engine.connect() as conn:
-        view: AccountView | None = await get_account(conn, account_id)
+    view = await read_after(ctx, "accounts", position, lambda conn: get_account(conn, account_id))
     if view is None:
         raise RuntimeError("the account is not in the read model yet")
     return Account.from_view(view)

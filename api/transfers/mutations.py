@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.commands import command_id_or_new, send
+from api.consistency import read_after
 from api.context import Context
 from api.errors import AccountNotFound, InsufficientFunds, invalid_input
 from api.transfers.types import (
@@ -22,7 +23,6 @@ from api.transfers.types import (
 from domain.errors import InvalidInput
 from domain.money import parse_amount
 from domain.transfers import TransferMoney
-from projections.consistency import wait_until_caught_up
 from projections.transfers import get_transfer
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
@@ -31,13 +31,9 @@ async def _transfer(
     ctx: Context, command: TransferMoney, position: int, outcome: TransferOutcome | None = None
 ) -> Transfer:
     """The transfer from its read model once it includes `position`, else as far as known."""
-    services = ctx.services
-    if position:
-        await wait_until_caught_up(
-            services.engine, ["transfers"], position, services.settings.consistency_timeout_seconds
-        )
-    async with services.engine.connect() as conn:
-        view = await get_transfer(conn, command.transfer_id)
+    view = await read_after(
+        ctx, "transfers", position, lambda conn: get_transfer(conn, command.transfer_id)
+    )
     if view is not None:
         return Transfer.from_view(view)
     return Transfer(

@@ -10,6 +10,7 @@ import strawberry
 from strawberry.types import Info
 
 from api.commands import aggregate_id_for, command_id_or_new, send, typed_rejection
+from api.consistency import read_after
 from api.context import Context
 from api.errors import (
     CommandPending,
@@ -49,7 +50,6 @@ from domain.users import (
     normalise_name,
 )
 from domain.users import UserStatus as DomainUserStatus
-from projections.consistency import wait_until_caught_up
 from projections.users import get_user, password_hash_of
 from workflows.users import (
     ChangeUserEmailWorkflow,
@@ -63,12 +63,7 @@ from workflows.users import (
 
 async def _user_after(ctx: Context, user_id: str, position: int) -> User:
     """The user as the read model has it once it includes `position`."""
-    services = ctx.services
-    await wait_until_caught_up(
-        services.engine, ["users"], position, services.settings.consistency_timeout_seconds
-    )
-    async with services.engine.connect() as conn:
-        view = await get_user(conn, user_id)
+    view = await read_after(ctx, "users", position, lambda conn: get_user(conn, user_id))
     if view is None:
         raise RuntimeError("the user is not in the read model yet")
     return User.from_view(view)
@@ -108,18 +103,8 @@ class UserMutations:
             raise RuntimeError(f"unexpected rejection {outcome.rejection.type}")
         assert outcome.result is not None
         result = outcome.result
-        services = ctx.services
-        await wait_until_caught_up(
-            services.engine,
-            ["users"],
-            result.position,
-            services.settings.consistency_timeout_seconds,
-        )
-        async with services.engine.connect() as conn:
-            view = await get_user(conn, result.aggregate_id)
-        if view is None:
-            raise RuntimeError("registered user is not in the read model yet")
-        return UserRegistered(user=User.from_view(view), position=str(result.position))
+        user = await _user_after(ctx, result.aggregate_id, result.position)
+        return UserRegistered(user=user, position=str(result.position))
 
     @strawberry.mutation(description="Give a user a new, unused email address.")
     async def change_user_email(
