@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -14,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
@@ -22,17 +24,28 @@ from api.auth import Caller, Role, TokenCheck, parse_tokens
 from api.context import Context, Services
 from api.live import EventFeed
 from api.schema import build_schema
+from api.websocket_auth import TokenAtConnectionInit
 from runtime.config import Settings
 
 ANONYMOUS = Caller(Role.CLIENT, "anonymous")
+CONNECTION_INIT_WITHIN = timedelta(seconds=10)
 
 
 class SagalineGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with sagaline's typed context."""
 
+    graphql_transport_ws_handler_class = TokenAtConnectionInit
+
     def __init__(self, state: dict[str, Services]) -> None:
         # GET only serves the GraphiQL page: operations are POSTed with a bearer token.
-        super().__init__(build_schema(), allow_queries_via_get=False)
+        # Websockets speak graphql-transport-ws only, whose connection_init may carry the
+        # token; a socket that names no caller soon after opening is closed.
+        super().__init__(
+            build_schema(),
+            allow_queries_via_get=False,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+            connection_init_wait_timeout=CONNECTION_INIT_WITHIN,
+        )
         self._state = state
 
     async def get_context(
@@ -40,13 +53,18 @@ class SagalineGraphQL(GraphQL[Context, None]):
     ) -> Context:
         services = self._state["services"]
         # TokenGuard lets a request without a valid token through only for the GraphiQL
-        # page, which executes nothing.
+        # page, which executes nothing, and for a websocket, whose connection_init names
+        # its caller before any operation runs (TokenAtConnectionInit).
         caller = services.tokens.caller(request.headers) or ANONYMOUS
         return Context(services=services, request=request, caller=caller)
 
 
 class TokenGuard:
-    """Refuses GraphQL requests without a valid bearer token (the GraphiQL page is open)."""
+    """Refuses GraphQL requests without a valid bearer token (the GraphiQL page is open).
+
+    A websocket opened without an Authorization header goes through: browsers cannot set
+    one, so it presents its token in connection_init instead.
+    """
 
     def __init__(self, app: ASGIApp, state: dict[str, Services]) -> None:
         self._app = app
@@ -60,7 +78,8 @@ class TokenGuard:
             and scope["method"] == "GET"
             and "text/html" in headers.get("accept", "")
         )
-        if wants_page or (services is not None and services.tokens.caller(headers)):
+        token_later = scope["type"] == "websocket" and "authorization" not in headers
+        if wants_page or token_later or (services is not None and services.tokens.caller(headers)):
             await self._app(scope, receive, send)
             return
         if scope["type"] == "websocket":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -52,10 +53,20 @@ class TokenCheck:
 
     def caller(self, headers: Headers) -> Caller | None:
         """The caller behind the request's Authorization header, or None."""
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return None
-        return self.caller_for(token.strip())
+        return self._bearer(headers.get("authorization", ""))
+
+    def caller_in_connection_params(self, params: Mapping[str, object]) -> Caller | None:
+        """The caller named by a websocket's connection_init payload, or None.
+
+        Browsers cannot set headers on a websocket, so the payload carries the header instead:
+        `{"Authorization": "Bearer <token>"}` (the key in any letter case), or just
+        `{"token": "<token>"}`.
+        """
+        header = next((v for k, v in params.items() if k.lower() == "authorization"), None)
+        if isinstance(header, str):
+            return self._bearer(header)
+        token = params.get("token")
+        return self.caller_for(token) if isinstance(token, str) and token else None
 
     def caller_for(self, token: str) -> Caller | None:
         """The caller a raw token stands for, or None."""
@@ -64,3 +75,9 @@ class TokenCheck:
                 fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
                 return Caller(role, f"{role.value}:{fingerprint}")
         return None
+
+    def _bearer(self, authorization: str) -> Caller | None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return self.caller_for(token.strip())

@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.e2e.conftest import CLIENT_TOKEN, Stack
+from tests.e2e.conftest import CLIENT_TOKEN, OPERATOR_TOKEN, Stack
 from tests.e2e.test_bank_api import DEPOSIT, TRANSFER, open_account, register
 
 PROTOCOL = "graphql-transport-ws"
@@ -22,19 +22,31 @@ def ws_url(stack: Stack) -> str:
     return stack.graphql_url.replace("http://", "ws://")
 
 
-async def subscribe(stack: Stack, query: str, variables: dict[str, Any]) -> ClientConnection:
+async def open_socket(
+    stack: Stack, init: dict[str, Any], headers: dict[str, str] | None = None
+) -> ClientConnection:
+    """A graphql-transport-ws socket whose connection_init (with `init`) was acknowledged."""
     socket = await connect(
         ws_url(stack),
         subprotocols=[PROTOCOL],  # type: ignore[list-item]
-        additional_headers={"Authorization": f"Bearer {CLIENT_TOKEN}"},
+        additional_headers=headers or {},
     )
-    await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
+    await socket.send(json.dumps({"type": "connection_init", "payload": init}))
     assert json.loads(await socket.recv())["type"] == "connection_ack"
+    return socket
+
+
+async def start(socket: ClientConnection, query: str, variables: dict[str, Any]) -> None:
     await socket.send(
         json.dumps(
             {"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}
         )
     )
+
+
+async def subscribe(stack: Stack, query: str, variables: dict[str, Any]) -> ClientConnection:
+    socket = await open_socket(stack, {}, {"Authorization": f"Bearer {CLIENT_TOKEN}"})
+    await start(socket, query, variables)
     return socket
 
 
@@ -113,8 +125,66 @@ async def test_transfer_and_saga_updates_follow_a_transfer_to_its_end(stack: Sta
     assert saga_statuses[-1] == "COMPLETED"
 
 
-async def test_a_websocket_without_a_token_is_refused(stack: Stack) -> None:
-    with pytest.raises((InvalidStatus, ConnectionClosed)):
-        async with connect(ws_url(stack), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
-            await socket.send(json.dumps({"type": "connection_init", "payload": {}}))
-            await asyncio.wait_for(socket.recv(), 10)
+async def test_a_token_in_connection_init_opens_a_socket_without_headers(stack: Stack) -> None:
+    account = open_account(stack, register(stack))
+    socket = await open_socket(stack, {"Authorization": f"Bearer {CLIENT_TOKEN}"})
+    try:
+        await start(
+            socket,
+            "subscription($id: ID) { eventAppended(streamId: $id) { streamId type } }",
+            {"id": account},
+        )
+        await post(stack, DEPOSIT, {"in": {"accountId": account, "amount": "3"}})
+        event = await next_data(socket, "eventAppended")
+    finally:
+        await socket.close()
+    assert event == {"streamId": account, "type": "MoneyDeposited"}
+
+
+async def test_the_connection_init_token_decides_the_callers_role_on_the_socket(
+    stack: Stack,
+) -> None:
+    retry = """
+    mutation { retrySaga(input: {sagaId: "no-such-saga"}) { __typename } }"""
+    answers = {}
+    for name, init in (
+        ("client", {"authorization": f"Bearer {CLIENT_TOKEN}"}),
+        ("operator", {"token": OPERATOR_TOKEN}),
+    ):
+        socket = await open_socket(stack, init)
+        try:
+            await start(socket, retry, {})
+            answers[name] = (await next_data(socket, "retrySaga"))["__typename"]
+        finally:
+            await socket.close()
+    assert answers == {"client": "Forbidden", "operator": "SagaNotFound"}
+
+
+async def close_code_after_init(stack: Stack, init: dict[str, Any]) -> int:
+    """How the server closes a header-less socket that sends `init`, then subscribes."""
+    async with connect(ws_url(stack), subprotocols=[PROTOCOL]) as socket:  # type: ignore[list-item]
+        await socket.send(json.dumps({"type": "connection_init", "payload": init}))
+        await start(socket, "subscription { eventAppended { type } }", {})
+        with pytest.raises(ConnectionClosed) as closed:
+            message = await asyncio.wait_for(socket.recv(), 10)
+            pytest.fail(f"the server answered {message!r}")
+    assert closed.value.rcvd is not None
+    return closed.value.rcvd.code
+
+
+async def test_a_wrong_token_in_connection_init_closes_the_socket_forbidden(stack: Stack) -> None:
+    assert await close_code_after_init(stack, {"Authorization": "Bearer not-a-token"}) == 4403
+    assert await close_code_after_init(stack, {"token": "not-a-token"}) == 4403
+
+
+async def test_a_socket_without_any_token_is_closed_forbidden(stack: Stack) -> None:
+    assert await close_code_after_init(stack, {}) == 4403
+
+
+async def test_a_wrong_token_in_the_handshake_header_is_refused(stack: Stack) -> None:
+    with pytest.raises(InvalidStatus):
+        await connect(
+            ws_url(stack),
+            subprotocols=[PROTOCOL],  # type: ignore[list-item]
+            additional_headers={"Authorization": "Bearer not-a-token"},
+        )

@@ -27,3 +27,25 @@ def test_only_a_known_bearer_token_identifies_a_caller() -> None:
     assert check.caller(Headers({"authorization": "Bearer wrong"})) is None
     assert check.caller(Headers({"authorization": "Basic secret"})) is None
     assert check.caller(Headers({})) is None
+
+
+def test_a_connection_init_payload_names_its_caller_like_the_header_or_by_token() -> None:
+    check = TokenCheck({"secret": Role.CLIENT})
+    for params in (
+        {"Authorization": "Bearer secret"},
+        {"authorization": "bearer secret"},
+        {"token": "secret"},
+    ):
+        caller = check.caller_in_connection_params(params)
+        assert caller is not None and caller.role is Role.CLIENT, params
+    for params in (
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "secret"},
+        {"Authorization": "Bearer "},
+        {"token": "wrong"},
+        {"token": ""},
+        {"token": ["secret"]},
+        {"password": "secret"},
+    ):
+        assert check.caller_in_connection_params(params) is None, params
