@@ -27,7 +27,11 @@ class TransferStep(StrEnum):
 
 @dataclass(frozen=True)
 class TransferMoney:
-    """Move an amount from one account to another; `day` is the day the limit applies to."""
+    """Move an amount from one account to another; `day` is the day the limit applies to.
+
+    `compensation_attempts` bounds how often the saga tries a failing compensation before it
+    parks for an operator (None: the saga's own default).
+    """
 
     transfer_id: str
     from_account_id: str
@@ -35,6 +39,7 @@ class TransferMoney:
     amount: Decimal
     day: str
     actor: str = "anonymous"
+    compensation_attempts: int | None = None
 
 
 @event_type

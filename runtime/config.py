@@ -46,6 +46,8 @@ class Settings(BaseSettings):
 
     command_timeout_seconds: float = Field(default=10.0, gt=0)
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)
+    compensation_attempts: int = Field(default=8, ge=1)
+    """How often a transfer saga tries a failing compensation before it parks for an operator."""
 
     log_level: str = "INFO"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ SAGA_TYPE = "TransferSaga"
 REFUSALS_RECORD_NOTHING = "refusals-record-nothing"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
+# A transfer may name its own number of attempts (TransferMoney.compensation_attempts).
 COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
@@ -78,6 +79,12 @@ class TransferSaga:
                 summary=method.__name__,
             )
 
+        compensation_retry = COMPENSATION_RETRY
+        if command.compensation_attempts is not None:
+            compensation_retry = replace(
+                COMPENSATION_RETRY, maximum_attempts=command.compensation_attempts
+            )
+
         def compensation(
             method: Callable[[Any, TransferMoney], Coroutine[Any, Any, int]],
         ) -> Callable[[], Coroutine[Any, Any, int]]:
@@ -85,7 +92,7 @@ class TransferSaga:
                 method,
                 command,
                 start_to_close_timeout=COMMAND_TIMEOUT,
-                retry_policy=COMPENSATION_RETRY,
+                retry_policy=compensation_retry,
                 summary=f"compensate: {method.__name__}",
             )
 

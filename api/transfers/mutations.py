@@ -74,6 +74,7 @@ class TransferMutations:
             amount,
             datetime.now(UTC).date().isoformat(),
             ctx.actor,
+            ctx.services.settings.compensation_attempts,
         )
         outcome = await send(
             ctx,
