@@ -27,6 +27,11 @@ STOP_WITHIN = 60.0
 LOG_TAIL_LINES = 60
 # Short, so a `consistentWith` that can never be reached fails fast.
 CONSISTENCY_TIMEOUT_SECONDS = 1
+# How long a mutation waits for its workflow: well above a command's usual fraction of a
+# second, and below an activity's 10 s timeout, so a test can hold a command up past it.
+COMMAND_TIMEOUT_SECONDS = 5
+# A failing compensation parks its saga after two attempts (about half a second), not eight.
+COMPENSATION_ATTEMPTS = 2
 CLIENT_TOKEN = "e2e-client-token"
 OPERATOR_TOKEN = "e2e-operator-token"
 
@@ -87,6 +92,8 @@ class Stack:
                 "SAGALINE_TEMPORAL_UI_PORT": str(self.temporal_ui_port),
                 "SAGALINE_KAFKA_PORT": str(self.kafka_port),
                 "SAGALINE_CONSISTENCY_TIMEOUT_SECONDS": str(CONSISTENCY_TIMEOUT_SECONDS),
+                "SAGALINE_COMMAND_TIMEOUT_SECONDS": str(COMMAND_TIMEOUT_SECONDS),
+                "SAGALINE_COMPENSATION_ATTEMPTS": str(COMPENSATION_ATTEMPTS),
                 "SAGALINE_API_TOKENS": f"{CLIENT_TOKEN}:client,{OPERATOR_TOKEN}:operator",
                 "PYTHONUNBUFFERED": "1",
             }

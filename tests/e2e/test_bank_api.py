@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import psycopg
 
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import COMMAND_TIMEOUT_SECONDS, Stack
 
 REGISTER = """
 mutation($in: RegisterUserInput!) {
@@ -31,6 +33,7 @@ mutation($in: DepositMoneyInput!) {
     ... on AccountNotFound { message }
     ... on AccountClosed { message }
     ... on InvalidInput { field message }
+    ... on CommandPending { commandId }
   }
 }"""
 WITHDRAW = """
@@ -62,6 +65,13 @@ mutation($in: TransferMoneyInput!) {
 }"""
 BALANCE = """
 query($id: ID!, $at: String) { account(id: $id, consistentWith: $at) { balance status } }"""
+# A transfer's steps after a refusal at the deposit: refunded, then released.
+COMPENSATED_AFTER_WITHDRAW = [
+    "reserve_daily_limit",
+    "withdraw",
+    "compensated:withdraw",
+    "compensated:reserve_daily_limit",
+]
 
 
 def register(stack: Stack) -> str:
@@ -107,6 +117,33 @@ def test_an_opened_account_takes_deposits_and_shows_its_balance(stack: Stack) ->
     assert stack.sql("SELECT count(*) FROM events WHERE stream_id = %s", account) == 2
 
 
+def test_a_deposit_held_up_past_the_wait_bound_is_pending_then_completes_once(
+    stack: Stack,
+) -> None:
+    account = open_account(stack, register(stack))
+    command_id = str(uuid.uuid4())
+    request = {"in": {"accountId": account, "amount": "12.50", "commandId": command_id}}
+    # An open transaction holds the account's stream row, which the deposit's append updates.
+    with psycopg.connect(stack.database_url) as holder:
+        holder.execute("SELECT version FROM streams WHERE stream_id = %s FOR UPDATE", (account,))
+        started = time.monotonic()
+        pending = payload(stack, DEPOSIT, "depositMoney", request)
+        waited = time.monotonic() - started
+        deposits_while_held = stack.sql(
+            "SELECT count(*) FROM events WHERE stream_id = %s AND type = 'MoneyDeposited'",
+            account,
+        )
+
+    assert pending == {"__typename": "CommandPending", "commandId": command_id}
+    assert waited >= COMMAND_TIMEOUT_SECONDS - 0.5
+    assert deposits_while_held == 0
+    done = payload(stack, DEPOSIT, "depositMoney", request)
+    assert done["__typename"] == "MoneyDeposited"
+    assert done["account"]["balance"] == "12.50"
+    assert balance(stack, account, done["position"]) == Decimal("12.50")
+    assert stack.sql("SELECT count(*) FROM events WHERE stream_id = %s", account) == 2
+
+
 def test_a_transfer_moves_money_and_repeating_its_id_changes_nothing(stack: Stack) -> None:
     owner = register(stack)
     source, destination = open_account(stack, owner, "100"), open_account(stack, owner)
@@ -146,12 +183,7 @@ def test_a_transfer_to_a_closed_account_is_rejected_after_compensation(stack: St
     assert rejected["__typename"] == "TransferRejected"
     assert rejected["reason"] == "AccountClosed"
     assert rejected["transfer"]["status"] == "REJECTED"
-    assert rejected["transfer"]["steps"] == [
-        "reserve_daily_limit",
-        "withdraw",
-        "compensated:withdraw",
-        "compensated:reserve_daily_limit",
-    ]
+    assert rejected["transfer"]["steps"] == COMPENSATED_AFTER_WITHDRAW
     assert balance(stack, source, rejected["position"]) == Decimal("50.00")
 
 

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
+import psycopg
+from psycopg import sql
+
 from tests.e2e.conftest import OPERATOR_TOKEN, Stack
-from tests.e2e.test_bank_api import OPEN, TRANSFER, open_account, payload
+from tests.e2e.test_bank_api import (
+    CLOSE,
+    COMPENSATED_AFTER_WITHDRAW,
+    OPEN,
+    TRANSFER,
+    balance,
+    open_account,
+    payload,
+)
 
 REGISTER = """
 mutation($in: RegisterUserInput!) {
@@ -36,13 +51,16 @@ mutation($in: UnlockUserInput!) {
 RETRY = """
 mutation($in: RetrySagaInput!) {
   retrySaga(input: $in) {
-    __typename ... on SagaNotRetryable { message } ... on SagaNotFound { message }
+    __typename
+    ... on SagaRetried { saga { id status } }
+    ... on SagaNotRetryable { message }
+    ... on SagaNotFound { message }
   }
 }"""
 SAGA = """
 query($id: ID!) {
   saga(id: $id) {
-    id type status completedSteps compensations currentStep temporalUiUrl startedAt closedAt
+    id type status completedSteps compensations currentStep error temporalUiUrl startedAt closedAt
   }
 }"""
 EVENTS = """
@@ -172,6 +190,85 @@ def test_a_completed_transfer_saga_is_visible_and_not_retryable(stack: Stack) ->
     retried = stack.data(RETRY, {"in": {"sagaId": transfer["id"]}}, token=OPERATOR_TOKEN)
     assert retried["retrySaga"]["__typename"] == "SagaNotRetryable"
     assert stack.data(SAGA, {"id": "no-such-saga"})["saga"] is None
+
+
+@contextlib.contextmanager
+def refunds_failing(stack: Stack, account_id: str) -> Iterator[None]:
+    """Until the block ends, the database refuses to append a refund to the account."""
+    name = sql.Identifier(f"refunds_failing_{uuid.uuid4().hex}")
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION 'refunds are failing'; END $$"
+            ).format(name=name)
+        )
+        conn.execute(
+            sql.SQL(
+                "CREATE TRIGGER {name} BEFORE INSERT ON events FOR EACH ROW"
+                " WHEN (NEW.type = 'TransferRefunded' AND NEW.stream_id = {account})"
+                " EXECUTE FUNCTION {name}()"
+            ).format(name=name, account=sql.Literal(account_id))
+        )
+        try:
+            yield
+        finally:
+            conn.execute(sql.SQL("DROP TRIGGER {name} ON events").format(name=name))
+            conn.execute(sql.SQL("DROP FUNCTION {name}()").format(name=name))
+
+
+def saga_with_status(stack: Stack, saga_id: str, status: str) -> dict[str, Any]:
+    """The saga once it has reached `status` (bounded wait)."""
+    deadline = time.monotonic() + 30
+    while True:
+        saga: dict[str, Any] | None = stack.data(SAGA, {"id": saga_id})["saga"]
+        if saga is not None and saga["status"] == status:
+            return saga
+        assert time.monotonic() < deadline, saga
+        time.sleep(0.1)
+
+
+def test_an_operator_retry_lets_a_parked_transfer_finish_its_compensation(stack: Stack) -> None:
+    owner = new_user(stack)["id"]
+    source, closed = open_account(stack, owner, "30"), open_account(stack, owner)
+    closing = payload(stack, CLOSE, "closeAccount", {"in": {"accountId": closed}})
+    assert closing["__typename"] == "AccountClosed"
+    transfer_id = str(uuid.uuid4())
+    request = {
+        "in": {
+            "fromAccountId": source,
+            "toAccountId": closed,
+            "amount": "10",
+            "transferId": transfer_id,
+        }
+    }
+    with ThreadPoolExecutor(1) as background:
+        with refunds_failing(stack, source):
+            first_answer = background.submit(payload, stack, TRANSFER, "transferMoney", request)
+            parked = saga_with_status(stack, transfer_id, "NEEDS_ATTENTION")
+            head = str(stack.sql("SELECT max(position) FROM events"))
+            withdrawn = balance(stack, source, head)
+        retried = stack.data(RETRY, {"in": {"sagaId": transfer_id}}, token=OPERATOR_TOKEN)
+        first = first_answer.result()
+
+    assert parked["currentStep"] == "compensate withdraw"
+    assert parked["compensations"] == []
+    assert "refunds are failing" in parked["error"]
+    assert withdrawn == Decimal("20.00")
+    assert retried["retrySaga"]["__typename"] == "SagaRetried"
+    assert retried["retrySaga"]["saga"]["id"] == f"transfer/{transfer_id}"
+    assert first["__typename"] in ("TransferRejected", "TransferPending")
+    finished = saga_with_status(stack, transfer_id, "COMPENSATED")
+    assert finished["compensations"] == ["withdraw", "reserve_daily_limit"]
+    again = payload(stack, TRANSFER, "transferMoney", request)
+    assert again["__typename"] == "TransferRejected"
+    assert again["reason"] == "AccountClosed"
+    assert again["transfer"]["steps"] == COMPENSATED_AFTER_WITHDRAW
+    assert balance(stack, source, again["position"]) == Decimal("30.00")
+    refunds = stack.sql(
+        "SELECT count(*) FROM events WHERE stream_id = %s AND type = 'TransferRefunded'", source
+    )
+    assert refunds == 1
 
 
 def test_the_audit_history_of_an_account_is_in_order_and_paged(stack: Stack) -> None:
