@@ -36,6 +36,11 @@ _APPEND = text(
     ":stream_id, :expected, CAST(:events AS jsonb), CAST(:claims AS jsonb),"
     " CAST(:releases AS jsonb))"
 )
+# Several streams in one statement, so an autocommit call is one atomic round trip.
+_APPEND_STREAMS = text(
+    "SELECT stream_id, stream_version, last_position"
+    " FROM sagaline_append_streams(CAST(:appends AS jsonb))"
+)
 
 # Every row's position is needed to see gaps, but payloads only of the wanted types.
 _READ_ALL = text(
@@ -75,11 +80,8 @@ class PostgresEventStore:
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
         try:
-            if len(streams) == 1:
-                # One statement is its own transaction: one round trip for the common case.
-                async with self._autocommit.connect() as conn:
-                    return await self.append_in(conn, *streams)
-            async with self._engine.begin() as conn:
+            # One statement, whatever the number of streams, is its own transaction.
+            async with self._autocommit.connect() as conn:
                 return await self.append_in(conn, *streams)
         except (WrongExpectedVersion, UniqueKeyTaken, DBAPIError):
             replay = await self._already_appended(streams)
@@ -88,22 +90,24 @@ class PostgresEventStore:
             raise
 
     async def append_in(self, conn: AsyncConnection, *streams: StreamAppend) -> AppendResult:
-        """Append inside the caller's transaction (which also owns commit and rollback)."""
+        """Append in one statement, inside the caller's transaction if it has one."""
         if not streams or any(not s.events for s in streams):
             raise ValueError("an append needs at least one event for every stream")
-        versions: dict[str, int] = {}
-        position = 0
-        for stream in streams:
-            try:
-                row = (await conn.execute(_APPEND, _append_params(stream))).one()
-            except DBAPIError as error:
-                business = _business_error(error, stream)
-                if business is None:
-                    raise
-                raise business from error
-            versions[stream.stream_id] = row.stream_version
-            position = max(position, row.last_position)
-        return AppendResult(versions, position)
+        if len({s.stream_id for s in streams}) < len(streams):
+            raise ValueError("an append names each stream at most once")
+        try:
+            if len(streams) == 1:
+                row = (await conn.execute(_APPEND, _append_params(streams[0]))).one()
+                return AppendResult({streams[0].stream_id: row.stream_version}, row.last_position)
+            appends = json.dumps([_stream_json(s) for s in streams])
+            rows = (await conn.execute(_APPEND_STREAMS, {"appends": appends})).all()
+        except DBAPIError as error:
+            business = _business_error(error, streams)
+            if business is None:
+                raise
+            raise business from error
+        versions = {row.stream_id: row.stream_version for row in rows}
+        return AppendResult(versions, max(row.last_position for row in rows))
 
     async def _already_appended(self, streams: Sequence[StreamAppend]) -> AppendResult | None:
         """The earlier result when every event was appended before with the same content."""
@@ -219,9 +223,23 @@ def _append_params(stream: StreamAppend) -> dict[str, Any]:
         "stream_id": stream.stream_id,
         "expected": stream.expected_version,
         "events": json.dumps([_event_json(e) for e in stream.events]),
-        "claims": json.dumps([{"scope": k.scope, "value": k.value} for k in stream.claims]),
-        "releases": json.dumps([{"scope": k.scope, "value": k.value} for k in stream.releases]),
+        "claims": json.dumps(_keys_json(stream.claims)),
+        "releases": json.dumps(_keys_json(stream.releases)),
     }
+
+
+def _stream_json(stream: StreamAppend) -> dict[str, Any]:
+    return {
+        "stream_id": stream.stream_id,
+        "expected": stream.expected_version,
+        "events": [_event_json(e) for e in stream.events],
+        "claims": _keys_json(stream.claims),
+        "releases": _keys_json(stream.releases),
+    }
+
+
+def _keys_json(keys: Sequence[UniqueKey]) -> list[dict[str, str]]:
+    return [{"scope": k.scope, "value": k.value} for k in keys]
 
 
 def _event_json(event: NewEvent) -> dict[str, Any]:
@@ -234,12 +252,19 @@ def _event_json(event: NewEvent) -> dict[str, Any]:
     }
 
 
-def _business_error(error: DBAPIError, stream: StreamAppend) -> Exception | None:
+def _business_error(error: DBAPIError, streams: Sequence[StreamAppend]) -> Exception | None:
     """The event store error a failed append stands for, if it is one."""
     sqlstate = getattr(error.orig, "sqlstate", None)
     detail = getattr(getattr(error.orig, "diag", None), "message_detail", None) or ""
     if sqlstate == "SL001":
-        return WrongExpectedVersion(stream.stream_id, stream.expected_version, int(detail or 0))
+        # One stream: DETAIL is its version; several: {"stream_id": ..., "version": ...}.
+        if len(streams) == 1:
+            stream, actual = streams[0], int(detail or 0)
+        else:
+            moved = json.loads(detail)
+            stream = next(s for s in streams if s.stream_id == moved["stream_id"])
+            actual = int(moved["version"])
+        return WrongExpectedVersion(stream.stream_id, stream.expected_version, actual)
     if sqlstate == "SL002":
         key = json.loads(detail)
         return UniqueKeyTaken(UniqueKey(key["scope"], key["value"]))

@@ -131,6 +131,43 @@ async def test_several_streams_append_atomically(store: PostgresEventStore) -> N
     assert result.versions == {first: 1, second: 2}
 
 
+async def test_a_wrong_version_in_a_several_stream_append_names_the_stream_that_moved(
+    store: PostgresEventStore,
+) -> None:
+    first, second, third = new_stream(), new_stream(), new_stream()
+    await store.append(StreamAppend(second, [event(), event()], NO_STREAM))
+
+    with pytest.raises(WrongExpectedVersion) as moved:
+        await store.append(
+            StreamAppend(first, [event()], NO_STREAM),
+            StreamAppend(second, [event()], 1),
+            StreamAppend(third, [event()], NO_STREAM),
+        )
+
+    assert (moved.value.stream_id, moved.value.expected, moved.value.actual) == (second, 1, 2)
+    assert await store.read_stream(first) == await store.read_stream(third) == []
+    with pytest.raises(ValueError):
+        await store.append(
+            StreamAppend(first, [event()], NO_STREAM), StreamAppend(first, [event()], 1)
+        )
+
+
+async def test_a_taken_unique_key_fails_a_several_stream_append_whole(
+    store: PostgresEventStore,
+) -> None:
+    key = UniqueKey("test_email", f"{uuid.uuid4()}@example.com")
+    owner, first, second = new_stream(), new_stream(), new_stream()
+    await store.append(StreamAppend(owner, [event()], NO_STREAM, claims=[key]))
+
+    with pytest.raises(UniqueKeyTaken):
+        await store.append(
+            StreamAppend(first, [event()], NO_STREAM),
+            StreamAppend(second, [event()], NO_STREAM, claims=[key]),
+        )
+    assert await store.read_stream(first) == []
+    assert await store.unique_key_owner(key) == owner
+
+
 async def test_concurrent_unique_key_claims_have_one_winner(store: PostgresEventStore) -> None:
     key = UniqueKey("test_email", f"{uuid.uuid4()}@example.com")
     streams = [new_stream() for _ in range(8)]
