@@ -73,9 +73,7 @@ async def decide_and_save(
     """
 
     async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
-        aggregates: list[Any] = await repository.load_many(loads)
-        decide(*aggregates)
-        result = await repository.save_all(aggregates, ids, metadata)
+        aggregates, result = await repository.change(loads, decide, ids, metadata)
         first = aggregates[0]
         return CommandResult(first.id, first.version, result.position)
 

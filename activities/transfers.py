@@ -54,20 +54,27 @@ class TransferActivities:
         """Check both accounts and the sender, then record the request."""
 
         async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
-            loaded = await self._repository.load_many(
-                [
-                    (Transfer, command.transfer_id),
-                    (Account, command.from_account_id),
-                    (Account, command.to_account_id),
-                ]
-            )
-            transfer, source, destination = cast(tuple[Transfer, Account, Account], loaded)
+            loads: list[Load] = [
+                (Transfer, command.transfer_id),
+                (Account, command.from_account_id),
+                (Account, command.to_account_id),
+            ]
+            # An account's owner never changes, so a cached sender names the user to check
+            # and all four aggregates load in one read.
+            known = self._repository.cached(Account, command.from_account_id)
+            if known is not None:
+                loads.append((User, known.owner_id))
+            loaded = await self._repository.load_many(loads)
+            transfer, source, destination = cast(tuple[Transfer, Account, Account], loaded[:3])
             if source.id == destination.id:
                 raise SameAccountTransfer(source.id)
             for account in (source, destination):
                 if not account.exists:
                     raise AccountNotFound(account.id)
-            (await self._repository.load(User, source.owner_id)).require_active()
+            owner = loaded[3] if len(loaded) == 4 else None
+            if not isinstance(owner, User) or owner.id != source.owner_id:
+                owner = await self._repository.load(User, source.owner_id)
+            owner.require_active()
             if source.currency != destination.currency:
                 raise CurrencyMismatch(source.currency, destination.currency)
             transfer.request(command.from_account_id, command.to_account_id, command.amount)

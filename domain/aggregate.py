@@ -57,10 +57,18 @@ class Aggregate:
         """Change state for one event; never checks rules."""
         raise NotImplementedError
 
+    @classmethod
+    def takes_snapshots(cls) -> bool:
+        """Whether this type implements `snapshot_state` and `restore_state`."""
+        return cls.snapshot_state is not Aggregate.snapshot_state
+
     def snapshot_state(self) -> JsonDict:
-        """The state as JSON-compatible values, for a snapshot."""
+        """The state as JSON-compatible values, for a snapshot.
+
+        The values are new: none of them is a container the aggregate keeps using.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not take snapshots")
 
     def restore_state(self, state: JsonDict) -> None:
-        """Set the state from `snapshot_state`'s output."""
+        """Set the state from `snapshot_state`'s output, keeping none of its containers."""
         raise NotImplementedError(f"{type(self).__name__} does not take snapshots")

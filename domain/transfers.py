@@ -144,7 +144,11 @@ class Transfer(Aggregate):
                 raise TypeError(f"Transfer cannot apply {type(event).__name__}")
 
     def snapshot_state(self) -> JsonDict:
-        return {"status": self.status.value, "steps": self.steps, "compensated": self.compensated}
+        return {
+            "status": self.status.value,
+            "steps": list(self.steps),
+            "compensated": list(self.compensated),
+        }
 
     def restore_state(self, state: JsonDict) -> None:
         self.status = TransferStatus(state["status"])

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
 
     snapshot_every: str = ""
     """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
+    aggregate_cache_size: int = Field(default=10_000, ge=0)
+    """Aggregates a worker keeps in memory between commands (0: none)."""
 
     command_timeout_seconds: float = Field(default=10.0, gt=0)
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)

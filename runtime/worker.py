@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
 from activities.projections import ProjectionActivities
@@ -20,6 +21,7 @@ from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
 from adapters.snapshots import PostgresSnapshotStore
 from adapters.temporal import connect
+from domain.aggregate_cache import AggregateCache
 from domain.repository import Repository
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
@@ -70,6 +72,10 @@ WORKFLOWS = [
     PatternDetectorWorkflow,
 ]
 
+# Helpers the workflows share that keep no state between runs: imported once for all runs,
+# instead of again inside every run's sandbox.
+SHARED_WORKFLOW_MODULES = ("workflows.saga", "workflows.commands", "workflows.search_attributes")
+
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled."""
@@ -100,7 +106,10 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
             request_timeout_ms=settings.kafka_request_timeout_ms,
         )
 
-    repository = Repository(store, PostgresSnapshotStore(engine), settings.snapshot_intervals())
+    cache = AggregateCache(settings.aggregate_cache_size) if settings.aggregate_cache_size else None
+    repository = Repository(
+        store, PostgresSnapshotStore(engine), settings.snapshot_intervals(), cache
+    )
     users = UserActivities(repository)
     accounts = AccountActivities(repository)
     transfers = TransferActivities(repository)
@@ -131,6 +140,11 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
         # connection past its timeout.
         max_concurrent_activities=POOL_SIZE,
         graceful_shutdown_timeout=timedelta(seconds=5),
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                *SHARED_WORKFLOW_MODULES
+            )
+        ),
     )
 
 
