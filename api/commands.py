@@ -9,12 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from temporalio.client import WorkflowHandle
-from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from api.context import Context
@@ -54,15 +49,11 @@ async def send(
     aggregate_ids: Sequence[str],
     summary: str,
     result_type: type[R] = CommandOutcome,  # type: ignore[assignment]
+    saga_type: str | None = None,
 ) -> R | None:
     """Run the command's workflow (or join the one already started); None if still running."""
     services = ctx.services
-    attributes = TypedSearchAttributes(
-        [
-            SearchAttributePair(search_attributes.COMMAND_ID, command_id),
-            SearchAttributePair(search_attributes.AGGREGATE_IDS, list(aggregate_ids)),
-        ]
-    )
+    attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
     handle: WorkflowHandle[Any, R]
     try:
         handle = await services.temporal.start_workflow(

@@ -74,8 +74,9 @@ with workflow.unsafe.imports_passed_through():
     from runtime.embedded.temporal import EmbeddedTemporal
     from runtime.ports import free_port
     from runtime.worker import create_worker
+    from workflows import search_attributes
     from workflows.commands import COMMAND_RETRY, COMMAND_TIMEOUT
-    from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
+    from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
 
 CONCURRENT = 100
 ROUNDS = 6
@@ -375,11 +376,17 @@ class Sides:
         command = self.command()
 
         async def start() -> str:
+            # Started as the API starts it: with the saga's search attributes.
             outcome: TransferOutcome = await self.client.execute_workflow(
                 TransferSaga.run,
                 command,
                 id=transfer_workflow_id(command.transfer_id),
                 task_queue=self.project_queue,
+                search_attributes=search_attributes.at_start(
+                    command.transfer_id,
+                    [command.transfer_id, command.from_account_id, command.to_account_id],
+                    SAGA_TYPE,
+                ),
             )
             return outcome.status
 

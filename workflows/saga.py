@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import TypeVar
@@ -124,12 +124,13 @@ class Saga:
         self._set_status(SagaStatus.COMPLETED)
 
     def request_retry(self) -> SagaState:
-        """An operator's retry of a parked saga."""
+        """An operator's retry of a parked saga; the answer is the state it resumes in."""
         if self.state.status is not SagaStatus.NEEDS_ATTENTION:
             raise SagaNotRetryable(self.state.status)
         self._retry_requested = True
         self.state.operator_retries += 1
-        return self.state
+        # The saga leaves NEEDS_ATTENTION as soon as it runs again, after this handler.
+        return replace(self.state, status=SagaStatus.COMPENSATING)
 
     def validate_retry(self) -> None:
         """Refuse a retry before it is accepted into history."""

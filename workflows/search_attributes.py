@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from collections.abc import Sequence
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
 
 SAGA_TYPE = SearchAttributeKey.for_keyword("SagaType")
 SAGA_STATUS = SearchAttributeKey.for_keyword("SagaStatus")
@@ -10,6 +12,26 @@ AGGREGATE_IDS = SearchAttributeKey.for_keyword_list("AggregateIds")
 COMMAND_ID = SearchAttributeKey.for_keyword("CommandId")
 
 ALL = (SAGA_TYPE, SAGA_STATUS, AGGREGATE_IDS, COMMAND_ID)
+
+RUNNING = "RUNNING"
+"""A saga's status from its start; the saga helper upserts every later one."""
+
+
+def at_start(
+    command_id: str, aggregate_ids: Sequence[str], saga_type: str | None = None
+) -> TypedSearchAttributes:
+    """What a command's workflow is started with: operators find it, and a saga's status,
+    from the moment it starts."""
+    pairs: list[SearchAttributePair[str] | SearchAttributePair[Sequence[str]]] = [
+        SearchAttributePair(COMMAND_ID, command_id),
+        SearchAttributePair(AGGREGATE_IDS, list(aggregate_ids)),
+    ]
+    if saga_type is not None:
+        pairs += [
+            SearchAttributePair(SAGA_TYPE, saga_type),
+            SearchAttributePair(SAGA_STATUS, RUNNING),
+        ]
+    return TypedSearchAttributes(pairs)
 
 
 def dev_server_flags() -> list[str]:

@@ -24,6 +24,7 @@ from domain.errors import InvalidInput
 from domain.money import parse_amount
 from domain.transfers import TransferMoney
 from projections.transfers import get_transfer
+from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 
@@ -85,6 +86,7 @@ class TransferMutations:
             aggregate_ids=[transfer_id, command.from_account_id, command.to_account_id],
             summary=f"Transfer {amount} from {command.from_account_id} to {command.to_account_id}",
             result_type=TransferOutcome,
+            saga_type=TRANSFER_SAGA,
         )
         if outcome is None:
             transfer = await _transfer(ctx, command, 0)

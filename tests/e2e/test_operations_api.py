@@ -257,6 +257,7 @@ def test_an_operator_retry_lets_a_parked_transfer_finish_its_compensation(stack:
     assert withdrawn == Decimal("20.00")
     assert retried["retrySaga"]["__typename"] == "SagaRetried"
     assert retried["retrySaga"]["saga"]["id"] == f"transfer/{transfer_id}"
+    assert retried["retrySaga"]["saga"]["status"] == "COMPENSATING"
     assert first["__typename"] in ("TransferRejected", "TransferPending")
     finished = saga_with_status(stack, transfer_id, "COMPENSATED")
     assert finished["compensations"] == ["withdraw", "reserve_daily_limit"]

@@ -16,7 +16,8 @@ from domain.accounts import Account
 from domain.repository import Repository
 from domain.transfers import TransferMoney
 from domain.users import User, email_key
-from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
+from workflows import search_attributes
+from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
 
 TODAY = "2026-11-28"
 
@@ -64,10 +65,19 @@ class Bank:
         return (await self.repository.load(Account, account_id)).balance
 
     async def start(
-        self, source: str, destination: str, amount: str, transfer_id: str | None = None
+        self,
+        source: str,
+        destination: str,
+        amount: str,
+        transfer_id: str | None = None,
+        with_attributes: bool = False,
     ) -> WorkflowHandle[TransferSaga, TransferOutcome]:
+        """Start a transfer; `with_attributes` starts it as the API does."""
         command = TransferMoney(
             transfer_id or f"transfer-{uuid.uuid4()}", source, destination, Decimal(amount), TODAY
+        )
+        attributes = search_attributes.at_start(
+            command.transfer_id, [command.transfer_id, source, destination], SAGA_TYPE
         )
         return await self.client.start_workflow(
             TransferSaga.run,
@@ -76,6 +86,7 @@ class Bank:
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=attributes if with_attributes else None,
         )
 
     async def transfer(self, source: str, destination: str, amount: str) -> TransferOutcome:

@@ -15,7 +15,7 @@ from domain.accounts import Account
 from domain.transfers import Transfer, TransferStatus
 from tests.workflows.bank import TODAY, Bank, RefundBlocked
 from workflows.saga import SagaState, SagaStatus
-from workflows.search_attributes import SAGA_STATUS
+from workflows.search_attributes import AGGREGATE_IDS, COMMAND_ID, SAGA_STATUS, SAGA_TYPE
 from workflows.transfers import TransferOutcome, TransferSaga
 
 pytestmark = pytest.mark.usefixtures("worker")
@@ -46,6 +46,21 @@ async def test_a_transfer_moves_the_amount_and_completes(bank: Bank) -> None:
     transfer = await bank.repository.load(Transfer, outcome.transfer_id)
     assert transfer.status is TransferStatus.COMPLETED
     assert outcome.position > 0
+
+
+@pytest.mark.parametrize("as_the_api_starts_it", [True, False])
+async def test_operators_find_a_transfer_by_its_search_attributes(
+    bank: Bank, as_the_api_starts_it: bool
+) -> None:
+    source, destination = await bank.account("10.00"), await bank.account()
+    handle = await bank.start(source, destination, "1.00", with_attributes=as_the_api_starts_it)
+    outcome = await handle.result()
+
+    found = (await handle.describe()).typed_search_attributes
+    assert found.get(SAGA_TYPE) == "TransferSaga"
+    assert found.get(SAGA_STATUS) == "COMPLETED"
+    assert found.get(COMMAND_ID) == outcome.transfer_id
+    assert found.get(AGGREGATE_IDS) == [outcome.transfer_id, source, destination]
 
 
 async def test_insufficient_funds_rejects_and_releases_the_reservation(bank: Bank) -> None:
@@ -123,7 +138,8 @@ async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(
     description = await handle.describe()
     assert description.typed_search_attributes.get(SAGA_STATUS) == "NEEDS_ATTENTION"
 
-    await handle.execute_update(TransferSaga.retry)
+    answer = await handle.execute_update(TransferSaga.retry)
+    assert (answer.status, answer.operator_retries) == (SagaStatus.COMPENSATING, 1)
     state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION, retries=1)
     assert await bank.balance(source) == Decimal("75.00")
 
