@@ -1,7 +1,7 @@
 """Transfer saga activities: each step is one transaction over the account and the transfer.
 
-Every step names the transfer, and the domain records a transfer's debit, credit, refund or
-release at most once, so a retried step or a compensation of a step that never happened
+The transfer's record says which steps it completed and compensated, and both streams are
+appended atomically, so a retried step or a compensation of a step that never happened
 changes no balance.
 """
 
@@ -17,7 +17,7 @@ from activities.commands import CommandResult, Load, decide_and_save, with_retri
 from domain.accounts import Account, AccountNotFound, CurrencyMismatch
 from domain.events import JsonDict
 from domain.repository import EventIds, Repository
-from domain.transfers import SameAccountTransfer, Transfer, TransferMoney, TransferStep
+from domain.transfers import SameAccountTransfer, Transfer, TransferMoney
 from domain.users import User
 
 
@@ -88,8 +88,7 @@ class TransferActivities:
         """Count the amount against the sender's daily limit."""
 
         def decide(source: Account, transfer: Transfer) -> None:
-            source.reserve(command.transfer_id, command.amount, command.day)
-            transfer.step_completed(TransferStep.RESERVE_DAILY_LIMIT)
+            transfer.reserve_daily_limit(source, command.day)
 
         return await self._step(command, command.from_account_id, decide)
 
@@ -98,8 +97,7 @@ class TransferActivities:
         """Compensation: give the reservation back."""
 
         def decide(source: Account, transfer: Transfer) -> None:
-            source.release(command.transfer_id)
-            transfer.step_compensated(TransferStep.RESERVE_DAILY_LIMIT)
+            transfer.release_daily_limit(source)
 
         return await self._step(command, command.from_account_id, decide)
 
@@ -108,8 +106,7 @@ class TransferActivities:
         """Take the amount from the sender."""
 
         def decide(source: Account, transfer: Transfer) -> None:
-            source.withdraw(command.amount, command.transfer_id)
-            transfer.step_completed(TransferStep.WITHDRAW)
+            transfer.withdraw(source)
 
         return await self._step(command, command.from_account_id, decide)
 
@@ -118,8 +115,7 @@ class TransferActivities:
         """Compensation: give the sender back what this transfer withdrew."""
 
         def decide(source: Account, transfer: Transfer) -> None:
-            source.refund(command.transfer_id)
-            transfer.step_compensated(TransferStep.WITHDRAW)
+            transfer.refund(source)
 
         return await self._step(command, command.from_account_id, decide)
 
@@ -128,8 +124,7 @@ class TransferActivities:
         """Credit the amount to the receiver."""
 
         def decide(destination: Account, transfer: Transfer) -> None:
-            destination.deposit(command.amount, command.transfer_id)
-            transfer.step_completed(TransferStep.DEPOSIT)
+            transfer.deposit(destination)
 
         return await self._step(command, command.to_account_id, decide)
 

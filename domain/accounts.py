@@ -1,8 +1,8 @@
-"""Bank accounts: balances, a daily transfer limit, and per-transfer bookkeeping.
+"""Bank accounts: balances and a daily transfer limit.
 
-Every movement that belongs to a transfer names the transfer, so a step or its compensation
-that runs twice (a retry, an operator's redo) changes the balance once: a second debit,
-credit, refund or release for the same transfer records nothing.
+A movement that belongs to a transfer names the transfer in its event. Whether a transfer
+still owes a movement is the transfer's own record (domain/transfers.py), so an account keeps
+nothing per transfer but the reservations that still count against its daily limit.
 """
 
 from __future__ import annotations
@@ -169,6 +169,7 @@ class Account(Aggregate):
     """Money held for an owner in one currency."""
 
     snapshot_every = 100
+    snapshot_schema = 2
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
@@ -178,9 +179,6 @@ class Account(Aggregate):
         self.status = AccountStatus.OPEN
         self.daily_limit = DEFAULT_DAILY_LIMIT
         self.reservations: dict[str, tuple[str, Decimal]] = {}
-        self.debits: dict[str, Decimal] = {}
-        self.credits: set[str] = set()
-        self.refunds: set[str] = set()
 
     def open(self, owner_id: str, currency: str, daily_limit: Decimal) -> AccountOpened:
         if self.exists:
@@ -189,41 +187,32 @@ class Account(Aggregate):
         self.record(event)
         return event
 
-    def deposit(self, amount: Decimal, transfer_id: str | None = None) -> MoneyDeposited | None:
-        """Add money; for a transfer, only once."""
+    def deposit(self, amount: Decimal, transfer_id: str | None = None) -> MoneyDeposited:
+        """Add money, naming the transfer it comes from, if any."""
         self._require_open()
-        if transfer_id is not None and transfer_id in self.credits:
-            return None
         event = MoneyDeposited(self.id, amount, transfer_id)
         self.record(event)
         return event
 
-    def withdraw(self, amount: Decimal, transfer_id: str | None = None) -> MoneyWithdrawn | None:
-        """Take money out; for a transfer, only once."""
+    def withdraw(self, amount: Decimal, transfer_id: str | None = None) -> MoneyWithdrawn:
+        """Take money out, naming the transfer it goes to, if any."""
         self._require_open()
-        if transfer_id is not None and transfer_id in self.debits:
-            return None
         if amount > self.balance:
             raise InsufficientFunds(self.id, self.balance, amount)
         event = MoneyWithdrawn(self.id, amount, transfer_id)
         self.record(event)
         return event
 
-    def refund(self, transfer_id: str) -> TransferRefunded | None:
-        """Give back what a transfer withdrew; nothing if it withdrew nothing or was refunded."""
+    def refund(self, transfer_id: str, amount: Decimal) -> TransferRefunded:
+        """Give back what a transfer withdrew, even to an account closed since."""
         self._require_exists()
-        amount = self.debits.get(transfer_id)
-        if amount is None or transfer_id in self.refunds:
-            return None
         event = TransferRefunded(self.id, transfer_id, amount)
         self.record(event)
         return event
 
-    def reserve(self, transfer_id: str, amount: Decimal, day: str) -> DailyLimitReserved | None:
-        """Count a transfer against the day's limit; only once per transfer."""
+    def reserve(self, transfer_id: str, amount: Decimal, day: str) -> DailyLimitReserved:
+        """Count a transfer against the day's limit."""
         self._require_open()
-        if transfer_id in self.reservations:
-            return None
         remaining = self.daily_limit - self.reserved_on(day)
         if amount > remaining:
             raise DailyLimitExceeded(self.id, remaining, amount)
@@ -232,7 +221,7 @@ class Account(Aggregate):
         return event
 
     def release(self, transfer_id: str) -> DailyLimitReleased | None:
-        """Give back a transfer's reservation; nothing if it holds none."""
+        """Give back a transfer's reservation; nothing if it holds none (any more)."""
         self._require_exists()
         reservation = self.reservations.get(transfer_id)
         if reservation is None:
@@ -267,17 +256,10 @@ class Account(Aggregate):
         match event:
             case AccountOpened(owner_id=owner, currency=currency, daily_limit=limit):
                 self.owner_id, self.currency, self.daily_limit = owner, currency, limit
-            case MoneyDeposited(amount=amount, transfer_id=transfer_id):
+            case MoneyDeposited(amount=amount) | TransferRefunded(amount=amount):
                 self.balance += amount
-                if transfer_id is not None:
-                    self.credits.add(transfer_id)
-            case MoneyWithdrawn(amount=amount, transfer_id=transfer_id):
+            case MoneyWithdrawn(amount=amount):
                 self.balance -= amount
-                if transfer_id is not None:
-                    self.debits[transfer_id] = amount
-            case TransferRefunded(amount=amount, transfer_id=transfer_id):
-                self.balance += amount
-                self.refunds.add(transfer_id)
             case DailyLimitReserved(transfer_id=transfer_id, amount=amount, day=day):
                 # Only the newest day's reservations can still count against a limit.
                 self.reservations = {
@@ -299,9 +281,6 @@ class Account(Aggregate):
             "status": self.status.value,
             "daily_limit": str(self.daily_limit),
             "reservations": {t: [d, str(a)] for t, (d, a) in self.reservations.items()},
-            "debits": {t: str(a) for t, a in self.debits.items()},
-            "credits": sorted(self.credits),
-            "refunds": sorted(self.refunds),
         }
 
     def restore_state(self, state: JsonDict) -> None:
@@ -311,6 +290,3 @@ class Account(Aggregate):
         self.status = AccountStatus(state["status"])
         self.daily_limit = Decimal(state["daily_limit"])
         self.reservations = {t: (d, Decimal(a)) for t, (d, a) in state["reservations"].items()}
-        self.debits = {t: Decimal(a) for t, a in state["debits"].items()}
-        self.credits = set(state["credits"])
-        self.refunds = set(state["refunds"])

@@ -1,4 +1,9 @@
-"""Money transfers between accounts, run as a saga; this is the transfer's own record."""
+"""Money transfers between accounts, run as a saga; this is the transfer's own record.
+
+Each saga step and compensation changes an account and records the step on the transfer in
+one atomic save, so the transfer's record says which movements are still owed: a step or
+compensation that runs again (a retry, an operator's redo) finds it done and changes nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
+from domain.accounts import Account
 from domain.aggregate import Aggregate
 from domain.errors import DomainError
 from domain.events import DomainEvent, JsonDict, event_type
@@ -90,11 +96,14 @@ class TransferNotFound(DomainError):
 
 
 class Transfer(Aggregate):
-    """What happened to one transfer: its steps, their compensations, its end."""
+    """What happened to one transfer: its amount, its steps, their compensations, its end."""
+
+    snapshot_schema = 2
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.status = TransferStatus.REQUESTED
+        self.amount = Decimal("0.00")
         self.steps: list[str] = []
         self.compensated: list[str] = []
 
@@ -103,14 +112,45 @@ class Transfer(Aggregate):
         if not self.exists:
             self.record(TransferRequested(self.id, from_account_id, to_account_id, amount))
 
+    def reserve_daily_limit(self, source: Account, day: str) -> None:
+        """Count the amount against the sender's limit for `day`, once."""
+        if not self._completed(TransferStep.RESERVE_DAILY_LIMIT):
+            source.reserve(self.id, self.amount, day)
+            self.step_completed(TransferStep.RESERVE_DAILY_LIMIT)
+
+    def release_daily_limit(self, source: Account) -> None:
+        """Compensation: give the sender's reservation back, if this transfer made one."""
+        if self._owes_compensation(TransferStep.RESERVE_DAILY_LIMIT):
+            # A reservation of a day before the account's newest one no longer counts against
+            # any limit and is gone from the account: the release then records nothing.
+            source.release(self.id)
+            self.step_compensated(TransferStep.RESERVE_DAILY_LIMIT)
+
+    def withdraw(self, source: Account) -> None:
+        """Take the amount from the sender, once."""
+        if not self._completed(TransferStep.WITHDRAW):
+            source.withdraw(self.amount, self.id)
+            self.step_completed(TransferStep.WITHDRAW)
+
+    def refund(self, source: Account) -> None:
+        """Compensation: give the sender back what was withdrawn, if anything was."""
+        if self._owes_compensation(TransferStep.WITHDRAW):
+            source.refund(self.id, self.amount)
+            self.step_compensated(TransferStep.WITHDRAW)
+
+    def deposit(self, destination: Account) -> None:
+        """Credit the amount to the receiver, once."""
+        if not self._completed(TransferStep.DEPOSIT):
+            destination.deposit(self.amount, self.id)
+            self.step_completed(TransferStep.DEPOSIT)
+
     def step_completed(self, step: TransferStep) -> None:
-        self._require_exists()
-        if step.value not in self.steps:
+        if not self._completed(step):
             self.record(TransferStepCompleted(self.id, step.value))
 
     def step_compensated(self, step: TransferStep) -> None:
         self._require_exists()
-        if step.value in self.steps and step.value not in self.compensated:
+        if self._owes_compensation(step):
             self.record(TransferStepCompensated(self.id, step.value))
 
     def complete(self) -> None:
@@ -124,14 +164,22 @@ class Transfer(Aggregate):
         if self.status is TransferStatus.REQUESTED:
             self.record(TransferRejected(self.id, reason, error_type))
 
+    def _completed(self, step: TransferStep) -> bool:
+        self._require_exists()
+        return step.value in self.steps
+
+    def _owes_compensation(self, step: TransferStep) -> bool:
+        """Whether the step happened and was not compensated yet."""
+        return step.value in self.steps and step.value not in self.compensated
+
     def _require_exists(self) -> None:
         if not self.exists:
             raise TransferNotFound(self.id)
 
     def apply(self, event: DomainEvent) -> None:
         match event:
-            case TransferRequested():
-                pass
+            case TransferRequested(amount=amount):
+                self.amount = amount
             case TransferStepCompleted(step=step):
                 self.steps.append(step)
             case TransferStepCompensated(step=step):
@@ -146,11 +194,13 @@ class Transfer(Aggregate):
     def snapshot_state(self) -> JsonDict:
         return {
             "status": self.status.value,
+            "amount": str(self.amount),
             "steps": list(self.steps),
             "compensated": list(self.compensated),
         }
 
     def restore_state(self, state: JsonDict) -> None:
         self.status = TransferStatus(state["status"])
+        self.amount = Decimal(state["amount"])
         self.steps = list(state["steps"])
         self.compensated = list(state["compensated"])

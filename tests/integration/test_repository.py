@@ -300,11 +300,12 @@ async def test_nothing_to_do_on_stale_cached_state_is_not_believed(
 ) -> None:
     repository, other_worker = cached_repositories(engine, store)
     account = await opened_account(repository, "10.00")
+    day = "2026-11-28"
     await change_elsewhere(
-        other_worker, Account, account.id, lambda a: a.withdraw(Decimal("3.00"), "t-1")
+        other_worker, Account, account.id, lambda a: a.reserve("t-1", Decimal("3.00"), day)
     )
 
-    account_now, result = await change_account(repository, account.id, lambda a: a.refund("t-1"))
+    account_now, result = await change_account(repository, account.id, lambda a: a.release("t-1"))
 
-    assert result.position > 0 and account_now.balance == Decimal("10.00")
-    assert (await other_worker.load(Account, account.id)).balance == Decimal("10.00")
+    assert result.position > 0 and account_now.reserved_on(day) == 0
+    assert (await other_worker.load(Account, account.id)).reserved_on(day) == 0
