@@ -8,11 +8,12 @@ model in Postgres.
 
 Baseline: this script run again as a child process with `--serve-baseline PORT`. It serves a
 Starlette + Strawberry app through uvicorn with the same settings as `runtime.api_server`
-(log level INFO with access log, lifespan on, the same logging setup as `runtime.cli`), the
-same bearer-token guard (`api.app.TokenGuard` over `api.auth.TokenCheck`), the same safety
-extensions (`api.safety.safety_extensions`) and the real `Account` GraphQL type. Its
-`account` resolver returns one constant `Account` without any I/O. It does not build the
-per-request `Context` with its DataLoaders that the real API builds.
+(log level INFO with access log, lifespan on, the same logging setup as `runtime.cli`, and
+what start-up built frozen out of garbage collection), the same bearer-token guard
+(`api.app.TokenGuard` over `api.auth.TokenCheck`), the same safety extensions
+(`api.safety.safety_extensions`) and the real `Account` GraphQL type. Its `account` resolver
+returns one constant `Account` without any I/O. It does not build the per-request `Context`
+that the real API builds.
 
 Load: the same query text and variables for both sides, POSTed by CONCURRENCY tasks sharing
 one `httpx.AsyncClient` (keep-alive, one connection per task) for ROUND_SECONDS per side per
@@ -365,6 +366,8 @@ def serve_baseline(port: int) -> None:
     """Serve the baseline app as runtime.api_server serves the API (run in a child process)."""
     import uvicorn
 
+    from runtime.api_server import freeze_startup_objects
+
     logging.basicConfig(
         level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -375,6 +378,7 @@ def serve_baseline(port: int) -> None:
         log_level="info",
         lifespan="on",
     )
+    freeze_startup_objects()
     uvicorn.Server(config).run()
 
 
