@@ -25,7 +25,8 @@ def create_engine(database_url: str, pool_size: int = 10, autocommit: bool = Fal
     database restart the first statement on a stale connection fails, SQLAlchemy discards
     the whole pool, and the caller's retry (Temporal's, for activities) gets a fresh one.
     With `autocommit`, every statement is its own transaction: no BEGIN before a read and
-    no ROLLBACK after it (for processes that only read, like the API).
+    no ROLLBACK after it, not even the driver-level one the pool does on check-in (for
+    processes that only read, like the API).
     """
     return create_async_engine(
         sqlalchemy_url(database_url),
@@ -33,4 +34,5 @@ def create_engine(database_url: str, pool_size: int = 10, autocommit: bool = Fal
         max_overflow=pool_size,
         pool_recycle=1800,
         isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
+        skip_autocommit_rollback=autocommit,
     )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
@@ -30,16 +31,14 @@ class Services:
 
 @dataclass(frozen=True)
 class Context:
-    """One request's context, with its own DataLoaders (batched per request)."""
+    """One request's context; its DataLoaders (batched per request) are built on first use."""
 
     services: Services
     request: Request | WebSocket
     caller: Caller
-    accounts_by_owner: DataLoader[str, list[AccountView]] = field(init=False)
-    accounts_by_id: DataLoader[str, AccountView | None] = field(init=False)
-    users_by_id: DataLoader[str, UserView | None] = field(init=False)
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def accounts_by_owner(self) -> DataLoader[str, list[AccountView]]:
         engine = self.services.engine
 
         async def owned(owner_ids: list[str]) -> list[list[AccountView]]:
@@ -47,19 +46,29 @@ class Context:
                 found = await accounts_of_owners(conn, owner_ids)
             return [found[owner] for owner in owner_ids]
 
+        return DataLoader(load_fn=owned)
+
+    @cached_property
+    def accounts_by_id(self) -> DataLoader[str, AccountView | None]:
+        engine = self.services.engine
+
         async def accounts(ids: list[str]) -> list[AccountView | None]:
             async with engine.connect() as conn:
                 found = await accounts_by_ids(conn, ids)
             return [found.get(i) for i in ids]
+
+        return DataLoader(load_fn=accounts)
+
+    @cached_property
+    def users_by_id(self) -> DataLoader[str, UserView | None]:
+        engine = self.services.engine
 
         async def users(ids: list[str]) -> list[UserView | None]:
             async with engine.connect() as conn:
                 found = await users_by_ids(conn, ids)
             return [found.get(i) for i in ids]
 
-        object.__setattr__(self, "accounts_by_owner", DataLoader(load_fn=owned))
-        object.__setattr__(self, "accounts_by_id", DataLoader(load_fn=accounts))
-        object.__setattr__(self, "users_by_id", DataLoader(load_fn=users))
+        return DataLoader(load_fn=users)
 
     @property
     def actor(self) -> str:

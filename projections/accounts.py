@@ -16,6 +16,7 @@ from sqlalchemy import (
     RowMapping,
     Table,
     Text,
+    bindparam,
     select,
     update,
 )
@@ -121,9 +122,14 @@ class AccountsProjection:
             await self.apply(conn, event)
 
 
+# Built once: executing a ready statement skips rebuilding it and its compiled-cache key.
+_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id"))
+
+
 async def get_account(conn: AsyncConnection, account_id: str) -> AccountView | None:
     """One account by id."""
-    row = (await conn.execute(select(accounts).where(accounts.c.id == account_id))).one_or_none()
+    result = await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id})
+    row = result.one_or_none()
     return None if row is None else account_view(row._mapping)
 
 
