@@ -1,9 +1,12 @@
 """A saga helper for workflows: steps with compensations, and an operator's way back in.
 
 Each step registers its compensation *before* it runs, so a step whose outcome is unknown
-(the workflow was cancelled while it ran) is still compensated; compensations therefore must
-be safe to run when their step changed nothing. A step that was *rejected* by a business rule
-changed nothing, so its own compensation is dropped.
+is still compensated; compensations therefore must be safe to run when their step changed
+nothing. A step that was *rejected* by a business rule changed nothing, so its own
+compensation is dropped. A cancellation that arrives while a step runs waits for the step to
+end, so a compensation never races the step it undoes. A *pivot* step is the point of no
+return (for a transfer: the money reached the receiver): once it succeeds nothing is owed any
+more, and the saga finishes forward whatever is cancelled after it.
 
 On failure the registered compensations run in reverse order (or all at once when the saga
 declares them independent), shielded from cancellation, each retried with backoff. One that
@@ -27,6 +30,7 @@ from workflows import search_attributes
 from workflows.commands import Rejection, rejection_of
 
 T = TypeVar("T")
+STEPS_FINISH_BEFORE_COMPENSATING = "steps-finish-before-compensating"
 Compensation = Callable[[], Awaitable[object]]
 
 
@@ -81,29 +85,51 @@ class Saga:
         self._parallel = parallel_compensation
         self._owed: list[tuple[str, Compensation]] = []
         self._retry_requested = False
+        self._forward_only = False
 
     async def step(
         self,
         name: str,
         action: Callable[[], Awaitable[T]],
         compensation: Compensation | None = None,
+        *,
+        pivot: bool = False,
     ) -> T:
-        """Run one step; its compensation is registered before it starts."""
+        """Run one step; its compensation is registered before it starts.
+
+        A cancellation while the step runs is raised once the step has ended, unless the saga
+        is past its pivot (or this step is the pivot and succeeded): then it only goes forward.
+        """
         self.state.current_step = name
         workflow.set_current_details(f"step: {name}")
         if compensation is not None:
             self._owed.append((name, compensation))
-        try:
-            result = await action()
-        except ActivityError as error:
-            rejection = rejection_of(error)
-            if rejection is None:
-                raise
-            if compensation is not None:
-                self._owed.pop()
-            self.state.error = f"{name}: {rejection.message}"
-            raise StepRejected(name, rejection) from None
+        running = asyncio.ensure_future(action())
+        cancelled: asyncio.CancelledError | None = None
+        while True:
+            try:
+                result = await asyncio.shield(running)
+                break
+            except asyncio.CancelledError as cancellation:
+                if not workflow.patched(STEPS_FINISH_BEFORE_COMPENSATING):
+                    running.cancel()
+                    await asyncio.wait([running])
+                    raise
+                cancelled = cancellation
+            except ActivityError as error:
+                rejection = rejection_of(error)
+                if rejection is None:
+                    raise
+                if compensation is not None:
+                    self._owed.pop()
+                self.state.error = f"{name}: {rejection.message}"
+                raise StepRejected(name, rejection) from None
         self.state.completed_steps.append(name)
+        if pivot:
+            self._owed.clear()
+            self._forward_only = True
+        if cancelled is not None and not self._forward_only:
+            raise cancelled
         return result
 
     async def compensate(self) -> None:

@@ -109,7 +109,8 @@ class TransferSaga:
                 step(activities.withdraw),
                 compensation(activities.refund),
             )
-            await saga.step(TransferStep.DEPOSIT.value, step(activities.deposit))
+            # Once the receiver has the money the transfer can only complete: nothing to undo.
+            await saga.step(TransferStep.DEPOSIT.value, step(activities.deposit), pivot=True)
             position = await saga.step("complete", step(activities.complete_transfer))
         except StepRejected as rejected:
             await saga.compensate()

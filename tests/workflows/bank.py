@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
+from typing import ClassVar
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -103,3 +105,35 @@ class RefundBlocked(TransferActivities):
         if RefundBlocked.blocked:
             raise ApplicationError("refunds are blocked", type="RefundBlocked", non_retryable=True)
         return await super().refund(command)
+
+
+class StepsHeld(TransferActivities):
+    """Real transfer activities whose withdraw and deposit wait while the test holds them."""
+
+    gates: ClassVar[dict[str, asyncio.Event]] = {}
+    started: ClassVar[dict[str, asyncio.Event]] = {}
+
+    @classmethod
+    def hold(cls, step: str) -> None:
+        cls.gates[step], cls.started[step] = asyncio.Event(), asyncio.Event()
+
+    @classmethod
+    def release_all(cls) -> None:
+        for gate in cls.gates.values():
+            gate.set()
+
+    @classmethod
+    async def pass_gate(cls, step: str) -> None:
+        if step in cls.gates:
+            cls.started[step].set()
+            await cls.gates[step].wait()
+
+    @activity.defn(name="withdraw")
+    async def withdraw(self, command: TransferMoney) -> int:  # type: ignore[override]
+        await StepsHeld.pass_gate("withdraw")
+        return await super().withdraw(command)
+
+    @activity.defn(name="deposit")
+    async def deposit(self, command: TransferMoney) -> int:  # type: ignore[override]
+        await StepsHeld.pass_gate("deposit")
+        return await super().deposit(command)

@@ -17,7 +17,7 @@ from adapters.temporal import connect
 from domain.repository import Repository
 from runtime.config import Settings
 from runtime.worker import create_worker
-from tests.workflows.bank import RefundBlocked
+from tests.workflows.bank import RefundBlocked, StepsHeld
 from workflows.transfers import TransferSaga
 
 
@@ -67,3 +67,15 @@ async def blocked_refunds_queue(client: Client, store: PostgresEventStore) -> As
     )
     async with worker:
         yield queue
+
+
+@pytest.fixture
+async def held_steps_queue(client: Client, store: PostgresEventStore) -> AsyncIterator[str]:
+    queue = f"held-steps-{uuid.uuid4()}"
+    activities = StepsHeld(Repository(store))
+    worker = Worker(client, task_queue=queue, workflows=[TransferSaga], activities=activities.all())
+    async with worker:
+        yield queue
+        StepsHeld.release_all()
+    StepsHeld.gates.clear()
+    StepsHeld.started.clear()

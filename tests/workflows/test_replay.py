@@ -9,13 +9,14 @@ branch), run: SAGALINE_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowHistory
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -31,6 +32,7 @@ from domain.users import (
 )
 from runtime.worker import WORKFLOWS
 from tests.workflows.bank import Bank, RefundBlocked
+from tests.workflows.test_transfer_saga import cancel_during
 from workflows.accounts import (
     CloseAccountWorkflow,
     DepositMoneyWorkflow,
@@ -68,7 +70,11 @@ async def test_recorded_histories_of_every_workflow_type_replay() -> None:
 @pytest.mark.skipif(not RECORD, reason="set SAGALINE_RECORD_HISTORIES=1 to record histories")
 @pytest.mark.usefixtures("worker")
 async def test_record_histories(
-    store: PostgresEventStore, client: Client, task_queue: str, blocked_refunds_queue: str
+    store: PostgresEventStore,
+    client: Client,
+    task_queue: str,
+    blocked_refunds_queue: str,
+    held_steps_queue: str,
 ) -> None:
     bank = Bank(store, client, task_queue)
     register = await client.start_workflow(
@@ -140,6 +146,13 @@ async def test_record_histories(
     await parked.execute_update(TransferSaga.retry)
     await parked.result()
     await save(parked, "transfer_parked_then_retried")
+
+    held_bank = Bank(store, client, held_steps_queue)
+    for step in ("withdraw", "deposit"):
+        cancelled = await cancel_during(step, held_bank, source, destination)
+        with contextlib.suppress(WorkflowFailureError):
+            await cancelled.result()
+        await save(cancelled, f"transfer_cancelled_during_{step}")
 
     rebuild = await client.start_workflow(
         RebuildProjectionWorkflow.run, "transfers", id="history-rebuild", task_queue=task_queue

@@ -7,13 +7,18 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.service import RPCError
 
 from adapters.event_store import PostgresEventStore
 from domain.accounts import Account
 from domain.transfers import Transfer, TransferStatus
-from tests.workflows.bank import TODAY, Bank, RefundBlocked
+from tests.workflows.bank import TODAY, Bank, RefundBlocked, StepsHeld
 from workflows.saga import SagaState, SagaStatus
 from workflows.search_attributes import AGGREGATE_IDS, COMMAND_ID, SAGA_STATUS, SAGA_TYPE
 from workflows.transfers import TransferOutcome, TransferSaga
@@ -153,6 +158,51 @@ async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(
     assert final.compensations == ["withdraw", "reserve_daily_limit"]
     with pytest.raises((WorkflowUpdateFailedError, RPCError)):
         await handle.execute_update(TransferSaga.retry)
+
+
+async def cancel_during(
+    step: str, bank: Bank, source: str, destination: str
+) -> WorkflowHandle[TransferSaga, TransferOutcome]:
+    """Start a transfer of 25.00, cancel it while `step` runs, then let the step finish."""
+    StepsHeld.hold(step)
+    handle = await bank.start(source, destination, "25.00")
+    await asyncio.wait_for(StepsHeld.started[step].wait(), timeout=30)
+    await handle.cancel()
+    await asyncio.sleep(1.0)  # whatever the saga does on cancellation, it does meanwhile
+    StepsHeld.gates[step].set()
+    return handle
+
+
+async def test_a_transfer_cancelled_while_withdrawing_refunds_after_the_withdrawal(
+    store: PostgresEventStore, client: Client, held_steps_queue: str
+) -> None:
+    bank = Bank(store, client, held_steps_queue)
+    source, destination = await bank.account("100.00"), await bank.account()
+
+    handle = await cancel_during("withdraw", bank, source, destination)
+
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert await bank.balance(source) == Decimal("100.00")
+    assert await bank.balance(destination) == Decimal("100.00")
+    state = await handle.query(TransferSaga.state)
+    assert state.compensations == ["withdraw", "reserve_daily_limit"]
+
+
+async def test_a_transfer_cancelled_while_depositing_completes_and_refunds_nothing(
+    store: PostgresEventStore, client: Client, held_steps_queue: str
+) -> None:
+    bank = Bank(store, client, held_steps_queue)
+    source, destination = await bank.account("100.00"), await bank.account()
+
+    handle = await cancel_during("deposit", bank, source, destination)
+
+    outcome = await handle.result()
+    assert outcome.status == "COMPLETED"
+    assert await bank.balance(source) == Decimal("75.00")
+    assert await bank.balance(destination) == Decimal("125.00")
+    state = await handle.query(TransferSaga.state)
+    assert state.status is SagaStatus.COMPLETED and state.compensations == []
 
 
 async def wait_for_status(
