@@ -366,7 +366,7 @@ def serve_baseline(port: int) -> None:
     """Serve the baseline app as runtime.api_server serves the API (run in a child process)."""
     import uvicorn
 
-    from runtime.api_server import freeze_startup_objects
+    from runtime.startup import freeze_startup_objects
 
     logging.basicConfig(
         level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

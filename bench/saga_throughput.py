@@ -73,6 +73,7 @@ with workflow.unsafe.imports_passed_through():
     from runtime.config import Settings
     from runtime.embedded.temporal import EmbeddedTemporal
     from runtime.ports import free_port
+    from runtime.startup import freeze_startup_objects
     from runtime.worker import create_worker
     from workflows import search_attributes
     from workflows.commands import COMMAND_RETRY, COMMAND_TIMEOUT
@@ -558,6 +559,7 @@ async def measure(url: str, server: EmbeddedTemporal) -> None:
             graceful_shutdown_timeout=timedelta(seconds=5),
         )
         sides = Sides(client, accounts, project_queue, baseline_queue)
+        freeze_startup_objects()  # as runtime.worker.run_worker, for both workers
         async with project_worker, baseline_worker:
             for side in ("project", "baseline"):
                 warm = await run_round(side, sides.starters(side, WARMUP), sampler)

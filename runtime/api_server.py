@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 
 import uvicorn
@@ -10,20 +9,9 @@ import uvicorn
 from api.app import create_app
 from api.auth import TokenConfigurationError, parse_tokens
 from runtime.config import ConfigurationError, Settings
+from runtime.startup import freeze_startup_objects
 
 log = logging.getLogger(__name__)
-
-
-def freeze_startup_objects() -> None:
-    """Exempt what start-up built (modules, the schema) from every later garbage collection.
-
-    The collector's full pass walks every tracked object, well over 100,000 once the API is
-    imported, and costs far more than the query it interrupts. Queries that wait on Postgres
-    keep their objects alive across young collections, so full passes come often. Frozen
-    objects are never walked again; garbage found now is freed first.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 async def serve_api(settings: Settings) -> None:

@@ -27,6 +27,7 @@ from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from runtime.cep import pattern_activities
 from runtime.config import Settings
+from runtime.startup import freeze_startup_objects
 from workflows.accounts import (
     CloseAccountWorkflow,
     DepositMoneyWorkflow,
@@ -84,6 +85,7 @@ async def run_worker(settings: Settings) -> None:
         client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         worker = create_worker(settings, client, engine)
         await start_followers(client, settings.temporal_task_queue, projection_names())
+        freeze_startup_objects()
         log.info("worker polling task queue %s", settings.temporal_task_queue)
         await worker.run()
     finally:
