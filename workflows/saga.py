@@ -31,6 +31,7 @@ from workflows.commands import Rejection, rejection_of
 
 T = TypeVar("T")
 STEPS_FINISH_BEFORE_COMPENSATING = "steps-finish-before-compensating"
+COMPENSATION_OUTLASTS_CANCELLATION = "compensation-outlasts-cancellation"
 Compensation = Callable[[], Awaitable[object]]
 
 
@@ -97,8 +98,10 @@ class Saga:
     ) -> T:
         """Run one step; its compensation is registered before it starts.
 
-        A cancellation while the step runs is raised once the step has ended, unless the saga
-        is past its pivot (or this step is the pivot and succeeded): then it only goes forward.
+        A cancellation while the step runs is raised once the step has succeeded, unless the
+        saga is past its pivot (or this step is the pivot): then the saga only goes forward. A
+        step rejected meanwhile raises StepRejected, and the saga compensates as for any
+        rejection.
         """
         self.state.current_step = name
         workflow.set_current_details(f"step: {name}")
@@ -112,10 +115,13 @@ class Saga:
                 break
             except asyncio.CancelledError as cancellation:
                 if not workflow.patched(STEPS_FINISH_BEFORE_COMPENSATING):
+                    # Histories from before: the step itself was cancelled and ended with it.
+                    if running.done():
+                        raise
                     running.cancel()
-                    await asyncio.wait([running])
-                    raise
+                    continue
                 cancelled = cancellation
+                _uncancel()
             except ActivityError as error:
                 rejection = rejection_of(error)
                 if rejection is None:
@@ -133,11 +139,15 @@ class Saga:
         return result
 
     async def compensate(self) -> None:
-        """Run every owed compensation, shielded from cancellation; park while one fails."""
+        """Run every owed compensation, shielded from cancellation; park while one fails.
+
+        A cancellation meanwhile, even of a parked saga, changes nothing: what the saga did is
+        undone whatever happens to it, and it then ends as it would have.
+        """
         self._set_status(SagaStatus.COMPENSATING)
         while self._owed:
             try:
-                await asyncio.shield(self._run_owed())
+                await self._to_the_end(self._run_owed())
             except ActivityError as error:
                 cause = error.cause if error.cause is not None else error
                 self.state.error = f"compensation failed: {cause}"
@@ -187,11 +197,34 @@ class Saga:
         self._set_status(SagaStatus.NEEDS_ATTENTION)
         workflow.set_current_details(f"needs attention: {self.state.error}")
         self._retry_requested = False
-        await workflow.wait_condition(lambda: self._retry_requested)
+        await self._to_the_end(workflow.wait_condition(lambda: self._retry_requested))
         self._set_status(SagaStatus.COMPENSATING)
+
+    async def _to_the_end(self, work: Awaitable[object]) -> None:
+        """Await `work` to its end even if the workflow is cancelled meanwhile.
+
+        Histories from before COMPENSATION_OUTLASTS_CANCELLATION raised the cancellation at
+        once, and still do.
+        """
+        running = asyncio.ensure_future(work)
+        while True:
+            try:
+                await asyncio.shield(running)
+                return
+            except asyncio.CancelledError:
+                if not workflow.patched(COMPENSATION_OUTLASTS_CANCELLATION):
+                    raise
+                _uncancel()
 
     def _set_status(self, status: SagaStatus) -> None:
         self.state.status = status
         if status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
             self.state.closed_at = workflow.now()
         workflow.upsert_search_attributes([search_attributes.SAGA_STATUS.value_set(status.value)])
+
+
+def _uncancel() -> None:
+    """Forget a cancellation that was caught, so later awaits are not cancelled again."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()

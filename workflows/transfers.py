@@ -21,6 +21,9 @@ with workflow.unsafe.imports_passed_through():
 
 SAGA_TYPE = "TransferSaga"
 REFUSALS_RECORD_NOTHING = "refusals-record-nothing"
+CANCELLED_TRANSFERS_RECORD_THEIR_END = "cancelled-transfers-record-their-end"
+CANCELLED_REASON = "the transfer was cancelled before the money reached the receiver"
+CANCELLED_TYPE = "TransferCancelled"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
 # A transfer may name its own number of attempts (TransferMoney.compensation_attempts).
@@ -119,20 +122,25 @@ class TransferSaga:
             # A transfer refused by its first check (unknown account, locked sender) is bad
             # input: it changes nothing, not even the transfer's own record.
             if rejected.step != "begin" or not workflow.patched(REFUSALS_RECORD_NOTHING):
-                position = await workflow.execute_activity_method(
-                    activities.reject_transfer,
-                    RejectTransfer(command, rejection.message, rejection.type),
-                    start_to_close_timeout=COMMAND_TIMEOUT,
-                    retry_policy=COMMAND_RETRY,
-                )
+                position = await self._record_rejection(command, rejection.message, rejection.type)
             return TransferOutcome(
                 command.transfer_id, "REJECTED", position, rejection.message, rejection.type
             )
         except asyncio.CancelledError:
             await saga.compensate()
+            if workflow.patched(CANCELLED_TRANSFERS_RECORD_THEIR_END):
+                await self._record_rejection(command, CANCELLED_REASON, CANCELLED_TYPE)
             raise
         saga.complete()
         return TransferOutcome(command.transfer_id, "COMPLETED", position)
+
+    async def _record_rejection(self, command: TransferMoney, reason: str, error_type: str) -> int:
+        return await workflow.execute_activity_method(
+            TransferActivities.reject_transfer,
+            RejectTransfer(command, reason, error_type),
+            start_to_close_timeout=COMMAND_TIMEOUT,
+            retry_policy=COMMAND_RETRY,
+        )
 
     @workflow.query
     def state(self) -> SagaState:

@@ -16,9 +16,16 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowHistory
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowHistory,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
 from adapters.event_store import PostgresEventStore
@@ -146,6 +153,22 @@ async def test_record_histories(
     await parked.execute_update(TransferSaga.retry)
     await parked.result()
     await save(parked, "transfer_parked_then_retried")
+
+    RefundBlocked.blocked = True
+    parked_then_cancelled = await parked_bank.start(source, closed, "5.00")
+    for _ in range(200):
+        state = await parked_then_cancelled.query(TransferSaga.state)
+        if state.status is SagaStatus.NEEDS_ATTENTION:
+            break
+        await asyncio.sleep(0.05)
+    await parked_then_cancelled.cancel()
+    await asyncio.sleep(1.0)
+    RefundBlocked.blocked = False
+    with contextlib.suppress(WorkflowUpdateFailedError, RPCError):
+        await parked_then_cancelled.execute_update(TransferSaga.retry)
+    with contextlib.suppress(WorkflowFailureError):
+        await parked_then_cancelled.result()
+    await save(parked_then_cancelled, "transfer_cancelled_while_parked")
 
     held_bank = Bank(store, client, held_steps_queue)
     for step in ("withdraw", "deposit"):

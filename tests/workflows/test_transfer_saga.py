@@ -128,14 +128,19 @@ async def test_an_unknown_account_is_rejected(bank: Bank) -> None:
     assert not (await bank.repository.load(Transfer, outcome.transfer_id)).exists
 
 
+async def parked_transfer(bank: Bank) -> tuple[str, WorkflowHandle[TransferSaga, TransferOutcome]]:
+    """A 25.00 transfer from a 100.00 account to a closed one, whose refund is blocked."""
+    source, destination = await bank.account("100.00"), await bank.account("0")
+    await bank.close(destination)
+    RefundBlocked.blocked = True
+    return source, await bank.start(source, destination, "25.00")
+
+
 async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(
     store: PostgresEventStore, client: Client, blocked_refunds_queue: str
 ) -> None:
     bank = Bank(store, client, blocked_refunds_queue)
-    source, destination = await bank.account("100.00"), await bank.account("0")
-    await bank.close(destination)
-    RefundBlocked.blocked = True
-    handle = await bank.start(source, destination, "25.00")
+    source, handle = await parked_transfer(bank)
 
     state = await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
     assert "refunds are blocked" in (state.error or "")
@@ -187,6 +192,10 @@ async def test_a_transfer_cancelled_while_withdrawing_refunds_after_the_withdraw
     assert await bank.balance(destination) == Decimal("100.00")
     state = await handle.query(TransferSaga.state)
     assert state.compensations == ["withdraw", "reserve_daily_limit"]
+    transfer = await bank.repository.load(
+        Transfer, (await handle.describe()).id[len("transfer/") :]
+    )
+    assert transfer.status is TransferStatus.REJECTED
 
 
 async def test_a_transfer_cancelled_while_depositing_completes_and_refunds_nothing(
@@ -203,6 +212,41 @@ async def test_a_transfer_cancelled_while_depositing_completes_and_refunds_nothi
     assert await bank.balance(destination) == Decimal("125.00")
     state = await handle.query(TransferSaga.state)
     assert state.status is SagaStatus.COMPLETED and state.compensations == []
+
+
+async def test_a_parked_transfer_cancelled_by_an_operator_still_gives_the_money_back(
+    store: PostgresEventStore, client: Client, blocked_refunds_queue: str
+) -> None:
+    bank = Bank(store, client, blocked_refunds_queue)
+    source, handle = await parked_transfer(bank)
+    await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
+
+    await handle.cancel()
+    await asyncio.sleep(1.0)
+    assert (await handle.query(TransferSaga.state)).status is SagaStatus.NEEDS_ATTENTION
+    RefundBlocked.blocked = False
+    await handle.execute_update(TransferSaga.retry)
+    outcome = await handle.result()
+
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "AccountClosed")
+    assert await bank.balance(source) == Decimal("100.00")
+
+
+async def test_a_transfer_started_as_the_api_starts_it_shows_running_while_it_runs(
+    store: PostgresEventStore, client: Client, held_steps_queue: str
+) -> None:
+    bank = Bank(store, client, held_steps_queue)
+    source, destination = await bank.account(), await bank.account()
+    StepsHeld.hold("withdraw")
+    handle = await bank.start(source, destination, "1.00", with_attributes=True)
+    await asyncio.wait_for(StepsHeld.started["withdraw"].wait(), timeout=30)
+
+    running = (await handle.describe()).typed_search_attributes
+    StepsHeld.gates["withdraw"].set()
+    await handle.result()
+
+    assert running.get(SAGA_STATUS) == "RUNNING" == SagaStatus.RUNNING.value
+    assert running.get(SAGA_TYPE) == "TransferSaga"
 
 
 async def wait_for_status(
