@@ -90,6 +90,11 @@ class SameAccountTransfer(DomainError):
         super().__init__(f"cannot transfer from account {account_id} to itself")
 
 
+class NotTheTransfersAccount(DomainError):
+    def __init__(self, transfer_id: str, account_id: str) -> None:
+        super().__init__(f"account {account_id} is not an account of transfer {transfer_id}")
+
+
 class TransferNotFound(DomainError):
     def __init__(self, transfer_id: str) -> None:
         super().__init__(f"transfer {transfer_id} not found")
@@ -98,11 +103,13 @@ class TransferNotFound(DomainError):
 class Transfer(Aggregate):
     """What happened to one transfer: its amount, its steps, their compensations, its end."""
 
-    snapshot_schema = 2
+    snapshot_schema = 3
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.status = TransferStatus.REQUESTED
+        self.from_account_id = ""
+        self.to_account_id = ""
         self.amount = Decimal("0.00")
         self.steps: list[str] = []
         self.compensated: list[str] = []
@@ -114,12 +121,14 @@ class Transfer(Aggregate):
 
     def reserve_daily_limit(self, source: Account, day: str) -> None:
         """Count the amount against the sender's limit for `day`, once."""
+        self._require_account(source, self.from_account_id)
         if not self._completed(TransferStep.RESERVE_DAILY_LIMIT):
             source.reserve(self.id, self.amount, day)
             self.step_completed(TransferStep.RESERVE_DAILY_LIMIT)
 
     def release_daily_limit(self, source: Account) -> None:
         """Compensation: give the sender's reservation back, if this transfer made one."""
+        self._require_account(source, self.from_account_id)
         if self._owes_compensation(TransferStep.RESERVE_DAILY_LIMIT):
             # A reservation of a day before the account's newest one no longer counts against
             # any limit and is gone from the account: the release then records nothing.
@@ -128,18 +137,21 @@ class Transfer(Aggregate):
 
     def withdraw(self, source: Account) -> None:
         """Take the amount from the sender, once."""
+        self._require_account(source, self.from_account_id)
         if not self._completed(TransferStep.WITHDRAW):
             source.withdraw(self.amount, self.id)
             self.step_completed(TransferStep.WITHDRAW)
 
     def refund(self, source: Account) -> None:
         """Compensation: give the sender back what was withdrawn, if anything was."""
+        self._require_account(source, self.from_account_id)
         if self._owes_compensation(TransferStep.WITHDRAW):
             source.refund(self.id, self.amount)
             self.step_compensated(TransferStep.WITHDRAW)
 
     def deposit(self, destination: Account) -> None:
         """Credit the amount to the receiver, once."""
+        self._require_account(destination, self.to_account_id)
         if not self._completed(TransferStep.DEPOSIT):
             destination.deposit(self.amount, self.id)
             self.step_completed(TransferStep.DEPOSIT)
@@ -176,9 +188,17 @@ class Transfer(Aggregate):
         if not self.exists:
             raise TransferNotFound(self.id)
 
+    def _require_account(self, account: Account, expected_id: str) -> None:
+        """Money moves only on the accounts the transfer was requested between."""
+        if self.exists and account.id != expected_id:
+            raise NotTheTransfersAccount(self.id, account.id)
+
     def apply(self, event: DomainEvent) -> None:
         match event:
-            case TransferRequested(amount=amount):
+            case TransferRequested(
+                from_account_id=source, to_account_id=destination, amount=amount
+            ):
+                self.from_account_id, self.to_account_id = source, destination
                 self.amount = amount
             case TransferStepCompleted(step=step):
                 self.steps.append(step)
@@ -194,6 +214,8 @@ class Transfer(Aggregate):
     def snapshot_state(self) -> JsonDict:
         return {
             "status": self.status.value,
+            "from_account_id": self.from_account_id,
+            "to_account_id": self.to_account_id,
             "amount": str(self.amount),
             "steps": list(self.steps),
             "compensated": list(self.compensated),
@@ -201,6 +223,8 @@ class Transfer(Aggregate):
 
     def restore_state(self, state: JsonDict) -> None:
         self.status = TransferStatus(state["status"])
+        self.from_account_id = state["from_account_id"]
+        self.to_account_id = state["to_account_id"]
         self.amount = Decimal(state["amount"])
         self.steps = list(state["steps"])
         self.compensated = list(state["compensated"])

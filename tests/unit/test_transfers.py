@@ -21,6 +21,7 @@ from domain.accounts import (
 )
 from domain.aggregate import Aggregate
 from domain.transfers import (
+    NotTheTransfersAccount,
     Transfer,
     TransferNotFound,
     TransferRequested,
@@ -42,9 +43,14 @@ def opened(account_id: str, balance: str = "100.00", limit: str = "500.00") -> A
     )
 
 
-def requested(transfer_id: str = "t-1", amount: str = "30.00") -> Transfer:
+def requested(
+    transfer_id: str = "t-1",
+    amount: str = "30.00",
+    source: str = "source",
+    destination: str = "destination",
+) -> Transfer:
     return Transfer.replay(
-        transfer_id, [TransferRequested(transfer_id, "source", "destination", Decimal(amount))]
+        transfer_id, [TransferRequested(transfer_id, source, destination, Decimal(amount))]
     )
 
 
@@ -110,7 +116,8 @@ def test_a_withdraw_takes_the_requested_amount_and_records_the_step() -> None:
 def test_every_step_and_compensation_run_twice_changes_the_account_once(
     steps: list[Step], balance: str, reserved: str
 ) -> None:
-    account, transfer = opened("account"), requested()
+    # One account on both sides, so deposits and withdrawals show on the same balance.
+    account, transfer = opened("account"), requested(source="account", destination="account")
     for step in steps:
         step(account, transfer)
         account, transfer = saved(account, transfer)
@@ -246,7 +253,9 @@ def test_an_accounts_snapshot_state_stays_the_same_size_after_a_thousand_transfe
     sizes: dict[str, set[int]] = {"sender": set(), "receiver": set()}
     for n in range(1000):
         day = (first_day + timedelta(days=n)).isoformat()
-        refunded, completed = requested(f"t-{n:04d}-r", "1.00"), requested(f"t-{n:04d}-c", "1.00")
+        refunded, completed = (
+            requested(f"t-{n:04d}-{end}", "1.00", "sender", "receiver") for end in "rc"
+        )
         for transfer in (refunded, completed):
             transfer.reserve_daily_limit(sender, day)
             transfer.withdraw(sender)
@@ -258,3 +267,11 @@ def test_an_accounts_snapshot_state_stays_the_same_size_after_a_thousand_transfe
 
     assert sender.balance == Decimal("999000.00") and receiver.balance == Decimal("101000.00")
     assert {name: len(found) for name, found in sizes.items()} == {"sender": 1, "receiver": 1}
+
+
+def test_money_moves_only_on_the_accounts_the_transfer_was_requested_between() -> None:
+    transfer, stranger = requested(), opened("stranger")
+    for step in (withdraw, refund, reserve, release, deposit):
+        with pytest.raises(NotTheTransfersAccount):
+            step(stranger, transfer)
+    assert stranger.pending == [] and transfer.pending == []
