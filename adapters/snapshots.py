@@ -19,17 +19,6 @@ class PostgresSnapshotStore:
         self._engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
-    async def load(self, stream_id: str) -> Snapshot | None:
-        """The newest snapshot of a stream, if any."""
-        query = select(snapshots).where(snapshots.c.stream_id == stream_id)
-        async with self._autocommit.connect() as conn:
-            row = (await conn.execute(query)).one_or_none()
-        if row is None:
-            return None
-        return Snapshot(
-            row.stream_id, row.version, row.aggregate_type, row.schema_version, row.state
-        )
-
     async def load_many(self, stream_ids: Sequence[str]) -> dict[str, Snapshot]:
         """The newest snapshot of each stream that has one, in one query."""
         query = select(snapshots).where(snapshots.c.stream_id.in_(stream_ids))

@@ -24,10 +24,9 @@ class AggregateCache:
     """The newest known state of recently used aggregates; the least recently used go first.
 
     It keeps copies (what `snapshot_state` returns), never live objects, so two commands
-    running at once never share an aggregate. An entry may be behind the store: the
-    repository still reads the events after it, so the cache saves the snapshot read and the
-    fold, never the read of a stream's newest events. Only aggregates that take snapshots
-    can be cached.
+    running at once never share an aggregate. An entry may be behind the store: a load still
+    reads the events after it, and `Repository.change` lets the store check every decision
+    made on it (see there). Only aggregates that take snapshots can be cached.
     """
 
     def __init__(self, capacity: int) -> None:

@@ -93,10 +93,6 @@ class Snapshot:
 class SnapshotStore(Protocol):
     """Where snapshots are kept; a snapshot is a cache, never the truth."""
 
-    async def load(self, stream_id: str) -> Snapshot | None:
-        """The newest snapshot of a stream, if any."""
-        ...
-
     async def load_many(self, stream_ids: Sequence[str]) -> dict[str, Snapshot]:
         """The newest snapshot of each stream that has one."""
         ...

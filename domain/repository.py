@@ -60,7 +60,7 @@ class Repository:
 
     async def load_many(self, loads: Sequence[tuple[type[Aggregate], str]]) -> list[Aggregate]:
         """Several aggregates with at most two reads: snapshots not cached, then newer events."""
-        cached = [self._cache.get(cls, i) if self._cache else None for cls, i in loads]
+        cached = [self._cache.get(cls, i) if self._cache is not None else None for cls, i in loads]
         wanted = [
             i
             for (cls, i), hit in zip(loads, cached, strict=True)

@@ -74,7 +74,9 @@ WORKFLOWS = [
 ]
 
 # Helpers the workflows share that keep no state between runs: imported once for all runs,
-# instead of again inside every run's sandbox.
+# instead of again inside every run's sandbox. The sandbox's checks for non-deterministic
+# calls do not cover passed-through modules, so these must stay free of clocks, randomness
+# and I/O (the workflow APIs they call are deterministic).
 SHARED_WORKFLOW_MODULES = ("workflows.saga", "workflows.commands", "workflows.search_attributes")
 
 

@@ -20,8 +20,7 @@ RUNNING = "RUNNING"
 def at_start(
     command_id: str, aggregate_ids: Sequence[str], saga_type: str | None = None
 ) -> TypedSearchAttributes:
-    """What a command's workflow is started with: operators find it, and a saga's status,
-    from the moment it starts."""
+    """The attributes a command's workflow starts with, so operators find it at once."""
     pairs: list[SearchAttributePair[str] | SearchAttributePair[Sequence[str]]] = [
         SearchAttributePair(COMMAND_ID, command_id),
         SearchAttributePair(AGGREGATE_IDS, list(aggregate_ids)),

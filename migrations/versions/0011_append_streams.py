@@ -28,7 +28,8 @@ DECLARE
     a jsonb;
     v_actual text;
 BEGIN
-    FOR a IN SELECT value FROM jsonb_array_elements(p_appends) LOOP
+    -- Streams in one order, so two appends to the same streams never wait on each other.
+    FOR a IN SELECT value FROM jsonb_array_elements(p_appends) ORDER BY value->>'stream_id' LOOP
         stream_id := a->>'stream_id';
         SELECT r.stream_version, r.last_position INTO stream_version, last_position
         FROM sagaline_append(

@@ -146,10 +146,15 @@ async def test_a_wrong_version_in_a_several_stream_append_names_the_stream_that_
 
     assert (moved.value.stream_id, moved.value.expected, moved.value.actual) == (second, 1, 2)
     assert await store.read_stream(first) == await store.read_stream(third) == []
+
+
+async def test_an_append_names_each_stream_once(store: PostgresEventStore) -> None:
+    stream = new_stream()
     with pytest.raises(ValueError):
         await store.append(
-            StreamAppend(first, [event()], NO_STREAM), StreamAppend(first, [event()], 1)
+            StreamAppend(stream, [event()], NO_STREAM), StreamAppend(stream, [event()], 1)
         )
+    assert await store.read_stream(stream) == []
 
 
 async def test_a_taken_unique_key_fails_a_several_stream_append_whole(

@@ -43,7 +43,7 @@ async def test_snapshot_and_full_replay_load_the_same_user(
         user.change_email(f"{n}-{uuid.uuid4()}@example.com")
         await with_snapshots.save(user, ids(), {})
 
-    snapshot = await snapshots.load(user_id)
+    snapshot = (await snapshots.load_many([user_id])).get(user_id)
     assert snapshot is not None and snapshot.version == 30
     from_snapshot = await with_snapshots.load(User, user_id)
     replayed = await without.load(User, user_id)
