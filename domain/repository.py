@@ -60,7 +60,7 @@ class Repository:
 
     async def load_many(self, loads: Sequence[tuple[type[Aggregate], str]]) -> list[Aggregate]:
         """Several aggregates with at most two reads: snapshots not cached, then newer events."""
-        cached = [self._cache.get(cls, i) if self._cache is not None else None for cls, i in loads]
+        cached = [self.cached(cls, i) for cls, i in loads]
         wanted = [
             i
             for (cls, i), hit in zip(loads, cached, strict=True)
@@ -114,11 +114,9 @@ class Repository:
         return aggregates, await self.save_all(aggregates, event_ids, metadata)
 
     def _all_cached(self, loads: Sequence[tuple[type[Aggregate], str]]) -> list[Aggregate] | None:
-        if self._cache is None:
-            return None
         aggregates = []
         for cls, aggregate_id in loads:
-            cached = self._cache.get(cls, aggregate_id)
+            cached = self.cached(cls, aggregate_id)
             if cached is None:
                 return None
             aggregates.append(cached)
