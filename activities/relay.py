@@ -13,8 +13,8 @@ from temporalio import activity
 from activities.following import FollowInput, follow
 from adapters import checkpoints
 from adapters.kafka import KafkaEventPublisher
+from adapters.relay_checkpoint import RELAY_CHECKPOINT
 from domain.event_store import EventStore
-from projections.status import RELAY_CHECKPOINT
 
 OUTAGE_PAUSE_SECONDS = 0.5
 

@@ -27,12 +27,6 @@ async def advance(conn: AsyncConnection, name: str, expected: int, position: int
         raise CheckpointMoved(name, expected)
 
 
-async def positions(conn: AsyncConnection) -> dict[str, int]:
-    """Every checkpoint's position by name."""
-    rows = await conn.execute(select(checkpoints.c.name, checkpoints.c.position))
-    return {name: int(position) for name, position in rows.all()}
-
-
 class CheckpointMoved(RuntimeError):
     """Two followers of the same name ran at once; the loser's transaction rolls back."""
 

@@ -28,7 +28,7 @@ from _kafka import bench_broker
 from _support import bench_database, emit, median, progress, rounded, server_facts
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from activities.cep import PatternDetector
+from activities.patterns import PatternDetector
 from adapters.consumer import ConsumedEvent, EventConsumer, Handler
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore

@@ -6,10 +6,10 @@ import sys
 
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
+from adapters.relay_checkpoint import relay_status
 from projections import projector
 from projections.catalog import find_projection, projection_names
 from projections.rebuild import ProjectionRebuild
-from projections.status import relay_status
 from runtime.config import ConfigurationError, Settings
 
 BAR_WIDTH = 30

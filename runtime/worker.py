@@ -25,8 +25,8 @@ from domain.aggregate_cache import AggregateCache
 from domain.repository import Repository
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
-from runtime.cep import pattern_activities
 from runtime.config import Settings
+from runtime.patterns import pattern_activities
 from runtime.startup import freeze_startup_objects
 from workflows.accounts import (
     CloseAccountWorkflow,
@@ -34,7 +34,6 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
-from workflows.cep import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 from workflows.followers import (
     RELAY_WORKFLOW_ID,
     ProjectorWorkflow,
@@ -42,6 +41,7 @@ from workflows.followers import (
     RelayWorkflow,
     projector_workflow_id,
 )
+from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 from workflows.transfers import TransferSaga
 from workflows.users import (
     ChangeUserEmailWorkflow,

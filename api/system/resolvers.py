@@ -9,12 +9,12 @@ import strawberry
 from strawberry.types import Info
 from temporalio.common import WorkflowIDConflictPolicy
 
+from adapters.relay_checkpoint import relay_status
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.errors import Forbidden, forbidden
 from projections import projector
 from projections.catalog import find_projection, projection_names
-from projections.status import relay_status
 from workflows.followers import RebuildProjectionWorkflow, rebuild_workflow_id
 
 

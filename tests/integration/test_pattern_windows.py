@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from activities.cep import PatternDetector
+from activities.patterns import PatternDetector
 from adapters import pattern_windows
 from adapters.event_store import PostgresEventStore
 from adapters.schema import pattern_occurrences

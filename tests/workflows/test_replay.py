@@ -46,8 +46,8 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
-from workflows.cep import PatternDetectorWorkflow
 from workflows.followers import ProjectorWorkflow, RebuildProjectionWorkflow, RelayWorkflow
+from workflows.patterns import PatternDetectorWorkflow
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
 from workflows.users import (

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from activities.cep import PatternDetector
+from activities.patterns import PatternDetector
 from adapters.consumer import EventConsumer
 from adapters.event_store import PostgresEventStore
 from adapters.schema import pattern_occurrences
@@ -25,8 +25,8 @@ from domain.event_store import RecordedEvent
 from domain.patterns import PATTERNS
 from domain.repository import Repository
 from domain.users import User, UserStatus, suspicious_activity_stream
-from runtime.cep import lock_user_starter, pattern_consumer
 from runtime.config import Settings
+from runtime.patterns import lock_user_starter, pattern_consumer
 from tests.kafka_support import publish
 from tests.workflows.bank import Bank
 

@@ -9,8 +9,8 @@ from temporalio import workflow
 from workflows.followers import FOLLOWER_RETRY, HEARTBEAT, RUN_SECONDS, RUNS_PER_HISTORY
 
 with workflow.unsafe.imports_passed_through():
-    from activities.cep import PatternActivities
     from activities.following import FollowInput
+    from activities.patterns import PatternActivities
 
 PATTERN_DETECTOR_WORKFLOW_ID = "pattern-detector"
 

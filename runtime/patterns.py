@@ -1,4 +1,4 @@
-"""Wiring of complex event processing: the detector, its consumer, the lock-user starter."""
+"""Wiring of pattern detection: the detector, its consumer and the lock-user starter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from activities.cep import PATTERN_CONSUMER, LockUserStarter, PatternActivities, PatternDetector
+from activities.patterns import (
+    PATTERN_CONSUMER,
+    LockUserStarter,
+    PatternActivities,
+    PatternDetector,
+)
 from adapters.consumer import TRANSIENT_ERRORS, EventConsumer
 from adapters.event_store import PostgresEventStore
 from domain.patterns import PATTERNS

@@ -1,4 +1,4 @@
-"""Where the relay stands relative to the head of the event store."""
+"""The relay's checkpoint: how far the relay has published, against the head of the store."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from adapters import checkpoints
 from adapters.event_store import head_position
 
 RELAY_CHECKPOINT = "relay"
+"""The checkpoint name of the relay, which publishes every event to Kafka in order."""
 
 
 @dataclass(frozen=True)
 class RelayStatus:
+    """The head of the store and the relay's position in it."""
+
     head: int
     position: int
 
