@@ -130,8 +130,10 @@ class PatternActivities:
         """Consume the event topic until the run time passes; returns how many messages."""
         await self._detector.sweep(self._engine)
         consumer = self._consumer(self._detector)
-        await consumer.start()
+        # Started inside the try: a cancellation while joining the group (a heartbeat timeout
+        # after a worker died) must still leave the group, or its partitions stay unread.
         try:
+            await consumer.start()
             return await consumer.run(params.run_seconds, progress=activity.heartbeat)
         finally:
             await consumer.stop()
