@@ -12,7 +12,7 @@ from sqlalchemy import Row, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.schema import events, unique_keys
+from adapters.schema import events
 from domain.event_store import (
     AppendResult,
     EventIdConflict,
@@ -201,15 +201,6 @@ class PostgresEventStore:
         """The highest committed position."""
         async with self._autocommit.connect() as conn:
             return await head_position(conn)
-
-    async def unique_key_owner(self, key: UniqueKey) -> str | None:
-        """The stream owning a unique key, if any."""
-        query = select(unique_keys.c.stream_id).where(
-            unique_keys.c.scope == key.scope, unique_keys.c.value == key.value
-        )
-        async with self._autocommit.connect() as conn:
-            owner = (await conn.execute(query)).scalar_one_or_none()
-        return None if owner is None else str(owner)
 
 
 async def head_position(conn: AsyncConnection) -> int:

@@ -11,7 +11,6 @@ from uuid import UUID
 from domain.event_store import (
     ANY,
     NO_STREAM,
-    STREAM_EXISTS,
     AppendResult,
     EventIdConflict,
     EventPage,
@@ -147,10 +146,6 @@ class InMemoryEventStore(EventStore):
         """The highest position appended so far."""
         return len(self._events)
 
-    async def unique_key_owner(self, key: UniqueKey) -> str | None:
-        """The stream owning a unique key, if any."""
-        return self._keys.get(key)
-
 
 class InMemorySnapshotStore(SnapshotStore):
     """Keeps the newest snapshot of each stream, as `PostgresSnapshotStore` does."""
@@ -173,8 +168,6 @@ def _expected(expected: int, actual: int) -> bool:
     """Whether a stream at version `actual` (0: no stream) meets an expected version."""
     if expected == ANY:
         return True
-    if expected == STREAM_EXISTS:
-        return actual > 0
     if expected == NO_STREAM:
         return actual == 0
     return expected == actual

@@ -14,8 +14,6 @@ ANY: Final = -1
 """Expected version: append whatever the stream's version is."""
 NO_STREAM: Final = 0
 """Expected version: the stream must not exist yet."""
-STREAM_EXISTS: Final = -2
-"""Expected version: the stream must already exist, at any version."""
 
 
 @dataclass(frozen=True)
@@ -163,10 +161,6 @@ class EventStore(Protocol):
 
     async def head_position(self) -> int:
         """The highest position appended so far."""
-        ...
-
-    async def unique_key_owner(self, key: UniqueKey) -> str | None:
-        """The stream owning a unique key, if any."""
         ...
 
 

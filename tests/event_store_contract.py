@@ -14,7 +14,6 @@ import pytest
 from domain.event_store import (
     ANY,
     NO_STREAM,
-    STREAM_EXISTS,
     EventIdConflict,
     EventStore,
     NewEvent,
@@ -37,6 +36,28 @@ def new_key() -> UniqueKey:
 
 def event(n: int = 0, type_: str = "Happened") -> NewEvent:
     return NewEvent(uuid.uuid4(), type_, {"n": n}, {"actor": "contract"})
+
+
+async def is_free(store: EventStore, key: UniqueKey) -> bool:
+    """Whether a new stream may claim `key`; a probe claims and releases it, leaving it free."""
+    probe = new_stream()
+    try:
+        await store.append(StreamAppend(probe, [event()], NO_STREAM, claims=[key]))
+    except UniqueKeyTaken:
+        return False
+    await store.append(StreamAppend(probe, [event()], 1, releases=[key]))
+    return True
+
+
+async def owns(store: EventStore, stream: str, key: UniqueKey) -> bool:
+    """Whether `stream` holds `key`: a new stream may not claim it and `stream` may again."""
+    if await is_free(store, key):
+        return False
+    try:
+        await store.append(StreamAppend(stream, [event()], ANY, claims=[key]))
+    except UniqueKeyTaken:
+        return False
+    return True
 
 
 class EventStoreContract:
@@ -74,20 +95,6 @@ class EventStoreContract:
         assert (behind.value.expected, behind.value.actual) == (1, 2)
         assert result.versions == {stream: 3}
         assert [e.version for e in await store.read_stream(stream)] == [1, 2, 3]
-
-    async def test_stream_exists_refuses_a_missing_stream_and_takes_any_version(
-        self, store: EventStore
-    ) -> None:
-        stream = new_stream()
-        with pytest.raises(WrongExpectedVersion) as missing:
-            await store.append(StreamAppend(stream, [event()], STREAM_EXISTS))
-        assert missing.value.actual == 0
-        assert await store.read_stream(stream) == []
-        await store.append(StreamAppend(stream, [event(), event()], NO_STREAM))
-
-        result = await store.append(StreamAppend(stream, [event()], STREAM_EXISTS))
-
-        assert result.versions == {stream: 3}
 
     async def test_any_appends_to_a_missing_or_existing_stream(self, store: EventStore) -> None:
         stream = new_stream()
@@ -243,11 +250,11 @@ class EventStoreContract:
 
     async def test_a_claimed_key_is_owned_by_its_stream(self, store: EventStore) -> None:
         key, stream = new_key(), new_stream()
-        assert await store.unique_key_owner(key) is None
+        assert await is_free(store, key)
 
         await store.append(StreamAppend(stream, [event()], NO_STREAM, claims=[key]))
 
-        assert await store.unique_key_owner(key) == stream
+        assert await owns(store, stream, key)
 
     async def test_a_key_taken_by_another_stream_refuses_the_append(
         self, store: EventStore
@@ -260,8 +267,8 @@ class EventStoreContract:
 
         assert raised.value.key == key
         assert await store.read_stream(other) == []
-        assert await store.unique_key_owner(key) == owner
-        assert await store.unique_key_owner(free) is None
+        assert await owns(store, owner, key)
+        assert await is_free(store, free)
 
     async def test_a_stream_may_claim_a_key_it_already_owns(self, store: EventStore) -> None:
         key, stream = new_key(), new_stream()
@@ -270,7 +277,7 @@ class EventStoreContract:
         result = await store.append(StreamAppend(stream, [event()], 1, claims=[key]))
 
         assert result.versions == {stream: 2}
-        assert await store.unique_key_owner(key) == stream
+        assert await owns(store, stream, key)
 
     async def test_a_taken_key_fails_a_several_stream_append_whole(self, store: EventStore) -> None:
         key, free, owner = new_key(), new_key(), new_stream()
@@ -285,18 +292,18 @@ class EventStoreContract:
             )
 
         assert await store.read_stream(first) == await store.read_stream(second) == []
-        assert await store.unique_key_owner(free) is None
-        assert await store.unique_key_owner(key) == owner
+        assert await is_free(store, free)
+        assert await owns(store, owner, key)
 
     async def test_a_released_key_can_be_claimed_by_another_stream(self, store: EventStore) -> None:
         key, first, second = new_key(), new_stream(), new_stream()
         await store.append(StreamAppend(first, [event()], NO_STREAM, claims=[key]))
 
         await store.append(StreamAppend(first, [event()], 1, releases=[key]))
-        assert await store.unique_key_owner(key) is None
+        assert await is_free(store, key)
         await store.append(StreamAppend(second, [event()], NO_STREAM, claims=[key]))
 
-        assert await store.unique_key_owner(key) == second
+        assert await owns(store, second, key)
 
     async def test_releasing_a_key_another_stream_owns_leaves_it_owned(
         self, store: EventStore
@@ -306,7 +313,7 @@ class EventStoreContract:
 
         await store.append(StreamAppend(other, [event()], NO_STREAM, releases=[key]))
 
-        assert await store.unique_key_owner(key) == owner
+        assert await owns(store, owner, key)
 
     async def test_a_refused_append_claims_nothing(self, store: EventStore) -> None:
         key, stream = new_key(), new_stream()
@@ -315,7 +322,7 @@ class EventStoreContract:
         with pytest.raises(WrongExpectedVersion):
             await store.append(StreamAppend(stream, [event()], NO_STREAM, claims=[key]))
 
-        assert await store.unique_key_owner(key) is None
+        assert await is_free(store, key)
 
     # Reads
 
