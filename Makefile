@@ -1,18 +1,31 @@
 # Every target installs what it needs on first use: a virtual environment in .venv,
-# pinned by requirements.lock, with the project installed in editable mode.
+# pinned by requirements.lock, with the project installed in editable mode; GraphiQL's
+# scripts from the npm registry (the versions strawberry's page names), served by the API;
+# and for the tests, the graphql-http audit and a headless Chromium.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+GRAPHIQL := build/graphiql
+GRAPHIQL_STAMP := $(GRAPHIQL)/.installed
+TEST_TOOLS := build/test-tools
+TEST_TOOLS_STAMP := $(TEST_TOOLS)/.installed
+GRAPHQL_HTTP_VERSION := 1.23.1
+NPM_INSTALL := npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error
 
-.PHONY: up test lint format bench install clean
+.PHONY: up test test-tools chromium lint format bench install clean
 
-up: $(STAMP)
+up: $(STAMP) $(GRAPHIQL_STAMP)
 	$(BIN)/sagaline up
 
-test: $(STAMP)
+test: $(STAMP) $(GRAPHIQL_STAMP) test-tools
 	$(BIN)/pytest
+
+test-tools: $(TEST_TOOLS_STAMP) chromium
+
+chromium:
+	@command -v chromium >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,7 +39,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-install: $(STAMP)
+install: $(STAMP) $(GRAPHIQL_STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +47,16 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev,bench]'
 	touch $(STAMP)
 
+# Rebuilt with the virtual environment: a new strawberry may name other versions.
+$(GRAPHIQL_STAMP): $(STAMP)
+	rm -rf $(GRAPHIQL)
+	$(NPM_INSTALL) --prefix $(GRAPHIQL) $$($(BIN)/python -m api.graphiql)
+	touch $(GRAPHIQL_STAMP)
+
+$(TEST_TOOLS_STAMP): Makefile
+	rm -rf $(TEST_TOOLS)
+	$(NPM_INSTALL) --prefix $(TEST_TOOLS) graphql-http@$(GRAPHQL_HTTP_VERSION)
+	touch $(TEST_TOOLS_STAMP)
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(GRAPHIQL) $(TEST_TOOLS) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,4 +1,4 @@
-"""The ASGI application: GraphQL (with GraphiQL) at /graphql, health probes."""
+"""The ASGI application: GraphQL (with GraphiQL) at /graphql, GraphiQL's assets, health probes."""
 
 from __future__ import annotations
 
@@ -9,19 +9,25 @@ from datetime import timedelta
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
 from api.auth import Caller, Role, TokenCheck, parse_tokens
+from api.consistency import CONSISTENT_WITH_HEADER
 from api.context import Context, Services
+from api.edge import BodyLimit
+from api.graphiql import ASSETS_PATH, DEFAULT_ASSETS_DIR, GraphiQLPage
 from api.live import EventFeed
 from api.schema import build_schema
 from api.websocket_auth import TokenAtConnectionInit
@@ -31,22 +37,89 @@ ANONYMOUS = Caller(Role.CLIENT, "anonymous")
 CONNECTION_INIT_WITHIN = timedelta(seconds=10)
 
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+def accepts_graphql_response(accept: str) -> bool:
+    """Whether an Accept header lists application/graphql-response+json (with q above 0)."""
+    for item in accept.split(","):
+        media_type, *params = (part.strip().lower() for part in item.split(";"))
+        if media_type == GRAPHQL_RESPONSE:
+            weights = [p.removeprefix("q=") for p in params if p.startswith("q=")]
+            try:
+                return not weights or float(weights[0]) > 0
+            except ValueError:
+                return False
+    return False
+
+
+def is_request_error(response: GraphQLHTTPResponse) -> bool:
+    """Whether the operation failed before executing (parse, validation, variables)."""
+    # Execution errors carry the path of their field; errors before execution have none.
+    errors = response.get("errors") or []
+    return (
+        response.get("data") is None
+        and bool(errors)
+        and all(isinstance(e, dict) and "path" not in e for e in errors)
+    )
+
+
+class GraphQLResponseSubResponse(Response):
+    """A sub-response that remembers the client accepts application/graphql-response+json."""
+
+
 class SagalineGraphQL(GraphQL[Context, None]):
-    """Strawberry's ASGI app with sagaline's typed context."""
+    """Strawberry's ASGI app with sagaline's typed context, GraphQL over HTTP's media type,
+    and GraphiQL loading its assets from the API."""
 
     graphql_transport_ws_handler_class = TokenAtConnectionInit
 
-    def __init__(self, state: dict[str, Services]) -> None:
+    def __init__(self, state: dict[str, Services], settings: Settings) -> None:
         # GET only serves the GraphiQL page: operations are POSTed with a bearer token.
         # Websockets speak graphql-transport-ws only, whose connection_init may carry the
         # token; a socket that names no caller soon after opening is closed.
         super().__init__(
-            build_schema(),
+            build_schema(settings.api_max_selection_cost),
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=CONNECTION_INIT_WITHIN,
+            allowed_origins=settings.cors_origins(),
         )
         self._state = state
+        self.graphiql = GraphiQLPage(settings.graphiql_assets_dir or DEFAULT_ASSETS_DIR)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return self.graphiql.render()
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        if not accepts_graphql_response(request.headers.get("accept", "")):
+            return await super().get_sub_response(request)
+        sub_response = GraphQLResponseSubResponse()
+        sub_response.status_code = None  # type: ignore[assignment]
+        del sub_response.headers["content-length"]
+        return sub_response
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        # application/json answers 200 whatever the errors (the legacy behaviour clients
+        # rely on); application/graphql-response+json answers a request error with 400 and
+        # no `data` entry, since nothing was executed.
+        if not isinstance(sub_response, GraphQLResponseSubResponse):
+            return super().create_response(response_data, sub_response)
+        request_error = isinstance(response_data, dict) and is_request_error(response_data)
+        if isinstance(response_data, dict) and request_error:
+            without_data = GraphQLHTTPResponse(errors=response_data.get("errors"))
+            if response_data.get("extensions"):
+                without_data["extensions"] = response_data["extensions"]
+            response_data = without_data
+        response = super().create_response(response_data, sub_response)
+        response.headers["content-type"] = GRAPHQL_RESPONSE
+        if request_error:
+            response.status_code = 400
+        return response
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -97,7 +170,8 @@ class TokenGuard:
 def create_app(settings: Settings) -> Starlette:
     """The API app; its services connect when the app starts, not at import."""
     state: dict[str, Services] = {}
-    graphql = TokenGuard(SagalineGraphQL(state), state)
+    view = SagalineGraphQL(state, settings)
+    graphql = TokenGuard(view, state)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,8 +209,27 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
+            Route(ASSETS_PATH + "/{path:path}", view.graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
         ],
+        middleware=edge_middleware(settings),
         lifespan=lifespan,
     )
+
+
+def edge_middleware(settings: Settings) -> list[Middleware]:
+    """CORS for the configured origins (outermost, so refusals carry its headers too), then
+    the body limit."""
+    middleware = [Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)]
+    origins = settings.cors_origins()
+    if origins:
+        cors = Middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Accept", CONSISTENT_WITH_HEADER],
+            max_age=600,
+        )
+        middleware.insert(0, cors)
+    return middleware

@@ -9,9 +9,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.context import Context
 from api.errors import BadPosition, ConsistencyTimeout
-from projections.consistency import wait_until_caught_up
+from projections.consistency import caught_up, wait_until_caught_up
 
 MAX_POSITION_DIGITS = 18
+CONSISTENT_WITH_HEADER = "Consistent-With"
 V = TypeVar("V")
 
 
@@ -25,13 +26,24 @@ def parse_position(value: str) -> int:
 async def ensure_consistent(
     ctx: Context, consistent_with: str | None, projections: Sequence[str]
 ) -> None:
-    """Wait for the projections to reach the position, or raise once the bound passes."""
+    """Wait for the projections to reach the position, or raise once the bound passes.
+
+    The position comes from the `consistentWith` argument, else from the Consistent-With
+    header. A query whose read models are already there takes no wait slot.
+    """
     if consistent_with is None:
-        return
+        header = ctx.request.headers.get(CONSISTENT_WITH_HEADER)
+        if header is None:
+            return
+        consistent_with = header.strip()
     position = parse_position(consistent_with)
-    seconds = ctx.services.settings.consistency_timeout_seconds
-    if not await wait_until_caught_up(ctx.services.engine, projections, position, seconds):
-        raise ConsistencyTimeout(position, seconds)
+    services = ctx.services
+    if await caught_up(services.engine, projections, position):
+        return
+    seconds = services.settings.consistency_timeout_seconds
+    with services.consistency_waits.slot():
+        if not await wait_until_caught_up(services.engine, projections, position, seconds):
+            raise ConsistencyTimeout(position, seconds)
 
 
 async def read_after(

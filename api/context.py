@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from temporalio.client import Client
 
 from api.auth import Caller, TokenCheck
+from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.users import UserView, users_by_ids
@@ -27,6 +28,11 @@ class Services:
     temporal: Client
     tokens: TokenCheck
     feed: EventFeed
+
+    @cached_property
+    def consistency_waits(self) -> ConsistencyWaits:
+        """The bound on concurrent `consistentWith` waits, shared by every request."""
+        return ConsistencyWaits(self.settings.api_max_consistency_waits)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from strawberry.tools import merge_types
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries, AuditSubscriptions
-from api.safety import safety_extensions
+from api.safety import MAX_SELECTION_COST, safety_extensions
 from api.sagas.resolvers import SagaMutations, SagaQueries, SagaSubscriptions
 from api.system.resolvers import SystemMutations, SystemQueries
 from api.transfers.mutations import TransferMutations
@@ -17,8 +17,8 @@ from api.users.mutations import UserMutations
 from api.users.queries import SuspiciousActivityQueries, UserQueries
 
 
-def build_schema() -> strawberry.Schema:
-    """The schema clients see."""
+def build_schema(max_selection_cost: int = MAX_SELECTION_COST) -> strawberry.Schema:
+    """The schema clients see, refusing documents that select more fields than the bound."""
     query = merge_types(
         "Query",
         (
@@ -39,5 +39,8 @@ def build_schema() -> strawberry.Schema:
         "Subscription", (TransferSubscriptions, SagaSubscriptions, AuditSubscriptions)
     )
     return strawberry.Schema(
-        query=query, mutation=mutation, subscription=subscription, extensions=safety_extensions()
+        query=query,
+        mutation=mutation,
+        subscription=subscription,
+        extensions=safety_extensions(max_selection_cost),
     )

@@ -40,6 +40,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_tokens: str | None = None
+    api_max_body_bytes: int = Field(default=1_048_576, gt=0)
+    """Largest request body the API reads; a larger one is answered 413 before parsing."""
+    api_max_selection_cost: int = Field(default=300, gt=0)
+    """Most fields one GraphQL document may select, fragments counted where spread."""
+    api_max_consistency_waits: int = Field(default=8, gt=0)
+    """Queries that may wait on `consistentWith` at once; one more is refused at once."""
+    api_cors_origins: str = ""
+    """Comma-separated origins whose browser pages may call the API ("*": any)."""
+    graphiql_assets_dir: Path | None = None
+    """Where GraphiQL's scripts were installed (default: build/graphiql in the checkout)."""
 
     snapshot_every: str = ""
     """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
@@ -82,6 +92,16 @@ class Settings(BaseSettings):
                 )
             intervals[name.strip()] = int(every)
         return intervals
+
+    def cors_origins(self) -> list[str]:
+        """SAGALINE_API_CORS_ORIGINS as a list of origins, e.g. "https://app.example.com"."""
+        origins = [part.strip().rstrip("/") for part in self.api_cors_origins.split(",")]
+        for origin in filter(None, origins):
+            if origin != "*" and not origin.startswith(("http://", "https://")):
+                raise ConfigurationError(
+                    f"SAGALINE_API_CORS_ORIGINS: {origin!r} is not an http(s) origin or *"
+                )
+        return [origin for origin in origins if origin]
 
     def temporal_ui_base(self) -> str:
         """Where operators open the Temporal Web UI."""

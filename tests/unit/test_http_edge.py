@@ -1,0 +1,181 @@
+"""The HTTP edge in process: body limit, CORS, selection cost, the media type, the wait bound,
+GraphiQL's page pointing at local assets."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from graphql import parse
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.ides import get_graphql_ide_html
+
+from api.app import SagalineGraphQL, accepts_graphql_response, create_app
+from api.auth import TokenCheck, parse_tokens
+from api.consistency_waits import ConsistencyWaits, TooManyConsistencyWaits
+from api.context import Services
+from api.edge import BodyLimit
+from api.graphiql import GraphiQLPage, npm_specs, page_assets
+from api.safety import selection_cost
+from api.schema import build_schema
+from runtime.config import ConfigurationError, Settings
+
+ORIGIN = "https://app.example.com"
+
+
+def echo_app(max_bytes: int) -> TestClient:
+    async def echo(request: Request) -> Response:
+        return JSONResponse({"received": len(await request.body())})
+
+    return TestClient(BodyLimit(Starlette(routes=[Route("/", echo, methods=["POST"])]), max_bytes))
+
+
+def test_body_limit_refuses_a_declared_length_over_it() -> None:
+    response = echo_app(100).post("/", content=b"x" * 101)
+    assert response.status_code == 413
+
+
+def test_body_limit_counts_a_chunked_body_as_it_arrives() -> None:
+    def chunks() -> Any:
+        yield from (b"x" * 40 for _ in range(3))
+
+    response = echo_app(100).post("/", content=chunks())
+    assert response.status_code == 413
+
+
+def test_body_limit_passes_a_body_at_the_limit_through_whole() -> None:
+    response = echo_app(100).post("/", content=b"x" * 100)
+    assert response.status_code == 200
+    assert response.json() == {"received": 100}
+
+
+def test_selection_cost_counts_fields_and_fragments_where_spread() -> None:
+    document = parse(
+        "query { a: systemStatus { ...S } b: systemStatus { ...S } }"
+        " fragment S on SystemStatus { headPosition relays { name } }"
+    )
+    assert selection_cost(document) == 2 + 2 * 3
+
+
+def test_selection_cost_survives_cycles_and_unknown_fragments() -> None:
+    document = parse("{ x { ...A ...Missing } } fragment A on X { y ...A }")
+    assert selection_cost(document) == 2
+
+
+async def test_a_document_over_the_cost_is_refused_before_validation() -> None:
+    schema = build_schema(max_selection_cost=10)
+    over = await schema.execute("{" + " systemStatus { headPosition }" * 6 + "}")
+    assert over.errors is not None
+    assert [e.extensions for e in over.errors] == [{"code": "QUERY_TOO_COSTLY"}]
+    within = await schema.execute("{ __typename }")
+    assert within.errors is None
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        ("application/graphql-response+json", True),
+        ("application/json, application/graphql-response+json;q=0.9", True),
+        ("application/graphql-response+json;q=0", False),
+        ("application/json", False),
+        ("", False),
+    ],
+)
+def test_graphql_response_is_chosen_when_the_client_accepts_it(accept: str, expected: bool) -> None:
+    assert accepts_graphql_response(accept) is expected
+
+
+async def test_wait_slots_refuse_one_more_than_the_bound_and_free_on_exit() -> None:
+    waits = ConsistencyWaits(limit=2)
+    with waits.slot(), waits.slot():
+        with pytest.raises(TooManyConsistencyWaits), waits.slot():
+            pass
+        assert waits.waiting == 2
+    assert waits.waiting == 0
+    with waits.slot():
+        assert waits.waiting == 1
+
+
+def test_cors_origins_are_parsed_and_checked() -> None:
+    assert Settings(api_cors_origins=f" {ORIGIN}/ , http://localhost:3000").cors_origins() == [
+        ORIGIN,
+        "http://localhost:3000",
+    ]
+    assert Settings().cors_origins() == []
+    with pytest.raises(ConfigurationError):
+        Settings(api_cors_origins="app.example.com").cors_origins()
+
+
+def test_cors_preflight_and_refusals_carry_the_allowed_origin() -> None:
+    client = TestClient(create_app(Settings(api_cors_origins=ORIGIN)))
+    preflight = client.options(
+        "/graphql",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, consistent-with",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == ORIGIN
+    assert "consistent-with" in preflight.headers["access-control-allow-headers"].lower()
+    # Not started, so no token is valid: the 401 still tells the browser it may read it.
+    refused = client.post("/graphql", json={"query": "{ __typename }"}, headers={"Origin": ORIGIN})
+    assert refused.status_code == 401
+    assert refused.headers["access-control-allow-origin"] == ORIGIN
+    other = client.options(
+        "/graphql",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_no_cors_headers_without_configured_origins() -> None:
+    client = TestClient(create_app(Settings()))
+    response = client.post("/graphql", json={"query": "{ __typename }"}, headers={"Origin": ORIGIN})
+    assert "access-control-allow-origin" not in response.headers
+
+
+def websocket_client(settings: Settings) -> TestClient:
+    services = Services(
+        settings=settings,
+        engine=cast(Any, None),
+        temporal=cast(Any, None),
+        tokens=TokenCheck(parse_tokens("t:client")),
+        feed=cast(Any, None),
+    )
+    view = SagalineGraphQL({"services": services}, settings)
+    return TestClient(view)
+
+
+def test_websockets_from_a_listed_origin_are_accepted_and_others_refused() -> None:
+    client = websocket_client(Settings(api_cors_origins=ORIGIN))
+    with client.websocket_connect(
+        "/", subprotocols=["graphql-transport-ws"], headers={"Origin": ORIGIN}
+    ) as socket:
+        socket.send_json({"type": "connection_init", "payload": {"Authorization": "Bearer t"}})
+        assert socket.receive_json()["type"] == "connection_ack"
+    with (
+        pytest.raises(WebSocketDisconnect),
+        client.websocket_connect(
+            "/", subprotocols=["graphql-transport-ws"], headers={"Origin": "https://evil.example"}
+        ),
+    ):
+        pass
+
+
+def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
+    template = get_graphql_ide_html("graphiql")
+    assets = page_assets(template)
+    assert {"react", "react-dom", "graphiql"} <= {asset.package for asset in assets}
+    page = GraphiQLPage(tmp_path)
+    assert "https://" not in page.html
+    for asset in assets:
+        assert f'"/graphiql/{asset.path}"' in page.html
+    assert page.missing() == npm_specs(assets)
+    assert page.render().status_code == 503
