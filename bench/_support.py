@@ -78,6 +78,13 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
 
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of a non-empty sample."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
 def rounded(value: float) -> float:
     """One decimal for large figures, three for ratios and small ones."""
     return round(value, 1) if abs(value) >= 100 else round(value, 3)

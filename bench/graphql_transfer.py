@@ -1,6 +1,6 @@
 """transferMoney latency through the GraphQL API, against the bare TransferSaga run directly.
 
-One stack, started as `python -m runtime.cli up` starts it (see `graphql_query.running_stack`:
+One stack, started as `python -m runtime.cli up` starts it (see `_stack.running_stack`:
 embedded Postgres, Temporal, Kafka broker, worker and API on free ports, data under /tmp).
 ACCOUNTS accounts are opened and funded through GraphQL, with ample balance and daily limit.
 
@@ -38,23 +38,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _support import emit, median, progress, rounded
-from graphql_query import (
-    CLIENT_TOKEN,
-    Stack,
-    expect,
-    graphql_data,
-    open_account,
-    percentile,
-    register_user,
-    running_stack,
-)
+from _stack import CLIENT_TOKEN, expect, graphql_data, open_account, register_user, running_stack
+from _support import emit, median, percentile, progress, rounded
 from temporalio.client import Client
 
 from adapters.database import create_engine
 from adapters.temporal import connect
 from domain.transfers import TransferMoney
 from projections.consistency import caught_up
+from runtime.launcher import UpProcess
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 CONCURRENT = 8
@@ -84,7 +76,7 @@ Transfer = Callable[[str, str], Awaitable[int]]
 class Sides:
     """One transfer through the API, or one TransferSaga run directly."""
 
-    def __init__(self, stack: Stack, http: httpx.AsyncClient, temporal: Client) -> None:
+    def __init__(self, stack: UpProcess, http: httpx.AsyncClient, temporal: Client) -> None:
         self.url = stack.graphql_url
         self.http = http
         self.temporal = temporal
@@ -133,7 +125,7 @@ async def main() -> None:
         await measure(stack)
 
 
-async def measure(stack: Stack) -> None:
+async def measure(stack: UpProcess) -> None:
     async with httpx.AsyncClient(timeout=60.0) as http:
         owner = await register_user(http, stack.graphql_url)
         accounts = list(

@@ -22,22 +22,17 @@ transfer completes; the script checks that, and that the balances still add up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
 import shutil
 import sys
 import tempfile
-import time
 import uuid
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 from temporalio import activity, workflow
 
@@ -48,11 +43,10 @@ with workflow.unsafe.imports_passed_through():
     _BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
     if _BENCH_DIR not in sys.path:
         sys.path.insert(0, _BENCH_DIR)
-    import psutil  # type: ignore[import-untyped]
-    from _support import bench_database, emit, median, progress, rounded, server_facts
-    from sqlalchemy import event
-    from sqlalchemy.ext.asyncio import AsyncEngine
-    from temporalio import client as temporal_client
+    from _activity_times import ActivityTimes, activity_summary, per_workflow_ms
+    from _database_counts import DatabaseCounts, count_database, database_summary
+    from _rounds import Round, Sampler, Starter, run_round, side_figures
+    from _support import bench_database, emit, median, percentile, progress, rounded, server_facts
     from temporalio import worker as temporal_worker
     from temporalio.client import Client
     from temporalio.runtime import (
@@ -90,7 +84,6 @@ DAILY_LIMIT = Decimal("1000000.00")
 AMOUNT = Decimal("1.00")
 DAY = "2026-11-28"
 GOAL_RATIO = 0.7
-SAMPLE_SECONDS = 0.02
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,155 +113,7 @@ class BareSaga:
 
 
 # ---------------------------------------------------------------------------------------
-# Instruments: activity times (worker interceptor), database statements (engine events),
-# process RSS, CPU and event-loop lag (a sampler task).
-
-
-@dataclass(frozen=True)
-class ActivityRecord:
-    task_queue: str
-    activity_type: str
-    attempt: int
-    queued: float
-    """From the attempt's scheduled time (server clock) to the start in the worker, s."""
-    executed: float
-    """The activity function's own time, s."""
-
-
-class ActivityTimes(temporal_client.Interceptor, temporal_worker.Interceptor):
-    """Records every activity execution of the workers built on the client carrying it."""
-
-    def __init__(self) -> None:
-        self.records: list[ActivityRecord] = []
-
-    def intercept_activity(
-        self, next: temporal_worker.ActivityInboundInterceptor
-    ) -> temporal_worker.ActivityInboundInterceptor:
-        return _TimedActivity(next, self.records)
-
-
-class _TimedActivity(temporal_worker.ActivityInboundInterceptor):
-    def __init__(
-        self, next: temporal_worker.ActivityInboundInterceptor, records: list[ActivityRecord]
-    ) -> None:
-        super().__init__(next)
-        self._records = records
-
-    async def execute_activity(self, input: temporal_worker.ExecuteActivityInput) -> Any:
-        info = activity.info()
-        queued = (datetime.now(UTC) - info.current_attempt_scheduled_time).total_seconds()
-        started = time.perf_counter()
-        try:
-            return await self.next.execute_activity(input)
-        finally:
-            self._records.append(
-                ActivityRecord(
-                    info.task_queue,
-                    info.activity_type,
-                    info.attempt,
-                    queued,
-                    time.perf_counter() - started,
-                )
-            )
-
-
-@dataclass
-class DatabaseCounts:
-    """What the worker's engine did: statements, their wall time, transactions, errors."""
-
-    statements: int = 0
-    statement_seconds: float = 0.0
-    checkouts: int = 0
-    commits: int = 0
-    rollbacks: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    kinds: Counter[str] = field(default_factory=Counter)
-
-
-def count_database(engine: AsyncEngine, counts: DatabaseCounts) -> None:
-    """Attach listeners to the engine; each statement's wall time includes event-loop waits."""
-    sync_engine = engine.sync_engine
-
-    @event.listens_for(sync_engine, "before_cursor_execute")
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        conn.info["bench_started"] = time.perf_counter()
-
-    @event.listens_for(sync_engine, "after_cursor_execute")
-    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        counts.statements += 1
-        counts.statement_seconds += time.perf_counter() - conn.info.pop("bench_started")
-        counts.kinds[statement_kind(statement)] += 1
-
-    @event.listens_for(sync_engine, "handle_error")
-    def failed(context: Any) -> None:
-        conn = context.connection
-        if conn is not None:
-            conn.info.pop("bench_started", None)
-        sqlstate = getattr(context.original_exception, "sqlstate", None)
-        counts.errors[str(sqlstate or type(context.original_exception).__name__)] += 1
-
-    @event.listens_for(sync_engine, "commit")
-    def committed(conn: Any) -> None:
-        counts.commits += 1
-
-    @event.listens_for(sync_engine, "rollback")
-    def rolled_back(conn: Any) -> None:
-        counts.rollbacks += 1
-
-    @event.listens_for(sync_engine.pool, "checkout")
-    def checked_out(*args: Any) -> None:
-        counts.checkouts += 1
-
-
-def statement_kind(statement: str) -> str:
-    """A short label: the append function, or the table a SELECT reads."""
-    flat = " ".join(statement.split())
-    if "sagaline_append" in flat:
-        return "append"
-    if flat.startswith("SELECT") and " FROM " in flat:
-        return "select " + flat.split(" FROM ", 1)[1].split(" ", 1)[0]
-    return flat.split(" ", 1)[0].lower()
-
-
-class Sampler:
-    """Samples this process's RSS, the Temporal server's RSS and the event loop's lag."""
-
-    def __init__(self, server_pid: int) -> None:
-        self.process = psutil.Process()
-        self.server = psutil.Process(server_pid)
-        self.peak_rss = 0
-        self.peak_server_rss = 0
-        self.lags: list[float] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def rss(self) -> int:
-        return int(self.process.memory_info().rss)
-
-    def start(self) -> None:
-        self.peak_rss = self.rss()
-        self.peak_server_rss = int(self.server.memory_info().rss)
-        self.lags = []
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            expected = loop.time() + SAMPLE_SECONDS
-            await asyncio.sleep(SAMPLE_SECONDS)
-            self.lags.append(max(0.0, loop.time() - expected))
-            self.peak_rss = max(self.peak_rss, self.rss())
-            self.peak_server_rss = max(self.peak_server_rss, int(self.server.memory_info().rss))
-
-
-# ---------------------------------------------------------------------------------------
-# Fixture and rounds.
+# Fixture and the two sides.
 
 
 async def open_accounts(repository: Repository, count: int) -> list[str]:
@@ -286,75 +131,6 @@ async def open_accounts(repository: Repository, count: int) -> list[str]:
         await repository.save(account, lambda _: uuid.uuid4(), {})
         accounts.append(account.id)
     return accounts
-
-
-@dataclass
-class Round:
-    side: str
-    workflows: int
-    seconds: float
-    latencies: list[float]
-    peak_rss: int
-    rss_at_start: int
-    peak_server_rss: int
-    cpu_seconds: float
-    server_cpu_seconds: float
-    lag_max: float
-    lag_mean: float
-    statuses: Counter[str]
-
-    @property
-    def rate(self) -> float:
-        return self.workflows / self.seconds
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile."""
-    ordered = sorted(values)
-    index = max(0, min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1))
-    return ordered[index]
-
-
-Starter = Callable[[], Awaitable[str]]
-
-
-async def run_round(side: str, starters: list[Starter], sampler: Sampler) -> Round:
-    """Start every workflow at once and wait for all; latency is start call to result."""
-    loop = asyncio.get_running_loop()
-    cpu = sampler.process.cpu_times()
-    server_cpu = sampler.server.cpu_times()
-    rss_at_start = sampler.rss()
-    sampler.start()
-
-    async def one(start: Starter) -> tuple[float, str]:
-        began = loop.time()
-        status = await start()
-        return loop.time() - began, status
-
-    began = loop.time()
-    try:
-        results = await asyncio.gather(*(one(s) for s in starters))
-    finally:
-        await sampler.stop()
-    seconds = loop.time() - began
-    cpu_after = sampler.process.cpu_times()
-    server_after = sampler.server.cpu_times()
-    lags = sampler.lags or [0.0]
-    return Round(
-        side=side,
-        workflows=len(starters),
-        seconds=seconds,
-        latencies=[latency for latency, _ in results],
-        peak_rss=sampler.peak_rss,
-        rss_at_start=rss_at_start,
-        peak_server_rss=sampler.peak_server_rss,
-        cpu_seconds=(cpu_after.user + cpu_after.system) - (cpu.user + cpu.system),
-        server_cpu_seconds=(server_after.user + server_after.system)
-        - (server_cpu.user + server_cpu.system),
-        lag_max=max(lags),
-        lag_mean=sum(lags) / len(lags),
-        statuses=Counter(status for _, status in results),
-    )
 
 
 class Sides:
@@ -410,73 +186,6 @@ class Sides:
     def starters(self, side: str, count: int) -> list[Starter]:
         make = self.transfer if side == "project" else self.bare
         return [make() for _ in range(count)]
-
-
-# ---------------------------------------------------------------------------------------
-# Summaries.
-
-
-def activity_summary(
-    records: list[ActivityRecord], queue: str, workflows: int
-) -> dict[str, dict[str, float]]:
-    """Per activity type: mean execution and queue time (ms), and attempts beyond the first."""
-    by_type: dict[str, list[ActivityRecord]] = defaultdict(list)
-    for record in records:
-        if record.task_queue == queue:
-            by_type[record.activity_type].append(record)
-    summary: dict[str, dict[str, float]] = {}
-    for name, rows in by_type.items():
-        summary[name] = {
-            "mean_exec_ms": round(1000 * sum(r.executed for r in rows) / len(rows), 2),
-            "p50_exec_ms": round(1000 * median([r.executed for r in rows]), 2),
-            "mean_queue_ms": round(1000 * sum(r.queued for r in rows) / len(rows), 2),
-            "retries": sum(1 for r in rows if r.attempt > 1),
-            "per_workflow": round(len(rows) / workflows, 2),
-        }
-    return summary
-
-
-def per_workflow_ms(records: list[ActivityRecord], queue: str, workflows: int) -> dict[str, float]:
-    """Summed activity execution and queue time per workflow, ms."""
-    rows = [r for r in records if r.task_queue == queue]
-    return {
-        "activity_exec_ms": round(1000 * sum(r.executed for r in rows) / workflows, 2),
-        "activity_queue_ms": round(1000 * sum(r.queued for r in rows) / workflows, 2),
-    }
-
-
-def side_figures(rounds: list[Round]) -> dict[str, Any]:
-    """Medians over a side's rounds."""
-    mib = 1024 * 1024
-    return {
-        "rate": median([r.rate for r in rounds]),
-        "p50_ms": median([1000 * percentile(r.latencies, 0.5) for r in rounds]),
-        "p99_ms": median([1000 * percentile(r.latencies, 0.99) for r in rounds]),
-        "peak_rss_mib": max(r.peak_rss for r in rounds) / mib,
-        "rss_delta_in_flight_mib": median([(r.peak_rss - r.rss_at_start) / mib for r in rounds]),
-        "temporal_server_peak_rss_mib": max(r.peak_server_rss for r in rounds) / mib,
-        "cpu_ms_per_workflow": median([1000 * r.cpu_seconds / r.workflows for r in rounds]),
-        "temporal_server_cpu_ms_per_workflow": median(
-            [1000 * r.server_cpu_seconds / r.workflows for r in rounds]
-        ),
-        "loop_lag_max_ms": median([1000 * r.lag_max for r in rounds]),
-        "loop_lag_mean_ms": median([1000 * r.lag_mean for r in rounds]),
-        "samples": [round(r.rate, 1) for r in rounds],
-    }
-
-
-def database_summary(counts: DatabaseCounts, transfers: int) -> dict[str, Any]:
-    return {
-        "statements_per_transfer": round(counts.statements / transfers, 2),
-        "statement_wall_ms_per_transfer": round(1000 * counts.statement_seconds / transfers, 2),
-        "checkouts_per_transfer": round(counts.checkouts / transfers, 2),
-        "commits_per_transfer": round(counts.commits / transfers, 2),
-        "rollbacks_per_transfer": round(counts.rollbacks / transfers, 2),
-        "statement_kinds_per_transfer": {
-            kind: round(n / transfers, 2) for kind, n in counts.kinds.most_common()
-        },
-        "errors": dict(counts.errors),
-    }
 
 
 async def check_balances(repository: Repository, accounts: list[str]) -> Decimal:

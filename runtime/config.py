@@ -7,6 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Generous: on a loaded 2-core machine the embedded components and the Python processes
+# take far longer to start than on an idle one.
+STARTUP_TIMEOUT_SECONDS = 240.0
+
 
 class Settings(BaseSettings):
     """Runtime settings; an unset external address means "start the embedded component"."""
@@ -60,6 +64,9 @@ class Settings(BaseSettings):
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)
     compensation_attempts: int = Field(default=8, ge=1)
     """How often a transfer saga tries a failing compensation before it parks for an operator."""
+
+    startup_timeout_seconds: float = Field(default=STARTUP_TIMEOUT_SECONDS, gt=0)
+    """How long `up` waits for the whole stack before it names the part that is late."""
 
     log_level: str = "INFO"
 

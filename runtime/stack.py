@@ -10,19 +10,28 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runtime.config import Settings
-from runtime.embedded.process import ChildProcess, ComponentStartError, describe_exit, log_tail
+from runtime.embedded.process import (
+    ChildProcess,
+    ComponentStartError,
+    describe_exit,
+    http_answers,
+    log_tail,
+)
+from runtime.launcher import READY_POLL_SECONDS, Deadline, start_together
 from runtime.ports import ensure_port_free
+
+if TYPE_CHECKING:
+    from runtime.embedded.postgres import EmbeddedPostgres
 
 logger = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
-API_READY_TIMEOUT = 90.0
 WATCH_INTERVAL = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -104,11 +113,18 @@ async def _run(settings: Settings) -> int:
 
 
 async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endpoints:
-    """Start every part in dependency order; `running` stops them in reverse."""
+    """Start every part within one bound; `running` stops them in reverse.
+
+    Postgres (then the migrations), Temporal and the broker need nothing from each other, so
+    they start together; the worker and the API need all three.
+    """
+    deadline = Deadline(settings.startup_timeout_seconds)
     data_dir = settings.data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
     endpoints = Endpoints(data_dir=data_dir)
+    starts: dict[str, Coroutine[Any, Any, None]] = {}
 
+    postgres = None
     if settings.database_url:
         endpoints.database_url = settings.database_url
     else:
@@ -117,14 +133,9 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         postgres = EmbeddedPostgres(data_dir, settings.postgres_port)
         _say(f"starting PostgreSQL on port {postgres.port}")
         running.push_async_callback(_stopping, "PostgreSQL", postgres.stop)
-        await postgres.start()
         endpoints.database_url = postgres.url
         endpoints.watched["PostgreSQL"] = postgres
-
-    from runtime.migrate import migrate
-
-    _say("applying migrations")
-    await asyncio.to_thread(migrate, endpoints.database_url)
+    starts["PostgreSQL"] = _database(endpoints.database_url, postgres, deadline)
 
     if settings.temporal_address:
         endpoints.temporal_address = settings.temporal_address
@@ -140,10 +151,10 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         )
         _say(f"starting Temporal on port {temporal.port}")
         running.push_async_callback(_stopping, "Temporal", temporal.stop)
-        await temporal.start()
         endpoints.temporal_address = temporal.address
         endpoints.temporal_ui_url = temporal.ui_url or ""
         endpoints.watched["Temporal"] = temporal
+        starts["Temporal"] = _ready("Temporal", temporal.start(deadline.remaining()), deadline)
 
     if settings.kafka_bootstrap:
         endpoints.kafka_bootstrap = settings.kafka_bootstrap
@@ -153,9 +164,13 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         broker = EmbeddedBroker(data_dir, settings.kafka_port)
         _say(f"starting the Kafka broker on port {broker.port}")
         running.push_async_callback(_stopping, "Kafka broker", broker.stop)
-        await broker.start()
         endpoints.kafka_bootstrap = broker.bootstrap
         endpoints.watched["Kafka broker"] = broker
+        starts["Kafka broker"] = _ready(
+            "Kafka broker", broker.start(deadline.remaining()), deadline
+        )
+
+    await start_together(starts)
 
     if settings.api_tokens:
         endpoints.api_tokens = settings.api_tokens
@@ -186,8 +201,24 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         _raise_if_any_died(endpoints)
         return await http_answers(api_host, settings.api_port, "/graphql")
 
-    await api.wait_ready(api_answers, within=API_READY_TIMEOUT, interval=0.3)
+    await api.wait_ready(api_answers, within=deadline.remaining(), interval=READY_POLL_SECONDS)
+    _say(f"the api answers after {deadline.elapsed():.1f}s")
     return endpoints
+
+
+async def _database(url: str, postgres: EmbeddedPostgres | None, deadline: Deadline) -> None:
+    """Start the embedded Postgres, if any, then apply the migrations."""
+    from runtime.migrate import migrate
+
+    if postgres is not None:
+        await _ready("PostgreSQL", postgres.start(deadline.remaining()), deadline)
+    _say("applying migrations")
+    await asyncio.to_thread(migrate, url)
+
+
+async def _ready(name: str, start: Awaitable[None], deadline: Deadline) -> None:
+    await start
+    _say(f"{name} ready after {deadline.elapsed():.1f}s")
 
 
 async def _watch(endpoints: Endpoints) -> int:
@@ -210,30 +241,6 @@ def _raise_if_any_died(endpoints: Endpoints) -> None:
                 f"{name} {describe_exit(part.returncode)} while the stack was starting; "
                 f"log {part.log_path}:\n{log_tail(part.log_path)}"
             )
-
-
-async def http_answers(host: str, port: int, path: str) -> bool:
-    """Whether an HTTP server on host:port answers a GET of `path` with any status."""
-    timeout = 5.0
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    except (OSError, TimeoutError):
-        return False
-    try:
-        request = (
-            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/html\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        writer.write(request.encode("ascii"))
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), timeout)
-    except (OSError, TimeoutError):
-        return False
-    finally:
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-    return status_line.startswith(b"HTTP/")
 
 
 def _child_env(settings: Settings, endpoints: Endpoints) -> dict[str, str]:

@@ -39,6 +39,7 @@ class ChildProcess:
         group: int | None = None,
         cwd: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
+        tail_lines: int = LOG_TAIL_LINES,
     ) -> None:
         self.name = name
         self.args = list(args)
@@ -48,6 +49,7 @@ class ChildProcess:
         self._group = group
         self._cwd = cwd
         self._stop_signal = stop_signal
+        self._tail_lines = tail_lines
         self._popen: subprocess.Popen[bytes] | None = None
 
     @property
@@ -59,6 +61,11 @@ class ChildProcess:
     def returncode(self) -> int | None:
         """Exit status once the child has exited, else None."""
         return None if self._popen is None else self._popen.poll()
+
+    @property
+    def running(self) -> bool:
+        """Whether the child was started and has not exited."""
+        return self._popen is not None and self._popen.poll() is None
 
     def start(self) -> None:
         """Spawn the child, appending its output to the log file."""
@@ -125,9 +132,9 @@ class ChildProcess:
             await self._wait_exit(5.0)
         logger.debug("%s stopped with status %s", self.name, popen.returncode)
 
-    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+    def log_tail(self) -> str:
         """The last lines of the child's log file."""
-        return log_tail(self.log_path, lines)
+        return log_tail(self.log_path, self._tail_lines)
 
     async def _wait_exit(self, within: float) -> bool:
         popen = self._running()
@@ -173,3 +180,27 @@ async def port_accepts(host: str, port: int) -> bool:
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True
+
+
+async def http_answers(host: str, port: int, path: str) -> bool:
+    """Whether an HTTP server on host:port answers a GET of `path` with any status."""
+    timeout = 5.0
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    try:
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/html\r\n"
+            "Connection: close\r\n\r\n"
+        )
+        writer.write(request.encode("ascii"))
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout)
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return status_line.startswith(b"HTTP/")

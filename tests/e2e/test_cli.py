@@ -1,15 +1,13 @@
 from __future__ import annotations
 
-import os
+import re
+import shutil
 import socket
-import subprocess
-import sys
-import time
+import tempfile
 from pathlib import Path
 
-from runtime.ports import free_port
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from runtime.launcher import StackPorts, UpProcess
+from tests.e2e.conftest import run_up
 
 
 def test_up_with_the_api_port_taken_exits_with_status_2_and_one_line_naming_the_variable(
@@ -19,27 +17,10 @@ def test_up_with_the_api_port_taken_exits_with_status_2_and_one_line_naming_the_
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         api_port = listener.getsockname()[1]
-        env = {
-            **os.environ,
-            "SAGALINE_DATA_DIR": str(tmp_path),
-            "SAGALINE_API_HOST": "127.0.0.1",
-            "SAGALINE_API_PORT": str(api_port),
-            # Every other port is free, so the API port is the one reported.
-            "SAGALINE_POSTGRES_PORT": str(free_port()),
-            "SAGALINE_TEMPORAL_PORT": str(free_port()),
-            "SAGALINE_TEMPORAL_UI_PORT": str(free_port()),
-            "SAGALINE_KAFKA_PORT": str(free_port()),
-        }
-        started = time.monotonic()
-        result = subprocess.run(
-            [sys.executable, "-m", "runtime.cli", "up"],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        elapsed = time.monotonic() - started
+        # Every other port is free, so the API port is the one reported.
+        free = StackPorts.free()
+        ports = StackPorts(api_port, free.postgres, free.temporal, free.temporal_ui, free.kafka)
+        result, elapsed = run_up(UpProcess(tmp_path, ports))
 
     assert result.returncode == 2, result.stderr
     assert result.stderr == (
@@ -48,3 +29,26 @@ def test_up_with_the_api_port_taken_exits_with_status_2_and_one_line_naming_the_
     )
     assert "Traceback" not in result.stdout
     assert elapsed < 15
+
+
+def test_up_past_its_startup_bound_exits_with_status_1_naming_the_late_part_and_its_log() -> None:
+    # Under /tmp: embedded Postgres runs as an unprivileged account that must reach its data.
+    data_dir = Path(tempfile.mkdtemp(prefix="sagaline-e2e-late-"))
+    try:
+        result, elapsed = run_up(UpProcess(data_dir, StackPorts.free(), startup_within=0.5))
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    [reported] = [line for line in result.stderr.splitlines() if line.startswith("sagaline: ")]
+    match = re.fullmatch(
+        r"sagaline: (postgres|temporal|tansu|api) was not ready after \d+s; log (\S+):", reported
+    )
+    assert match is not None, result.stderr
+    part, log = match.groups()
+    assert Path(log).name == f"{part}.log"
+    # The log's last lines follow; `up` stopped what it had started rather than hang on.
+    assert "--- " in result.stderr
+    assert result.stdout.splitlines()[-1] == "stopped"
+    assert elapsed < 120

@@ -4,24 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import re
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from tests.e2e.conftest import CLIENT_TOKEN
+from tests.e2e.conftest import CLIENT_TOKEN, run_up
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TOPIC = "sagaline.events"
 PASSWORD = "correct horse battery"
@@ -304,16 +300,7 @@ def test_user_consistent_with_an_unreached_position_answers_an_error_after_the_b
 def test_second_up_with_the_same_ports_exits_with_status_2_naming_a_port_variable(
     stack: Stack,
 ) -> None:
-    started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "up"],
-        cwd=REPO_ROOT,
-        env=stack.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    elapsed = time.monotonic() - started
+    result, elapsed = run_up(stack)
 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
@@ -327,18 +314,18 @@ def test_second_up_with_the_same_ports_exits_with_status_2_naming_a_port_variabl
     assert stack.env()[variable] == port
     assert elapsed < 15
     # The running stack is untouched.
-    assert stack.process is not None and stack.process.poll() is None
+    assert stack.running
     assert stack.data("{ __typename }") == {"__typename": "Query"}
 
 
-def test_restarted_stack_still_returns_a_user_registered_before_the_restart(
+async def test_restarted_stack_still_returns_a_user_registered_before_the_restart(
     stack: Stack,
 ) -> None:
-    """Last in the module: it restarts the module's stack (which stays usable afterwards)."""
+    """It restarts the session's stack, which stays usable afterwards on the same ports."""
     payload = registered(stack, registration())
     user = payload["user"]
 
-    assert stack.stop() == 0, stack.log_tail()
-    stack.start()
+    assert await stack.stop() == 0, stack.log_tail()
+    await stack.start()
 
     assert stack.data(USER, {"id": user["id"]})["user"] == user
