@@ -21,6 +21,7 @@ from api.commands import send
 from domain.accounts import Account
 from domain.transfers import Transfer, TransferMoney, TransferStatus
 from runtime.config import Settings
+from tests.waiting import eventually
 from tests.workflows.bank import TODAY, Bank, RefundBlocked, StepsHeld, cancellation_seen
 from workflows.saga import SagaState, SagaStatus
 from workflows.search_attributes import AGGREGATE_IDS, COMMAND_ID, SAGA_STATUS, SAGA_TYPE
@@ -283,9 +284,9 @@ async def test_a_transfer_started_as_the_api_starts_it_shows_running_while_it_ru
 async def wait_for_status(
     handle: WorkflowHandle[TransferSaga, TransferOutcome], status: SagaStatus, retries: int = 0
 ) -> SagaState:
-    for _ in range(200):
+    async def reached() -> bool:
         state = await handle.query(TransferSaga.state)
-        if state.status is status and state.operator_retries == retries:
-            return state
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"saga never reached {status} after {retries} retries")
+        return state.status is status and state.operator_retries == retries
+
+    await eventually(reached, 60, f"saga reached {status} after {retries} retries")
+    return await handle.query(TransferSaga.state)
