@@ -3,10 +3,10 @@
 The histories in tests/workflows/histories/ were recorded from real runs. A change to workflow
 code that would break running workflows fails here; such changes go through
 `workflow.patched`. To record new histories (after adding a workflow type or a patched
-branch), run: SAGALINE_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py
-The recorder never overwrites a history already recorded: a history of older code is what
-proves today's code still replays it. Give the new one a new name, or delete the old file on
-purpose.
+branch), record them into an empty directory:
+SAGALINE_RECORD_HISTORIES=/tmp/new-histories pytest tests/workflows/test_replay.py
+and copy the ones you need into histories/ under new names. The recorder never overwrites a
+history already recorded: a history of older code is what proves today's code replays it.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from workflows.users import (
 )
 
 HISTORIES = Path(__file__).parent / "histories"
-RECORD = os.environ.get("SAGALINE_RECORD_HISTORIES") == "1"
+RECORD_INTO = os.environ.get("SAGALINE_RECORD_HISTORIES")
 
 
 async def test_recorded_histories_of_every_workflow_type_replay() -> None:
@@ -79,7 +79,9 @@ async def test_recorded_histories_of_every_workflow_type_replay() -> None:
     assert recorded_types == {w.__name__ for w in WORKFLOWS}
 
 
-@pytest.mark.skipif(not RECORD, reason="set SAGALINE_RECORD_HISTORIES=1 to record histories")
+@pytest.mark.skipif(
+    not RECORD_INTO, reason="set SAGALINE_RECORD_HISTORIES to a directory to record histories"
+)
 @pytest.mark.usefixtures("worker")
 async def test_record_histories(
     store: PostgresEventStore,
@@ -212,12 +214,12 @@ async def save(handle: WorkflowHandle[object, object], name: str) -> None:
         "workflow_type": description.workflow_type,
         "history": json.loads(history.to_json()),
     }
-    write_history(document, name, HISTORIES)
+    write_history(document, name, Path(RECORD_INTO or HISTORIES))
 
 
 def write_history(document: dict[str, object], name: str, directory: Path) -> None:
     """Write a recorded history as `<name>.json`, refusing to replace one that exists."""
-    directory.mkdir(exist_ok=True)
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{name}.json"
     try:
         with path.open("x") as file:
