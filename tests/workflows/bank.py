@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import ClassVar
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 
 from activities.transfers import TransferActivities
 from adapters.event_store import PostgresEventStore
+from adapters.schema import events
 from domain.accounts import Account
 from domain.repository import Repository
 from domain.transfers import TransferMoney
 from domain.users import User, email_key
+from tests.waiting import eventually
 from workflows import search_attributes
 from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
 
@@ -137,3 +144,57 @@ class StepsHeld(TransferActivities):
     async def deposit(self, command: TransferMoney) -> int:  # type: ignore[override]
         await StepsHeld.pass_gate("deposit")
         return await super().deposit(command)
+
+
+async def cancellation_seen(
+    handle: WorkflowHandle[TransferSaga, TransferOutcome], within: float = 30.0
+) -> None:
+    """Wait until the workflow has run a workflow task after its cancellation was requested."""
+    requested = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED
+
+    async def seen() -> bool:
+        kinds = [event.event_type async for event in handle.fetch_history_events()]
+        return requested in kinds and (
+            EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED in kinds[kinds.index(requested) :]
+        )
+
+    await eventually(seen, within, f"{handle.id} reacted to its cancellation")
+
+
+MOVEMENTS = ("MoneyWithdrawn", "MoneyDeposited", "TransferRefunded")
+
+
+async def movements(engine: AsyncEngine, transfer_ids: Sequence[str]) -> Counter[tuple[str, str]]:
+    """How many of each money movement the store holds per transfer: (type, transfer id)."""
+    query = select(events.c.type, events.c.data["transfer_id"].astext).where(
+        events.c.type.in_(MOVEMENTS), events.c.data["transfer_id"].astext.in_(transfer_ids)
+    )
+    async with engine.connect() as conn:
+        return Counter((kind, transfer) for kind, transfer in (await conn.execute(query)).all())
+
+
+def assert_money_moved_as_told(
+    outcomes: Sequence[TransferOutcome], moved: Counter[tuple[str, str]]
+) -> None:
+    """A completed transfer withdrew and deposited once; any other withdrawal was refunded."""
+    for outcome in outcomes:
+        counts = {kind: moved[(kind, outcome.transfer_id)] for kind in MOVEMENTS}
+        if outcome.status == "COMPLETED":
+            assert counts == dict.fromkeys(MOVEMENTS, 1) | {"TransferRefunded": 0}, outcome
+        else:
+            assert counts["MoneyDeposited"] == 0, outcome
+            assert counts["MoneyWithdrawn"] == counts["TransferRefunded"] <= 1, outcome
+
+
+def expected_balances(
+    before: dict[str, Decimal],
+    plans: Sequence[tuple[str, str, str]],
+    outcomes: Sequence[TransferOutcome],
+) -> dict[str, Decimal]:
+    """The balances `before` moved by exactly the transfers that completed."""
+    expected = dict(before)
+    for (source, destination, amount), outcome in zip(plans, outcomes, strict=True):
+        if outcome.status == "COMPLETED":
+            expected[source] -= Decimal(amount)
+            expected[destination] += Decimal(amount)
+    return expected

@@ -3,19 +3,23 @@
 The histories in tests/workflows/histories/ were recorded from real runs. A change to workflow
 code that would break running workflows fails here; such changes go through
 `workflow.patched`. To record new histories (after adding a workflow type or a patched
-branch), run: SAGALINE_RECORD_HISTORIES=1 pytest tests/workflows/test_replay.py
+branch), record them into an empty directory:
+SAGALINE_RECORD_HISTORIES=/tmp/new-histories pytest tests/workflows/test_replay.py
+and copy the ones you need into histories/ under new names. The recorder never overwrites a
+history already recorded: a history of older code is what proves today's code replays it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import (
     Client,
     WorkflowFailureError,
@@ -38,8 +42,9 @@ from domain.users import (
     UnlockUser,
 )
 from runtime.worker import WORKFLOWS
-from tests.workflows.bank import Bank, RefundBlocked
-from tests.workflows.test_transfer_saga import cancel_during
+from tests.waiting import eventually
+from tests.workflows.bank import Bank, RefundBlocked, cancellation_seen
+from tests.workflows.test_transfer_saga import cancel_during, wait_for_status
 from workflows.accounts import (
     CloseAccountWorkflow,
     DepositMoneyWorkflow,
@@ -59,7 +64,7 @@ from workflows.users import (
 )
 
 HISTORIES = Path(__file__).parent / "histories"
-RECORD = os.environ.get("SAGALINE_RECORD_HISTORIES") == "1"
+RECORD_INTO = os.environ.get("SAGALINE_RECORD_HISTORIES")
 
 
 async def test_recorded_histories_of_every_workflow_type_replay() -> None:
@@ -74,7 +79,9 @@ async def test_recorded_histories_of_every_workflow_type_replay() -> None:
     assert recorded_types == {w.__name__ for w in WORKFLOWS}
 
 
-@pytest.mark.skipif(not RECORD, reason="set SAGALINE_RECORD_HISTORIES=1 to record histories")
+@pytest.mark.skipif(
+    not RECORD_INTO, reason="set SAGALINE_RECORD_HISTORIES to a directory to record histories"
+)
 @pytest.mark.usefixtures("worker")
 async def test_record_histories(
     store: PostgresEventStore,
@@ -145,10 +152,7 @@ async def test_record_histories(
     parked_bank = Bank(store, client, blocked_refunds_queue)
     RefundBlocked.blocked = True
     parked = await parked_bank.start(source, closed, "5.00")
-    for _ in range(200):
-        if (await parked.query(TransferSaga.state)).status is SagaStatus.NEEDS_ATTENTION:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_status(parked, SagaStatus.NEEDS_ATTENTION)
     RefundBlocked.blocked = False
     await parked.execute_update(TransferSaga.retry)
     await parked.result()
@@ -156,13 +160,9 @@ async def test_record_histories(
 
     RefundBlocked.blocked = True
     parked_then_cancelled = await parked_bank.start(source, closed, "5.00")
-    for _ in range(200):
-        state = await parked_then_cancelled.query(TransferSaga.state)
-        if state.status is SagaStatus.NEEDS_ATTENTION:
-            break
-        await asyncio.sleep(0.05)
+    await wait_for_status(parked_then_cancelled, SagaStatus.NEEDS_ATTENTION)
     await parked_then_cancelled.cancel()
-    await asyncio.sleep(1.0)
+    await cancellation_seen(parked_then_cancelled)
     RefundBlocked.blocked = False
     with contextlib.suppress(WorkflowUpdateFailedError, RPCError):
         await parked_then_cancelled.execute_update(TransferSaga.retry)
@@ -194,18 +194,50 @@ async def test_record_histories(
             id=f"history-{name}",
             task_queue=task_queue,
         )
-        await asyncio.sleep(2)
+        started = partial(has_started_an_activity, handle)
+        await eventually(started, 60, f"{name} started its activity")
         await handle.terminate()
         await save(handle, name)
+
+
+async def has_started_an_activity(handle: WorkflowHandle[object, None]) -> bool:
+    started = PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+    pending = (await handle.describe()).raw_description.pending_activities
+    return any(activity.state == started for activity in pending)
 
 
 async def save(handle: WorkflowHandle[object, object], name: str) -> None:
     history = await handle.fetch_history()
     description = await handle.describe()
-    HISTORIES.mkdir(exist_ok=True)
     document = {
         "workflow_id": handle.id,
         "workflow_type": description.workflow_type,
         "history": json.loads(history.to_json()),
     }
-    (HISTORIES / f"{name}.json").write_text(json.dumps(document, indent=1))
+    write_history(document, name, Path(RECORD_INTO or HISTORIES))
+
+
+def write_history(document: dict[str, object], name: str, directory: Path) -> None:
+    """Write a recorded history as `<name>.json`, refusing to replace one that exists."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.json"
+    try:
+        with path.open("x") as file:
+            file.write(json.dumps(document, indent=1))
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path.name} is already recorded; histories of older code are kept, record a new one"
+        ) from None
+
+
+def test_the_recorder_refuses_to_overwrite_a_recorded_history(tmp_path: Path) -> None:
+    existing = tmp_path / "register_user.json"
+    existing.write_text("the history recorded from older code")
+    document: dict[str, object] = {"workflow_type": "RegisterUserWorkflow", "history": {}}
+
+    with pytest.raises(FileExistsError, match=r"register_user\.json is already recorded"):
+        write_history(document, "register_user", tmp_path)
+    write_history(document, "register_user_again", tmp_path)
+
+    assert existing.read_text() == "the history recorded from older code"
+    assert json.loads((tmp_path / "register_user_again.json").read_text()) == document

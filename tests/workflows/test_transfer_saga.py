@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from decimal import Decimal
+from types import SimpleNamespace
 
 import pytest
 from temporalio.client import (
@@ -16,12 +17,16 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from adapters.event_store import PostgresEventStore
+from api.commands import send
 from domain.accounts import Account
-from domain.transfers import Transfer, TransferStatus
-from tests.workflows.bank import TODAY, Bank, RefundBlocked, StepsHeld
+from domain.transfers import Transfer, TransferMoney, TransferStatus
+from runtime.config import Settings
+from tests.waiting import eventually
+from tests.workflows.bank import TODAY, Bank, RefundBlocked, StepsHeld, cancellation_seen
 from workflows.saga import SagaState, SagaStatus
 from workflows.search_attributes import AGGREGATE_IDS, COMMAND_ID, SAGA_STATUS, SAGA_TYPE
-from workflows.transfers import TransferOutcome, TransferSaga
+from workflows.transfers import SAGA_TYPE as SAGA_TYPE_NAME
+from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 pytestmark = pytest.mark.usefixtures("worker")
 
@@ -173,7 +178,7 @@ async def cancel_during(
     handle = await bank.start(source, destination, "25.00")
     await asyncio.wait_for(StepsHeld.started[step].wait(), timeout=30)
     await handle.cancel()
-    await asyncio.sleep(1.0)  # whatever the saga does on cancellation, it does meanwhile
+    await cancellation_seen(handle)  # the saga has reacted to the cancellation, step still held
     StepsHeld.gates[step].set()
     return handle
 
@@ -222,8 +227,9 @@ async def test_a_parked_transfer_cancelled_by_an_operator_still_gives_the_money_
     await wait_for_status(handle, SagaStatus.NEEDS_ATTENTION)
 
     await handle.cancel()
-    await asyncio.sleep(1.0)
+    await cancellation_seen(handle)
     assert (await handle.query(TransferSaga.state)).status is SagaStatus.NEEDS_ATTENTION
+    assert await bank.balance(source) == Decimal("75.00")
     RefundBlocked.blocked = False
     await handle.execute_update(TransferSaga.retry)
     outcome = await handle.result()
@@ -233,28 +239,54 @@ async def test_a_parked_transfer_cancelled_by_an_operator_still_gives_the_money_
 
 
 async def test_a_transfer_started_as_the_api_starts_it_shows_running_while_it_runs(
-    store: PostgresEventStore, client: Client, held_steps_queue: str
+    store: PostgresEventStore, client: Client, held_steps_queue: str, settings: Settings
 ) -> None:
     bank = Bank(store, client, held_steps_queue)
     source, destination = await bank.account(), await bank.account()
+    transfer_id = f"transfer-{uuid.uuid4()}"
+    command = TransferMoney(transfer_id, source, destination, Decimal("1.00"), TODAY)
+    api = SimpleNamespace(
+        services=SimpleNamespace(
+            temporal=client,
+            settings=settings.model_copy(update={"temporal_task_queue": held_steps_queue}),
+        )
+    )
     StepsHeld.hold("withdraw")
-    handle = await bank.start(source, destination, "1.00", with_attributes=True)
+    sending = asyncio.create_task(
+        send(
+            api,  # type: ignore[arg-type]
+            TransferSaga.run,
+            command,
+            workflow_id=transfer_workflow_id(transfer_id),
+            command_id=transfer_id,
+            aggregate_ids=[transfer_id, source, destination],
+            summary="test transfer",
+            result_type=TransferOutcome,
+            saga_type=SAGA_TYPE_NAME,
+        )
+    )
     await asyncio.wait_for(StepsHeld.started["withdraw"].wait(), timeout=30)
+    handle = client.get_workflow_handle_for(TransferSaga.run, transfer_workflow_id(transfer_id))
 
     running = (await handle.describe()).typed_search_attributes
+    state = await handle.query(TransferSaga.state)
     StepsHeld.gates["withdraw"].set()
-    await handle.result()
+    outcome = await asyncio.wait_for(sending, 60)
+    finished = (await handle.describe()).typed_search_attributes
 
-    assert running.get(SAGA_STATUS) == "RUNNING" == SagaStatus.RUNNING.value
+    assert (state.status, state.current_step) == (SagaStatus.RUNNING, "withdraw")
+    assert running.get(SAGA_STATUS) == state.status.value
     assert running.get(SAGA_TYPE) == "TransferSaga"
+    assert outcome is not None and outcome.status == "COMPLETED"
+    assert finished.get(SAGA_STATUS) == SagaStatus.COMPLETED.value
 
 
 async def wait_for_status(
     handle: WorkflowHandle[TransferSaga, TransferOutcome], status: SagaStatus, retries: int = 0
 ) -> SagaState:
-    for _ in range(200):
+    async def reached() -> bool:
         state = await handle.query(TransferSaga.state)
-        if state.status is status and state.operator_retries == retries:
-            return state
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"saga never reached {status} after {retries} retries")
+        return state.status is status and state.operator_retries == retries
+
+    await eventually(reached, 60, f"saga reached {status} after {retries} retries")
+    return await handle.query(TransferSaga.state)
