@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from temporalio.client import Client
 
-from activities.cep import lock_command
+from activities.patterns import lock_command
 from adapters.event_store import PostgresEventStore
 from domain.patterns import SUSPICIOUS_LOGINS, Match, Occurrence
 from domain.users import User, UserStatus
-from runtime.cep import lock_user_starter, lock_user_workflow_id
+from runtime.patterns import lock_user_starter, lock_user_workflow_id
 from tests.workflows.bank import Bank
 
 pytestmark = pytest.mark.usefixtures("worker")

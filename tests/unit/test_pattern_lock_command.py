@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from activities.cep import lock_command
+from activities.patterns import lock_command
 from domain.patterns import SUSPICIOUS_LOGINS, Match, Occurrence, observe
-from runtime.cep import lock_user_workflow_id
+from runtime.patterns import lock_user_workflow_id
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
