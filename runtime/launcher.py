@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import STARTUP_TIMEOUT_SECONDS
-from runtime.embedded.process import ChildProcess, ComponentStartError, http_answers, log_tail
+from runtime.embedded.process import (
+    LOG_TAIL_LINES,
+    ChildProcess,
+    ComponentStartError,
+    http_answers,
+    log_tail,
+)
 from runtime.ports import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -26,6 +32,20 @@ UP_MARGIN_SECONDS = 60.0
 UP_STOP_GRACE = 60.0
 UP_TAIL_LINES = 80
 READY_POLL_SECONDS = 0.2
+
+
+def sagaline_command(*arguments: str) -> list[str]:
+    """The command line of `sagaline <arguments>` run by this interpreter from the project."""
+    return [sys.executable, "-m", "runtime.cli", *arguments]
+
+
+def sagaline_process(
+    role: str, log_path: Path, env: Mapping[str, str], *, tail_lines: int = LOG_TAIL_LINES
+) -> ChildProcess:
+    """`sagaline <role>` (worker, api, up) as a child process logging to `log_path`."""
+    return ChildProcess(
+        role, sagaline_command(role), log_path, env=env, cwd=PROJECT_ROOT, tail_lines=tail_lines
+    )
 
 
 class Deadline:
@@ -110,14 +130,7 @@ class UpProcess:
         self.settings = dict(settings or {})
         self.startup_within = startup_within
         self.log_path = data_dir.with_name(f"{data_dir.name}.log")
-        self._process = ChildProcess(
-            "sagaline up",
-            [sys.executable, "-m", "runtime.cli", "up"],
-            self.log_path,
-            env=self.env(),
-            cwd=PROJECT_ROOT,
-            tail_lines=UP_TAIL_LINES,
-        )
+        self._process = sagaline_process("up", self.log_path, self.env(), tail_lines=UP_TAIL_LINES)
 
     @property
     def graphql_url(self) -> str:

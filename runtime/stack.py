@@ -23,7 +23,7 @@ from runtime.embedded.process import (
     http_answers,
     log_tail,
 )
-from runtime.launcher import READY_POLL_SECONDS, Deadline, start_together
+from runtime.launcher import READY_POLL_SECONDS, Deadline, sagaline_process, start_together
 from runtime.ports import ensure_port_free
 
 if TYPE_CHECKING:
@@ -181,12 +181,7 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         )
     env = _child_env(settings, endpoints)
     for role in ("worker", "api"):
-        child = ChildProcess(
-            role,
-            [sys.executable, "-m", "runtime.cli", role],
-            data_dir / "logs" / f"{role}.log",
-            env=env,
-        )
+        child = sagaline_process(role, data_dir / "logs" / f"{role}.log", env)
         _say(f"starting the {role}")
         running.push_async_callback(_stopping, role, functools.partial(child.stop, 30.0))
         child.start()

@@ -132,6 +132,13 @@ class ChildProcess:
             await self._wait_exit(5.0)
         logger.debug("%s stopped with status %s", self.name, popen.returncode)
 
+    async def kill(self) -> None:
+        """SIGKILL the child's process group, as a crash would, and wait until it is gone."""
+        popen = self._running()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(popen.pid, signal.SIGKILL)
+        await self._wait_exit(30.0)
+
     def log_tail(self) -> str:
         """The last lines of the child's log file."""
         return log_tail(self.log_path, self._tail_lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -17,7 +16,7 @@ import psycopg
 import pytest
 
 from runtime.embedded.process import ComponentStartError
-from runtime.launcher import PROJECT_ROOT, StackPorts, UpProcess
+from runtime.launcher import PROJECT_ROOT, StackPorts, UpProcess, sagaline_command
 
 # Short, so a `consistentWith` that can never be reached fails fast.
 CONSISTENCY_TIMEOUT_SECONDS = 1
@@ -40,7 +39,7 @@ def run_up(stack: UpProcess) -> tuple[subprocess.CompletedProcess[str], float]:
     """`sagaline up` in the stack's environment, run to its exit; the result and seconds."""
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "runtime.cli", "up"],
+        sagaline_command("up"),
         cwd=PROJECT_ROOT,
         env=stack.env(),
         capture_output=True,

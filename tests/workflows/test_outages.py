@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,45 +23,34 @@ from adapters.event_store import PostgresEventStore
 from adapters.schema import events
 from domain.repository import Repository
 from runtime.config import Settings
+from runtime.embedded.process import ChildProcess
+from runtime.launcher import PROJECT_ROOT, sagaline_process
 from tests.proxy import CuttableProxy
 from tests.waiting import eventually
 from tests.workflows.bank import Bank, assert_money_moved_as_told, expected_balances, movements
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def start_worker_process(settings: Settings, task_queue: str, log: Path) -> subprocess.Popen[bytes]:
+def worker_process(settings: Settings, task_queue: str, log: Path) -> ChildProcess:
+    """A `sagaline worker` on its own task queue, against the session's services."""
     environment = {
         **os.environ,
         "SAGALINE_DATABASE_URL": settings.require_database_url(),
         "SAGALINE_TEMPORAL_ADDRESS": settings.require_temporal_address(),
         "SAGALINE_KAFKA_BOOTSTRAP": settings.require_kafka_bootstrap(),
         "SAGALINE_TEMPORAL_TASK_QUEUE": task_queue,
-        "PYTHONPATH": str(REPO),
+        "PYTHONPATH": str(PROJECT_ROOT),
     }
-    with log.open("ab") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "runtime.cli", "worker"],
-            cwd=REPO,
-            env=environment,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+    return sagaline_process("worker", log, environment)
 
 
 @pytest.fixture
-def worker_processes(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
-    processes: list[subprocess.Popen[bytes]] = []
+async def worker_processes() -> AsyncIterator[list[ChildProcess]]:
+    processes: list[ChildProcess] = []
     yield processes
     for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        await process.stop(20.0)
 
 
 async def test_killing_the_worker_mid_transfers_loses_and_duplicates_nothing(
@@ -72,7 +58,7 @@ async def test_killing_the_worker_mid_transfers_loses_and_duplicates_nothing(
     store: PostgresEventStore,
     engine: AsyncEngine,
     client: Client,
-    worker_processes: list[subprocess.Popen[bytes]],
+    worker_processes: list[ChildProcess],
     tmp_path: Path,
 ) -> None:
     task_queue = f"kill-{uuid.uuid4()}"
@@ -80,7 +66,8 @@ async def test_killing_the_worker_mid_transfers_loses_and_duplicates_nothing(
     bank = Bank(store, client, task_queue)
     accounts = [await bank.account("1000.00") for _ in range(10)]
     before = {a: await bank.balance(a) for a in accounts}
-    worker_processes.append(start_worker_process(settings, task_queue, log))
+    worker_processes.append(worker_process(settings, task_queue, log))
+    worker_processes[-1].start()
 
     plans = [(accounts[n % 10], accounts[(n * 3 + 1) % 10], f"{n + 1}.00") for n in range(50)]
     handles = [await bank.start(*plan) for plan in plans]
@@ -91,12 +78,12 @@ async def test_killing_the_worker_mid_transfers_loses_and_duplicates_nothing(
         return any(kind == "MoneyDeposited" for kind, _ in await movements(engine, transfer_ids))
 
     await eventually(money_moved, 120, "a transfer deposited its money")
-    worker_processes[0].kill()
-    worker_processes[0].wait()
+    await worker_processes[0].kill()
     descriptions = await asyncio.gather(*(h.describe() for h in handles))
     running = [d for d in descriptions if d.status == WorkflowExecutionStatus.RUNNING]
     assert running, "every transfer finished before the worker was killed"
-    worker_processes.append(start_worker_process(settings, task_queue, log))
+    worker_processes.append(worker_process(settings, task_queue, log))
+    worker_processes[-1].start()
 
     outcomes = await asyncio.wait_for(asyncio.gather(*(h.result() for h in handles)), 180)
 
