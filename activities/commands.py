@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid5
@@ -11,7 +12,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from domain.aggregate import Aggregate
-from domain.errors import DomainError, InvalidInput
+from domain.errors import DomainError
 from domain.events import JsonDict
 from domain.repository import EventIds, Repository, retry_on_conflict
 
@@ -27,12 +28,19 @@ class CommandResult:
     position: int
 
 
-def rejection(error: DomainError) -> ApplicationError:
-    """A non-retryable failure whose type names the business error."""
-    field = error.field if isinstance(error, InvalidInput) else None
-    return ApplicationError(
-        error.message, {"field": field}, type=error.error_code, non_retryable=True
-    )
+@contextmanager
+def rejections() -> Iterator[None]:
+    """Fail the activity, for good, with any business rejection raised inside.
+
+    The failure's type is the error's code; its message and its one detail are the error's
+    message and details: all that a workflow passes on and a client is answered with.
+    """
+    try:
+        yield
+    except DomainError as error:
+        raise ApplicationError(
+            error.message, error.details, type=error.code, non_retryable=True
+        ) from None
 
 
 def event_ids() -> EventIds:
@@ -92,7 +100,5 @@ async def with_retries(
     """
     ids = event_ids()
     metadata = event_metadata(command_id, actor)
-    try:
+    with rejections():
         return await retry_on_conflict(lambda: attempt(ids, metadata), attempts=20)
-    except DomainError as error:
-        raise rejection(error) from None

@@ -9,9 +9,9 @@ from activities.commands import (
     decide_and_save,
     event_ids,
     event_metadata,
-    rejection,
+    rejections,
 )
-from domain.errors import ConcurrencyConflict, DomainError
+from domain.errors import ConcurrencyConflict
 from domain.event_store import UniqueKeyTaken, WrongExpectedVersion
 from domain.repository import Repository, retry_on_conflict
 from domain.users import (
@@ -37,20 +37,19 @@ class UserActivities:
     async def register_user(self, command: RegisterUser) -> CommandResult:
         """Append UserRegistered, claiming the email address in the same transaction."""
         user = User(command.user_id)
-        try:
-            event = user.register(command.email, command.name, command.password_hash)
-            result = await self._repository.save(
-                user,
-                event_ids(),
-                event_metadata(command.command_id, command.actor),
-                claims=[email_key(event.email)],
-            )
-        except UniqueKeyTaken as taken:
-            raise rejection(EmailAlreadyInUse(taken.key.value)) from None
-        except WrongExpectedVersion:
-            raise rejection(UserAlreadyExists(command.user_id)) from None
-        except DomainError as error:
-            raise rejection(error) from None
+        with rejections():
+            try:
+                event = user.register(command.email, command.name, command.password_hash)
+                result = await self._repository.save(
+                    user,
+                    event_ids(),
+                    event_metadata(command.command_id, command.actor),
+                    claims=[email_key(event.email)],
+                )
+            except UniqueKeyTaken as taken:
+                raise EmailAlreadyInUse(taken.key.value) from None
+            except WrongExpectedVersion:
+                raise UserAlreadyExists(command.user_id) from None
         return CommandResult(user.id, result.versions[user.id], result.position)
 
     @activity.defn
@@ -76,17 +75,17 @@ class UserActivities:
             )
             return CommandResult(user.id, user.version, result.position)
 
-        try:
-            if command.expected_version is not None:
-                return await attempt()
-            return await retry_on_conflict(attempt)
-        except UniqueKeyTaken as taken:
-            raise rejection(EmailAlreadyInUse(taken.key.value)) from None
-        except WrongExpectedVersion as conflict:
-            error = ConcurrencyConflict(command.user_id, conflict.expected, conflict.actual)
-            raise rejection(error) from None
-        except DomainError as error:
-            raise rejection(error) from None
+        with rejections():
+            try:
+                if command.expected_version is not None:
+                    return await attempt()
+                return await retry_on_conflict(attempt)
+            except UniqueKeyTaken as taken:
+                raise EmailAlreadyInUse(taken.key.value) from None
+            except WrongExpectedVersion as conflict:
+                raise ConcurrencyConflict(
+                    command.user_id, conflict.expected, conflict.actual
+                ) from None
 
     @activity.defn
     async def lock_user(self, command: LockUser) -> CommandResult:

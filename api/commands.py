@@ -12,10 +12,13 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from activities.commands import CommandResult
 from api.context import Context
+from api.errors import CommandPending
+from api.rejections import rejection_payload
 from domain.errors import InvalidInput
 from workflows import search_attributes
-from workflows.commands import CommandOutcome, Rejection
+from workflows.commands import CommandOutcome
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -76,9 +79,35 @@ async def send(
         return None
 
 
-def typed_rejection(rejection: Rejection, allowed: Sequence[type[Any]]) -> Any:
-    """The payload error type named like the rejection; an unexpected one is a server error."""
-    for error_type in allowed:
-        if error_type.__name__ == rejection.type:
-            return error_type(message=rejection.message)
-    raise RuntimeError(f"unexpected rejection {rejection.type}: {rejection.message}")
+async def execute(
+    ctx: Context,
+    run: Callable[[Any, Any], Awaitable[CommandOutcome]],
+    command: Any,
+    *,
+    workflow_id: str,
+    aggregate_ids: Sequence[str],
+    summary: str,
+    union: object,
+    success: Callable[[CommandResult], Awaitable[object]],
+) -> Any:
+    """Send a command; answer with the member of the mutation's `union` it ended as.
+
+    That is CommandPending while it runs, the type its rejection has, or what `success` makes
+    of its result.
+    """
+    command_id: str = command.command_id
+    outcome = await send(
+        ctx,
+        run,
+        command,
+        workflow_id=workflow_id,
+        command_id=command_id,
+        aggregate_ids=aggregate_ids,
+        summary=summary,
+    )
+    if outcome is None:
+        return CommandPending(message="the command is still running", command_id=command_id)
+    if outcome.rejection is not None:
+        return rejection_payload(outcome.rejection, union)
+    assert outcome.result is not None
+    return await success(outcome.result)

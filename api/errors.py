@@ -1,15 +1,17 @@
-"""Error types shared by every feature, and turning workflow rejections into them."""
+"""Error types shared by every feature.
+
+A type named like a domain event or error has a Python name ending in `Payload`; its GraphQL
+name is the contract's.
+"""
 
 from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
 
-from domain.errors import InvalidInput as InvalidInputError
 
-
-@strawberry.type(description="An input field broke its format or range rule.")
-class InvalidInput:
+@strawberry.type(name="InvalidInput", description="An input field broke its format or range rule.")
+class InvalidInputPayload:
     message: str
     field: str
 
@@ -18,11 +20,6 @@ class InvalidInput:
 class CommandPending:
     message: str
     command_id: str
-
-
-def invalid_input(error: InvalidInputError) -> InvalidInput:
-    """The GraphQL type for a domain validation error."""
-    return InvalidInput(message=error.message, field=error.field)
 
 
 class ConsistencyTimeout(GraphQLError):
@@ -45,33 +42,40 @@ class BadPosition(GraphQLError):
         )
 
 
-@strawberry.type(description="No user has this id.")
-class UserNotFound:
+@strawberry.type(name="UserNotFound", description="No user has this id.")
+class UserNotFoundPayload:
     message: str
 
 
-@strawberry.type(description="The user is locked and may not do this until unlocked.")
-class UserLocked:
+@strawberry.type(
+    name="UserLocked", description="The user is locked and may not do this until unlocked."
+)
+class UserLockedPayload:
     message: str
 
 
-@strawberry.type(description="No account has this id.")
-class AccountNotFound:
+@strawberry.type(name="AccountNotFound", description="No account has this id.")
+class AccountNotFoundPayload:
     message: str
 
 
-@strawberry.type(description="The account does not hold enough money.")
-class InsufficientFunds:
+@strawberry.type(name="InsufficientFunds", description="The account does not hold enough money.")
+class InsufficientFundsPayload:
     message: str
 
 
-@strawberry.type(description="The account still holds money, so it cannot be closed.")
-class BalanceNotZero:
+@strawberry.type(
+    name="BalanceNotZero", description="The account still holds money, so it cannot be closed."
+)
+class BalanceNotZeroPayload:
     message: str
 
 
-@strawberry.type(description="Another change reached the aggregate first; reload and retry.")
-class ConcurrencyConflict:
+@strawberry.type(
+    name="ConcurrencyConflict",
+    description="Another change reached the aggregate first; reload and retry.",
+)
+class ConcurrencyConflictPayload:
     message: str
 
 

@@ -123,41 +123,39 @@ class CloseAccount:
 
 class AccountNotFound(DomainError):
     def __init__(self, account_id: str) -> None:
-        super().__init__(f"account {account_id} not found")
-        self.account_id = account_id
+        super().__init__(f"account {account_id} not found", account_id=account_id)
 
 
 class AccountAlreadyExists(DomainError):
     def __init__(self, account_id: str) -> None:
-        super().__init__(f"account {account_id} already exists")
+        super().__init__(f"account {account_id} already exists", account_id=account_id)
 
 
 class AccountClosedError(DomainError):
     code = "AccountClosed"
 
     def __init__(self, account_id: str) -> None:
-        super().__init__(f"account {account_id} is closed")
-        self.account_id = account_id
+        super().__init__(f"account {account_id} is closed", account_id=account_id)
 
 
 class InsufficientFunds(DomainError):
     def __init__(self, account_id: str, balance: Decimal, amount: Decimal) -> None:
-        super().__init__(f"account {account_id} has {balance}, cannot withdraw {amount}")
-        self.account_id = account_id
-        self.balance = balance
-        self.amount = amount
+        super().__init__(
+            f"account {account_id} has {balance}, cannot withdraw {amount}", account_id=account_id
+        )
 
 
 class DailyLimitExceeded(DomainError):
     def __init__(self, account_id: str, remaining: Decimal, amount: Decimal) -> None:
-        super().__init__(f"account {account_id} may send {remaining} more today, not {amount}")
-        self.remaining = remaining
+        super().__init__(
+            f"account {account_id} may send {remaining} more today, not {amount}",
+            account_id=account_id,
+        )
 
 
 class BalanceNotZero(DomainError):
     def __init__(self, account_id: str, balance: Decimal) -> None:
-        super().__init__(f"account {account_id} still holds {balance}")
-        self.balance = balance
+        super().__init__(f"account {account_id} still holds {balance}", account_id=account_id)
 
 
 class CurrencyMismatch(DomainError):

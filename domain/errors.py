@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 
 class DomainError(Exception):
     """A command the business rules reject; the message is safe to show a client."""
 
-    code: str | None = None
-    """The name clients know this rejection by; the class name unless set."""
+    code: ClassVar[str] = "DomainError"
+    """The name clients and retry policies know this rejection by: the class name unless set."""
+    details: dict[str, str]
+    """The ids and fields a client's answer names, as strings (they travel through Temporal)."""
 
-    def __init__(self, message: str) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = cls.__dict__.get("code", cls.__name__)
+
+    def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
         self.message = message
-
-    @property
-    def error_code(self) -> str:
-        """The name clients know this rejection by."""
-        return self.code or type(self).__name__
+        self.details = details
 
 
 class InvalidInput(DomainError):
     """A command field that breaks its format or range rule."""
 
     def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
+        super().__init__(f"{field}: {message}", field=field)
         self.field = field
 
 
@@ -32,7 +36,6 @@ class ConcurrencyConflict(DomainError):
 
     def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
         super().__init__(
-            f"{aggregate_id} is at version {actual}, not the expected version {expected}"
+            f"{aggregate_id} is at version {actual}, not the expected version {expected}",
+            aggregate_id=aggregate_id,
         )
-        self.expected = expected
-        self.actual = actual

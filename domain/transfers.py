@@ -87,17 +87,23 @@ class TransferRejected(DomainEvent):
 
 class SameAccountTransfer(DomainError):
     def __init__(self, account_id: str) -> None:
-        super().__init__(f"cannot transfer from account {account_id} to itself")
+        super().__init__(
+            f"cannot transfer from account {account_id} to itself", account_id=account_id
+        )
 
 
 class NotTheTransfersAccount(DomainError):
     def __init__(self, transfer_id: str, account_id: str) -> None:
-        super().__init__(f"account {account_id} is not an account of transfer {transfer_id}")
+        super().__init__(
+            f"account {account_id} is not an account of transfer {transfer_id}",
+            transfer_id=transfer_id,
+            account_id=account_id,
+        )
 
 
 class TransferNotFound(DomainError):
     def __init__(self, transfer_id: str) -> None:
-        super().__init__(f"transfer {transfer_id} not found")
+        super().__init__(f"transfer {transfer_id} not found", transfer_id=transfer_id)
 
 
 class Transfer(Aggregate):

@@ -143,28 +143,24 @@ class RecordLoginAttempt:
 
 class EmailAlreadyInUse(DomainError):
     def __init__(self, email: str) -> None:
-        super().__init__(f"email {email} is already in use")
-        self.email = email
+        super().__init__(f"email {email} is already in use", email=email)
 
 
 class UserNotFound(DomainError):
     def __init__(self, user_id: str) -> None:
-        super().__init__(f"user {user_id} not found")
-        self.user_id = user_id
+        super().__init__(f"user {user_id} not found", user_id=user_id)
 
 
 class UserAlreadyExists(DomainError):
     def __init__(self, user_id: str) -> None:
-        super().__init__(f"user {user_id} already exists")
-        self.user_id = user_id
+        super().__init__(f"user {user_id} already exists", user_id=user_id)
 
 
 class UserLockedError(DomainError):
     code = "UserLocked"
 
     def __init__(self, user_id: str) -> None:
-        super().__init__(f"user {user_id} is locked")
-        self.user_id = user_id
+        super().__init__(f"user {user_id} is locked", user_id=user_id)
 
 
 def normalise_email(raw: str) -> str:

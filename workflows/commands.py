@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -13,25 +13,28 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.commands import CommandResult
+    from domain.rejections import REJECTION_CODES
 
 C = TypeVar("C")
 
-# No attempt limit: an outage (database, broker) delays a command, it never fails it.
+# No attempt limit: an outage (database, broker) delays a command, it never fails it. A
+# business rejection is an answer, not an outage: it is never retried.
 COMMAND_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=list(REJECTION_CODES),
 )
 COMMAND_TIMEOUT = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
 class Rejection:
-    """A business rule said no: the error's type name and a client-safe message."""
+    """A business rule said no: the error's code, its client-safe message and its details."""
 
     type: str
     message: str
-    field: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,9 @@ async def run_command(
 def rejection_of(error: ActivityError) -> Rejection | None:
     """The business rejection an activity failed with, or None for any other failure."""
     cause = error.cause
-    if not (isinstance(cause, ApplicationError) and cause.non_retryable and cause.type):
+    if not (isinstance(cause, ApplicationError) and cause.type in REJECTION_CODES):
         return None
     details = cause.details[0] if cause.details else {}
-    field = details.get("field") if isinstance(details, dict) else None
-    return Rejection(cause.type, cause.message, field)
+    # Histories from before rejections carried their details hold {"field": None}.
+    known = {k: v for k, v in details.items() if isinstance(v, str)}
+    return Rejection(cause.type, cause.message, known)

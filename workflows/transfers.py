@@ -17,6 +17,7 @@ from workflows.saga import Saga, SagaState, StepRejected
 
 with workflow.unsafe.imports_passed_through():
     from activities.transfers import RejectTransfer, TransferActivities
+    from domain.rejections import REJECTION_CODES
     from domain.transfers import TransferMoney, TransferStep
 
 SAGA_TYPE = "TransferSaga"
@@ -26,12 +27,14 @@ CANCELLED_REASON = "the transfer was cancelled before the money reached the rece
 CANCELLED_TYPE = "TransferCancelled"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
-# A transfer may name its own number of attempts (TransferMoney.compensation_attempts).
+# A transfer may name its own number of attempts (TransferMoney.compensation_attempts). A
+# compensation rejected by a business rule parks the saga at once: retrying would not help.
 COMPENSATION_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=10),
     maximum_attempts=8,
+    non_retryable_error_types=list(REJECTION_CODES),
 )
 
 

@@ -8,33 +8,26 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
+from activities.commands import CommandResult
 from api.accounts.types import (
     Account,
-    AccountClosed,
-    AccountOpened,
+    AccountClosedPayload,
+    AccountOpenedPayload,
     CloseAccountInput,
     CloseAccountPayload,
     DepositMoneyInput,
     DepositMoneyPayload,
-    MoneyDeposited,
-    MoneyWithdrawn,
+    MoneyDepositedPayload,
+    MoneyWithdrawnPayload,
     OpenAccountInput,
     OpenAccountPayload,
     WithdrawMoneyInput,
     WithdrawMoneyPayload,
 )
-from api.commands import aggregate_id_for, command_id_or_new, send, typed_rejection
+from api.commands import aggregate_id_for, command_id_or_new, execute
 from api.consistency import read_after
 from api.context import Context
-from api.errors import (
-    AccountNotFound,
-    BalanceNotZero,
-    CommandPending,
-    InsufficientFunds,
-    UserLocked,
-    UserNotFound,
-    invalid_input,
-)
+from api.rejections import invalid_input
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
 from domain.errors import InvalidInput
 from domain.money import parse_amount, parse_currency
@@ -46,7 +39,6 @@ from workflows.accounts import (
     WithdrawMoneyWorkflow,
     account_command_workflow_id,
 )
-from workflows.commands import CommandOutcome
 
 
 async def _read_back(ctx: Context, account_id: str, position: int) -> Account:
@@ -64,26 +56,25 @@ async def _execute(
     command: Any,
     account_id: str,
     summary: str,
-    allowed: list[type[Any]],
-    success: Callable[[Account, str], Any],
+    union: object,
+    success: Callable[[Account, str], object],
 ) -> Any:
-    """Run an account command's workflow and answer with its typed outcome."""
-    outcome: CommandOutcome | None = await send(
+    """Run an account command's workflow; on success answer with the account, once read back."""
+
+    async def succeeded(result: CommandResult) -> object:
+        account = await _read_back(ctx, account_id, result.position)
+        return success(account, str(result.position))
+
+    return await execute(
         ctx,
         workflow.run,
         command,
         workflow_id=account_command_workflow_id(kind, command.command_id),
-        command_id=command.command_id,
         aggregate_ids=[account_id],
         summary=summary,
+        union=union,
+        success=succeeded,
     )
-    if outcome is None:
-        return CommandPending(message="the command is still running", command_id=command.command_id)
-    if outcome.rejection is not None:
-        return typed_rejection(outcome.rejection, allowed)
-    assert outcome.result is not None
-    position = outcome.result.position
-    return success(await _read_back(ctx, account_id, position), str(position))
 
 
 @strawberry.type
@@ -109,8 +100,8 @@ class AccountMutations:
             command,
             account_id,
             f"Open {currency} account",
-            [UserNotFound, UserLocked],
-            lambda account, position: AccountOpened(account=account, position=position),
+            OpenAccountPayload,
+            lambda account, position: AccountOpenedPayload(account=account, position=position),
         )
 
     @strawberry.mutation(description="Put money into an open account.")
@@ -132,8 +123,8 @@ class AccountMutations:
             command,
             account_id,
             f"Deposit {amount}",
-            [AccountNotFound, AccountClosed],
-            lambda account, position: MoneyDeposited(account=account, position=position),
+            DepositMoneyPayload,
+            lambda account, position: MoneyDepositedPayload(account=account, position=position),
         )
 
     @strawberry.mutation(description="Take money out of an open account.")
@@ -155,8 +146,8 @@ class AccountMutations:
             command,
             account_id,
             f"Withdraw {amount}",
-            [AccountNotFound, InsufficientFunds, AccountClosed],
-            lambda account, position: MoneyWithdrawn(account=account, position=position),
+            WithdrawMoneyPayload,
+            lambda account, position: MoneyWithdrawnPayload(account=account, position=position),
         )
 
     @strawberry.mutation(description="Close an account whose balance is zero.")
@@ -177,8 +168,8 @@ class AccountMutations:
             command,
             account_id,
             "Close account",
-            [AccountNotFound, BalanceNotZero, AccountClosed],
-            lambda account, position: AccountClosed(
+            CloseAccountPayload,
+            lambda account, position: AccountClosedPayload(
                 message="account closed", account=account, position=position
             ),
         )

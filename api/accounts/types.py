@@ -12,13 +12,13 @@ from strawberry.types import Info
 
 from api.context import Context
 from api.errors import (
-    AccountNotFound,
-    BalanceNotZero,
+    AccountNotFoundPayload,
+    BalanceNotZeroPayload,
     CommandPending,
-    InsufficientFunds,
-    InvalidInput,
-    UserLocked,
-    UserNotFound,
+    InsufficientFundsPayload,
+    InvalidInputPayload,
+    UserLockedPayload,
+    UserNotFoundPayload,
 )
 from projections.accounts import AccountView
 
@@ -93,52 +93,65 @@ class CloseAccountInput:
     command_id: str | None = None
 
 
-@strawberry.type
-class AccountOpened:
+@strawberry.type(name="AccountOpened")
+class AccountOpenedPayload:
     account: Account
     position: str
 
 
-@strawberry.type
-class MoneyDeposited:
+@strawberry.type(name="MoneyDeposited")
+class MoneyDepositedPayload:
     account: Account
     position: str
 
 
-@strawberry.type
-class MoneyWithdrawn:
+@strawberry.type(name="MoneyWithdrawn")
+class MoneyWithdrawnPayload:
     account: Account
     position: str
 
 
 @strawberry.type(
+    name="AccountClosed",
     description="The account is closed: the success of closeAccount (with its position), or "
-    "why money could not move (without one)."
+    "why money could not move (without one).",
 )
-class AccountClosed:
+class AccountClosedPayload:
     message: str
     account: Account | None = None
     position: str | None = None
 
 
 OpenAccountPayload = Annotated[
-    AccountOpened | UserNotFound | UserLocked | InvalidInput | CommandPending,
+    AccountOpenedPayload
+    | UserNotFoundPayload
+    | UserLockedPayload
+    | InvalidInputPayload
+    | CommandPending,
     strawberry.union("OpenAccountPayload"),
 ]
 DepositMoneyPayload = Annotated[
-    MoneyDeposited | AccountNotFound | AccountClosed | InvalidInput | CommandPending,
+    MoneyDepositedPayload
+    | AccountNotFoundPayload
+    | AccountClosedPayload
+    | InvalidInputPayload
+    | CommandPending,
     strawberry.union("DepositMoneyPayload"),
 ]
 WithdrawMoneyPayload = Annotated[
-    MoneyWithdrawn
-    | AccountNotFound
-    | InsufficientFunds
-    | AccountClosed
-    | InvalidInput
+    MoneyWithdrawnPayload
+    | AccountNotFoundPayload
+    | InsufficientFundsPayload
+    | AccountClosedPayload
+    | InvalidInputPayload
     | CommandPending,
     strawberry.union("WithdrawMoneyPayload"),
 ]
 CloseAccountPayload = Annotated[
-    AccountClosed | AccountNotFound | BalanceNotZero | InvalidInput | CommandPending,
+    AccountClosedPayload
+    | AccountNotFoundPayload
+    | BalanceNotZeroPayload
+    | InvalidInputPayload
+    | CommandPending,
     strawberry.union("CloseAccountPayload"),
 ]

@@ -10,20 +10,21 @@ from strawberry.types import Info
 from api.commands import command_id_or_new, send
 from api.consistency import read_after
 from api.context import Context
-from api.errors import AccountNotFound, InsufficientFunds, invalid_input
+from api.rejections import invalid_input, rejection_payload
 from api.transfers.types import (
     Transfer,
-    TransferCompleted,
+    TransferCompletedPayload,
     TransferMoneyInput,
     TransferMoneyPayload,
     TransferPending,
-    TransferRejected,
+    TransferRejectedPayload,
     TransferStatus,
 )
 from domain.errors import InvalidInput
 from domain.money import parse_amount
 from domain.transfers import TransferMoney
 from projections.transfers import get_transfer
+from workflows.commands import Rejection
 from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
@@ -93,15 +94,18 @@ class TransferMutations:
             return TransferPending(transfer=transfer, message="the transfer is still running")
         transfer = await _transfer(ctx, command, outcome.position, outcome)
         if outcome.status == "COMPLETED":
-            return TransferCompleted(transfer=transfer, position=str(outcome.position))
-        message = outcome.reason or "transfer rejected"
-        if outcome.error_type == "AccountNotFound":
-            return AccountNotFound(message=message)
-        if outcome.error_type == "InsufficientFunds":
-            return InsufficientFunds(message=message)
-        return TransferRejected(
-            message=message,
-            reason=outcome.error_type or "Rejected",
-            transfer=transfer,
-            position=str(outcome.position),
+            return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))
+        position = str(outcome.position)
+        rejection = Rejection(
+            outcome.error_type or "Rejected", outcome.reason or "transfer rejected"
+        )
+        return rejection_payload(  # type: ignore[no-any-return]
+            rejection,
+            TransferMoneyPayload,
+            otherwise=lambda rejected: TransferRejectedPayload(
+                message=rejected.message,
+                reason=rejected.type,
+                transfer=transfer,
+                position=position,
+            ),
         )

@@ -12,7 +12,7 @@ from strawberry.types import Info
 
 from api.accounts.types import Account
 from api.context import Context
-from api.errors import AccountNotFound, InsufficientFunds, InvalidInput
+from api.errors import AccountNotFoundPayload, InsufficientFundsPayload, InvalidInputPayload
 from projections.transfers import TransferView
 
 
@@ -68,8 +68,8 @@ class TransferMoneyInput:
     transfer_id: str | None = None
 
 
-@strawberry.type
-class TransferCompleted:
+@strawberry.type(name="TransferCompleted")
+class TransferCompletedPayload:
     transfer: Transfer
     position: str
 
@@ -80,8 +80,11 @@ class TransferPending:
     message: str
 
 
-@strawberry.type(description="The transfer was refused; whatever it had done was undone.")
-class TransferRejected:
+@strawberry.type(
+    name="TransferRejected",
+    description="The transfer was refused; whatever it had done was undone.",
+)
+class TransferRejectedPayload:
     message: str
     reason: str
     transfer: Transfer
@@ -89,11 +92,11 @@ class TransferRejected:
 
 
 TransferMoneyPayload = Annotated[
-    TransferCompleted
+    TransferCompletedPayload
     | TransferPending
-    | AccountNotFound
-    | InsufficientFunds
-    | TransferRejected
-    | InvalidInput,
+    | AccountNotFoundPayload
+    | InsufficientFundsPayload
+    | TransferRejectedPayload
+    | InvalidInputPayload,
     strawberry.union("TransferMoneyPayload"),
 ]

@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import secrets
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import strawberry
 from strawberry.types import Info
 
-from api.commands import aggregate_id_for, command_id_or_new, send, typed_rejection
+from activities.commands import CommandResult
+from api.commands import aggregate_id_for, command_id_or_new, execute, send
 from api.consistency import read_after
 from api.context import Context
-from api.errors import (
-    CommandPending,
-    ConcurrencyConflict,
-    UserLocked,
-    UserNotFound,
-    forbidden,
-    invalid_input,
-)
+from api.errors import forbidden
+from api.rejections import invalid_input, payload_of
 from api.users.types import (
     Authenticated,
     AuthenticateInput,
@@ -27,15 +24,14 @@ from api.users.types import (
     AuthenticationFailed,
     ChangeUserEmailInput,
     ChangeUserEmailPayload,
-    EmailAlreadyInUse,
     RegisterUserInput,
     RegisterUserPayload,
     UnlockUserInput,
     UnlockUserPayload,
     User,
-    UserEmailChanged,
-    UserRegistered,
-    UserUnlocked,
+    UserEmailChangedPayload,
+    UserRegisteredPayload,
+    UserUnlockedPayload,
 )
 from domain.errors import InvalidInput
 from domain.passwords import hash_password, verify_password
@@ -45,6 +41,7 @@ from domain.users import (
     RecordLoginAttempt,
     RegisterUser,
     UnlockUser,
+    UserLockedError,
     check_password,
     normalise_email,
     normalise_name,
@@ -61,12 +58,34 @@ from workflows.users import (
 )
 
 
-async def _user_after(ctx: Context, user_id: str, position: int) -> User:
-    """The user as the read model has it once it includes `position`."""
-    view = await read_after(ctx, "users", position, lambda conn: get_user(conn, user_id))
-    if view is None:
-        raise RuntimeError("the user is not in the read model yet")
-    return User.from_view(view)
+async def _execute(
+    ctx: Context,
+    workflow: Any,
+    command: Any,
+    workflow_id: str,
+    summary: str,
+    union: object,
+    success: Callable[[User, str], object],
+) -> Any:
+    """Run a user command's workflow; on success answer with the user, once read back."""
+
+    async def succeeded(result: CommandResult) -> object:
+        user_id, position = result.aggregate_id, result.position
+        view = await read_after(ctx, "users", position, lambda conn: get_user(conn, user_id))
+        if view is None:
+            raise RuntimeError("the user is not in the read model yet")
+        return success(User.from_view(view), str(position))
+
+    return await execute(
+        ctx,
+        workflow.run,
+        command,
+        workflow_id=workflow_id,
+        aggregate_ids=[command.user_id],
+        summary=summary,
+        union=union,
+        success=succeeded,
+    )
 
 
 @strawberry.type
@@ -86,25 +105,15 @@ class UserMutations:
         password_hash = await asyncio.to_thread(hash_password, password, secrets.token_bytes(16))
         user_id = aggregate_id_for("user", command_id)
         command = RegisterUser(command_id, user_id, email, name, password_hash, ctx.actor)
-        outcome = await send(
+        return await _execute(  # type: ignore[no-any-return]
             ctx,
-            RegisterUserWorkflow.run,
+            RegisterUserWorkflow,
             command,
-            workflow_id=register_user_workflow_id(command_id),
-            command_id=command_id,
-            aggregate_ids=[user_id],
-            summary=f"Register user {email}",
+            register_user_workflow_id(command_id),
+            f"Register user {email}",
+            RegisterUserPayload,
+            lambda user, position: UserRegisteredPayload(user=user, position=position),
         )
-        if outcome is None:
-            return CommandPending(message="registration is still running", command_id=command_id)
-        if outcome.rejection is not None:
-            if outcome.rejection.type == "EmailAlreadyInUse":
-                return EmailAlreadyInUse(message=outcome.rejection.message, email=email)
-            raise RuntimeError(f"unexpected rejection {outcome.rejection.type}")
-        assert outcome.result is not None
-        result = outcome.result
-        user = await _user_after(ctx, result.aggregate_id, result.position)
-        return UserRegistered(user=user, position=str(result.position))
 
     @strawberry.mutation(description="Give a user a new, unused email address.")
     async def change_user_email(
@@ -118,25 +127,15 @@ class UserMutations:
             return invalid_input(error)
         user_id = str(input.user_id)
         command = ChangeUserEmail(command_id, user_id, email, input.expected_version, ctx.actor)
-        outcome = await send(
+        return await _execute(  # type: ignore[no-any-return]
             ctx,
-            ChangeUserEmailWorkflow.run,
+            ChangeUserEmailWorkflow,
             command,
-            workflow_id=user_command_workflow_id("change-user-email", command_id),
-            command_id=command_id,
-            aggregate_ids=[user_id],
-            summary=f"Change email to {email}",
+            user_command_workflow_id("change-user-email", command_id),
+            f"Change email to {email}",
+            ChangeUserEmailPayload,
+            lambda user, position: UserEmailChangedPayload(user=user, position=position),
         )
-        if outcome is None:
-            return CommandPending(message="the command is still running", command_id=command_id)
-        if outcome.rejection is not None:
-            if outcome.rejection.type == "EmailAlreadyInUse":
-                return EmailAlreadyInUse(message=outcome.rejection.message, email=email)
-            allowed = [UserNotFound, ConcurrencyConflict]
-            return typed_rejection(outcome.rejection, allowed)  # type: ignore[no-any-return]
-        assert outcome.result is not None
-        user = await _user_after(ctx, user_id, outcome.result.position)
-        return UserEmailChanged(user=user, position=str(outcome.result.position))
 
     @strawberry.mutation(description="Sign in; every attempt is recorded as an event.")
     async def authenticate(
@@ -170,7 +169,7 @@ class UserMutations:
             summary="Sign-in attempt",
         )
         if locked:
-            return UserLocked(message=f"user {user_id} is locked")
+            return payload_of(UserLockedError(user_id))  # type: ignore[no-any-return]
         if not matches:
             return failed
         return Authenticated(user=User.from_view(view))
@@ -186,20 +185,12 @@ class UserMutations:
             command_id = command_id_or_new(input.command_id)
         except InvalidInput as error:
             return invalid_input(error)
-        user_id = str(input.user_id)
-        outcome = await send(
+        return await _execute(  # type: ignore[no-any-return]
             ctx,
-            UnlockUserWorkflow.run,
-            UnlockUser(command_id, user_id, ctx.actor),
-            workflow_id=user_command_workflow_id("unlock-user", command_id),
-            command_id=command_id,
-            aggregate_ids=[user_id],
-            summary="Unlock user",
+            UnlockUserWorkflow,
+            UnlockUser(command_id, str(input.user_id), ctx.actor),
+            user_command_workflow_id("unlock-user", command_id),
+            "Unlock user",
+            UnlockUserPayload,
+            lambda user, position: UserUnlockedPayload(user=user, position=position),
         )
-        if outcome is None:
-            return CommandPending(message="the command is still running", command_id=command_id)
-        if outcome.rejection is not None:
-            return typed_rejection(outcome.rejection, [UserNotFound])  # type: ignore[no-any-return]
-        assert outcome.result is not None
-        user = await _user_after(ctx, user_id, outcome.result.position)
-        return UserUnlocked(user=user, position=str(outcome.result.position))

@@ -13,11 +13,11 @@ from api.accounts.types import Account
 from api.context import Context
 from api.errors import (
     CommandPending,
-    ConcurrencyConflict,
+    ConcurrencyConflictPayload,
     Forbidden,
-    InvalidInput,
-    UserLocked,
-    UserNotFound,
+    InvalidInputPayload,
+    UserLockedPayload,
+    UserNotFoundPayload,
 )
 from projections.users import UserView
 
@@ -64,20 +64,22 @@ class RegisterUserInput:
     command_id: str | None = None
 
 
-@strawberry.type
-class UserRegistered:
+@strawberry.type(name="UserRegistered")
+class UserRegisteredPayload:
     user: User
     position: str
 
 
-@strawberry.type(description="Another user already has this email address.")
-class EmailAlreadyInUse:
+@strawberry.type(
+    name="EmailAlreadyInUse", description="Another user already has this email address."
+)
+class EmailAlreadyInUsePayload:
     message: str
     email: str
 
 
 RegisterUserPayload = Annotated[
-    UserRegistered | EmailAlreadyInUse | InvalidInput | CommandPending,
+    UserRegisteredPayload | EmailAlreadyInUsePayload | InvalidInputPayload | CommandPending,
     strawberry.union("RegisterUserPayload"),
 ]
 
@@ -90,18 +92,18 @@ class ChangeUserEmailInput:
     command_id: str | None = None
 
 
-@strawberry.type
-class UserEmailChanged:
+@strawberry.type(name="UserEmailChanged")
+class UserEmailChangedPayload:
     user: User
     position: str
 
 
 ChangeUserEmailPayload = Annotated[
-    UserEmailChanged
-    | UserNotFound
-    | EmailAlreadyInUse
-    | ConcurrencyConflict
-    | InvalidInput
+    UserEmailChangedPayload
+    | UserNotFoundPayload
+    | EmailAlreadyInUsePayload
+    | ConcurrencyConflictPayload
+    | InvalidInputPayload
     | CommandPending,
     strawberry.union("ChangeUserEmailPayload"),
 ]
@@ -124,7 +126,7 @@ class AuthenticationFailed:
 
 
 AuthenticatePayload = Annotated[
-    Authenticated | AuthenticationFailed | UserLocked,
+    Authenticated | AuthenticationFailed | UserLockedPayload,
     strawberry.union("AuthenticatePayload"),
 ]
 
@@ -135,13 +137,13 @@ class UnlockUserInput:
     command_id: str | None = None
 
 
-@strawberry.type
-class UserUnlocked:
+@strawberry.type(name="UserUnlocked")
+class UserUnlockedPayload:
     user: User
     position: str
 
 
 UnlockUserPayload = Annotated[
-    UserUnlocked | UserNotFound | Forbidden | InvalidInput | CommandPending,
+    UserUnlockedPayload | UserNotFoundPayload | Forbidden | InvalidInputPayload | CommandPending,
     strawberry.union("UnlockUserPayload"),
 ]

@@ -1,0 +1,96 @@
+"""One table from a business rejection to the GraphQL type that answers it.
+
+A resolver meets a rejection either as the domain error itself (input it checked) or as the
+Rejection a command's workflow came back with. Both carry the error's message and details, and a
+payload type is filled from them: `message`, and each detail named like one of its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol, TypeVar, cast, get_args
+
+from api.accounts.types import AccountClosedPayload
+from api.errors import (
+    AccountNotFoundPayload,
+    BalanceNotZeroPayload,
+    ConcurrencyConflictPayload,
+    InsufficientFundsPayload,
+    InvalidInputPayload,
+    UserLockedPayload,
+    UserNotFoundPayload,
+)
+from api.users.types import EmailAlreadyInUsePayload
+from domain.accounts import AccountClosedError, AccountNotFound, BalanceNotZero, InsufficientFunds
+from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
+from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
+from workflows.commands import Rejection
+
+P = TypeVar("P")
+
+PAYLOADS: dict[type[DomainError], type[Any]] = {
+    InvalidInput: InvalidInputPayload,
+    ConcurrencyConflict: ConcurrencyConflictPayload,
+    AccountNotFound: AccountNotFoundPayload,
+    AccountClosedError: AccountClosedPayload,
+    InsufficientFunds: InsufficientFundsPayload,
+    BalanceNotZero: BalanceNotZeroPayload,
+    EmailAlreadyInUse: EmailAlreadyInUsePayload,
+    UserNotFound: UserNotFoundPayload,
+    UserLockedError: UserLockedPayload,
+}
+"""The rejections a client has a GraphQL type for; a transfer names the others as its reason."""
+
+_PAYLOAD_OF_CODE = {error.code: payload_type for error, payload_type in PAYLOADS.items()}
+
+
+class Rejected(Protocol):
+    """What a payload is filled from: a domain error, or the Rejection a workflow returned."""
+
+    @property
+    def message(self) -> str: ...
+
+    @property
+    def details(self) -> Mapping[str, str]: ...
+
+
+def payload(payload_type: type[P], rejected: Rejected) -> P:
+    """The payload type filled from the rejection's message and the details it has fields for."""
+    names = {f.name for f in dataclasses.fields(cast(Any, payload_type))}
+    facts = {name: value for name, value in rejected.details.items() if name in names}
+    return cast(Callable[..., P], payload_type)(message=rejected.message, **facts)
+
+
+def payload_of(error: DomainError) -> Any:
+    """The GraphQL type that answers a rule a resolver checked itself."""
+    return payload(PAYLOADS[type(error)], error)
+
+
+def invalid_input(error: InvalidInput) -> InvalidInputPayload:
+    """The answer to input that broke its format or range rule."""
+    answer: InvalidInputPayload = payload_of(error)
+    return answer
+
+
+def rejection_payload(
+    rejection: Rejection,
+    union: object,
+    otherwise: Callable[[Rejection], object] | None = None,
+) -> Any:
+    """The member of the mutation's payload union that answers a workflow's rejection.
+
+    A rejection the union has no member for is answered by `otherwise`, or is a server error.
+    """
+    payload_type = _PAYLOAD_OF_CODE.get(rejection.type)
+    if payload_type is not None and payload_type in _members(union):
+        return payload(payload_type, rejection)
+    if otherwise is not None:
+        return otherwise(rejection)
+    raise RuntimeError(f"unexpected rejection {rejection.type}: {rejection.message}")
+
+
+def _members(union: object) -> tuple[type[Any], ...]:
+    """The types of an `Annotated[A | B | ..., strawberry.union(...)]` payload union."""
+    members, _ = get_args(union)
+    return get_args(members)
