@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.commands import CommandResult, decide_and_save
+from activities.command_handling import CommandResult, decide_and_save
 from domain.accounts import (
     Account,
     CloseAccount,

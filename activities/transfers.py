@@ -13,7 +13,7 @@ from typing import cast
 
 from temporalio import activity
 
-from activities.commands import CommandResult, Load, decide_and_save, with_retries
+from activities.command_handling import CommandResult, Load, decide_and_save, with_retries
 from domain.accounts import Account, AccountNotFound, CurrencyMismatch
 from domain.events import JsonDict
 from domain.repository import EventIds, Repository

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.commands import (
+from activities.command_handling import (
     CommandResult,
     decide_and_save,
     event_ids,

@@ -25,7 +25,7 @@ from api.users.types import EmailAlreadyInUsePayload
 from domain.accounts import AccountClosedError, AccountNotFound, BalanceNotZero, InsufficientFunds
 from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
 from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
-from workflows.commands import Rejection
+from workflows.command_outcomes import Rejection
 
 P = TypeVar("P")
 

@@ -70,7 +70,7 @@ with workflow.unsafe.imports_passed_through():
     from runtime.startup import freeze_startup_objects
     from runtime.worker import create_worker
     from workflows import search_attributes
-    from workflows.commands import COMMAND_RETRY, COMMAND_TIMEOUT
+    from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
     from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
 
 CONCURRENT = 100

@@ -77,7 +77,11 @@ WORKFLOWS = [
 # instead of again inside every run's sandbox. The sandbox's checks for non-deterministic
 # calls do not cover passed-through modules, so these must stay free of clocks, randomness
 # and I/O (the workflow APIs they call are deterministic).
-SHARED_WORKFLOW_MODULES = ("workflows.saga", "workflows.commands", "workflows.search_attributes")
+SHARED_WORKFLOW_MODULES = (
+    "workflows.saga",
+    "workflows.command_outcomes",
+    "workflows.search_attributes",
+)
 
 
 async def run_worker(settings: Settings) -> None:

@@ -27,7 +27,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes
-from workflows.commands import Rejection, rejection_of
+from workflows.command_outcomes import Rejection, rejection_of
 
 T = TypeVar("T")
 STEPS_FINISH_BEFORE_COMPENSATING = "steps-finish-before-compensating"

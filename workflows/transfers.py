@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 from workflows import search_attributes
-from workflows.commands import COMMAND_RETRY, COMMAND_TIMEOUT
+from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
 from workflows.saga import Saga, SagaState, StepRejected
 
 with workflow.unsafe.imports_passed_through():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import workflow
 
-from workflows.commands import CommandOutcome, run_command
+from workflows.command_outcomes import CommandOutcome, run_command
 
 with workflow.unsafe.imports_passed_through():
     from activities.users import UserActivities

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from activities.commands import CommandResult
+from activities.command_handling import CommandResult
 from api.accounts.types import (
     Account,
     AccountClosedPayload,
@@ -24,9 +24,9 @@ from api.accounts.types import (
     WithdrawMoneyInput,
     WithdrawMoneyPayload,
 )
-from api.commands import aggregate_id_for, command_id_or_new, execute
 from api.consistency import read_after
 from api.context import Context
+from api.dispatch import aggregate_id_for, command_id_or_new, execute
 from api.rejections import invalid_input
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
 from domain.errors import InvalidInput

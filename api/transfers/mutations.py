@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
-from api.commands import command_id_or_new, send
 from api.consistency import read_after
 from api.context import Context
+from api.dispatch import command_id_or_new, send
 from api.rejections import invalid_input, rejection_payload
 from api.transfers.types import (
     Transfer,
@@ -24,7 +24,7 @@ from domain.errors import InvalidInput
 from domain.money import parse_amount
 from domain.transfers import TransferMoney
 from projections.transfers import get_transfer
-from workflows.commands import Rejection
+from workflows.command_outcomes import Rejection
 from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 

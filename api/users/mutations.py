@@ -11,10 +11,10 @@ from typing import Any
 import strawberry
 from strawberry.types import Info
 
-from activities.commands import CommandResult
-from api.commands import aggregate_id_for, command_id_or_new, execute, send
+from activities.command_handling import CommandResult
 from api.consistency import read_after
 from api.context import Context
+from api.dispatch import aggregate_id_for, command_id_or_new, execute, send
 from api.errors import forbidden
 from api.rejections import invalid_input, payload_of
 from api.users.types import (

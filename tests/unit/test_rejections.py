@@ -10,7 +10,7 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from activities.commands import rejections
+from activities.command_handling import rejections
 from api.accounts.types import AccountClosedPayload, DepositMoneyPayload, OpenAccountPayload
 from api.errors import (
     AccountNotFoundPayload,
@@ -32,7 +32,7 @@ from domain.accounts import (
 from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
 from domain.rejections import REJECTION_CODES, REJECTIONS
 from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
-from workflows.commands import COMMAND_RETRY, CommandOutcome, Rejection, rejection_of
+from workflows.command_outcomes import COMMAND_RETRY, CommandOutcome, Rejection, rejection_of
 from workflows.transfers import COMPENSATION_RETRY
 
 ONE_OF_EACH_ANSWERED: list[DomainError] = [

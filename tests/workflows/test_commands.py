@@ -28,7 +28,7 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
-from workflows.commands import CommandOutcome
+from workflows.command_outcomes import CommandOutcome
 from workflows.users import (
     ChangeUserEmailWorkflow,
     LockUserWorkflow,

@@ -10,15 +10,17 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import ClassVar
 
 import pytest
 from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from activities.command_handling import rejections
+from domain.accounts import InsufficientFunds
 from workflows.saga import Saga, SagaState, SagaStatus, StepRejected
 
 ONCE = RetryPolicy(maximum_attempts=1)
@@ -38,7 +40,9 @@ class Undos:
 
     @activity.defn
     async def refuse(self, name: str) -> None:
-        raise ApplicationError(f"{name} refused", type="Refused", non_retryable=True)
+        """A step the business refuses, as a command activity reports any rejection."""
+        with rejections():
+            raise InsufficientFunds(name, Decimal("0.00"), Decimal("1.00"))
 
     @activity.defn
     async def undo(self, name: str) -> None:

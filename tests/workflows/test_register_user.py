@@ -16,7 +16,7 @@ from activities.users import UserActivities
 from adapters.event_store import PostgresEventStore
 from domain.repository import Repository
 from domain.users import RegisterUser
-from workflows.commands import CommandOutcome
+from workflows.command_outcomes import CommandOutcome
 from workflows.users import RegisterUserWorkflow, register_user_workflow_id
 
 pytestmark = pytest.mark.usefixtures("worker")

@@ -17,7 +17,7 @@ from temporalio.client import (
 from temporalio.service import RPCError
 
 from adapters.event_store import PostgresEventStore
-from api.commands import send
+from api.dispatch import send
 from domain.accounts import Account
 from domain.transfers import Transfer, TransferMoney, TransferStatus
 from runtime.config import Settings

@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.commands import CommandResult
+    from activities.command_handling import CommandResult
     from domain.rejections import REJECTION_CODES
 
 C = TypeVar("C")

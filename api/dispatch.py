@@ -12,13 +12,13 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.commands import CommandResult
+from activities.command_handling import CommandResult
 from api.context import Context
 from api.errors import CommandPending
 from api.rejections import rejection_payload
 from domain.errors import InvalidInput
 from workflows import search_attributes
-from workflows.commands import CommandOutcome
+from workflows.command_outcomes import CommandOutcome
 
 C = TypeVar("C")
 R = TypeVar("R")
