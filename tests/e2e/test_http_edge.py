@@ -13,13 +13,14 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.conftest import CLIENT_TOKEN, REPO_ROOT, Stack
+from runtime.launcher import PROJECT_ROOT
+from tests.e2e.conftest import CLIENT_TOKEN, Stack
 
 AUTH = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
 MAX_BODY_BYTES = 1_048_576  # SAGALINE_API_MAX_BODY_BYTES's default
 MAX_CONSISTENCY_WAITS = 8  # SAGALINE_API_MAX_CONSISTENCY_WAITS's default
 UNREACHABLE = "999999999999"
-GRAPHQL_HTTP = REPO_ROOT / "build" / "test-tools" / "node_modules"
+GRAPHQL_HTTP = PROJECT_ROOT / "build" / "test-tools" / "node_modules"
 AUDIT_SCRIPT = Path(__file__).with_name("graphql_http_audit.cjs")
 AUDIT_WITHIN = 120
 
