@@ -297,3 +297,16 @@ def test_dockerignore_keeps_migrations_and_drops_local_state() -> None:
     }
     assert {".venv", ".sagaline", ".git"} <= patterns
     assert not patterns & {"migrations", "migrations/", "runtime", "runtime/", "*"}
+
+
+def test_the_image_carries_graphiqls_assets_from_the_npm_registry() -> None:
+    instructions = _dockerfile_instructions()
+    froms = [args.split()[0] for keyword, args in instructions if keyword == "FROM"]
+    copies = [args for keyword, args in instructions if keyword == "COPY"]
+    assert "node:20-slim" in froms
+    assert any(
+        args.startswith("--from=graphiql ") and args.endswith("/app/build/graphiql")
+        for args in copies
+    )
+    runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
+    assert "-c requirements.lock" in runs, "the image must pin the strawberry the page names"
