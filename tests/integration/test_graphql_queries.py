@@ -69,7 +69,7 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
             statements.clear()
             context = Context(
                 services=services,
-                request=cast(Request, None),
+                request=Request({"type": "http", "method": "POST", "headers": []}),
                 caller=Caller(Role.CLIENT, "test"),
             )
             result = await schema.execute(QUERY, {"first": size}, context_value=context)
