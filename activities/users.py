@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from temporalio import activity
 
 from activities.command_handling import (
@@ -11,6 +13,7 @@ from activities.command_handling import (
     event_metadata,
     rejections,
 )
+from domain.credentials import Credentials, PasswordCredential
 from domain.errors import ConcurrencyConflict
 from domain.event_store import UniqueKeyTaken, WrongExpectedVersion
 from domain.repository import Repository, retry_on_conflict
@@ -30,21 +33,24 @@ from domain.users import (
 class UserActivities:
     """Activities on the User aggregate."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, credentials: Credentials) -> None:
         self._repository = repository
+        self._credentials = credentials
 
     @activity.defn
     async def register_user(self, command: RegisterUser) -> CommandResult:
-        """Append UserRegistered, claiming the email address in the same transaction."""
+        """Append UserRegistered, claiming the email and storing the password hash atomically."""
         user = User(command.user_id)
+        credential = PasswordCredential(command.user_id, command.password_hash)
         with rejections():
             try:
-                event = user.register(command.email, command.name, command.password_hash)
+                event = user.register(command.email, command.name)
                 result = await self._repository.save(
                     user,
                     event_ids(),
                     event_metadata(command.command_id, command.actor),
                     claims=[email_key(event.email)],
+                    append=functools.partial(self._credentials.append_with, credential),
                 )
             except UniqueKeyTaken as taken:
                 raise EmailAlreadyInUse(taken.key.value) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -73,9 +73,10 @@ class PostgresEventStore:
     """Event store on PostgreSQL; `read_all` explains how the global order stays gap-safe."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
         # Single statements run in autocommit: no BEGIN before, no ROLLBACK after.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+        # Whatever the engine's default, `append_with` needs a real transaction.
+        self._transactional = engine.execution_options(isolation_level="READ COMMITTED")
 
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
@@ -83,6 +84,25 @@ class PostgresEventStore:
             # One statement, whatever the number of streams, is its own transaction.
             async with self._autocommit.connect() as conn:
                 return await self.append_in(conn, *streams)
+        except (WrongExpectedVersion, UniqueKeyTaken, DBAPIError):
+            replay = await self._already_appended(streams)
+            if replay is not None:
+                return replay
+            raise
+
+    async def append_with(
+        self, write: Callable[[AsyncConnection], Awaitable[None]], *streams: StreamAppend
+    ) -> AppendResult:
+        """Append and run `write` in one transaction, so both happen or neither does.
+
+        For what belongs with an event but must never be in one (a password hash). A retry
+        of an append that happened before answers its earlier result without writing again.
+        """
+        try:
+            async with self._transactional.begin() as conn:
+                result = await self.append_in(conn, *streams)
+                await write(conn)
+                return result
         except (WrongExpectedVersion, UniqueKeyTaken, DBAPIError):
             replay = await self._already_appended(streams)
             if replay is not None:

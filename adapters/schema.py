@@ -1,4 +1,5 @@
-"""Tables of the event store, its unique keys and the followers' checkpoints."""
+"""Tables of the event store, its unique keys, the write side's credentials and the followers'
+checkpoints."""
 
 from __future__ import annotations
 
@@ -94,4 +95,13 @@ pattern_occurrences = Table(
     Column("key", Text, primary_key=True),
     Column("event_id", Text, primary_key=True),
     Column("event_time", DateTime(timezone=True), nullable=False),
+)
+
+# Write side only: no projection, relay or API answer reads a hash from anywhere but here.
+user_credentials = Table(
+    "user_credentials",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

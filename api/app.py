@@ -30,10 +30,13 @@ from api.edge import BodyLimit
 from api.graphiql import ASSETS_PATH, DEFAULT_ASSETS_DIR, GraphiQLPage
 from api.live import EventFeed
 from api.schema import build_schema
+from api.sessions import Sessions
 from api.websocket_auth import TokenAtConnectionInit
 from runtime.config import Settings
 
 ANONYMOUS = Caller(Role.CLIENT, "anonymous")
+CALLER_SCOPE_KEY = "sagaline.caller"
+"""Where TokenGuard leaves the caller it admitted, for the request's context."""
 CONNECTION_INIT_WITHIN = timedelta(seconds=10)
 
 
@@ -128,7 +131,7 @@ class SagalineGraphQL(GraphQL[Context, None]):
         # TokenGuard lets a request without a valid token through only for the GraphiQL
         # page, which executes nothing, and for a websocket, whose connection_init names
         # its caller before any operation runs (TokenAtConnectionInit).
-        caller = services.tokens.caller(request.headers) or ANONYMOUS
+        caller = request.scope.get(CALLER_SCOPE_KEY) or ANONYMOUS
         return Context(services=services, request=request, caller=caller)
 
 
@@ -152,7 +155,11 @@ class TokenGuard:
             and "text/html" in headers.get("accept", "")
         )
         token_later = scope["type"] == "websocket" and "authorization" not in headers
-        if wants_page or token_later or (services is not None and services.tokens.caller(headers)):
+        caller = None
+        if services is not None and not wants_page and not token_later:
+            caller = await services.admit(services.tokens.caller(headers))
+            scope[CALLER_SCOPE_KEY] = caller
+        if wants_page or token_later or caller is not None:
             await self._app(scope, receive, send)
             return
         if scope["type"] == "websocket":
@@ -178,7 +185,10 @@ def create_app(settings: Settings) -> Starlette:
         # The API only reads (commands go through Temporal): one round trip per query.
         engine = create_engine(settings.require_database_url(), pool_size=20, autocommit=True)
         temporal = await connect(settings.require_temporal_address(), settings.temporal_namespace)
-        tokens = TokenCheck(parse_tokens(settings.api_tokens))
+        sessions = Sessions(
+            settings.require_session_key(), timedelta(seconds=settings.session_ttl_seconds)
+        )
+        tokens = TokenCheck(parse_tokens(settings.api_tokens), sessions)
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
         services = Services(

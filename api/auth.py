@@ -1,4 +1,4 @@
-"""Bearer API tokens with roles: who may call the API, and who may operate it."""
+"""Who is calling: API tokens with roles (client, operator) and customer sessions."""
 
 from __future__ import annotations
 
@@ -10,22 +10,37 @@ from enum import StrEnum
 
 from starlette.datastructures import Headers
 
+from api.sessions import Sessions
+
 
 class Role(StrEnum):
     CLIENT = "client"
     OPERATOR = "operator"
+    CUSTOMER = "customer"
+
+
+API_ROLES = (Role.CLIENT, Role.OPERATOR)
 
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated caller: its role and a stable, non-secret name for audit metadata."""
+    """An authenticated caller: its role and a stable, non-secret name for audit metadata.
+
+    A customer (a session) also names its user: it sees and acts on that user's things only.
+    """
 
     role: Role
     name: str
+    user_id: str | None = None
 
     @property
     def is_operator(self) -> bool:
         return self.role is Role.OPERATOR
+
+    @property
+    def customer(self) -> str | None:
+        """The user a customer session acts for; None for API tokens."""
+        return self.user_id if self.role is Role.CUSTOMER else None
 
 
 class TokenConfigurationError(ValueError):
@@ -37,7 +52,7 @@ def parse_tokens(value: str | None) -> dict[str, Role]:
     tokens: dict[str, Role] = {}
     for item in filter(None, (part.strip() for part in (value or "").split(","))):
         token, _, role = item.rpartition(":")
-        if not token or role not in {r.value for r in Role}:
+        if not token or role not in {r.value for r in API_ROLES}:
             raise TokenConfigurationError(
                 f"SAGALINE_API_TOKENS: {item[:8]}... is not token:client or token:operator"
             )
@@ -46,10 +61,15 @@ def parse_tokens(value: str | None) -> dict[str, Role]:
 
 
 class TokenCheck:
-    """Resolves the bearer token of a request to a caller, comparing in constant time."""
+    """Resolves the bearer token of a request to a caller, comparing in constant time.
 
-    def __init__(self, tokens: dict[str, Role]) -> None:
+    Whether a customer's user is still allowed in (not locked) needs the read model, so it
+    is checked apart from this: see `Services.admit`.
+    """
+
+    def __init__(self, tokens: dict[str, Role], sessions: Sessions | None = None) -> None:
         self._tokens = tokens
+        self.sessions = sessions
 
     def caller(self, headers: Headers) -> Caller | None:
         """The caller behind the request's Authorization header, or None."""
@@ -74,7 +94,10 @@ class TokenCheck:
             if hmac.compare_digest(known.encode(), token.encode()):
                 fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
                 return Caller(role, f"{role.value}:{fingerprint}")
-        return None
+        session = None if self.sessions is None else self.sessions.verify(token)
+        if session is None:
+            return None
+        return Caller(Role.CUSTOMER, f"customer:{session.user_id}", session.user_id)
 
     def _bearer(self, authorization: str) -> Caller | None:
         scheme, _, token = authorization.partition(" ")

@@ -14,8 +14,9 @@ from temporalio.client import Client
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
+from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
-from projections.users import UserView, users_by_ids
+from projections.users import UserView, get_user, users_by_ids
 from runtime.config import Settings
 
 
@@ -28,6 +29,15 @@ class Services:
     temporal: Client
     tokens: TokenCheck
     feed: EventFeed
+
+    async def admit(self, caller: Caller | None) -> Caller | None:
+        """The caller, unless it is a customer whose user is locked (or unknown): locking a
+        user revokes its sessions."""
+        if caller is None or caller.customer is None:
+            return caller
+        async with self.engine.connect() as conn:
+            user = await get_user(conn, caller.customer)
+        return caller if user is not None and user.status is UserStatus.ACTIVE else None
 
     @cached_property
     def consistency_waits(self) -> ConsistencyWaits:

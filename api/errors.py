@@ -79,7 +79,7 @@ class ConcurrencyConflictPayload:
     message: str
 
 
-@strawberry.type(description="This operation needs an operator token.")
+@strawberry.type(description="The caller may not do this: it needs an operator, or a client token.")
 class Forbidden:
     message: str
 

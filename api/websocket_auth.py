@@ -27,11 +27,11 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Name the socket's caller, or close the socket, before the protocol goes on."""
         if not self.connection_init_received and not self.connection_timed_out:
-            tokens = self.context.services.tokens
-            caller = tokens.caller(self.context.request.headers)
+            services = self.context.services
+            caller = await services.admit(services.tokens.caller(self.context.request.headers))
             payload = message.get("payload")
             if caller is None and isinstance(payload, dict):
-                caller = tokens.caller_in_connection_params(payload)
+                caller = await services.admit(services.tokens.caller_in_connection_params(payload))
                 if caller is not None:
                     self.context = dataclasses.replace(self.context, caller=caller)
             if caller is None:

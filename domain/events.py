@@ -58,8 +58,8 @@ def to_data(event: DomainEvent) -> JsonDict:
     return {f.name: _encode(getattr(event, f.name)) for f in dataclasses.fields(event)}
 
 
-def from_data(name: str, data: Mapping[str, Any], schema_version: int = 1) -> DomainEvent:
-    """Rebuild an event from its stored payload, upcasting older schema versions first."""
+def upcast(name: str, data: Mapping[str, Any], schema_version: int = 1) -> JsonDict:
+    """A stored payload in its type's current schema version (a copy; unknown types raise)."""
     cls = _registry.get(name)
     if cls is None:
         raise UnknownEventType(name)
@@ -71,6 +71,13 @@ def from_data(name: str, data: Mapping[str, Any], schema_version: int = 1) -> Do
             raise UnknownEventType(f"{name} v{version} (no upcaster to v{version + 1})")
         payload = step(payload)
         version += 1
+    return payload
+
+
+def from_data(name: str, data: Mapping[str, Any], schema_version: int = 1) -> DomainEvent:
+    """Rebuild an event from its stored payload, upcasting older schema versions first."""
+    payload = upcast(name, data, schema_version)
+    cls = _registry[name]
     hints = _field_types(cls)
     fields = {key: _decode(hints[key], value) for key, value in payload.items() if key in hints}
     return cls(**fields)

@@ -27,6 +27,8 @@ A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 EventIds = Callable[[int], UUID]
 """Gives the id of the n-th event a save appends; deterministic ids make saves idempotent."""
+Append = Callable[..., Awaitable[AppendResult]]
+"""Appends `StreamAppend`s atomically as `EventStore.append` does (and may write more)."""
 
 
 class Repository:
@@ -149,9 +151,14 @@ class Repository:
         metadata: JsonDict,
         claims: Sequence[UniqueKey] = (),
         releases: Sequence[UniqueKey] = (),
+        append: Append | None = None,
     ) -> AppendResult:
-        """Append the recorded events, expecting the version the aggregate was loaded at."""
-        return await self.save_all([aggregate], event_ids, metadata, claims, releases)
+        """Append the recorded events, expecting the version the aggregate was loaded at.
+
+        `append` replaces the store's own append, for a write that must commit with the
+        events (a user's credentials with their registration).
+        """
+        return await self.save_all([aggregate], event_ids, metadata, claims, releases, append)
 
     async def save_all(
         self,
@@ -160,6 +167,7 @@ class Repository:
         metadata: JsonDict,
         claims: Sequence[UniqueKey] = (),
         releases: Sequence[UniqueKey] = (),
+        append: Append | None = None,
     ) -> AppendResult:
         """Save several aggregates atomically; claims and releases go with the first.
 
@@ -194,7 +202,7 @@ class Repository:
                 )
             )
         loaded_at = {a.id: a.version for a in changed}
-        result = await self._store.append(*appends)
+        result = await (append or self._store.append)(*appends)
         for aggregate in changed:
             # An append that repeats an earlier one (same event ids) reports where that one
             # landed; the state here is then exactly the stored fold only if it landed right

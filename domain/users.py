@@ -11,7 +11,7 @@ from enum import StrEnum
 from domain.aggregate import Aggregate
 from domain.errors import DomainError, InvalidInput
 from domain.event_store import UniqueKey
-from domain.events import DomainEvent, JsonDict, event_type
+from domain.events import DomainEvent, JsonDict, event_type, upcaster
 
 EMAIL_SCOPE = "user_email"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -29,10 +29,19 @@ class UserStatus(StrEnum):
 @event_type
 @dataclass(frozen=True)
 class UserRegistered(DomainEvent):
+    """A user signed up; the password they chose is kept on the write side, never here."""
+
+    schema_version = 2
+
     user_id: str
     email: str
     name: str
-    password_hash: str
+
+
+@upcaster("UserRegistered", 1)
+def _registered_without_password_hash(data: JsonDict) -> JsonDict:
+    """Version 1 carried the password hash; reading it drops the hash."""
+    return {key: value for key, value in data.items() if key != "password_hash"}
 
 
 @event_type
@@ -90,7 +99,7 @@ def suspicious_activity_stream(user_id: str) -> str:
 
 @dataclass(frozen=True)
 class RegisterUser:
-    """Register a new user; the password arrives already hashed."""
+    """Register a new user; the password arrives already hashed and goes to the credentials."""
 
     command_id: str
     user_id: str
@@ -201,18 +210,19 @@ class User(Aggregate):
     """A person who can sign in and own accounts."""
 
     snapshot_every = 100
+    # Version 1 snapshots held the password hash.
+    snapshot_schema = 2
 
     def __init__(self, aggregate_id: str) -> None:
         super().__init__(aggregate_id)
         self.email = ""
         self.name = ""
-        self.password_hash = ""
         self.status = UserStatus.ACTIVE
 
-    def register(self, email: str, name: str, password_hash: str) -> UserRegistered:
+    def register(self, email: str, name: str) -> UserRegistered:
         if self.exists:
             raise UserAlreadyExists(self.id)
-        event = UserRegistered(self.id, normalise_email(email), normalise_name(name), password_hash)
+        event = UserRegistered(self.id, normalise_email(email), normalise_name(name))
         self.record(event)
         return event
 
@@ -230,14 +240,12 @@ class User(Aggregate):
         return {
             "email": self.email,
             "name": self.name,
-            "password_hash": self.password_hash,
             "status": self.status.value,
         }
 
     def restore_state(self, state: JsonDict) -> None:
         self.email = state["email"]
         self.name = state["name"]
-        self.password_hash = state["password_hash"]
         self.status = UserStatus(state["status"])
 
     def record_login(self, succeeded: bool, reason: str) -> UserLoginSucceeded | UserLoginFailed:
@@ -281,8 +289,8 @@ class User(Aggregate):
 
     def apply(self, event: DomainEvent) -> None:
         match event:
-            case UserRegistered(email=email, name=name, password_hash=password_hash):
-                self.email, self.name, self.password_hash = email, name, password_hash
+            case UserRegistered(email=email, name=name):
+                self.email, self.name = email, name
             case UserEmailChanged(new_email=new_email):
                 self.email = new_email
             case UserLocked():

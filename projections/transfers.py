@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.event_store import RecordedEvent
 from domain.transfers import TransferStatus
+from projections.accounts import accounts
 
 
 def transfers_table(name: str = "transfers") -> Table:
@@ -139,9 +140,16 @@ async def list_transfers(
     account_id: str | None,
     after: str | None,
     limit: int,
+    owner_id: str | None = None,
 ) -> list[TransferView]:
-    """Transfers in id order after a cursor, optionally by status or involving an account."""
+    """Transfers in id order after a cursor, optionally by status, involving an account, or
+    touching an account of one owner."""
     query = select(transfers).order_by(transfers.c.id).limit(limit)
+    if owner_id is not None:
+        owned = select(accounts.c.id).where(accounts.c.owner_id == owner_id)
+        query = query.where(
+            or_(transfers.c.from_account_id.in_(owned), transfers.c.to_account_id.in_(owned))
+        )
     if status is not None:
         query = query.where(transfers.c.status == status.value)
     if account_id is not None:

@@ -41,7 +41,6 @@ def users_table(name: str = "users") -> Table:
         Column("registered_at", DateTime(timezone=True), nullable=False),
         Column("last_updated", DateTime(timezone=True), nullable=False),
         Column("version", Integer, nullable=False),
-        Column("password_hash", Text, nullable=False),
     )
 
 
@@ -103,7 +102,6 @@ class UsersProjection:
                     "registered_at": event.recorded_at,
                     "last_updated": event.recorded_at,
                     "version": event.version,
-                    "password_hash": event.data["password_hash"],
                 }
                 continue
             change = _change(event)
@@ -147,18 +145,6 @@ def _change(event: RecordedEvent) -> dict[str, Any]:
     elif event.type == "UserUnlocked":
         change["status"] = UserStatus.ACTIVE.value
     return change
-
-
-async def password_hash_of(conn: AsyncConnection, email: str) -> tuple[str, str] | None:
-    """The id and password hash of the user with this email, for signing in."""
-    query = (
-        select(users.c.id, users.c.password_hash)
-        .where(users.c.email == email)
-        .order_by(users.c.last_updated.desc())
-        .limit(1)
-    )
-    row = (await conn.execute(query)).one_or_none()
-    return None if row is None else (row.id, row.password_hash)
 
 
 async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:

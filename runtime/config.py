@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Generous: on a loaded 2-core machine the embedded components and the Python processes
 # take far longer to start than on an idle one.
 STARTUP_TIMEOUT_SECONDS = 240.0
+MIN_SESSION_KEY_LENGTH = 32
 
 
 class Settings(BaseSettings):
@@ -44,6 +45,10 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_tokens: str | None = None
+    session_key: str | None = None
+    """Signs customer sessions; every API process must share it (`up` makes a dev one)."""
+    session_ttl_seconds: int = Field(default=3_600, gt=0)
+    """How long a customer session from `authenticate` lasts."""
     api_max_body_bytes: int = Field(default=1_048_576, gt=0)
     """Largest request body the API reads; a larger one is answered 413 before parsing."""
     api_max_selection_cost: int = Field(default=300, gt=0)
@@ -87,6 +92,16 @@ class Settings(BaseSettings):
         if not self.kafka_bootstrap:
             raise ConfigurationError("SAGALINE_KAFKA_BOOTSTRAP is not set")
         return self.kafka_bootstrap
+
+    def require_session_key(self) -> bytes:
+        """The key customer sessions are signed with: set, and long enough to be a key."""
+        if not self.session_key:
+            raise ConfigurationError("SAGALINE_SESSION_KEY is not set")
+        if len(self.session_key) < MIN_SESSION_KEY_LENGTH:
+            raise ConfigurationError(
+                f"SAGALINE_SESSION_KEY must be at least {MIN_SESSION_KEY_LENGTH} characters"
+            )
+        return self.session_key.encode()
 
     def snapshot_intervals(self) -> dict[str, int]:
         """SAGALINE_SNAPSHOT_EVERY as aggregate type -> events between snapshots."""

@@ -12,9 +12,9 @@ from adapters.database import sqlalchemy_url
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
-def migrate(database_url: str) -> None:
-    """Bring the database schema up to the newest revision."""
+def migrate(database_url: str, revision: str = "head") -> None:
+    """Bring the database schema up to a revision, the newest unless told."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", sqlalchemy_url(database_url).replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)

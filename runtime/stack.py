@@ -58,6 +58,7 @@ class Endpoints:
     graphql_url: str = ""
     api_tokens: str = ""
     generated_tokens: dict[str, str] = field(default_factory=dict)
+    session_key: str = ""
     watched: dict[str, Watched] = field(default_factory=dict)
 
 
@@ -179,6 +180,7 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         endpoints.api_tokens = ",".join(
             f"{token}:{role}" for role, token in endpoints.generated_tokens.items()
         )
+    endpoints.session_key = settings.session_key or development_session_key(data_dir)
     env = _child_env(settings, endpoints)
     for role in ("worker", "api"):
         child = sagaline_process(role, data_dir / "logs" / f"{role}.log", env)
@@ -254,6 +256,7 @@ def _child_env(settings: Settings, endpoints: Endpoints) -> dict[str, str]:
         "SAGALINE_API_HOST": settings.api_host,
         "SAGALINE_API_PORT": str(settings.api_port),
         "SAGALINE_API_TOKENS": endpoints.api_tokens,
+        "SAGALINE_SESSION_KEY": endpoints.session_key,
     }
 
 
@@ -285,6 +288,15 @@ def development_tokens(data_dir: Path) -> dict[str, str]:
         path.chmod(0o600)
     pairs = (line.partition("=") for line in path.read_text().splitlines() if "=" in line)
     return {role: token for role, _, token in pairs}
+
+
+def development_session_key(data_dir: Path) -> str:
+    """A key for signing customer sessions locally, kept in the data dir across restarts."""
+    path = data_dir / "dev-session-key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 def _reachable_host(host: str) -> str:

@@ -16,6 +16,7 @@ from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
 from activities.transfers import TransferActivities
 from activities.users import UserActivities
+from adapters.credentials import PostgresCredentials
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
@@ -118,7 +119,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
     repository = Repository(
         store, PostgresSnapshotStore(engine), settings.snapshot_intervals(), cache
     )
-    users = UserActivities(repository)
+    users = UserActivities(repository, PostgresCredentials(engine, store))
     accounts = AccountActivities(repository)
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)

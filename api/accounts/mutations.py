@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from activities.command_handling import CommandResult
+from api.access import may_use_account, sees_user
 from api.accounts.types import (
     Account,
     AccountClosedPayload,
@@ -27,6 +28,7 @@ from api.accounts.types import (
 from api.consistency import read_after
 from api.context import Context
 from api.dispatch import aggregate_id_for, command_id_or_new, execute
+from api.errors import AccountNotFoundPayload, UserNotFoundPayload
 from api.rejections import invalid_input
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
 from domain.errors import InvalidInput
@@ -77,6 +79,11 @@ async def _execute(
     )
 
 
+def not_found(account_id: str) -> AccountNotFoundPayload:
+    """The answer to a customer naming an account that is not its own."""
+    return AccountNotFoundPayload(message=f"account {account_id} not found")
+
+
 @strawberry.type
 class AccountMutations:
     @strawberry.mutation(description="Open an account for an active user.")
@@ -84,6 +91,8 @@ class AccountMutations:
         self, info: Info[Context, None], input: OpenAccountInput
     ) -> OpenAccountPayload:
         ctx = info.context
+        if not sees_user(ctx, str(input.owner_id)):
+            return UserNotFoundPayload(message=f"user {input.owner_id} not found")
         try:
             command_id = command_id_or_new(input.command_id)
             currency = parse_currency(input.currency)
@@ -109,6 +118,8 @@ class AccountMutations:
         self, info: Info[Context, None], input: DepositMoneyInput
     ) -> DepositMoneyPayload:
         ctx = info.context
+        if not await may_use_account(ctx, str(input.account_id)):
+            return not_found(str(input.account_id))
         try:
             command_id = command_id_or_new(input.command_id)
             amount = parse_amount(input.amount)
@@ -132,6 +143,8 @@ class AccountMutations:
         self, info: Info[Context, None], input: WithdrawMoneyInput
     ) -> WithdrawMoneyPayload:
         ctx = info.context
+        if not await may_use_account(ctx, str(input.account_id)):
+            return not_found(str(input.account_id))
         try:
             command_id = command_id_or_new(input.command_id)
             amount = parse_amount(input.amount)
@@ -155,6 +168,8 @@ class AccountMutations:
         self, info: Info[Context, None], input: CloseAccountInput
     ) -> CloseAccountPayload:
         ctx = info.context
+        if not await may_use_account(ctx, str(input.account_id)):
+            return not_found(str(input.account_id))
         try:
             command_id = command_id_or_new(input.command_id)
         except InvalidInput as error:

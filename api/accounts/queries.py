@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
+from api.access import sees_account
 from api.accounts.types import Account
 from api.consistency import ensure_consistent
 from api.context import Context
@@ -23,7 +24,9 @@ class AccountQueries:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         async with info.context.services.engine.connect() as conn:
             view = await get_account(conn, str(id))
-        return None if view is None else Account.from_view(view)
+        if view is None or not sees_account(info.context, view):
+            return None
+        return Account.from_view(view)
 
     @strawberry.field(description="Accounts, optionally of one owner, in id order.")
     async def accounts(
@@ -37,6 +40,10 @@ class AccountQueries:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         size = page_size(first)
         owner = None if owner_id is None else str(owner_id)
+        own = info.context.caller.customer
+        if own is not None and owner not in (None, own):
+            return connection([], size, lambda v: v.id, Account.from_view)
+        owner = owner if own is None else own
         async with info.context.services.engine.connect() as conn:
             rows = await list_accounts(conn, owner, decode_cursor(after), size + 1)
         return connection(rows, size, lambda v: v.id, Account.from_view)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 
+from api.access import sees_user
 from api.context import Context
 from api.errors import (
     AccountNotFoundPayload,
@@ -49,6 +50,8 @@ class Account:
     ) -> Annotated[User, strawberry.lazy("api.users.types")] | None:
         from api.users.types import User
 
+        if not sees_user(info.context, str(self.owner_id)):
+            return None
         view = await info.context.users_by_id.load(str(self.owner_id))
         return None if view is None else User.from_view(view)
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
+from api.access import NotYours, sees_transfer
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.errors import forbidden
@@ -27,8 +28,18 @@ from api.sagas.types import (
     SagaRetried,
 )
 from projections.catalog import projection_names
+from projections.transfers import get_transfer
 
 FINAL_EVENTS = frozenset({"TransferCompleted", "TransferRejected"})
+
+
+async def saga_visible(ctx: Context, saga_id: str) -> bool:
+    """Whether the caller may follow the saga: a customer only its own transfers' sagas."""
+    if ctx.caller.customer is None:
+        return True
+    async with ctx.services.engine.connect() as conn:
+        transfer = await get_transfer(conn, transfer_id_of(saga_id))
+    return transfer is not None and await sees_transfer(ctx, transfer)
 
 
 @strawberry.type
@@ -38,6 +49,8 @@ class SagaQueries:
         self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
     ) -> Saga | None:
         await ensure_consistent(info.context, consistent_with, projection_names())
+        if not await saga_visible(info.context, str(id)):
+            return None
         try:
             return await read_saga(info.context, str(id))
         except NoSuchSaga:
@@ -76,6 +89,8 @@ class SagaSubscriptions:
         ctx = info.context
         transfer_id = transfer_id_of(str(id))
         async with ctx.services.feed.subscribe() as updates:
+            if not await saga_visible(ctx, str(id)):
+                raise NotYours(f"saga {id}")
             try:
                 current: Saga | None = await read_saga(ctx, str(id))
             except NoSuchSaga:

@@ -10,6 +10,7 @@ from strawberry.types import Info
 from temporalio.common import WorkflowIDConflictPolicy
 
 from adapters.relay_checkpoint import relay_status
+from api.access import NotYours
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.errors import Forbidden, forbidden
@@ -68,6 +69,8 @@ class SystemQueries:
     async def system_status(
         self, info: Info[Context, None], consistent_with: str | None = None
     ) -> SystemStatus:
+        if info.context.caller.customer is not None:
+            raise NotYours("systemStatus")
         await ensure_consistent(info.context, consistent_with, projection_names())
         engine = info.context.services.engine
         statuses = await projector.status(engine, projection_names())

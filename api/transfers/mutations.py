@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
+from api.access import may_use_account
 from api.consistency import read_after
 from api.context import Context
 from api.dispatch import command_id_or_new, send
+from api.errors import AccountNotFoundPayload
 from api.rejections import invalid_input, rejection_payload
 from api.transfers.types import (
     Transfer,
@@ -60,6 +62,8 @@ class TransferMutations:
         self, info: Info[Context, None], input: TransferMoneyInput
     ) -> TransferMoneyPayload:
         ctx = info.context
+        if not await may_use_account(ctx, str(input.from_account_id)):
+            return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
         try:
             transfer_id = command_id_or_new(input.transfer_id)
             amount = parse_amount(input.amount)

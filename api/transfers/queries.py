@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
+from api.access import NotYours, may_use_account, sees_transfer
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
@@ -27,7 +28,9 @@ class TransferQueries:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         async with info.context.services.engine.connect() as conn:
             view = await get_transfer(conn, str(id))
-        return None if view is None else Transfer.from_view(view)
+        if view is None or not await sees_transfer(info.context, view):
+            return None
+        return Transfer.from_view(view)
 
     @strawberry.field(description="Transfers, optionally by status or account, in id order.")
     async def transfers(
@@ -43,8 +46,16 @@ class TransferQueries:
         size = page_size(first)
         wanted = None if status is None else DomainTransferStatus(status.value)
         account = None if account_id is None else str(account_id)
+        own = info.context.caller.customer
+        if (
+            own is not None
+            and account is not None
+            and not await may_use_account(info.context, account)
+        ):
+            return connection([], size, lambda v: v.id, Transfer.from_view)
+        cursor = decode_cursor(after)
         async with info.context.services.engine.connect() as conn:
-            rows = await list_transfers(conn, wanted, account, decode_cursor(after), size + 1)
+            rows = await list_transfers(conn, wanted, account, cursor, size + 1, owner_id=own)
         return connection(rows, size, lambda v: v.id, Transfer.from_view)
 
 
@@ -54,10 +65,14 @@ class TransferSubscriptions:
     async def transfer_updated(
         self, info: Info[Context, None], id: strawberry.ID
     ) -> AsyncGenerator[Transfer, None]:
-        services = info.context.services
+        ctx = info.context
+        services = ctx.services
         async with services.feed.subscribe() as updates:
             async with services.engine.connect() as conn:
                 view = await get_transfer(conn, str(id))
+            # A transfer not made yet may still become the caller's: each update is checked.
+            if view is not None and not await sees_transfer(ctx, view):
+                raise NotYours(f"transfer {id}")
             if view is not None:
                 yield Transfer.from_view(view)
             async for event in updates:
@@ -71,5 +86,5 @@ class TransferSubscriptions:
                 )
                 async with services.engine.connect() as conn:
                     view = await get_transfer(conn, str(id))
-                if view is not None:
+                if view is not None and await sees_transfer(ctx, view):
                     yield Transfer.from_view(view)

@@ -10,6 +10,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from api.access import sees_account
 from api.accounts.types import Account
 from api.context import Context
 from api.errors import AccountNotFoundPayload, InsufficientFundsPayload, InvalidInputPayload
@@ -38,12 +39,20 @@ class Transfer:
     @strawberry.field(description="The account the money leaves.")
     async def from_account(self, info: Info[Context, None]) -> Account | None:
         view = await info.context.accounts_by_id.load(str(self.from_account_id))
-        return None if view is None else Account.from_view(view)
+        return (
+            None
+            if view is None or not sees_account(info.context, view)
+            else Account.from_view(view)
+        )
 
     @strawberry.field(description="The account the money reaches.")
     async def to_account(self, info: Info[Context, None]) -> Account | None:
         view = await info.context.accounts_by_id.load(str(self.to_account_id))
-        return None if view is None else Account.from_view(view)
+        return (
+            None
+            if view is None or not sees_account(info.context, view)
+            else Account.from_view(view)
+        )
 
     @classmethod
     def from_view(cls, view: TransferView) -> Transfer:

@@ -12,10 +12,12 @@ import strawberry
 from strawberry.types import Info
 
 from activities.command_handling import CommandResult
+from adapters.credentials import password_hash_of
+from api.access import sees_user
 from api.consistency import read_after
 from api.context import Context
 from api.dispatch import aggregate_id_for, command_id_or_new, execute, send
-from api.errors import forbidden
+from api.errors import Forbidden, UserNotFoundPayload, forbidden
 from api.rejections import invalid_input, payload_of
 from api.users.types import (
     Authenticated,
@@ -47,7 +49,7 @@ from domain.users import (
     normalise_name,
 )
 from domain.users import UserStatus as DomainUserStatus
-from projections.users import get_user, password_hash_of
+from projections.users import get_user, get_user_by_email
 from workflows.users import (
     ChangeUserEmailWorkflow,
     RecordLoginAttemptWorkflow,
@@ -95,6 +97,8 @@ class UserMutations:
         self, info: Info[Context, None], input: RegisterUserInput
     ) -> RegisterUserPayload:
         ctx = info.context
+        if ctx.caller.customer is not None:
+            return Forbidden(message="a customer session cannot register users")
         try:
             command_id = command_id_or_new(input.command_id)
             email = normalise_email(input.email)
@@ -120,6 +124,8 @@ class UserMutations:
         self, info: Info[Context, None], input: ChangeUserEmailInput
     ) -> ChangeUserEmailPayload:
         ctx = info.context
+        if not sees_user(ctx, str(input.user_id)):
+            return UserNotFoundPayload(message=f"user {input.user_id} not found")
         try:
             command_id = command_id_or_new(input.command_id)
             email = normalise_email(input.new_email)
@@ -148,11 +154,11 @@ class UserMutations:
         except InvalidInput:
             return failed
         async with ctx.services.engine.connect() as conn:
-            found = await password_hash_of(conn, email)
-            view = None if found is None else await get_user(conn, found[0])
-        if found is None or view is None:
+            view = await get_user_by_email(conn, email)
+            stored = None if view is None else await password_hash_of(conn, view.id)
+        if view is None or stored is None:
             return failed
-        user_id, stored = found
+        user_id = view.id
         matches = len(input.password) <= MAX_PASSWORD_LENGTH and await asyncio.to_thread(
             verify_password, input.password, stored
         )
@@ -172,7 +178,11 @@ class UserMutations:
             return payload_of(UserLockedError(user_id))  # type: ignore[no-any-return]
         if not matches:
             return failed
-        return Authenticated(user=User.from_view(view))
+        sessions = ctx.services.tokens.sessions
+        if sessions is None:
+            raise RuntimeError("customer sessions are not configured (SAGALINE_SESSION_KEY)")
+        token, session = sessions.issue(user_id)
+        return Authenticated(user=User.from_view(view), token=token, expires_at=session.expires_at)
 
     @strawberry.mutation(description="Operator: let a locked user act again.")
     async def unlock_user(

@@ -7,6 +7,7 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
+from api.access import sees_user
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
@@ -24,6 +25,8 @@ class UserQueries:
         self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
     ) -> User | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
+        if not sees_user(info.context, str(id)):
+            return None
         async with info.context.services.engine.connect() as conn:
             view = await get_user(conn, str(id))
         return None if view is None else User.from_view(view)
@@ -35,7 +38,9 @@ class UserQueries:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         async with info.context.services.engine.connect() as conn:
             view = await get_user_by_email(conn, email.strip().lower())
-        return None if view is None else User.from_view(view)
+        if view is None or not sees_user(info.context, view.id):
+            return None
+        return User.from_view(view)
 
     @strawberry.field(description="Users in id order.")
     async def users(
@@ -47,8 +52,13 @@ class UserQueries:
     ) -> Connection[User]:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         size = page_size(first)
+        cursor, own = decode_cursor(after), info.context.caller.customer
         async with info.context.services.engine.connect() as conn:
-            rows = await list_users(conn, decode_cursor(after), size + 1)
+            if own is None:
+                rows = await list_users(conn, cursor, size + 1)
+            else:
+                view = await get_user(conn, own)
+                rows = [view] if view is not None and (cursor is None or view.id > cursor) else []
         return connection(rows, size, lambda v: v.id, User.from_view)
 
 
@@ -64,6 +74,8 @@ class SuspiciousActivity:
 
     @strawberry.field(description="The user the activity concerned.")
     async def user(self, info: Info[Context, None]) -> User | None:
+        if not sees_user(info.context, str(self.user_id)):
+            return None
         view = await info.context.users_by_id.load(str(self.user_id))
         return None if view is None else User.from_view(view)
 
@@ -94,6 +106,10 @@ class SuspiciousActivityQueries:
         await ensure_consistent(info.context, consistent_with, ["suspicious_activities"])
         size = page_size(first)
         user = None if user_id is None else str(user_id)
+        own = info.context.caller.customer
+        if own is not None and user not in (None, own):
+            return connection([], size, lambda v: v.id, SuspiciousActivity.from_view)
+        user = user if own is None else own
         async with info.context.services.engine.connect() as conn:
             rows = await list_suspicious_activities(conn, user, decode_cursor(after), size + 1)
         return connection(rows, size, lambda v: v.id, SuspiciousActivity.from_view)

@@ -9,6 +9,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
+from api.access import sees_user
 from api.accounts.types import Account
 from api.context import Context
 from api.errors import (
@@ -40,6 +41,8 @@ class User:
 
     @strawberry.field(description="The user's accounts (batched across users per request).")
     async def accounts(self, info: Info[Context, None]) -> list[Account]:
+        if not sees_user(info.context, str(self.id)):
+            return []
         views = await info.context.accounts_by_owner.load(str(self.id))
         return [Account.from_view(v) for v in views]
 
@@ -79,7 +82,11 @@ class EmailAlreadyInUsePayload:
 
 
 RegisterUserPayload = Annotated[
-    UserRegisteredPayload | EmailAlreadyInUsePayload | InvalidInputPayload | CommandPending,
+    UserRegisteredPayload
+    | EmailAlreadyInUsePayload
+    | InvalidInputPayload
+    | CommandPending
+    | Forbidden,
     strawberry.union("RegisterUserPayload"),
 ]
 
@@ -115,9 +122,11 @@ class AuthenticateInput:
     password: str
 
 
-@strawberry.type
+@strawberry.type(description="Signed in: a customer session for the user, until expiresAt.")
 class Authenticated:
     user: User
+    token: str = strawberry.field(description="Bearer token of a session acting as this user.")
+    expires_at: datetime
 
 
 @strawberry.type(description="Unknown email or wrong password (deliberately not saying which).")

@@ -25,6 +25,8 @@ CONSISTENCY_TIMEOUT_SECONDS = 1
 COMMAND_TIMEOUT_SECONDS = 5
 # A failing compensation parks its saga after two attempts (about half a second), not eight.
 COMPENSATION_ATTEMPTS = 2
+# Long enough for a test to use a session, short enough for one to see it expire.
+SESSION_TTL_SECONDS = 30
 CLIENT_TOKEN = "e2e-client-token"
 OPERATOR_TOKEN = "e2e-operator-token"
 STACK_SETTINGS = {
@@ -32,6 +34,7 @@ STACK_SETTINGS = {
     "SAGALINE_COMMAND_TIMEOUT_SECONDS": str(COMMAND_TIMEOUT_SECONDS),
     "SAGALINE_COMPENSATION_ATTEMPTS": str(COMPENSATION_ATTEMPTS),
     "SAGALINE_API_TOKENS": f"{CLIENT_TOKEN}:client,{OPERATOR_TOKEN}:operator",
+    "SAGALINE_SESSION_TTL_SECONDS": str(SESSION_TTL_SECONDS),
 }
 
 

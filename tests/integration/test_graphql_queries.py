@@ -37,7 +37,7 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
     repository = Repository(store)
     for _ in range(40):
         user = User(f"user-{uuid.uuid4()}")
-        user.register(f"{uuid.uuid4()}@example.com", "Q", "hash")
+        user.register(f"{uuid.uuid4()}@example.com", "Q")
         await repository.save(user, lambda _: uuid.uuid4(), {})
         for _ in range(2):
             account = Account(f"account-{uuid.uuid4()}")

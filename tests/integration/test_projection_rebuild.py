@@ -31,7 +31,7 @@ def random_user_history(rng: random.Random, count: int) -> list[tuple[str, Domai
         if not emails or rng.random() < 0.3:
             user_id = f"user-{uuid.UUID(int=rng.getrandbits(128))}"
             emails[user_id] = f"{uuid.UUID(int=rng.getrandbits(128))}@example.com"
-            history.append((user_id, UserRegistered(user_id, emails[user_id], "N", "h")))
+            history.append((user_id, UserRegistered(user_id, emails[user_id], "N")))
             continue
         user_id = rng.choice(list(emails))
         roll = rng.random()
@@ -153,7 +153,6 @@ async def folded(store: PostgresEventStore, user_ids: set[str]) -> dict[str, dic
                     "name": event.data["name"],
                     "status": "ACTIVE",
                     "registered_at": event.recorded_at,
-                    "password_hash": event.data["password_hash"],
                 }
             elif event.type == "UserEmailChanged":
                 row["email"] = event.data["new_email"]

@@ -33,7 +33,7 @@ async def test_snapshot_and_full_replay_load_the_same_user(
     without = Repository(store)
     user_id = f"user-{uuid.uuid4()}"
     user = User(user_id)
-    user.register(f"{uuid.uuid4()}@example.com", "Snap", "hash")
+    user.register(f"{uuid.uuid4()}@example.com", "Snap")
     await with_snapshots.save(user, ids(), {})
     for n in range(34):
         user = await with_snapshots.load(User, user_id)
@@ -56,7 +56,7 @@ async def test_load_many_equals_loading_each_aggregate_alone(
     ids_ = []
     for changes in (0, 4, 7):
         user = User(f"user-{uuid.uuid4()}")
-        user.register(f"{uuid.uuid4()}@example.com", "Many", "hash")
+        user.register(f"{uuid.uuid4()}@example.com", "Many")
         await repository.save(user, ids(), {})
         for _ in range(changes):
             user.change_email(f"{uuid.uuid4()}@example.com")
@@ -84,7 +84,7 @@ def count_statements(engine: AsyncEngine) -> list[str]:
 
 async def registered_user(repository: Repository) -> User:
     user = User(f"user-{uuid.uuid4()}")
-    user.register(f"{uuid.uuid4()}@example.com", "Cached", "hash")
+    user.register(f"{uuid.uuid4()}@example.com", "Cached")
     await repository.save(user, ids(), {})
     return user
 

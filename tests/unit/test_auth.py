@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from starlette.datastructures import Headers
 
 from api.auth import Role, TokenCheck, TokenConfigurationError, parse_tokens
+from api.sessions import Sessions
 
 
 def test_tokens_parse_into_roles() -> None:
@@ -49,3 +53,40 @@ def test_a_connection_init_payload_names_its_caller_like_the_header_or_by_token(
         {"password": "secret"},
     ):
         assert check.caller_in_connection_params(params) is None, params
+
+
+def sessions() -> Sessions:
+    return Sessions(b"k" * 32, timedelta(minutes=5))
+
+
+def test_a_session_token_names_its_user_until_it_expires() -> None:
+    issued_at = datetime(2030, 1, 1, tzinfo=UTC)
+    token, session = sessions().issue("user-1", issued_at)
+    assert sessions().verify(token, issued_at + timedelta(minutes=4)) == session
+    assert session.user_id == "user-1"
+    assert sessions().verify(token, issued_at + timedelta(minutes=5)) is None
+
+
+def test_a_session_token_signed_with_another_key_or_altered_is_refused() -> None:
+    token, _ = sessions().issue("user-1")
+    assert Sessions(b"x" * 32, timedelta(minutes=5)).verify(token) is None
+    body, _, signature = token.rpartition(".")
+    prefix, _, expiry, session_id = body.split(".")
+    other_user = base64.urlsafe_b64encode(b"user-2").decode().rstrip("=")
+    assert sessions().verify(f"{prefix}.{other_user}.{expiry}.{session_id}.{signature}") is None
+    assert sessions().verify(f"{prefix}.{other_user}.{int(expiry) + 60}.{session_id}.x") is None
+    assert sessions().verify("not.a.session") is None
+
+
+def test_a_session_token_is_a_customer_caller_bound_to_its_user() -> None:
+    check = TokenCheck({"secret": Role.CLIENT}, sessions())
+    token, _ = sessions().issue("user-1")
+    caller = check.caller(Headers({"authorization": f"Bearer {token}"}))
+    assert caller is not None and caller.role is Role.CUSTOMER and caller.customer == "user-1"
+    assert not caller.is_operator
+    assert TokenCheck({"secret": Role.CLIENT}).caller_for(token) is None
+
+
+def test_customer_is_not_a_role_an_api_token_can_have() -> None:
+    with pytest.raises(TokenConfigurationError):
+        parse_tokens("abc:customer")

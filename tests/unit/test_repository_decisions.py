@@ -88,7 +88,7 @@ def ids() -> EventIds:
 
 async def registered_user(repository: Repository) -> User:
     user = User(f"user-{uuid.uuid4()}")
-    user.register(f"{uuid.uuid4()}@example.com", "Cached", "hash")
+    user.register(f"{uuid.uuid4()}@example.com", "Cached")
     await repository.save(user, ids(), {})
     return user
 

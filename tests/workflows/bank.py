@@ -41,7 +41,7 @@ class Bank:
 
     async def user(self, locked: bool = False) -> str:
         user = User(f"user-{uuid.uuid4()}")
-        registered = user.register(f"{uuid.uuid4()}@example.com", "Holder", "hash")
+        registered = user.register(f"{uuid.uuid4()}@example.com", "Holder")
         if locked:
             user.lock("test")
         await self.repository.save(

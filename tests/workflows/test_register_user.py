@@ -7,12 +7,14 @@ import dataclasses
 import uuid
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import ActivityEnvironment
 
 from activities.users import UserActivities
+from adapters.credentials import PostgresCredentials
 from adapters.event_store import PostgresEventStore
 from domain.repository import Repository
 from domain.users import RegisterUser
@@ -89,10 +91,11 @@ async def test_a_taken_email_is_a_rejection_and_appends_nothing(
 
 
 async def test_a_retried_register_activity_appends_nothing_twice(
-    store: PostgresEventStore,
+    engine: AsyncEngine, store: PostgresEventStore
 ) -> None:
     command = register_command()
-    activities = UserActivities(Repository(store))
+    credentials = PostgresCredentials(engine, store)
+    activities = UserActivities(Repository(store), credentials)
     environment = ActivityEnvironment()
     environment.info = dataclasses.replace(
         environment.info, workflow_id=register_user_workflow_id(command.command_id)
@@ -100,4 +103,6 @@ async def test_a_retried_register_activity_appends_nothing_twice(
     first = await environment.run(activities.register_user, command)
     retried = await environment.run(activities.register_user, command)
     assert retried == first
-    assert len(await store.read_stream(command.user_id)) == 1
+    (registered,) = await store.read_stream(command.user_id)
+    assert "password_hash" not in registered.data
+    assert await credentials.password_hash(command.user_id) == command.password_hash

@@ -1,0 +1,74 @@
+"""What a caller may see and act on.
+
+API tokens (client, operator) see everything; the operator-only operations check
+`Caller.is_operator` themselves. A customer session sees its own user, that user's accounts,
+the transfers touching those accounts and the streams of all three. Anything else reads as
+missing (null, an empty connection), so a customer cannot even learn that it exists.
+"""
+
+from __future__ import annotations
+
+from graphql import GraphQLError
+
+from api.context import Context
+from domain.users import suspicious_activity_stream
+from projections.accounts import AccountView, get_account
+from projections.transfers import TransferView, get_transfer
+
+
+class NotYours(GraphQLError):
+    """A subscription or lookup the caller may not make."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(
+            f"{what} is not available to this caller", extensions={"code": "FORBIDDEN"}
+        )
+
+
+def sees_user(ctx: Context, user_id: str) -> bool:
+    """Whether the caller may see (and act as) this user."""
+    own = ctx.caller.customer
+    return own is None or own == user_id
+
+
+def sees_account(ctx: Context, account: AccountView) -> bool:
+    """Whether the caller may see (and move money out of) this account."""
+    return sees_user(ctx, account.owner_id)
+
+
+async def may_use_account(ctx: Context, account_id: str) -> bool:
+    """Whether the caller may act on the account: any for an API token, its own (read now,
+    not from a per-context cache: a subscription's context lives as long as its socket) for
+    a customer."""
+    if ctx.caller.customer is None:
+        return True
+    async with ctx.services.engine.connect() as conn:
+        account = await get_account(conn, account_id)
+    return account is not None and sees_account(ctx, account)
+
+
+async def sees_transfer(ctx: Context, transfer: TransferView) -> bool:
+    """Whether the caller may see this transfer: it touches one of the caller's accounts."""
+    if ctx.caller.customer is None:
+        return True
+    return await may_use_account(ctx, transfer.from_account_id) or await may_use_account(
+        ctx, transfer.to_account_id
+    )
+
+
+async def sees_stream(ctx: Context, stream_id: str) -> bool:
+    """Whether the caller may read this stream's events: its user's, account's or transfer's."""
+    own = ctx.caller.customer
+    if own is None or stream_id in (own, suspicious_activity_stream(own)):
+        return True
+    if await may_use_account(ctx, stream_id):
+        return True
+    async with ctx.services.engine.connect() as conn:
+        transfer = await get_transfer(conn, stream_id)
+    return transfer is not None and await sees_transfer(ctx, transfer)
+
+
+def require_operator(ctx: Context, what: str) -> None:
+    """Refuse a lookup only an operator may make."""
+    if not ctx.caller.is_operator:
+        raise NotYours(what)

@@ -1,0 +1,205 @@
+"""Customer sessions: a customer sees and acts on its own things only, until locked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tests.e2e.conftest import OPERATOR_TOKEN, SESSION_TTL_SECONDS, Stack
+from tests.e2e.test_bank_api import DEPOSIT, OPEN, TRANSFER
+from tests.e2e.test_no_password_hashes import AUTHENTICATE, REGISTER
+from tests.e2e.test_subscriptions import open_socket, start
+
+PASSWORD = "a-good-password"
+READS = """
+query($user: ID!, $account: ID!, $transfer: ID!) {
+  user(id: $user) { id }
+  account(id: $account) { id balance }
+  transfer(id: $transfer) { id fromAccount { id } toAccount { id } }
+  accounts(ownerId: $user) { edges { node { id } } }
+  history: events(streamId: $account) { edges { node { type } } }
+  saga(id: $transfer) { id }
+}"""
+MINE = """
+query($user: ID!, $account: ID!) {
+  user(id: $user) { id accounts { id } }
+  account(id: $account) { balance }
+  users { edges { node { id } } }
+  transfers { edges { node { id } } }
+  history: events(streamId: $user) { edges { node { type } } }
+}"""
+
+
+def customer(stack: Stack) -> dict[str, Any]:
+    """A registered user with a funded account, signed in: its ids and session token."""
+    email = f"c-{uuid.uuid4()}@example.com"
+    registered = stack.data(REGISTER, {"in": {"email": email, "name": "C", "password": PASSWORD}})
+    user = registered["registerUser"]["user"]["id"]
+    account = stack.data(OPEN, {"in": {"ownerId": user}})["openAccount"]["account"]["id"]
+    stack.data(DEPOSIT, {"in": {"accountId": account, "amount": "30.00"}})
+    signed_in = stack.data(AUTHENTICATE, {"in": {"email": email, "password": PASSWORD}})
+    session = signed_in["authenticate"]
+    assert session["__typename"] == "Authenticated", session
+    assert session["user"]["id"] == user
+    return {
+        "user": user,
+        "account": account,
+        "email": email,
+        "token": session["token"],
+        "expiresAt": session["expiresAt"],
+    }
+
+
+def send_money(stack: Stack, token: str, source: str, destination: str) -> dict[str, Any]:
+    variables = {"in": {"fromAccountId": source, "toAccountId": destination, "amount": "5.00"}}
+    answer: dict[str, Any] = stack.data(TRANSFER, variables, token)["transferMoney"]
+    return answer
+
+
+def test_a_session_reads_its_own_user_accounts_transfers_and_history(stack: Stack) -> None:
+    ann, bob = customer(stack), customer(stack)
+    sent = send_money(stack, ann["token"], ann["account"], bob["account"])
+    assert sent["__typename"] == "TransferCompleted", sent
+    mine = stack.data(MINE, {"user": ann["user"], "account": ann["account"]}, ann["token"])
+    assert mine["user"]["accounts"] == [{"id": ann["account"]}]
+    assert mine["account"]["balance"] == "25.00"
+    assert [e["node"]["id"] for e in mine["users"]["edges"]] == [ann["user"]]
+    assert [e["node"]["id"] for e in mine["transfers"]["edges"]] == [sent["transfer"]["id"]]
+    assert mine["history"]["edges"][0]["node"]["type"] == "UserRegistered"
+    # Bob sees the transfer that reached him, but not Ann's account it came from.
+    theirs = stack.data(
+        READS,
+        {"user": bob["user"], "account": bob["account"], "transfer": sent["transfer"]["id"]},
+        bob["token"],
+    )
+    assert theirs["transfer"]["fromAccount"] is None
+    assert theirs["transfer"]["toAccount"] == {"id": bob["account"]}
+
+
+def test_another_customers_user_account_transfer_history_and_saga_read_as_missing(
+    stack: Stack,
+) -> None:
+    ann, bob, carol = customer(stack), customer(stack), customer(stack)
+    sent = send_money(stack, ann["token"], ann["account"], bob["account"])
+    variables = {"user": ann["user"], "account": ann["account"], "transfer": sent["transfer"]["id"]}
+    seen = stack.data(READS, variables, carol["token"])
+    assert seen["user"] is None and seen["account"] is None and seen["transfer"] is None
+    assert seen["saga"] is None
+    assert seen["accounts"]["edges"] == [] and seen["history"]["edges"] == []
+    for stream in (ann["user"], sent["transfer"]["id"]):
+        history = "query($id: ID!) { events(streamId: $id) { edges { node { type } } } }"
+        assert stack.data(history, {"id": stream}, carol["token"])["events"]["edges"] == []
+    by_email = stack.data(
+        "query($e: String!) { userByEmail(email: $e) { id } }", {"e": ann["email"]}, carol["token"]
+    )
+    assert by_email["userByEmail"] is None
+
+
+def test_a_customer_cannot_move_or_touch_another_customers_money(stack: Stack) -> None:
+    ann, bob = customer(stack), customer(stack)
+    token = bob["token"]
+    stolen = send_money(stack, token, ann["account"], bob["account"])
+    assert stolen["__typename"] == "AccountNotFound"
+    withdraw = """mutation($in: WithdrawMoneyInput!) { withdrawMoney(input: $in) { __typename } }"""
+    taken = stack.data(withdraw, {"in": {"accountId": ann["account"], "amount": "1.00"}}, token)
+    assert taken["withdrawMoney"]["__typename"] == "AccountNotFound"
+    opened = stack.data(OPEN, {"in": {"ownerId": ann["user"]}}, token)
+    assert opened["openAccount"]["__typename"] == "UserNotFound"
+    change = (
+        """mutation($in: ChangeUserEmailInput!) { changeUserEmail(input: $in) { __typename } }"""
+    )
+    moved = stack.data(
+        change, {"in": {"userId": ann["user"], "newEmail": f"x-{uuid.uuid4()}@example.com"}}, token
+    )
+    assert moved["changeUserEmail"]["__typename"] == "UserNotFound"
+    balance = "query($id: ID!) { account(id: $id) { balance } }"
+    assert stack.data(balance, {"id": ann["account"]})["account"]["balance"] == "30.00"
+
+
+def test_operator_feeds_and_status_are_refused_to_a_session(stack: Stack) -> None:
+    ann = customer(stack)
+    body = stack.graphql("{ systemStatus { headPosition } }", token=ann["token"])
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    unlock = """mutation($in: UnlockUserInput!) { unlockUser(input: $in) { __typename } }"""
+    answer = stack.data(unlock, {"in": {"userId": ann["user"]}}, ann["token"])
+    assert answer["unlockUser"]["__typename"] == "Forbidden"
+
+
+async def first_message(stack: Stack, token: str, query: str, variables: dict[str, Any]) -> Any:
+    socket = await open_socket(stack, {"token": token})
+    try:
+        await start(socket, query, variables)
+        while True:
+            message = json.loads(await asyncio.wait_for(socket.recv(), 20))
+            if message["type"] not in ("ping", "pong"):
+                return message
+    finally:
+        await socket.close()
+
+
+async def test_subscriptions_to_another_customers_things_are_refused(stack: Stack) -> None:
+    ann, bob = customer(stack), customer(stack)
+    sent = send_money(stack, ann["token"], ann["account"], bob["account"])
+    carol = customer(stack)
+    for query, variables in (
+        (
+            "subscription($id: ID!) { transferUpdated(id: $id) { id } }",
+            {"id": sent["transfer"]["id"]},
+        ),
+        ("subscription($id: ID!) { sagaUpdated(id: $id) { id } }", {"id": sent["transfer"]["id"]}),
+        ("subscription($id: ID) { eventAppended(streamId: $id) { type } }", {"id": ann["account"]}),
+        ("subscription { eventAppended { type } }", {}),
+    ):
+        message = await first_message(stack, carol["token"], query, variables)
+        assert message["type"] == "error" or message["payload"].get("errors"), (query, message)
+    own = await first_message(
+        stack,
+        ann["token"],
+        "subscription($id: ID!) { transferUpdated(id: $id) { id status } }",
+        {"id": sent["transfer"]["id"]},
+    )
+    assert own["payload"]["data"]["transferUpdated"]["status"] == "COMPLETED"
+
+
+def httpx_status(stack: Stack, token: str) -> int:
+    """The HTTP status of a small query made with a token."""
+    response = httpx.post(
+        stack.graphql_url,
+        json={"query": "{ users { edges { node { id } } } }"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    return response.status_code
+
+
+def test_a_session_ends_when_it_expires_or_is_forged(stack: Stack) -> None:
+    ann = customer(stack)
+    body, _, _ = ann["token"].rpartition(".")
+    assert httpx_status(stack, f"{body}.AAAA") == 401
+    expires_at = datetime.fromisoformat(ann["expiresAt"])
+    remaining = (expires_at - datetime.now(UTC)).total_seconds()
+    assert 0 < remaining <= SESSION_TTL_SECONDS
+    deadline = time.monotonic() + remaining + 30
+    while httpx_status(stack, ann["token"]) != 401:
+        assert time.monotonic() < deadline, "the session outlived its expiry"
+        time.sleep(0.5)
+    assert datetime.now(UTC) >= expires_at
+
+
+def test_locking_a_user_revokes_its_sessions(stack: Stack) -> None:
+    ann = customer(stack)
+    assert httpx_status(stack, ann["token"]) == 200
+    for _ in range(3):
+        stack.data(AUTHENTICATE, {"in": {"email": ann["email"], "password": "wrong-password"}})
+    deadline = time.monotonic() + 30
+    while httpx_status(stack, ann["token"]) != 401:
+        assert time.monotonic() < deadline, "the locked user's session still works"
+        time.sleep(0.25)
+    status = "query($id: ID!) { user(id: $id) { status } }"
+    assert stack.data(status, {"id": ann["user"]}, OPERATOR_TOKEN)["user"]["status"] == "LOCKED"
