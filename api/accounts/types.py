@@ -13,6 +13,7 @@ from strawberry.types import Info
 from api.context import Context
 from api.errors import (
     AccountNotFoundPayload,
+    BalanceCeilingExceededPayload,
     BalanceNotZeroPayload,
     CommandPending,
     InsufficientFundsPayload,
@@ -134,6 +135,7 @@ DepositMoneyPayload = Annotated[
     MoneyDepositedPayload
     | AccountNotFoundPayload
     | AccountClosedPayload
+    | BalanceCeilingExceededPayload
     | InvalidInputPayload
     | CommandPending,
     strawberry.union("DepositMoneyPayload"),

@@ -11,6 +11,7 @@ from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
 from api.users.types import User
+from domain.users import normalise_email
 from projections.suspicious import SuspiciousActivityView, list_suspicious_activities
 from projections.users import get_user, get_user_by_email, list_users
 
@@ -34,7 +35,7 @@ class UserQueries:
     ) -> User | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         async with info.context.services.engine.connect() as conn:
-            view = await get_user_by_email(conn, email.strip().lower())
+            view = await get_user_by_email(conn, normalise_email(email))
         return None if view is None else User.from_view(view)
 
     @strawberry.field(description="Users in id order.")
