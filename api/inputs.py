@@ -91,7 +91,9 @@ def _checked(names: NameConverter, value: Any, type_: Any, name: str) -> Any:
         return [_checked(names, item, type_.of_type, name) for item in value]
     if type_ is decimal.Decimal:
         if not isinstance(value, str):
-            raise InvalidInput(name, f"must be {DECIMAL_FORMAT}, given as a string")
+            raise InvalidInput(
+                name, f'must be a string such as "12.50", not {type(value).__name__}'
+            )
         return parse_decimal(value, name)
     if type_ is strawberry.ID and isinstance(value, str):
         return check_id(name, value)
