@@ -72,6 +72,19 @@ class BalanceNotZeroPayload:
 
 
 @strawberry.type(
+    name="BalanceCeilingExceeded",
+    description="The deposit would leave the account holding more than any account may.",
+)
+class BalanceCeilingExceededPayload:
+    message: str
+
+
+def bad_user_input(message: str, field: str) -> GraphQLError:
+    """The error a query (or a mutation without an InvalidInput answer) gives for bad input."""
+    return GraphQLError(message, extensions={"code": "BAD_USER_INPUT", "field": field})
+
+
+@strawberry.type(
     name="ConcurrencyConflict",
     description="Another change reached the aggregate first; reload and retry.",
 )

@@ -10,6 +10,9 @@ from typing import Generic, TypeVar
 import strawberry
 from graphql import GraphQLError
 
+from domain.errors import InvalidInput
+from domain.inputs import check_id
+
 N = TypeVar("N")
 V = TypeVar("V")
 
@@ -50,12 +53,12 @@ def encode_cursor(key: str) -> str:
 
 
 def decode_cursor(cursor: str | None) -> str | None:
-    """The sort key behind a cursor."""
+    """The sort key behind a cursor: an id, or a stream version's digits."""
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return check_id("after", base64.urlsafe_b64decode(cursor.encode()).decode())
+    except (binascii.Error, UnicodeDecodeError, ValueError, InvalidInput):
         raise GraphQLError("after is not a cursor", extensions={"code": "BAD_USER_INPUT"}) from None
 
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol, TypeVar, cast, get_args
 from api.accounts.types import AccountClosedPayload
 from api.errors import (
     AccountNotFoundPayload,
+    BalanceCeilingExceededPayload,
     BalanceNotZeroPayload,
     ConcurrencyConflictPayload,
     InsufficientFundsPayload,
@@ -22,7 +23,13 @@ from api.errors import (
     UserNotFoundPayload,
 )
 from api.users.types import EmailAlreadyInUsePayload
-from domain.accounts import AccountClosedError, AccountNotFound, BalanceNotZero, InsufficientFunds
+from domain.accounts import (
+    AccountClosedError,
+    AccountNotFound,
+    BalanceCeilingExceeded,
+    BalanceNotZero,
+    InsufficientFunds,
+)
 from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
 from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
 from workflows.command_outcomes import Rejection
@@ -36,6 +43,7 @@ PAYLOADS: dict[type[DomainError], type[Any]] = {
     AccountClosedError: AccountClosedPayload,
     InsufficientFunds: InsufficientFundsPayload,
     BalanceNotZero: BalanceNotZeroPayload,
+    BalanceCeilingExceeded: BalanceCeilingExceededPayload,
     EmailAlreadyInUse: EmailAlreadyInUsePayload,
     UserNotFound: UserNotFoundPayload,
     UserLockedError: UserLockedPayload,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import strawberry
 from strawberry.tools import merge_types
 
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries, AuditSubscriptions
+from api.inputs import DECIMAL_SCALAR, guard
 from api.safety import MAX_SELECTION_COST, safety_extensions
 from api.sagas.resolvers import SagaMutations, SagaQueries, SagaSubscriptions
 from api.system.resolvers import SystemMutations, SystemQueries
@@ -18,7 +21,10 @@ from api.users.queries import SuspiciousActivityQueries, UserQueries
 
 
 def build_schema(max_selection_cost: int = MAX_SELECTION_COST) -> strawberry.Schema:
-    """The schema clients see, refusing documents that select more fields than the bound."""
+    """The schema clients see, refusing documents that select more fields than the bound.
+
+    Every operation's arguments pass the input boundary (api/inputs.py) first.
+    """
     query = merge_types(
         "Query",
         (
@@ -38,9 +44,11 @@ def build_schema(max_selection_cost: int = MAX_SELECTION_COST) -> strawberry.Sch
     subscription = merge_types(
         "Subscription", (TransferSubscriptions, SagaSubscriptions, AuditSubscriptions)
     )
+    guard((query, mutation, subscription))
     return strawberry.Schema(
         query=query,
         mutation=mutation,
         subscription=subscription,
         extensions=safety_extensions(max_selection_cost),
+        scalar_overrides={Decimal: DECIMAL_SCALAR},
     )

@@ -14,6 +14,7 @@ from enum import StrEnum
 from domain.aggregate import Aggregate
 from domain.errors import DomainError
 from domain.events import DomainEvent, JsonDict, event_type
+from domain.money import MAX_BALANCE
 
 DEFAULT_DAILY_LIMIT = Decimal("10000.00")
 
@@ -158,6 +159,17 @@ class BalanceNotZero(DomainError):
         super().__init__(f"account {account_id} still holds {balance}", account_id=account_id)
 
 
+class BalanceCeilingExceeded(DomainError):
+    """A deposit that would leave the account holding more than any account may."""
+
+    def __init__(self, account_id: str, balance: Decimal, amount: Decimal) -> None:
+        super().__init__(
+            f"account {account_id} holds {balance}; with {amount} more it would pass the "
+            f"ceiling of {MAX_BALANCE}",
+            account_id=account_id,
+        )
+
+
 class CurrencyMismatch(DomainError):
     def __init__(self, source: str, destination: str) -> None:
         super().__init__(f"cannot transfer {source} to an account in {destination}")
@@ -188,6 +200,8 @@ class Account(Aggregate):
     def deposit(self, amount: Decimal, transfer_id: str | None = None) -> MoneyDeposited:
         """Add money, naming the transfer it comes from, if any."""
         self._require_open()
+        if self.balance + amount > MAX_BALANCE:
+            raise BalanceCeilingExceeded(self.id, self.balance, amount)
         event = MoneyDeposited(self.id, amount, transfer_id)
         self.record(event)
         return event

@@ -1,32 +1,41 @@
-"""Money amounts: exact decimals with at most two places, positive, bounded."""
+"""Money: exact decimals with at most two places, bounded, and balances under a ceiling."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Decimal
 
 from domain.errors import InvalidInput
 
-MAX_AMOUNT = Decimal("1000000000000")
+MAX_DECIMAL = Decimal("1000000000.00")
+"""The largest magnitude a decimal from a client may have."""
+MAX_BALANCE = Decimal("1000000000.00")
+"""No account may hold more than this."""
 CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF"})
 DEFAULT_CURRENCY = "EUR"
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]{1,2})?")
+_MAX_DECIMAL_CHARACTERS = 20
+DECIMAL_FORMAT = (
+    'a string of ASCII digits with an optional leading "-" and at most two decimals, '
+    f'such as "12.50", of magnitude at most {MAX_DECIMAL}'
+)
 
 
-def parse_amount(raw: str | Decimal, field: str = "amount") -> Decimal:
-    """A positive amount with at most two decimal places, below the ceiling."""
-    try:
-        amount = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError):
-        raise InvalidInput(field, "must be a decimal number such as 12.50") from None
-    if not amount.is_finite():
-        raise InvalidInput(field, "must be a finite number")
+def parse_decimal(text: str, field: str) -> Decimal:
+    """The decimal a client wrote: ASCII digits, optional leading minus, two places at most."""
+    if len(text) > _MAX_DECIMAL_CHARACTERS or not _DECIMAL.fullmatch(text):
+        raise InvalidInput(field, f"must be {DECIMAL_FORMAT}")
+    value = Decimal(text)
+    if abs(value) > MAX_DECIMAL:
+        raise InvalidInput(field, f"must be at most {MAX_DECIMAL} in magnitude")
+    return value.quantize(Decimal("0.01"))
+
+
+def check_amount(amount: Decimal, field: str = "amount") -> Decimal:
+    """An amount of money to move: greater than zero."""
     if amount <= 0:
         raise InvalidInput(field, "must be greater than zero")
-    if amount >= MAX_AMOUNT:
-        raise InvalidInput(field, f"must be less than {MAX_AMOUNT}")
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2 and amount != amount.quantize(Decimal("0.01")):
-        raise InvalidInput(field, "must have at most two decimal places")
-    return amount.quantize(Decimal("0.01"))
+    return amount
 
 
 def parse_currency(raw: str | None) -> str:

@@ -14,8 +14,12 @@ from domain.event_store import UniqueKey
 from domain.events import DomainEvent, JsonDict, event_type, upcaster
 
 EMAIL_SCOPE = "user_email"
+# RFC 5322's dot-atom for the local part (no quoted strings, no comments), RFC 1035 labels
+# for the domain, whose last label is not all digits; RFC 5321's lengths.
+_ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_EMAIL = re.compile(rf"^[^@\s]{{1,64}}@{_LABEL}(?:\.{_LABEL})+$")
+_EMAIL = re.compile(rf"(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+(?![0-9]+$){_LABEL}")
+MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 200
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 256
@@ -175,7 +179,7 @@ class UserLockedError(DomainError):
 def normalise_email(raw: str) -> str:
     """A valid email address in canonical (trimmed, lower-case) form."""
     email = raw.strip().lower()
-    if len(email) > 254 or not _EMAIL.match(email) or not email.isascii():
+    if len(email) > MAX_EMAIL_LENGTH or not email.isascii() or not _EMAIL.fullmatch(email):
         raise InvalidInput("email", "is not a valid email address")
     return email
 

@@ -32,7 +32,7 @@ from api.errors import AccountNotFoundPayload, UserNotFoundPayload
 from api.rejections import invalid_input
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
 from domain.errors import InvalidInput
-from domain.money import parse_amount, parse_currency
+from domain.money import check_amount, parse_currency
 from projections.accounts import get_account
 from workflows.accounts import (
     CloseAccountWorkflow,
@@ -122,7 +122,7 @@ class AccountMutations:
             return not_found(str(input.account_id))
         try:
             command_id = command_id_or_new(input.command_id)
-            amount = parse_amount(input.amount)
+            amount = check_amount(input.amount)
         except InvalidInput as error:
             return invalid_input(error)
         account_id = str(input.account_id)
@@ -147,7 +147,7 @@ class AccountMutations:
             return not_found(str(input.account_id))
         try:
             command_id = command_id_or_new(input.command_id)
-            amount = parse_amount(input.amount)
+            amount = check_amount(input.amount)
         except InvalidInput as error:
             return invalid_input(error)
         account_id = str(input.account_id)

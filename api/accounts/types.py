@@ -14,6 +14,7 @@ from api.access import sees_user
 from api.context import Context
 from api.errors import (
     AccountNotFoundPayload,
+    BalanceCeilingExceededPayload,
     BalanceNotZeroPayload,
     CommandPending,
     InsufficientFundsPayload,
@@ -137,6 +138,7 @@ DepositMoneyPayload = Annotated[
     MoneyDepositedPayload
     | AccountNotFoundPayload
     | AccountClosedPayload
+    | BalanceCeilingExceededPayload
     | InvalidInputPayload
     | CommandPending,
     strawberry.union("DepositMoneyPayload"),

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import strawberry
 
-from api.errors import Forbidden
+from api.errors import Forbidden, InvalidInputPayload
 
 
 @strawberry.type(description="A saga's progress, read from its Temporal workflow.")
@@ -45,6 +45,6 @@ class SagaNotRetryable:
 
 
 RetrySagaPayload = Annotated[
-    SagaRetried | SagaNotFound | SagaNotRetryable | Forbidden,
+    SagaRetried | SagaNotFound | SagaNotRetryable | Forbidden | InvalidInputPayload,
     strawberry.union("RetrySagaPayload"),
 ]

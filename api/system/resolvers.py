@@ -13,7 +13,7 @@ from adapters.relay_checkpoint import relay_status
 from api.access import NotYours
 from api.consistency import ensure_consistent
 from api.context import Context
-from api.errors import Forbidden, forbidden
+from api.errors import Forbidden, InvalidInputPayload, forbidden
 from projections import projector
 from projections.catalog import find_projection, projection_names
 from workflows.followers import RebuildProjectionWorkflow, rebuild_workflow_id
@@ -58,7 +58,7 @@ class ProjectionNotFound:
 
 
 RebuildProjectionPayload = Annotated[
-    ProjectionRebuildStarted | ProjectionNotFound | Forbidden,
+    ProjectionRebuildStarted | ProjectionNotFound | Forbidden | InvalidInputPayload,
     strawberry.union("RebuildProjectionPayload"),
 ]
 

@@ -23,7 +23,7 @@ from api.transfers.types import (
     TransferStatus,
 )
 from domain.errors import InvalidInput
-from domain.money import parse_amount
+from domain.money import check_amount
 from domain.transfers import TransferMoney
 from projections.transfers import get_transfer
 from workflows.command_outcomes import Rejection
@@ -66,7 +66,7 @@ class TransferMutations:
             return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
         try:
             transfer_id = command_id_or_new(input.transfer_id)
-            amount = parse_amount(input.amount)
+            amount = check_amount(input.amount)
             if input.from_account_id == input.to_account_id:
                 raise InvalidInput("toAccountId", "must differ from fromAccountId")
         except InvalidInput as error:

@@ -12,6 +12,7 @@ from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
 from api.users.types import User
+from domain.users import normalise_email
 from projections.suspicious import SuspiciousActivityView, list_suspicious_activities
 from projections.users import get_user, get_user_by_email, list_users
 
@@ -37,7 +38,7 @@ class UserQueries:
     ) -> User | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         async with info.context.services.engine.connect() as conn:
-            view = await get_user_by_email(conn, email.strip().lower())
+            view = await get_user_by_email(conn, normalise_email(email))
         if view is None or not sees_user(info.context, view.id):
             return None
         return User.from_view(view)

@@ -25,6 +25,7 @@ from api.users.types import EmailAlreadyInUsePayload, RegisterUserPayload
 from domain.accounts import (
     AccountClosedError,
     AccountNotFound,
+    BalanceCeilingExceeded,
     BalanceNotZero,
     DailyLimitExceeded,
     InsufficientFunds,
@@ -42,6 +43,7 @@ ONE_OF_EACH_ANSWERED: list[DomainError] = [
     AccountClosedError("account-1"),
     InsufficientFunds("account-1", Decimal("5.00"), Decimal("9.00")),
     BalanceNotZero("account-1", Decimal("5.00")),
+    BalanceCeilingExceeded("account-1", Decimal("999999999.00"), Decimal("2.00")),
     EmailAlreadyInUse("ada@example.com"),
     UserNotFound("user-1"),
     UserLockedError("user-1"),
@@ -93,6 +95,7 @@ def test_rejection_codes_are_the_names_clients_and_stored_events_know() -> None:
         "InsufficientFunds",
         "DailyLimitExceeded",
         "BalanceNotZero",
+        "BalanceCeilingExceeded",
         "CurrencyMismatch",
         "EmailAlreadyInUse",
         "UserNotFound",
