@@ -37,7 +37,7 @@ class UserActivities:
     async def register_user(self, command: RegisterUser) -> CommandResult:
         """Append UserRegistered, claiming the email address in the same transaction."""
         user = User(command.user_id)
-        with rejections():
+        with rejections(command.command_id):
             try:
                 event = user.register(command.email, command.name, command.password_hash)
                 result = await self._repository.save(
@@ -75,7 +75,7 @@ class UserActivities:
             )
             return CommandResult(user.id, user.version, result.position)
 
-        with rejections():
+        with rejections(command.command_id):
             try:
                 if command.expected_version is not None:
                     return await attempt()

@@ -14,6 +14,7 @@ from api.context import Context
 from api.errors import (
     AccountNotFoundPayload,
     BalanceNotZeroPayload,
+    CommandFailed,
     CommandPending,
     InsufficientFundsPayload,
     InvalidInputPayload,
@@ -127,7 +128,8 @@ OpenAccountPayload = Annotated[
     | UserNotFoundPayload
     | UserLockedPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("OpenAccountPayload"),
 ]
 DepositMoneyPayload = Annotated[
@@ -135,7 +137,8 @@ DepositMoneyPayload = Annotated[
     | AccountNotFoundPayload
     | AccountClosedPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("DepositMoneyPayload"),
 ]
 WithdrawMoneyPayload = Annotated[
@@ -144,7 +147,8 @@ WithdrawMoneyPayload = Annotated[
     | InsufficientFundsPayload
     | AccountClosedPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("WithdrawMoneyPayload"),
 ]
 CloseAccountPayload = Annotated[
@@ -152,6 +156,7 @@ CloseAccountPayload = Annotated[
     | AccountNotFoundPayload
     | BalanceNotZeroPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("CloseAccountPayload"),
 ]

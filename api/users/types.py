@@ -12,6 +12,7 @@ from strawberry.types import Info
 from api.accounts.types import Account
 from api.context import Context
 from api.errors import (
+    CommandFailed,
     CommandPending,
     ConcurrencyConflictPayload,
     Forbidden,
@@ -79,7 +80,11 @@ class EmailAlreadyInUsePayload:
 
 
 RegisterUserPayload = Annotated[
-    UserRegisteredPayload | EmailAlreadyInUsePayload | InvalidInputPayload | CommandPending,
+    UserRegisteredPayload
+    | EmailAlreadyInUsePayload
+    | InvalidInputPayload
+    | CommandPending
+    | CommandFailed,
     strawberry.union("RegisterUserPayload"),
 ]
 
@@ -104,7 +109,8 @@ ChangeUserEmailPayload = Annotated[
     | EmailAlreadyInUsePayload
     | ConcurrencyConflictPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("ChangeUserEmailPayload"),
 ]
 
@@ -144,6 +150,11 @@ class UserUnlockedPayload:
 
 
 UnlockUserPayload = Annotated[
-    UserUnlockedPayload | UserNotFoundPayload | Forbidden | InvalidInputPayload | CommandPending,
+    UserUnlockedPayload
+    | UserNotFoundPayload
+    | Forbidden
+    | InvalidInputPayload
+    | CommandPending
+    | CommandFailed,
     strawberry.union("UnlockUserPayload"),
 ]
