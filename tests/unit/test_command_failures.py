@@ -37,7 +37,7 @@ OUTAGES: list[BaseException] = [
     ConnectionRefusedError(111, "Connection refused"),
     ConnectionResetError(104, "Connection reset by peer"),
     TimeoutError(),
-    wrapped(psycopg.OperationalError("server closed the connection unexpectedly"), OperationalError),
+    wrapped(psycopg.OperationalError("server closed the connection"), OperationalError),
     wrapped(psycopg.errors.AdminShutdown("terminating connection"), OperationalError),
     wrapped(psycopg.errors.ConnectionFailure("connection failure"), OperationalError),
     wrapped(psycopg.errors.TooManyConnections("too many clients"), OperationalError),
