@@ -83,6 +83,7 @@ def mutation(name: str, input_type: str) -> str:
         " ... on UserLocked { message } ... on ConcurrencyConflict { message }"
         " ... on Forbidden { message } ... on SagaNotFound { message }"
         " ... on SagaNotRetryable { message } ... on ProjectionNotFound { message }"
+        " ... on CommandFailed { message }"
         " } }"
     )
 
