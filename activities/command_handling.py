@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,10 +12,13 @@ from uuid import UUID, uuid5
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from adapters.outages import is_outage
 from domain.aggregate import Aggregate
 from domain.errors import DomainError
 from domain.events import JsonDict
 from domain.repository import EventIds, Repository, retry_on_conflict
+
+log = logging.getLogger(__name__)
 
 EVENT_NAMESPACE = UUID("8f0c6a52-3f1e-4a55-9a39-5d3b7c1e2a10")
 
@@ -28,12 +32,24 @@ class CommandResult:
     position: int
 
 
-@contextmanager
-def rejections() -> Iterator[None]:
-    """Fail the activity, for good, with any business rejection raised inside.
+COMMAND_FAILED = "CommandFailed"
+"""The failure type of a command that failed for a reason that is neither a rule nor an outage."""
 
-    The failure's type is the error's code; its message and its one detail are the error's
-    message and details: all that a workflow passes on and a client is answered with.
+FAILED_ATTEMPTS = 5
+"""How often such a command is tried before it fails for good (an outage never counts down)."""
+
+
+@contextmanager
+def rejections(command_id: str) -> Iterator[None]:
+    """Fail the activity with what its workflow should know of an error raised inside.
+
+    A business rejection fails it for good: the failure's type is the error's code; its
+    message and its one detail are the error's message and details, all that a workflow
+    passes on and a client is answered with. An outage (database or broker unreachable) is
+    raised as it is and retried until it ends. Anything else (a constraint violation, bad
+    data, a bug) would fail the same way every time: it fails as COMMAND_FAILED, retried
+    until the activity's FAILED_ATTEMPTS-th attempt and then for good, its details naming the
+    command (the correlation id the worker's log and the client's answer share).
     """
     try:
         yield
@@ -41,6 +57,27 @@ def rejections() -> Iterator[None]:
         raise ApplicationError(
             error.message, error.details, type=error.code, non_retryable=True
         ) from None
+    except ApplicationError:
+        raise
+    except Exception as error:
+        if is_outage(error):
+            raise
+        attempt = activity.info().attempt
+        final = attempt >= FAILED_ATTEMPTS
+        log.error(
+            "command %s failed on attempt %d of %d%s",
+            command_id,
+            attempt,
+            FAILED_ATTEMPTS,
+            ", for good" if final else "",
+            exc_info=error,
+        )
+        raise ApplicationError(
+            f"the command could not be carried out: {type(error).__name__}",
+            {"correlation_id": command_id},
+            type=COMMAND_FAILED,
+            non_retryable=final,
+        ) from error
 
 
 def event_ids() -> EventIds:
@@ -100,5 +137,5 @@ async def with_retries(
     """
     ids = event_ids()
     metadata = event_metadata(command_id, actor)
-    with rejections():
+    with rejections(command_id):
         return await retry_on_conflict(lambda: attempt(ids, metadata), attempts=20)

@@ -7,12 +7,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.following import follow
 from domain.event_store import EventStore
 from projections.catalog import find_projection
 from projections.projector import Projector
 from projections.rebuild import ProjectionRebuild
+
+PROJECTION_NOT_FOUND = "ProjectionNotFound"
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ class ProjectionActivities:
         """Replay a projection into fresh tables and swap them in; returns its position."""
         found = find_projection(projection)
         if found is None:
-            raise ValueError(f"no projection named {projection!r}")
+            raise ApplicationError(
+                f"no projection named {projection!r}", type=PROJECTION_NOT_FOUND, non_retryable=True
+            )
         result = await ProjectionRebuild(self._engine, self._store, found).run(
             lambda position, head: activity.heartbeat(position, head)
         )

@@ -42,7 +42,7 @@ class UserActivities:
         """Append UserRegistered, claiming the email and storing the password hash atomically."""
         user = User(command.user_id)
         credential = PasswordCredential(command.user_id, command.password_hash)
-        with rejections():
+        with rejections(command.command_id):
             try:
                 event = user.register(command.email, command.name)
                 result = await self._repository.save(
@@ -81,7 +81,7 @@ class UserActivities:
             )
             return CommandResult(user.id, user.version, result.position)
 
-        with rejections():
+        with rejections(command.command_id):
             try:
                 if command.expected_version is not None:
                     return await attempt()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,11 +15,13 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.command_handling import CommandResult
 from api.context import Context
-from api.errors import CommandPending
+from api.errors import CommandFailed, CommandPending
 from api.rejections import rejection_payload
 from domain.errors import InvalidInput
 from workflows import search_attributes
-from workflows.command_outcomes import CommandOutcome
+from workflows.command_outcomes import CommandOutcome, Failure
+
+log = logging.getLogger(__name__)
 
 C = TypeVar("C")
 R = TypeVar("R")
@@ -92,8 +95,8 @@ async def execute(
 ) -> Any:
     """Send a command; answer with the member of the mutation's `union` it ended as.
 
-    That is CommandPending while it runs, the type its rejection has, or what `success` makes
-    of its result.
+    That is CommandPending while it runs, the type its rejection has, CommandFailed if it
+    failed, or what `success` makes of its result.
     """
     command_id: str = command.command_id
     outcome = await send(
@@ -109,5 +112,18 @@ async def execute(
         return CommandPending(message="the command is still running", command_id=command_id)
     if outcome.rejection is not None:
         return rejection_payload(outcome.rejection, union)
+    if outcome.failure is not None:
+        return command_failed(workflow_id, outcome.failure)
     assert outcome.result is not None
     return await success(outcome.result)
+
+
+def command_failed(workflow_id: str, failure: Failure) -> CommandFailed:
+    """The answer to a command that failed; the log names its workflow for an operator."""
+    log.error(
+        "command failed (correlation id %s, workflow %s): %s",
+        failure.correlation_id,
+        workflow_id,
+        failure.message,
+    )
+    return CommandFailed(message=failure.message, correlation_id=failure.correlation_id)

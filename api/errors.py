@@ -22,6 +22,15 @@ class CommandPending:
     command_id: str
 
 
+@strawberry.type(
+    description="The command failed for a reason that is neither a business rule nor an "
+    "outage (it was tried several times); the correlation id finds it in the logs."
+)
+class CommandFailed:
+    message: str
+    correlation_id: str
+
+
 class ConsistencyTimeout(GraphQLError):
     """The read models did not reach the requested position within the bound."""
 

@@ -14,12 +14,22 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.following import FollowInput
-    from activities.projections import ProjectInput, ProjectionActivities
+    from activities.projections import PROJECTION_NOT_FOUND, ProjectInput, ProjectionActivities
     from activities.relay import RelayActivities
 
 RUN_SECONDS = 300.0
+# A follower never gives up, so its policy names no non-retryable error: an outage is waited
+# out, and an event a projection cannot apply is parked by the projector, not retried here.
 FOLLOWER_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500), maximum_interval=timedelta(seconds=10)
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=[],
+)
+# A rebuild of a projection that does not exist would fail the same way every time.
+REBUILD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=10),
+    non_retryable_error_types=[PROJECTION_NOT_FOUND],
 )
 HEARTBEAT = timedelta(seconds=10)
 RUNS_PER_HISTORY = 50
@@ -82,5 +92,5 @@ class RebuildProjectionWorkflow:
             projection,
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=FOLLOWER_RETRY,
+            retry_policy=REBUILD_RETRY,
         )

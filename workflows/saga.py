@@ -8,6 +8,11 @@ end, so a compensation never races the step it undoes. A *pivot* step is the poi
 return (for a transfer: the money reached the receiver): once it succeeds nothing is owed any
 more, and the saga finishes forward whatever is cancelled after it.
 
+A step that *failed* for a reason that is neither a rule nor an outage (a bug, bad data) parks
+the saga as NEEDS_ATTENTION while anything is owed or the pivot is passed: an operator's retry
+runs the step again; a cancellation before the pivot ends the wait and compensates. A step
+failing with nothing done yet (nothing owed) raises StepFailed: the saga ends at once.
+
 On failure the registered compensations run in reverse order (or all at once when the saga
 declares them independent), shielded from cancellation, each retried with backoff. One that
 still fails parks the saga as NEEDS_ATTENTION: it waits, visible in the Temporal UI, until an
@@ -27,11 +32,12 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes
-from workflows.command_outcomes import Rejection, rejection_of
+from workflows.command_outcomes import Failure, Rejection, failure_of, rejection_of
 
 T = TypeVar("T")
 STEPS_FINISH_BEFORE_COMPENSATING = "steps-finish-before-compensating"
 COMPENSATION_OUTLASTS_CANCELLATION = "compensation-outlasts-cancellation"
+FAILED_STEPS_PARK = "failed-steps-park"
 Compensation = Callable[[], Awaitable[object]]
 
 
@@ -67,6 +73,15 @@ class StepRejected(Exception):
         self.rejection = rejection
 
 
+class StepFailed(Exception):
+    """A step failed, not by a rule nor an outage, before the saga had done anything."""
+
+    def __init__(self, step: str, failure: Failure) -> None:
+        super().__init__(f"{step}: {failure.message}")
+        self.step = step
+        self.failure = failure
+
+
 class SagaNotRetryable(ApplicationError):
     """An operator asked to retry a saga that is not waiting for one."""
 
@@ -86,6 +101,7 @@ class Saga:
         self._parallel = parallel_compensation
         self._owed: list[tuple[str, Compensation]] = []
         self._retry_requested = False
+        self._resumes_as = SagaStatus.COMPENSATING
         self._forward_only = False
 
     async def step(
@@ -101,7 +117,7 @@ class Saga:
         A cancellation while the step runs is raised once the step has succeeded, unless the
         saga is past its pivot (or this step is the pivot): then the saga only goes forward. A
         step rejected meanwhile raises StepRejected, and the saga compensates as for any
-        rejection.
+        rejection. A step that failed is parked, or raises StepFailed (see the module).
         """
         self.state.current_step = name
         workflow.set_current_details(f"step: {name}")
@@ -124,12 +140,21 @@ class Saga:
                 _uncancel()
             except ActivityError as error:
                 rejection = rejection_of(error)
-                if rejection is None:
+                if rejection is not None:
+                    if compensation is not None:
+                        self._owed.pop()
+                    self.state.error = f"{name}: {rejection.message}"
+                    raise StepRejected(name, rejection) from None
+                failure = failure_of(error)
+                if failure is None or not workflow.patched(FAILED_STEPS_PARK):
                     raise
-                if compensation is not None:
-                    self._owed.pop()
-                self.state.error = f"{name}: {rejection.message}"
-                raise StepRejected(name, rejection) from None
+                self.state.error = f"{name}: {failure.message}"
+                if not self._owed and not self._forward_only:
+                    raise StepFailed(name, failure) from None
+                if cancelled is not None and not self._forward_only:
+                    raise cancelled from None
+                await self._park_failed_step()
+                running = asyncio.ensure_future(action())
         self.state.completed_steps.append(name)
         if pivot:
             self._owed.clear()
@@ -166,7 +191,7 @@ class Saga:
         self._retry_requested = True
         self.state.operator_retries += 1
         # The saga leaves NEEDS_ATTENTION as soon as it runs again, after this handler.
-        return replace(self.state, status=SagaStatus.COMPENSATING)
+        return replace(self.state, status=self._resumes_as)
 
     def validate_retry(self) -> None:
         """Refuse a retry before it is accepted into history."""
@@ -194,11 +219,32 @@ class Saga:
             self.state.compensations.append(name)
 
     async def _wait_for_operator(self) -> None:
+        self._park(SagaStatus.COMPENSATING)
+        await self._to_the_end(workflow.wait_condition(lambda: self._retry_requested))
+        self._set_status(SagaStatus.COMPENSATING)
+
+    async def _park_failed_step(self) -> None:
+        """Wait for an operator's retry of the failed step.
+
+        Before the pivot a cancellation ends the wait (the saga then compensates); past it
+        the saga can only go forward, so it keeps waiting.
+        """
+        self._park(SagaStatus.RUNNING)
+        while True:
+            try:
+                await workflow.wait_condition(lambda: self._retry_requested)
+                break
+            except asyncio.CancelledError:
+                if not self._forward_only:
+                    raise
+                _uncancel()
+        self._set_status(SagaStatus.RUNNING)
+
+    def _park(self, resumes_as: SagaStatus) -> None:
         self._set_status(SagaStatus.NEEDS_ATTENTION)
         workflow.set_current_details(f"needs attention: {self.state.error}")
         self._retry_requested = False
-        await self._to_the_end(workflow.wait_condition(lambda: self._retry_requested))
-        self._set_status(SagaStatus.COMPENSATING)
+        self._resumes_as = resumes_as
 
     async def _to_the_end(self, work: Awaitable[object]) -> None:
         """Await `work` to its end even if the workflow is cancelled meanwhile.

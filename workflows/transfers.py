@@ -1,4 +1,8 @@
-"""TransferSaga: reserve the daily limit, withdraw, deposit, complete; compensate on refusal."""
+"""TransferSaga: reserve the daily limit, withdraw, deposit, complete; compensate on refusal.
+
+A step that fails for a reason that is neither a rule nor an outage parks the saga as
+NEEDS_ATTENTION (see workflows.saga); failing at its first step, it ends FAILED at once.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +17,10 @@ from temporalio.common import RetryPolicy
 
 from workflows import search_attributes
 from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
-from workflows.saga import Saga, SagaState, StepRejected
+from workflows.saga import Saga, SagaState, StepFailed, StepRejected
 
 with workflow.unsafe.imports_passed_through():
+    from activities.command_handling import COMMAND_FAILED
     from activities.transfers import RejectTransfer, TransferActivities
     from domain.rejections import REJECTION_CODES
     from domain.transfers import TransferMoney, TransferStep
@@ -45,7 +50,7 @@ def transfer_workflow_id(transfer_id: str) -> str:
 
 @dataclass(frozen=True)
 class TransferOutcome:
-    """How a transfer ended, with the global position of its last event."""
+    """How a transfer ended (COMPLETED, REJECTED or FAILED), with its last event's position."""
 
     transfer_id: str
     status: str
@@ -128,6 +133,13 @@ class TransferSaga:
                 position = await self._record_rejection(command, rejection.message, rejection.type)
             return TransferOutcome(
                 command.transfer_id, "REJECTED", position, rejection.message, rejection.type
+            )
+        except StepFailed as failed:
+            # Only a first step fails this way (a later one parks the saga): nothing to undo,
+            # and nothing to record, as for a refused first check.
+            await saga.compensate()
+            return TransferOutcome(
+                command.transfer_id, "FAILED", 0, failed.failure.message, COMMAND_FAILED
             )
         except asyncio.CancelledError:
             await saga.compensate()

@@ -16,6 +16,7 @@ from api.errors import (
     AccountNotFoundPayload,
     BalanceCeilingExceededPayload,
     BalanceNotZeroPayload,
+    CommandFailed,
     CommandPending,
     InsufficientFundsPayload,
     InvalidInputPayload,
@@ -131,7 +132,8 @@ OpenAccountPayload = Annotated[
     | UserNotFoundPayload
     | UserLockedPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("OpenAccountPayload"),
 ]
 DepositMoneyPayload = Annotated[
@@ -140,7 +142,8 @@ DepositMoneyPayload = Annotated[
     | AccountClosedPayload
     | BalanceCeilingExceededPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("DepositMoneyPayload"),
 ]
 WithdrawMoneyPayload = Annotated[
@@ -149,7 +152,8 @@ WithdrawMoneyPayload = Annotated[
     | InsufficientFundsPayload
     | AccountClosedPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("WithdrawMoneyPayload"),
 ]
 CloseAccountPayload = Annotated[
@@ -157,6 +161,7 @@ CloseAccountPayload = Annotated[
     | AccountNotFoundPayload
     | BalanceNotZeroPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("CloseAccountPayload"),
 ]

@@ -10,7 +10,7 @@ from strawberry.types import Info
 from api.access import may_use_account
 from api.consistency import read_after
 from api.context import Context
-from api.dispatch import command_id_or_new, send
+from api.dispatch import command_failed, command_id_or_new, send
 from api.errors import AccountNotFoundPayload
 from api.rejections import invalid_input, rejection_payload
 from api.transfers.types import (
@@ -26,7 +26,7 @@ from domain.errors import InvalidInput
 from domain.money import check_amount
 from domain.transfers import TransferMoney
 from projections.transfers import get_transfer
-from workflows.command_outcomes import Rejection
+from workflows.command_outcomes import Failure, Rejection
 from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
@@ -96,6 +96,9 @@ class TransferMutations:
         if outcome is None:
             transfer = await _transfer(ctx, command, 0)
             return TransferPending(transfer=transfer, message="the transfer is still running")
+        if outcome.status == "FAILED":
+            failure = Failure(outcome.reason or "the transfer failed", transfer_id)
+            return command_failed(transfer_workflow_id(transfer_id), failure)
         transfer = await _transfer(ctx, command, outcome.position, outcome)
         if outcome.status == "COMPLETED":
             return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))

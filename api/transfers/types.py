@@ -13,7 +13,12 @@ from strawberry.types import Info
 from api.access import sees_account
 from api.accounts.types import Account
 from api.context import Context
-from api.errors import AccountNotFoundPayload, InsufficientFundsPayload, InvalidInputPayload
+from api.errors import (
+    AccountNotFoundPayload,
+    CommandFailed,
+    InsufficientFundsPayload,
+    InvalidInputPayload,
+)
 from projections.transfers import TransferView
 
 
@@ -106,6 +111,7 @@ TransferMoneyPayload = Annotated[
     | AccountNotFoundPayload
     | InsufficientFundsPayload
     | TransferRejectedPayload
-    | InvalidInputPayload,
+    | InvalidInputPayload
+    | CommandFailed,
     strawberry.union("TransferMoneyPayload"),
 ]

@@ -13,6 +13,7 @@ from api.access import sees_user
 from api.accounts.types import Account
 from api.context import Context
 from api.errors import (
+    CommandFailed,
     CommandPending,
     ConcurrencyConflictPayload,
     Forbidden,
@@ -86,7 +87,8 @@ RegisterUserPayload = Annotated[
     | EmailAlreadyInUsePayload
     | InvalidInputPayload
     | CommandPending
-    | Forbidden,
+    | Forbidden
+    | CommandFailed,
     strawberry.union("RegisterUserPayload"),
 ]
 
@@ -111,7 +113,8 @@ ChangeUserEmailPayload = Annotated[
     | EmailAlreadyInUsePayload
     | ConcurrencyConflictPayload
     | InvalidInputPayload
-    | CommandPending,
+    | CommandPending
+    | CommandFailed,
     strawberry.union("ChangeUserEmailPayload"),
 ]
 
@@ -153,6 +156,11 @@ class UserUnlockedPayload:
 
 
 UnlockUserPayload = Annotated[
-    UserUnlockedPayload | UserNotFoundPayload | Forbidden | InvalidInputPayload | CommandPending,
+    UserUnlockedPayload
+    | UserNotFoundPayload
+    | Forbidden
+    | InvalidInputPayload
+    | CommandPending
+    | CommandFailed,
     strawberry.union("UnlockUserPayload"),
 ]

@@ -67,7 +67,7 @@ def activity_failure(cause: ApplicationError) -> ActivityError:
 
 def through_an_activity(error: DomainError) -> Rejection:
     """What a workflow makes of the domain error an activity raised."""
-    with pytest.raises(ApplicationError) as raised, rejections():
+    with pytest.raises(ApplicationError) as raised, rejections("command-1"):
         raise error
     assert raised.value.non_retryable
     rejection = rejection_of(activity_failure(raised.value))

@@ -17,10 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
+from activities.accounts import AccountActivities
+from activities.command_handling import FAILED_ATTEMPTS
 from activities.transfers import TransferActivities
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.schema import events
+from domain.accounts import DepositMoney
 from domain.repository import Repository
 from runtime.config import Settings
 from runtime.embedded.process import ChildProcess
@@ -28,6 +31,7 @@ from runtime.launcher import PROJECT_ROOT, sagaline_process
 from tests.proxy import CuttableProxy
 from tests.waiting import eventually
 from tests.workflows.bank import Bank, assert_money_moved_as_told, expected_balances, movements
+from workflows.accounts import DepositMoneyWorkflow
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
 
@@ -154,3 +158,43 @@ async def test_a_transfer_completes_after_the_database_was_unreachable_for_sever
     assert outcome.status == "COMPLETED"
     assert await bank.balance(source) == Decimal("70.00")
     assert await bank.balance(destination) == Decimal("30.00")
+
+
+async def test_a_deposit_is_retried_past_the_failure_bound_while_the_database_is_unreachable(
+    store: PostgresEventStore,
+    client: Client,
+    database_behind_proxy: tuple[CuttableProxy, AsyncEngine],
+) -> None:
+    proxy, proxied_engine = database_behind_proxy
+    task_queue = f"outage-{uuid.uuid4()}"
+    bank = Bank(store, client, task_queue)
+    account = await bank.account("0")
+    activities = AccountActivities(Repository(PostgresEventStore(proxied_engine)))
+    worker = Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[DepositMoneyWorkflow],
+        activities=[activities.deposit_money],
+    )
+    async with worker:
+        proxy.cut()
+        handle = await client.start_workflow(
+            DepositMoneyWorkflow.run,
+            DepositMoney(str(uuid.uuid4()), account, Decimal("12.00")),
+            id=f"outage-deposit/{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+
+        async def retried_past_the_bound() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(activity.attempt > FAILED_ATTEMPTS + 1 for activity in pending)
+
+        await eventually(retried_past_the_bound, 120, "the deposit retried past the bound")
+        description = await handle.describe()
+        assert description.status == WorkflowExecutionStatus.RUNNING
+        assert await bank.balance(account) == Decimal("0.00")
+        proxy.restore()
+        outcome = await asyncio.wait_for(handle.result(), 60)
+
+    assert outcome.failure is None and outcome.result is not None
+    assert await bank.balance(account) == Decimal("12.00")
