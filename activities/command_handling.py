@@ -39,6 +39,11 @@ FAILED_ATTEMPTS = 5
 """How often such a command is tried before it fails for good (an outage never counts down)."""
 
 
+CLIENT_MESSAGE = "the command could not be carried out"
+"""What a client is told of a command that failed for a reason other than a rejection."""
+CAUSE_LENGTH = 200
+
+
 @contextmanager
 def rejections(command_id: str) -> Iterator[None]:
     """Fail the activity with what its workflow should know of an error raised inside.
@@ -72,8 +77,11 @@ def rejections(command_id: str) -> Iterator[None]:
             ", for good" if final else "",
             exc_info=error,
         )
+        # The cause's first line is for operators (the saga's error, the Temporal UI); the
+        # API answers clients with CLIENT_MESSAGE and the correlation id only.
+        cause = str(error).strip().splitlines()[0][:CAUSE_LENGTH] if str(error).strip() else ""
         raise ApplicationError(
-            f"the command could not be carried out: {type(error).__name__}",
+            f"{CLIENT_MESSAGE}: {type(error).__name__}" + (f": {cause}" if cause else ""),
             {"correlation_id": command_id},
             type=COMMAND_FAILED,
             non_retryable=final,

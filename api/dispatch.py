@@ -13,7 +13,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.command_handling import CommandResult
+from activities.command_handling import CLIENT_MESSAGE, CommandResult
 from api.context import Context
 from api.errors import CommandFailed, CommandPending
 from api.rejections import rejection_payload
@@ -126,4 +126,4 @@ def command_failed(workflow_id: str, failure: Failure) -> CommandFailed:
         workflow_id,
         failure.message,
     )
-    return CommandFailed(message=failure.message, correlation_id=failure.correlation_id)
+    return CommandFailed(message=CLIENT_MESSAGE, correlation_id=failure.correlation_id)
