@@ -10,7 +10,7 @@ from uuid import UUID, uuid5
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
-from activities.following import FollowInput
+from activities.following import FollowInput, heartbeating
 from adapters import pattern_windows
 from adapters.consumer import ConsumedEvent, EventConsumer
 from adapters.event_store import PostgresEventStore
@@ -130,10 +130,17 @@ class PatternActivities:
         """Consume the event topic until the run time passes; returns how many messages."""
         await self._detector.sweep(self._engine)
         consumer = self._consumer(self._detector)
+        handled = 0
+
+        def progress(count: int) -> None:
+            nonlocal handled
+            handled = count
+
         # Started inside the try: a cancellation while joining the group (a heartbeat timeout
         # after a worker died) must still leave the group, or its partitions stay unread.
-        try:
-            await consumer.start()
-            return await consumer.run(params.run_seconds, progress=activity.heartbeat)
-        finally:
-            await consumer.stop()
+        async with heartbeating(lambda: handled):
+            try:
+                await consumer.start()
+                return await consumer.run(params.run_seconds, progress=progress)
+            finally:
+                await consumer.stop()

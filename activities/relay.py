@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.following import FollowInput, follow
-from adapters import checkpoints
+from adapters import checkpoints, relay_ledger
 from adapters.kafka import KafkaEventPublisher
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
+from adapters.relay_ledger import Ledger
 from domain.event_store import EventStore
 
 OUTAGE_PAUSE_SECONDS = 0.5
+BROKER_CHECK_SECONDS = 1.0
+"""How often the relay asks the broker whether it still holds what it acknowledged."""
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ class RelayActivities:
         self._batch_size = batch_size
         self._checkpoint = checkpoint
         self._position: int | None = None
+        self._ledger: Ledger | None = None
+        self._next_check = 0.0
 
     @activity.defn
     async def relay_events(self, params: FollowInput) -> int:
@@ -55,36 +60,147 @@ class RelayActivities:
             await publisher.stop()
 
     async def publish_batch(self, publisher: KafkaEventPublisher) -> int:
-        """Publish the next batch; returns how far the checkpoint moved.
+        """Publish the next batch; returns how far the checkpoint moved (negative: back).
 
         A broker outage is not an error of the relay: the batch stays unacknowledged, the
         checkpoint stays put, and the next call publishes the same events again (whatever
         part of them reached the broker arrives twice, with the same ce_id, still in order).
+        A broker that lost events it had acknowledged is noticed, before a batch (its log
+        ends below what it acknowledged, its cluster changed, the topic is gone) or by the
+        ack of one (landing below that end); the relay then goes back to the first lost
+        position and publishes again from there.
         """
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_check:
+            # Now and then read the checkpoint again too: an operator may have rewound it.
+            self._position = None
         position = await self._current_position()
+        if loop.time() >= self._next_check:
+            moved = await self._check_broker(publisher, position)
+            self._next_check = loop.time() + BROKER_CHECK_SECONDS
+            if moved is not None:
+                return moved
         page = await self._store.read_all(position, self._batch_size, wait_seconds=0.5)
         if page.next_position == position:
             return 0
         try:
-            await publisher.publish(page.events)
+            acks = await publisher.publish(page.events)
         except KafkaError as error:
             log.warning("relay: broker did not acknowledge, retrying: %r", error)
+            self._next_check = 0.0
             await asyncio.sleep(OUTAGE_PAUSE_SECONDS)
             return 0
+        ledger = await self._current_ledger()
+        cut = ledger.lost_before(acks)
+        if cut:
+            state = await publisher.inspect()
+            survived = {**ledger.lost_by(state.ends), **cut}
+            return await self._recover(publisher, position, survived, state.cluster_id)
         try:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
+                await relay_ledger.record(conn, self._checkpoint, acks)
+        except checkpoints.CheckpointMoved:
+            # Another relay, or an operator's rewind, moved it: follow it from the store.
+            log.info("relay: checkpoint %s moved under the relay, reading it again", position)
+            self._forget()
+            return 0
         except BaseException:
-            self._position = None
+            self._forget()
             raise
+        ledger.acknowledge(acks)
         self._position = page.next_position
         return page.next_position - position
+
+    async def _check_broker(self, publisher: KafkaEventPublisher, position: int) -> int | None:
+        """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
+        ledger = await self._current_ledger()
+        try:
+            recreated = await publisher.prepare_topic()
+            state = await publisher.inspect()
+        except KafkaError as error:
+            log.warning("relay: broker did not answer its check: %r", error)
+            return None
+        if ledger.cluster_id is not None and state.cluster_id != ledger.cluster_id:
+            log.warning(
+                "relay: broker cluster changed from %s to %s",
+                ledger.cluster_id,
+                state.cluster_id,
+            )
+            return await self._recover(
+                publisher, position, dict.fromkeys(ledger.last_batches, 0), state.cluster_id
+            )
+        if ledger.cluster_id is None and state.cluster_id is not None:
+            async with self._engine.begin() as conn:
+                await relay_ledger.remember_cluster(conn, self._checkpoint, state.cluster_id)
+            ledger.cluster_id = state.cluster_id
+        survived = ledger.lost_by({} if recreated else state.ends)
+        if not survived:
+            return None
+        return await self._recover(publisher, position, survived, state.cluster_id)
+
+    async def _recover(
+        self,
+        publisher: KafkaEventPublisher,
+        position: int,
+        survived: Mapping[int, int],
+        cluster_id: str | None,
+    ) -> int:
+        """Go back to the first position the broker lost; returns how far back (negative).
+
+        `survived` maps each partition that lost events to where its log now ends. If the
+        broker came back empty, whatever the relay wrote since is deleted with the topic,
+        so the topic holds every event again in the order of the store.
+        """
+        ledger = await self._current_ledger()
+        cluster_changed = ledger.cluster_id is not None and cluster_id != ledger.cluster_id
+        came_back_empty = cluster_changed or all(survived.get(p) == 0 for p in ledger.last_batches)
+        if came_back_empty:
+            await publisher.recreate_topic()
+        try:
+            async with self._engine.begin() as conn:
+                if came_back_empty:
+                    first = await relay_ledger.forget_all(conn, self._checkpoint)
+                else:
+                    first = await relay_ledger.first_lost_position(conn, self._checkpoint, survived)
+                # The checkpoint is the last position published: the one before the first lost.
+                restart = min(max(first - 1, 0), position)
+                await checkpoints.advance(conn, self._checkpoint, position, restart)
+                await relay_ledger.record_recovery(conn, self._checkpoint, cluster_id, restart)
+        except checkpoints.CheckpointMoved:
+            # An operator's rewind (or another relay) came first: check again from there.
+            self._next_check = 0.0
+            return 0
+        finally:
+            self._forget()
+        log.warning(
+            "relay: the broker lost acknowledged events (%s; log ends %s, acknowledged %s);"
+            " publishing again after position %d (was at %d)",
+            "it came back empty" if came_back_empty else "its log was cut",
+            dict(survived),
+            ledger.acked_ends,
+            restart,
+            position,
+        )
+        return restart - position
+
+    def _forget(self) -> None:
+        """Read checkpoint and ledger from the store again before the next batch."""
+        self._position = None
+        self._ledger = None
+
+    async def _current_ledger(self) -> Ledger:
+        if self._ledger is None:
+            async with self._engine.begin() as conn:
+                self._ledger = await relay_ledger.load(conn, self._checkpoint)
+        return self._ledger
 
     async def _current_position(self) -> int:
         """The checkpoint, read once and then followed in memory.
 
         Only this relay moves it; if another one did (two workers briefly both running the
-        singleton), `advance` fails on the stale position and the next batch reads it again.
+        singleton, or an operator's rewind), `advance` fails on the stale position and the
+        next batch reads it again.
         """
         if self._position is None:
             async with self._engine.begin() as conn:

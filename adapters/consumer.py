@@ -7,7 +7,8 @@ handled alone. Offsets are committed
 by hand, only after the effects of every message before them are stored. A message that keeps
 failing is copied to the dead-letter topic with the error in its headers, and the partition
 moves on. Outages of the database (and whatever else the consumer names as transient) are not
-failures of the message: it is retried until the outage ends, holding its partition.
+failures of the message: it is retried until the outage ends, holding its partition. A broker
+that lost its log (offsets past its end) is read again from the start.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_SUFFIX = ".dlq"
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 MAX_ERROR_HEADER = 2000
+END_CHECK_SECONDS = 2.0
+"""How often a running consumer checks that its positions are not past the log's end."""
 
 
 @dataclass(frozen=True)
@@ -132,33 +140,73 @@ class EventConsumer:
         self.stats = ConsumerStats()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
+        self._next_end_check = 0.0
 
     async def start(self) -> None:
-        """Make sure both topics exist and join the group."""
-        await ensure_topic(self._bootstrap, self._topic, self._partitions)
-        await ensure_topic(self._bootstrap, self.dead_letter_topic, 1)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
-        await self._producer.start()
-        self._consumer = AIOKafkaConsumer(
-            self._topic,
-            bootstrap_servers=self._bootstrap,
-            group_id=self._group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            session_timeout_ms=self._session_timeout_ms,
-            heartbeat_interval_ms=max(self._session_timeout_ms // 6, 100),
-            rebalance_timeout_ms=self._rebalance_timeout_ms,
-        )
-        await self._consumer.start()
+        """Make sure both topics exist and join the group.
+
+        Whatever it created is stopped again if it fails or is cancelled part way, so a
+        consumer that never started leaves no member in the group and no open client.
+        """
+        try:
+            await ensure_topic(self._bootstrap, self._topic, self._partitions)
+            await ensure_topic(self._bootstrap, self.dead_letter_topic, 1)
+            self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, acks="all")
+            await self._producer.start()
+            self._consumer = AIOKafkaConsumer(
+                self._topic,
+                bootstrap_servers=self._bootstrap,
+                group_id=self._group_id,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=self._session_timeout_ms,
+                heartbeat_interval_ms=max(self._session_timeout_ms // 6, 100),
+                rebalance_timeout_ms=self._rebalance_timeout_ms,
+            )
+            await self._consumer.start()
+        except BaseException:
+            await self.stop()
+            raise
+        self._next_end_check = 0.0
 
     async def stop(self) -> None:
         """Leave the group without committing anything more."""
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        consumer, producer = self._consumer, self._producer
+        self._consumer = self._producer = None
+        try:
+            if consumer is not None:
+                await consumer.stop()
+        finally:
+            if producer is not None:
+                await producer.stop()
+
+    async def rewind_past_end(self) -> list[int]:
+        """Read from the start those partitions whose position lies beyond the log's end.
+
+        A broker that lost its log (restarted in memory, failed over to an emptier cluster)
+        keeps or forgets the group's offsets, and a consumer's position can point past what
+        the topic holds; some brokers (Tansu) then answer fetches with nothing instead of an
+        out-of-range error, so the consumer would wait for offsets that the refilled topic
+        reaches only much later, skipping what lies below. The log's end is the high
+        watermark of the last fetch (Tansu's offset listing gives a batch's start instead).
+        Handlers are idempotent by event id: reading again changes nothing already stored.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return []
+        behind: list[TopicPartition] = []
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            if end is not None and await consumer.position(tp) > end:
+                behind.append(tp)
+        if behind:
+            log.warning(
+                "%s: positions past the end of the log on %s; reading them from the start",
+                self._name,
+                ", ".join(f"{tp.topic}[{tp.partition}]" for tp in behind),
+            )
+            await consumer.seek_to_beginning(*behind)
+        return [tp.partition for tp in behind]
 
     async def run(self, seconds: float, progress: Callable[[int], None] | None = None) -> int:
         """Poll and handle messages for `seconds`; `progress` is told after every poll."""
@@ -175,6 +223,13 @@ class EventConsumer:
         """Handle one fetched batch (partitions side by side) and commit; how many messages."""
         if self._consumer is None:
             raise RuntimeError("EventConsumer is not started")
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_end_check:
+            self._next_end_check = loop.time() + END_CHECK_SECONDS
+            try:
+                await self.rewind_past_end()
+            except KafkaError as error:
+                log.warning("%s: could not compare offsets with the log: %s", self._name, error)
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )

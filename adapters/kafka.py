@@ -6,13 +6,15 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
+from adapters.relay_ledger import PartitionAck
 from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
@@ -40,6 +42,14 @@ def message_value(event: RecordedEvent) -> bytes:
     return json.dumps({"data": event.data, "metadata": event.metadata}).encode()
 
 
+@dataclass(frozen=True)
+class TopicState:
+    """What the broker holds of the topic: its cluster, and per partition the log's end."""
+
+    cluster_id: str | None
+    ends: dict[int, int]
+
+
 class KafkaEventPublisher:
     """Sends events keyed by stream id, so each stream stays in order on one partition.
 
@@ -50,6 +60,10 @@ class KafkaEventPublisher:
     failed publish has written, per partition, at most a prefix of what it was given, and
     publishing the same events again (the relay does, from its checkpoint) keeps every
     stream's first copies in version order. Duplicates carry the same `ce_id`.
+
+    `publish` returns, per partition, the offsets the broker gave the events, and `inspect`
+    what the broker holds now, so the relay can tell when the broker lost what it
+    acknowledged.
     """
 
     def __init__(
@@ -74,18 +88,70 @@ class KafkaEventPublisher:
             max_batch_size=MAX_BATCH_BYTES,
             request_timeout_ms=request_timeout_ms,
         )
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms
+        )
+        self._offsets = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms
+        )
 
     async def start(self) -> None:
-        """Make sure the topic exists, then connect the producer."""
-        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        """Connect, and make sure the topic exists."""
+        await self._admin.start()
+        await self._offsets.start()
         await self._producer.start()
+        await self.prepare_topic()
 
     async def stop(self) -> None:
         """Flush and disconnect."""
-        await self._producer.stop()
+        try:
+            await self._producer.stop()
+        finally:
+            await self._offsets.stop()
+            await self._admin.close()
 
-    async def publish(self, events: Sequence[RecordedEvent]) -> None:
-        """Send every event; returns once the broker acknowledged all, raises KafkaError if not."""
+    async def prepare_topic(self) -> bool:
+        """Create the topic if the broker does not list it; True if it had to.
+
+        A restarted in-memory broker (Tansu) takes writes for a topic it does not list from
+        a producer that still knows the old metadata, and a topic created afterwards starts
+        its offsets again over those batches: the broker then refuses writes at offsets
+        that exist and shadows acknowledged events with later ones. Deleting the unlisted
+        topic first clears such writes; on a broker that has no such topic it is a no-op.
+        """
+        if self._topic in await self._admin.list_topics():
+            return False
+        await self._admin.delete_topics([self._topic])
+        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        await self._producer.client.force_metadata_update()
+        return True
+
+    async def recreate_topic(self) -> None:
+        """Delete the topic and create it empty (the broker lost what it acknowledged)."""
+        await self._admin.delete_topics([self._topic])
+        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        await self._producer.client.force_metadata_update()
+
+    async def inspect(self) -> TopicState:
+        """The broker's cluster id and, per partition of the topic, the end of its log."""
+        cluster = await self._admin.describe_cluster()
+        partitions = await self._partition_ids()
+        ends = await self._offsets.end_offsets([TopicPartition(self._topic, p) for p in partitions])
+        return TopicState(
+            cluster.get("cluster_id"), {tp.partition: int(end) for tp, end in ends.items()}
+        )
+
+    async def _partition_ids(self) -> list[int]:
+        described = await self._admin.describe_topics([self._topic])
+        return sorted(
+            int(partition["partition"])
+            for topic in described
+            if topic["topic"] == self._topic
+            for partition in topic["partitions"]
+        )
+
+    async def publish(self, events: Sequence[RecordedEvent]) -> list[PartitionAck]:
+        """Send every event; what the broker acknowledged, or KafkaError if not all of it."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
         by_partition: dict[int, list[RecordedEvent]] = defaultdict(list)
         for event in events:
@@ -95,21 +161,28 @@ class KafkaEventPublisher:
             *(self._send_in_order(p, chunk) for p, chunk in by_partition.items()),
             return_exceptions=True,
         )
+        acks: list[PartitionAck] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
+            acks.append(outcome)
+        return acks
 
-    async def _send_in_order(self, partition: int, events: Sequence[RecordedEvent]) -> None:
+    async def _send_in_order(self, partition: int, events: Sequence[RecordedEvent]) -> PartitionAck:
+        offsets: list[tuple[int, int]] = []
         batch = self._producer.create_batch()
         for event in events:
             if self._append(batch, event):
                 continue
-            await self._send(batch, partition)
+            offsets.append(await self._send(batch, partition))
             batch = self._producer.create_batch()
             if not self._append(batch, event):
                 raise MessageSizeTooLargeError(f"event {event.event_id} does not fit a batch")
         if batch.record_count():
-            await self._send(batch, partition)
+            offsets.append(await self._send(batch, partition))
+        return PartitionAck(
+            partition, offsets[0][0], offsets[-1][1], offsets[-1][0], events[0].position
+        )
 
     def _append(self, batch: Any, event: RecordedEvent) -> bool:
         appended = batch.append(
@@ -120,9 +193,12 @@ class KafkaEventPublisher:
         )
         return appended is not None
 
-    async def _send(self, batch: Any, partition: int) -> None:
+    async def _send(self, batch: Any, partition: int) -> tuple[int, int]:
+        """Send one batch and wait for its ack; the offsets it got, first and one past last."""
+        count = batch.record_count()
         delivery = await self._producer.send_batch(batch, self._topic, partition=partition)
-        await delivery
+        metadata = await delivery
+        return int(metadata.offset), int(metadata.offset) + count
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:

@@ -105,3 +105,24 @@ user_credentials = Table(
     Column("password_hash", Text, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+relay_acks = Table(
+    "relay_acks",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("partition", Integer, primary_key=True),
+    Column("base_offset", BigInteger, primary_key=True),
+    Column("end_offset", BigInteger, nullable=False),
+    Column("last_batch_offset", BigInteger, nullable=False),
+    Column("first_position", BigInteger, nullable=False),
+)
+
+relay_brokers = Table(
+    "relay_brokers",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("cluster_id", Text, nullable=True),
+    Column("recoveries", BigInteger, nullable=False, server_default="0"),
+    Column("last_recovery_at", DateTime(timezone=True), nullable=True),
+    Column("last_recovery_from", BigInteger, nullable=True),
+)

@@ -1,4 +1,4 @@
-"""The `sagaline` command line: up, worker, api, migrate."""
+"""The `sagaline` command line: up, worker, api, migrate, projections, relay."""
 
 from __future__ import annotations
 
@@ -45,7 +45,27 @@ def _parser() -> argparse.ArgumentParser:
     ):
         commands.add_parser(name, help=summary, description=summary).set_defaults(command=handler)
     _add_projection_commands(commands)
+    _add_relay_commands(commands)
     return parser
+
+
+def _add_relay_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    summary = "operate the relay that publishes stored events to Kafka"
+    group = commands.add_parser("relay", help=summary, description=summary)
+    actions = group.add_subparsers(title="actions", required=True, metavar="ACTION")
+    text = "move the relay back to a position; it publishes every event from there again"
+    rewind = actions.add_parser("rewind", help=text, description=text)
+    rewind.add_argument("--to", type=int, required=True, metavar="N", help="a store position")
+    rewind.add_argument(
+        "--checkpoint", default="relay", metavar="NAME", help="the relay's checkpoint name"
+    )
+    rewind.set_defaults(command=_relay_rewind)
+
+
+def _relay_rewind(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.relay import rewind
+
+    return asyncio.run(rewind(settings, args.to, args.checkpoint))
 
 
 def _add_projection_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

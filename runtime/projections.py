@@ -16,7 +16,7 @@ BAR_WIDTH = 30
 
 
 async def print_status(settings: Settings) -> int:
-    """Print position, lag and failure of every projection, then the relay's position and lag."""
+    """Print every projection's position, lag and failure, then the relay's (and recoveries)."""
     engine = create_engine(settings.require_database_url(), pool_size=2)
     try:
         statuses = await projector.status(engine, projection_names())
@@ -34,7 +34,10 @@ async def print_status(settings: Settings) -> int:
                 f"  stopped at position {failure.position} ({failure.event_type},"
                 f" event {failure.event_id}): {failure.error}\n"
             )
-    sys.stdout.write(f"{'relay':<20} {'':<8} position {relay.position:>10}  lag {relay.lag}\n")
+    sys.stdout.write(
+        f"{'relay':<20} {'':<8} position {relay.position:>10}  lag {relay.lag}"
+        f"  recoveries {relay.recoveries}\n"
+    )
     return 0
 
 

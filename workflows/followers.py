@@ -2,7 +2,7 @@
 
 Each is a workflow with a fixed id; its activity runs a heartbeating loop for a few minutes
 and returns, and the workflow starts it again (continuing as new when history grows). If a
-worker dies, the heartbeat times out and the activity resumes on another worker.
+worker dies, the heartbeat times out within seconds and the activity resumes on another worker.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ REBUILD_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=[PROJECTION_NOT_FOUND],
 )
-HEARTBEAT = timedelta(seconds=10)
+HEARTBEAT = timedelta(seconds=3)
+"""A follower heartbeats every half second; three seconds without one means its worker died."""
 RUNS_PER_HISTORY = 50
 
 RELAY_WORKFLOW_ID = "relay"

@@ -81,5 +81,12 @@ async def test_projections_status_shows_the_relay_position_and_lag(
     assert await print_status(settings) == 0
 
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("relay ")]
-    assert line.split()[1:] == ["position", str(position), "lag", str(head - position)]
+    assert line.split()[1:] == [
+        "position",
+        str(position),
+        "lag",
+        str(head - position),
+        "recoveries",
+        "0",
+    ]
     assert head > position

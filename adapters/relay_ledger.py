@@ -1,0 +1,215 @@
+"""The relay's record of what the broker acknowledged, kept next to its checkpoint.
+
+Per partition it knows how far the broker's log reached (the highest acknowledged offset
+plus one) and which store position each acknowledged page started at, so a broker that lost
+acknowledged events (an in-memory broker restarted, a topic recreated, a failover to an
+emptier cluster) is noticed, and the relay publishes again from the first position it lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from adapters import checkpoints
+from adapters.schema import checkpoints as checkpoints_table
+from adapters.schema import relay_acks, relay_brokers
+
+
+@dataclass(frozen=True)
+class PartitionAck:
+    """The broker put a page's events for one partition at offsets [base_offset, end_offset);
+    its last batch starts at `last_batch_offset`."""
+
+    partition: int
+    base_offset: int
+    end_offset: int
+    last_batch_offset: int
+    first_position: int
+
+
+@dataclass
+class Ledger:
+    """What the broker acknowledged so far: per partition, the end of the acknowledged log."""
+
+    cluster_id: str | None = None
+    acked_ends: dict[int, int] = field(default_factory=dict)
+    last_batches: dict[int, int] = field(default_factory=dict)
+    recoveries: int = 0
+
+    def lost_by(self, ends: Mapping[int, int]) -> dict[int, int]:
+        """Partitions whose log (as the broker lists it now) lacks the last acknowledged batch.
+
+        Compared with the last batch's first offset rather than the acknowledged end: Tansu
+        lists a log's end as one past the first offset of its last batch.
+        """
+        return {
+            partition: ends.get(partition, 0)
+            for partition, last in self.last_batches.items()
+            if ends.get(partition, 0) <= last
+        }
+
+    def lost_before(self, acks: Sequence[PartitionAck]) -> dict[int, int]:
+        """Partitions where new events landed below the acknowledged end: the log was cut."""
+        return {
+            ack.partition: ack.base_offset
+            for ack in acks
+            if ack.base_offset < self.acked_ends.get(ack.partition, 0)
+        }
+
+    def acknowledge(self, acks: Sequence[PartitionAck]) -> None:
+        for ack in acks:
+            self.acked_ends[ack.partition] = max(
+                self.acked_ends.get(ack.partition, 0), ack.end_offset
+            )
+            self.last_batches[ack.partition] = max(
+                self.last_batches.get(ack.partition, 0), ack.last_batch_offset
+            )
+
+
+async def load(conn: AsyncConnection, name: str) -> Ledger:
+    """The relay's ledger, creating its broker row the first time."""
+    await conn.execute(insert(relay_brokers).values(name=name).on_conflict_do_nothing())
+    broker = (
+        await conn.execute(
+            select(relay_brokers.c.cluster_id, relay_brokers.c.recoveries).where(
+                relay_brokers.c.name == name
+            )
+        )
+    ).one()
+    rows = (
+        await conn.execute(
+            select(
+                relay_acks.c.partition,
+                func.max(relay_acks.c.end_offset),
+                func.max(relay_acks.c.last_batch_offset),
+            )
+            .where(relay_acks.c.name == name)
+            .group_by(relay_acks.c.partition)
+        )
+    ).all()
+    return Ledger(
+        broker.cluster_id,
+        {int(p): int(end) for p, end, _ in rows},
+        {int(p): int(last) for p, _, last in rows},
+        broker.recoveries,
+    )
+
+
+async def record(conn: AsyncConnection, name: str, acks: Sequence[PartitionAck]) -> None:
+    """Store a page's acknowledgements (in the transaction that moves the checkpoint)."""
+    if not acks:
+        return
+    await conn.execute(
+        insert(relay_acks)
+        .values(
+            [
+                {
+                    "name": name,
+                    "partition": ack.partition,
+                    "base_offset": ack.base_offset,
+                    "end_offset": ack.end_offset,
+                    "last_batch_offset": ack.last_batch_offset,
+                    "first_position": ack.first_position,
+                }
+                for ack in acks
+            ]
+        )
+        # A page published again over a log cut at the same offset: the newer one counts.
+        .on_conflict_do_update(
+            index_elements=["name", "partition", "base_offset"],
+            set_={
+                "end_offset": insert(relay_acks).excluded.end_offset,
+                "last_batch_offset": insert(relay_acks).excluded.last_batch_offset,
+                "first_position": insert(relay_acks).excluded.first_position,
+            },
+        )
+    )
+
+
+async def first_lost_position(conn: AsyncConnection, name: str, survived: Mapping[int, int]) -> int:
+    """Forget what the broker lost and return the first store position it no longer has.
+
+    `survived` maps each partition that lost events to the end of what its log still holds.
+    Publishing again from the first event of the page holding the lost offset re-sends at
+    most that page's part the broker still had.
+    """
+    first: int | None = None
+    for partition, end in survived.items():
+        # The page holding the first lost offset, or (if no page recorded it) the last page
+        # before it: the lost events were published after that page's first one.
+        row = (
+            await conn.execute(
+                select(relay_acks.c.first_position)
+                .where(
+                    relay_acks.c.name == name,
+                    relay_acks.c.partition == partition,
+                    relay_acks.c.base_offset <= end,
+                )
+                .order_by(relay_acks.c.base_offset.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        position = 0 if row is None else int(row)
+        first = position if first is None else min(first, position)
+        await conn.execute(
+            delete(relay_acks).where(
+                relay_acks.c.name == name,
+                relay_acks.c.partition == partition,
+                relay_acks.c.end_offset > end,
+            )
+        )
+    return 0 if first is None else first
+
+
+async def forget_all(conn: AsyncConnection, name: str) -> int:
+    """Forget every acknowledgement; the first position ever published (0 if none)."""
+    first = (
+        await conn.execute(
+            select(func.min(relay_acks.c.first_position)).where(relay_acks.c.name == name)
+        )
+    ).scalar_one_or_none()
+    await conn.execute(delete(relay_acks).where(relay_acks.c.name == name))
+    return 0 if first is None else int(first)
+
+
+async def record_recovery(
+    conn: AsyncConnection, name: str, cluster_id: str | None, from_position: int
+) -> None:
+    """Count one publishing-again after a broker lost events, and remember its cluster."""
+    await conn.execute(
+        update(relay_brokers)
+        .where(relay_brokers.c.name == name)
+        .values(
+            cluster_id=cluster_id,
+            recoveries=relay_brokers.c.recoveries + 1,
+            last_recovery_at=func.now(),
+            last_recovery_from=from_position,
+        )
+    )
+
+
+async def remember_cluster(conn: AsyncConnection, name: str, cluster_id: str | None) -> None:
+    """The cluster the relay publishes to, first seen."""
+    await conn.execute(
+        update(relay_brokers).where(relay_brokers.c.name == name).values(cluster_id=cluster_id)
+    )
+
+
+async def checkpoint(conn: AsyncConnection, name: str) -> int:
+    """The relay's checkpoint, locked until the transaction ends."""
+    await checkpoints.load(conn, name)
+    query = select(checkpoints_table.c.position).where(checkpoints_table.c.name == name)
+    return int((await conn.execute(query.with_for_update())).scalar_one())
+
+
+async def rewind(conn: AsyncConnection, name: str, expected: int, position: int) -> None:
+    """Set the relay's checkpoint back to `position` (an operator's command).
+
+    The running relay notices on its next batch (its checkpoint moved) and follows.
+    """
+    await checkpoints.advance(conn, name, expected, position)
