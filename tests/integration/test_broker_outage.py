@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from activities.relay import RelayActivities
 from adapters import checkpoints
 from adapters.event_store import PostgresEventStore
-from adapters.kafka import KafkaEventPublisher
+from adapters.kafka import KafkaEventPublisher, PartitionAck
 from domain.event_store import NewEvent, RecordedEvent, StreamAppend
 from runtime.embedded.broker import EmbeddedBroker
 
@@ -42,9 +42,9 @@ class WatchedPublisher(KafkaEventPublisher):
         super().__init__(*args, **kwargs)
         self.failed = asyncio.Event()
 
-    async def publish(self, events: Sequence[RecordedEvent]) -> None:
+    async def publish(self, events: Sequence[RecordedEvent]) -> list[PartitionAck]:
         try:
-            await super().publish(events)
+            return await super().publish(events)
         except KafkaError:
             self.failed.set()
             raise
