@@ -9,9 +9,11 @@ import pytest
 import strawberry
 from psycopg import errors as pg_errors
 from sqlalchemy import exc as sqlalchemy_errors
+from starlette.testclient import TestClient
+from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.outages import OutageLog, nothing_ran, unavailable_service
+from api.outages import AnswerOutages, OutageLog, nothing_ran, unavailable_service
 from api.safety import safety_extensions
 
 
@@ -134,3 +136,27 @@ def test_the_outage_log_says_one_line_per_component_per_interval(
     assert lines[1].startswith("temporal is unavailable")
     assert "(4 more since the last report)" in lines[2]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def guarded(error: Exception) -> TestClient:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise error
+
+    return TestClient(AnswerOutages(failing), raise_server_exceptions=True)
+
+
+def test_an_outage_before_any_field_ran_answers_503_with_retry_after() -> None:
+    response = guarded(psycopg.OperationalError("connection failed")).post("/graphql")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "2"
+    [error] = response.json()["errors"]
+    assert error["extensions"] == {
+        "code": "SERVICE_UNAVAILABLE",
+        "service": "postgres",
+        "retryAfter": 2,
+    }
+
+
+def test_a_bug_before_any_field_ran_is_not_taken_for_an_outage() -> None:
+    with pytest.raises(ValueError, match="a bug"):
+        guarded(ValueError("a bug")).post("/graphql")
