@@ -90,12 +90,12 @@ async def supervise(
             delay = history.crashed(clock())
             if delay is None:
                 return (
-                    f"{cause}, its {history.recent}th crash within "
+                    f"{cause}: {history.recent} crashes within "
                     f"{policy.window_seconds:g}s; log {part.log_path}"
                 )
             say(
                 f"{cause}; restarting it in {delay:g}s (crash {history.recent} within "
-                f"{policy.window_seconds:g}s, the {policy.max_crashes}th stops the stack; "
+                f"{policy.window_seconds:g}s; {policy.max_crashes} stop the stack; "
                 f"log {part.log_path})"
             )
             await sleep(delay)

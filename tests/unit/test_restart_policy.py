@@ -108,8 +108,8 @@ async def test_a_crashing_part_is_restarted_with_backoff_and_reported() -> None:
         await supervisor
     assert time.slept == [1.0, 2.0, 4.0]
     assert said[0] == (
-        "worker exited with status 1; restarting it in 1s (crash 1 within 60s, the 5th stops"
-        " the stack; log worker.log)"
+        "worker exited with status 1; restarting it in 1s (crash 1 within 60s; 5 stop the"
+        " stack; log worker.log)"
     )
     assert said[1] == "worker restarted"
     assert said.count("worker restarted") == 3
@@ -120,7 +120,7 @@ async def test_a_part_crashing_too_often_is_given_up_with_its_cause() -> None:
     cause = await supervise(
         part.supervised(), POLICY, said.append, clock=time.clock, sleep=time.sleep
     )
-    assert cause == "worker exited with status 1, its 5th crash within 60s; log worker.log"
+    assert cause == "worker exited with status 1: 5 crashes within 60s; log worker.log"
     assert part.restarts == 4
 
 
@@ -129,7 +129,7 @@ async def test_a_restart_that_fails_counts_as_a_crash() -> None:
     cause = await supervise(
         part.supervised(), POLICY, said.append, clock=time.clock, sleep=time.sleep
     )
-    assert cause.startswith("worker did not restart (not ready after 240s), its 5th crash")
+    assert cause.startswith("worker did not restart (not ready after 240s): 5 crashes")
     assert part.restarts == 4
 
 
