@@ -29,6 +29,7 @@ from api.context import Context, Services
 from api.edge import BodyLimit
 from api.graphiql import ASSETS_PATH, DEFAULT_ASSETS_DIR, GraphiQLPage
 from api.live import EventFeed
+from api.outages import AnswerOutages, nothing_ran, retry_after_headers
 from api.schema import build_schema
 from api.sessions import Sessions
 from api.websocket_auth import TokenAtConnectionInit
@@ -109,7 +110,15 @@ class SagalineGraphQL(GraphQL[Context, None]):
     ) -> Response:
         # application/json answers 200 whatever the errors (the legacy behaviour clients
         # rely on); application/graphql-response+json answers a request error with 400 and
-        # no `data` entry, since nothing was executed.
+        # no `data` entry, since nothing was executed. Under either, an operation stopped
+        # entirely by an outage answers 503 with Retry-After (README, "Outages").
+        if nothing_ran(response_data):
+            response = super().create_response(response_data, sub_response)
+            response.status_code = 503
+            response.headers.update(retry_after_headers())
+            if isinstance(sub_response, GraphQLResponseSubResponse):
+                response.headers["content-type"] = GRAPHQL_RESPONSE
+            return response
         if not isinstance(sub_response, GraphQLResponseSubResponse):
             return super().create_response(response_data, sub_response)
         request_error = isinstance(response_data, dict) and is_request_error(response_data)
@@ -229,9 +238,12 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def edge_middleware(settings: Settings) -> list[Middleware]:
-    """CORS for the configured origins (outermost, so refusals carry its headers too), then
-    the body limit."""
-    middleware = [Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)]
+    """CORS for the configured origins (outermost, so refusals carry its headers too), the
+    body limit, then a 503 for an outage that escapes the GraphQL execution."""
+    middleware = [
+        Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes),
+        Middleware(AnswerOutages),
+    ]
     origins = settings.cors_origins()
     if origins:
         cors = Middleware(

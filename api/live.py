@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 
 from adapters.event_store import PostgresEventStore
 from adapters.notifications import EventNotifications
+from api.outages import outage_log, unavailable_service
 from domain.event_store import RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,12 @@ class EventFeed:
                             await notifications.wait(IDLE_WAKE_SECONDS)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("event feed interrupted; following again shortly")
+            except Exception as error:
+                service = unavailable_service(error)
+                if service is None:
+                    log.exception("event feed interrupted; following again shortly")
+                else:
+                    outage_log.report(service, error, "following the store for subscriptions")
                 await asyncio.sleep(1.0)
 
     def _broadcast(self, event: RecordedEvent) -> None:

@@ -1,4 +1,4 @@
-"""Limits on what a query may ask for, and masking of unexpected errors."""
+"""Limits on what a query may ask for, and masking of unexpected errors (outages excepted)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+
+from api.outages import service_unavailable, unavailable_service
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +99,15 @@ class SelectionCostLimiter(SchemaExtension):
 
 
 class MaskUnexpectedErrors(MaskErrors):
-    """Unexpected errors reach the client as a correlation id; the details go to the log."""
+    """Unexpected errors reach the client as a correlation id; the details go to the log.
+
+    An outage is not unexpected: the client is told which component is down, to retry.
+    """
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        service = unavailable_service(error.original_error)
+        if service is not None:
+            return service_unavailable(error, service)
         correlation_id = str(uuid.uuid4())
         log.error(
             "unexpected error %s at %s",

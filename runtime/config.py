@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     startup_timeout_seconds: float = Field(default=STARTUP_TIMEOUT_SECONDS, gt=0)
     """How long `up` waits for the whole stack before it names the part that is late."""
 
+    restart_max_crashes: int = Field(default=5, ge=1)
+    """Crashes of one part of `up` within the restart window that stop the whole stack."""
+    restart_window_seconds: float = Field(default=60.0, gt=0)
+    restart_backoff_seconds: float = Field(default=1.0, gt=0)
+    """Wait before restarting a crashed part; doubled for each crash within the window."""
+    restart_backoff_max_seconds: float = Field(default=30.0, gt=0)
+
     log_level: str = "INFO"
 
     def require_database_url(self) -> str:

@@ -25,6 +25,7 @@ from runtime.embedded.process import (
 )
 from runtime.launcher import READY_POLL_SECONDS, Deadline, sagaline_process, start_together
 from runtime.ports import ensure_port_free
+from runtime.supervision import RestartPolicy, SupervisedPart, supervise_all
 
 if TYPE_CHECKING:
     from runtime.embedded.postgres import EmbeddedPostgres
@@ -32,18 +33,26 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
-WATCH_INTERVAL = 0.5
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+CHILD_GRACE = 30.0
 
 
 class Watched(Protocol):
-    """A running part of the stack whose unexpected exit stops everything."""
+    """A running part of the stack, restarted when it exits unexpectedly."""
 
     @property
     def log_path(self) -> Path: ...
 
     @property
     def returncode(self) -> int | None: ...
+
+
+class Embedded(Protocol):
+    """An embedded component: started (until ready) and stopped in place."""
+
+    async def start(self, ready_within: float = ...) -> None: ...
+
+    async def stop(self, grace: float = ...) -> None: ...
 
 
 @dataclass
@@ -60,10 +69,12 @@ class Endpoints:
     generated_tokens: dict[str, str] = field(default_factory=dict)
     session_key: str = ""
     watched: dict[str, Watched] = field(default_factory=dict)
+    restarts: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
 
 
 def up(settings: Settings) -> int:
-    """Run the stack until Ctrl-C or SIGTERM (status 0) or until a part dies (status 1)."""
+    """Run the stack until Ctrl-C or SIGTERM (status 0), or until a part crashes too often to
+    keep restarting it (status 1)."""
     check_ports(settings)
     return asyncio.run(_run(settings))
 
@@ -101,7 +112,7 @@ async def _run(settings: Settings) -> int:
             try:
                 endpoints = await _start(settings, running)
                 _say(_summary(endpoints))
-                return await _watch(endpoints)
+                return await _supervise(endpoints, RestartPolicy.from_settings(settings))
             except asyncio.CancelledError:
                 if not stopping:
                     raise
@@ -136,6 +147,8 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         running.push_async_callback(_stopping, "PostgreSQL", postgres.stop)
         endpoints.database_url = postgres.url
         endpoints.watched["PostgreSQL"] = postgres
+        # The cluster stays in the data dir: a restarted server recovers it.
+        endpoints.restarts["PostgreSQL"] = _restarting(postgres, settings)
     starts["PostgreSQL"] = _database(endpoints.database_url, postgres, deadline)
 
     if settings.temporal_address:
@@ -155,6 +168,7 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         endpoints.temporal_address = temporal.address
         endpoints.temporal_ui_url = temporal.ui_url or ""
         endpoints.watched["Temporal"] = temporal
+        endpoints.restarts["Temporal"] = _restarting(temporal, settings)
         starts["Temporal"] = _ready("Temporal", temporal.start(deadline.remaining()), deadline)
 
     if settings.kafka_bootstrap:
@@ -167,6 +181,8 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         running.push_async_callback(_stopping, "Kafka broker", broker.stop)
         endpoints.kafka_bootstrap = broker.bootstrap
         endpoints.watched["Kafka broker"] = broker
+        # Memory-only: a restarted broker has lost its topics (the store is the record).
+        endpoints.restarts["Kafka broker"] = _restarting(broker, settings)
         starts["Kafka broker"] = _ready(
             "Kafka broker", broker.start(deadline.remaining()), deadline
         )
@@ -182,25 +198,53 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
         )
     endpoints.session_key = settings.session_key or development_session_key(data_dir)
     env = _child_env(settings, endpoints)
+    api_host = _reachable_host(settings.api_host)
+    endpoints.graphql_url = f"http://{api_host}:{settings.api_port}/graphql"
+    children: dict[str, ChildProcess] = {}
     for role in ("worker", "api"):
         child = sagaline_process(role, data_dir / "logs" / f"{role}.log", env)
         _say(f"starting the {role}")
-        running.push_async_callback(_stopping, role, functools.partial(child.stop, 30.0))
+        running.push_async_callback(_stopping, role, functools.partial(child.stop, CHILD_GRACE))
         child.start()
         endpoints.watched[role] = child
-
-    api_host = _reachable_host(settings.api_host)
-    endpoints.graphql_url = f"http://{api_host}:{settings.api_port}/graphql"
-    api = endpoints.watched["api"]
-    assert isinstance(api, ChildProcess)
+        children[role] = child
+    api = children["api"]
 
     async def api_answers() -> bool:
-        _raise_if_any_died(endpoints)
         return await http_answers(api_host, settings.api_port, "/graphql")
 
-    await api.wait_ready(api_answers, within=deadline.remaining(), interval=READY_POLL_SECONDS)
+    async def restart_worker() -> None:
+        await children["worker"].stop(CHILD_GRACE)
+        children["worker"].start()
+
+    async def restart_api() -> None:
+        await api.stop(CHILD_GRACE)
+        api.start()
+        await api.wait_ready(
+            api_answers, within=settings.startup_timeout_seconds, interval=READY_POLL_SECONDS
+        )
+
+    endpoints.restarts.update(worker=restart_worker, api=restart_api)
+
+    async def api_answers_while_all_run() -> bool:
+        _raise_if_any_died(endpoints)
+        return await api_answers()
+
+    await api.wait_ready(
+        api_answers_while_all_run, within=deadline.remaining(), interval=READY_POLL_SECONDS
+    )
     _say(f"the api answers after {deadline.elapsed():.1f}s")
     return endpoints
+
+
+def _restarting(component: Embedded, settings: Settings) -> Callable[[], Awaitable[None]]:
+    """Restarting an embedded component in place, on its port and in its data dir."""
+
+    async def restart() -> None:
+        await component.stop()
+        await component.start(settings.startup_timeout_seconds)
+
+    return restart
 
 
 async def _database(url: str, postgres: EmbeddedPostgres | None, deadline: Deadline) -> None:
@@ -218,17 +262,19 @@ async def _ready(name: str, start: Awaitable[None], deadline: Deadline) -> None:
     _say(f"{name} ready after {deadline.elapsed():.1f}s")
 
 
-async def _watch(endpoints: Endpoints) -> int:
-    """Wait until a part of the stack exits; report it and return status 1."""
-    while True:
-        for name, part in endpoints.watched.items():
-            code = part.returncode
-            if code is not None:
-                sys.stderr.write(
-                    f"sagaline: {name} {describe_exit(code)} unexpectedly; see {part.log_path}\n"
-                )
-                return 1
-        await asyncio.sleep(WATCH_INTERVAL)
+async def _supervise(endpoints: Endpoints, policy: RestartPolicy) -> int:
+    """Restart each part that exits, reporting it; return status 1 once one crashed too often."""
+    parts = [
+        SupervisedPart(name, _exit_status(part), part.log_path, endpoints.restarts[name])
+        for name, part in endpoints.watched.items()
+    ]
+    cause = await supervise_all(parts, policy, _say)
+    sys.stderr.write(f"sagaline: {cause}; stopping the stack\n")
+    return 1
+
+
+def _exit_status(part: Watched) -> Callable[[], int | None]:
+    return lambda: part.returncode
 
 
 def _raise_if_any_died(endpoints: Endpoints) -> None:

@@ -117,7 +117,13 @@ class ChildProcess:
     async def stop(self, grace: float = 15.0) -> None:
         """Send the stop signal, then SIGKILL the process group if it outlives `grace` seconds."""
         popen = self._popen
-        if popen is None or popen.poll() is not None:
+        if popen is None:
+            return
+        if popen.poll() is not None:
+            # It crashed: what it started may live on in its group (a killed postmaster's
+            # backends hold its shared memory and port), and would block a restart.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
             return
         try:
             # A stopped child (SIGSTOP in an outage test) must resume to handle the signal.
