@@ -1,18 +1,54 @@
-"""Which failures of the outside world are outages: waited out, never a reason to give up."""
+"""Which failures of the outside world are outages: waited out, never a reason to give up.
+
+The one classification of errors from Postgres, Temporal and the broker. The worker's
+command activities ask `is_outage` (retry until it ends, or give up after a few attempts);
+the API asks `unavailable_service` (tell the client which part is down and to retry).
+"""
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
+import psycopg
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from psycopg_pool import PoolTimeout as PsycopgPoolTimeout
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import TimeoutError as SQLAlchemyPoolTimeout
+from temporalio.service import RPCError, RPCStatusCode
 
-# SQLSTATE classes and codes that say the server is (for now) unable to do the work, whatever
-# the work is: connection exceptions, insufficient resources, operator intervention (shutdown,
-# query cancelled), system errors; serialization failures, deadlocks and lock timeouts pass too.
-_PASSING_CLASSES = ("08", "53", "57", "58")
-_PASSING_CODES = frozenset({"40001", "40P01", "55P03"})
+POSTGRES = "postgres"
+TEMPORAL = "temporal"
+KAFKA = "kafka"
+
+# The server cannot be reached or will not serve now: connection exceptions (class 08), too
+# many connections, and a server shutting down, crashed or still starting.
+_POSTGRES_DOWN_CLASSES = ("08",)
+_POSTGRES_DOWN_STATES = frozenset({"53300", "57P01", "57P02", "57P03"})
+# Not a component down, but passing all the same: other resource shortages (53), operator
+# intervention (57), system errors (58), serialization failures, deadlocks, lock timeouts.
+_PASSING_CLASSES = ("53", "57", "58")
+_PASSING_STATES = frozenset({"40001", "40P01", "55P03"})
+_TEMPORAL_DOWN_STATUSES = frozenset(
+    {
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+        # A call cut off mid-way by a lost connection (the API never cancels a call it awaits).
+        RPCStatusCode.CANCELLED,
+    }
+)
+# A connection refused, reset or closed mid-call reaches us as UNKNOWN "transport error".
+_TEMPORAL_TRANSPORT_ERROR = "transport error"
+
+
+def unavailable_service(error: BaseException | None) -> str | None:
+    """The component whose outage `error` comes from ("postgres", "temporal", "kafka"), or None."""
+    for cause in causes(error):
+        service = _service_down(cause)
+        if service is not None:
+            return service
+    return None
 
 
 def is_outage(error: BaseException) -> bool:
@@ -21,16 +57,57 @@ def is_outage(error: BaseException) -> bool:
     A constraint violation, a data error or a bug raised by our own code is not an outage: it
     would fail the same way however often it was tried.
     """
-    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror | PoolTimeout):
+    return any(_service_down(cause) or _passing(cause) for cause in causes(error))
+
+
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """The error, the driver error it wraps, what it was raised from or while handling, and
+    any grouped errors."""
+    pending = [error] if error is not None else []
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if isinstance(current, DBAPIError) and current.orig is not None:
+            pending.append(current.orig)
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def _service_down(error: BaseException) -> str | None:
+    if isinstance(error, psycopg.OperationalError):
+        # No SQLSTATE: the client library failed to connect or lost the connection.
+        state = error.sqlstate
+        if state is None or state.startswith(_POSTGRES_DOWN_CLASSES):
+            return POSTGRES
+        return POSTGRES if state in _POSTGRES_DOWN_STATES else None
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return POSTGRES
+    if isinstance(error, SQLAlchemyPoolTimeout | PsycopgPoolTimeout):
+        return POSTGRES  # no pooled connection came free: the database is not answering
+    if isinstance(error, RPCError):
+        if error.status in _TEMPORAL_DOWN_STATUSES:
+            return TEMPORAL
+        transport = error.status == RPCStatusCode.UNKNOWN
+        return TEMPORAL if transport and error.message == _TEMPORAL_TRANSPORT_ERROR else None
+    if isinstance(error, KafkaConnectionError | KafkaTimeoutError):
+        return KAFKA
+    return None
+
+
+def _passing(error: BaseException) -> bool:
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
         return True
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
-            return True
-        sqlstate = getattr(error.orig, "sqlstate", None)
-        if sqlstate is None:
-            # A driver's connection-level failure carries no SQLSTATE.
-            return isinstance(error, OperationalError | InterfaceError)
-        return sqlstate.startswith(_PASSING_CLASSES) or sqlstate in _PASSING_CODES
-    if isinstance(error, KafkaError):
-        return isinstance(error, KafkaConnectionError | KafkaTimeoutError) or error.retriable
-    return error.__cause__ is not None and is_outage(error.__cause__)
+    if isinstance(error, psycopg.Error):
+        state = error.sqlstate
+        return state is not None and (
+            state.startswith(_PASSING_CLASSES) or state in _PASSING_STATES
+        )
+    if isinstance(error, DBAPIError) and error.orig is None:
+        # A driver's connection-level failure carries no driver error to ask.
+        return isinstance(error, OperationalError | InterfaceError)
+    return isinstance(error, KafkaError) and error.retriable

@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 
 from adapters.event_store import PostgresEventStore
 from adapters.notifications import EventNotifications
-from api.outages import outage_log, unavailable_service
+from adapters.outages import unavailable_service
+from api.outages import outage_log
 from domain.event_store import RecordedEvent
 
 log = logging.getLogger(__name__)

@@ -1,89 +1,29 @@
 """Outages: a client is told which component is down and to retry, not "internal error".
 
-Whether an exception means Postgres or Temporal cannot be reached is decided here and
-nowhere else; the error masking, the HTTP edge and the event feed all ask `unavailable_service`.
-The API does not talk to the broker: a Kafka outage only delays the relay and the read models.
+Which component an exception says is unreachable is decided by `adapters.outages`; the error
+masking, the HTTP edge and the event feed all ask its `unavailable_service`. The API does not
+talk to the broker: a Kafka outage only delays the relay and the read models.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import psycopg
 from graphql import GraphQLError
-from sqlalchemy import exc as sqlalchemy_errors
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from temporalio.service import RPCError, RPCStatusCode
+
+from adapters.outages import unavailable_service
 
 log = logging.getLogger(__name__)
 
-POSTGRES = "postgres"
-TEMPORAL = "temporal"
 SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 RETRY_AFTER_SECONDS = 2
 """What the answer suggests a client waits before retrying (the Retry-After header)."""
 REPORT_EVERY_SECONDS = 10.0
-
-# Connection exceptions (class 08), too many connections, and a server shutting down,
-# crashed or still starting. Deadlocks, serialization failures or cancelled statements
-# are OperationalErrors too, but they are not outages.
-_POSTGRES_DOWN_CLASSES = ("08",)
-_POSTGRES_DOWN_STATES = frozenset({"53300", "57P01", "57P02", "57P03"})
-_TEMPORAL_DOWN_STATUSES = frozenset(
-    {RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.RESOURCE_EXHAUSTED}
-)
-# A connection refused, reset or closed mid-call reaches us from the client's transport as
-# UNKNOWN "transport error", or as CANCELLED (the API never cancels a call it still awaits).
-_TEMPORAL_TRANSPORT_ERROR = "transport error"
-
-
-def unavailable_service(error: BaseException | None) -> str | None:
-    """The component whose outage `error` comes from ("postgres", "temporal"), or None."""
-    for cause in _causes(error):
-        if isinstance(cause, psycopg.OperationalError) and _postgres_down(cause):
-            return POSTGRES
-        if isinstance(cause, sqlalchemy_errors.DBAPIError) and cause.connection_invalidated:
-            return POSTGRES
-        if isinstance(cause, sqlalchemy_errors.TimeoutError):
-            return POSTGRES  # no pooled connection came free: the database is not answering
-        if isinstance(cause, RPCError) and _temporal_down(cause):
-            return TEMPORAL
-    return None
-
-
-def _postgres_down(error: psycopg.OperationalError) -> bool:
-    # No SQLSTATE: the client library failed to connect or lost the connection.
-    state = error.sqlstate
-    if state is None:
-        return True
-    return state.startswith(_POSTGRES_DOWN_CLASSES) or state in _POSTGRES_DOWN_STATES
-
-
-def _temporal_down(error: RPCError) -> bool:
-    if error.status in _TEMPORAL_DOWN_STATUSES or error.status == RPCStatusCode.CANCELLED:
-        return True
-    return error.status == RPCStatusCode.UNKNOWN and error.message == _TEMPORAL_TRANSPORT_ERROR
-
-
-def _causes(error: BaseException | None) -> Iterator[BaseException]:
-    """The error, what it was raised from or while handling, and any grouped errors."""
-    pending = [error] if error is not None else []
-    seen: set[int] = set()
-    while pending:
-        current = pending.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        if isinstance(current, sqlalchemy_errors.DBAPIError) and current.orig is not None:
-            pending.append(current.orig)
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
-        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
 
 
 class OutageLog:

@@ -24,7 +24,8 @@ from strawberry.extensions import (
     SchemaExtension,
 )
 
-from api.outages import service_unavailable, unavailable_service
+from adapters.outages import unavailable_service
+from api.outages import service_unavailable
 
 log = logging.getLogger(__name__)
 

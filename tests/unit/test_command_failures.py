@@ -7,6 +7,7 @@ import typing
 
 import psycopg
 import psycopg.errors
+import psycopg_pool
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -43,6 +44,10 @@ OUTAGES: list[BaseException] = [
     wrapped(psycopg.errors.TooManyConnections("too many clients"), OperationalError),
     wrapped(psycopg.errors.SerializationFailure("could not serialize"), OperationalError),
     KafkaConnectionError("no broker"),
+    # Raised by psycopg itself, as the append path's own pool raises them.
+    psycopg.OperationalError("connection failed: Connection refused"),
+    psycopg.errors.AdminShutdown("terminating connection"),
+    psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec"),
 ]
 NOT_OUTAGES: list[BaseException] = [
     wrapped(psycopg.errors.CheckViolation("poisoned"), IntegrityError),

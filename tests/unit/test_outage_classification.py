@@ -13,7 +13,8 @@ from starlette.testclient import TestClient
 from starlette.types import Receive, Scope, Send
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.outages import AnswerOutages, OutageLog, nothing_ran, unavailable_service
+from adapters.outages import unavailable_service
+from api.outages import AnswerOutages, OutageLog, nothing_ran
 from api.safety import safety_extensions
 
 
