@@ -66,7 +66,7 @@ class GroupCommit:
             name="sagaline-appends",
         )
         self._connections = connections
-        self._opened = False
+        self._opening: asyncio.Future[None] | None = None
         self._waiting: deque[_Waiting] = deque()
         self._flushers = 0
         self._paused = False
@@ -97,7 +97,8 @@ class GroupCommit:
 
     async def close(self) -> None:
         """Close the connections, if any were opened."""
-        if self._opened:
+        if self._opening is not None:
+            await self._opening
             await self._pool.close()
 
     def _start_flushers(self) -> None:
@@ -115,19 +116,19 @@ class GroupCommit:
 
     async def _flush_waiting(self) -> None:
         try:
-            group = self._take()
-            while group:
+            # Taken again after the connection is back in the pool: appends that queued while
+            # it was being returned found every flusher busy and started none.
+            while group := self._take():
                 try:
-                    if not self._opened:
-                        self._opened = True
-                        await self._pool.open()
+                    if self._opening is None:
+                        self._opening = asyncio.ensure_future(self._pool.open())
+                    await self._opening
                     async with self._pool.connection() as conn:
                         while group:
                             await self._flush(conn, group)
                             group = self._take()
                 except Exception as error:  # no connection, or it broke: fail what it held
                     _fail(group, error)
-                    group = self._take()
         finally:
             self._flushers -= 1
 
