@@ -12,12 +12,13 @@ from sqlalchemy import Row, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.database import libpq_url
+from adapters.group_commit import EventIdTaken, GroupCommit, event_json, keys_json, stream_json
 from adapters.schema import events
 from domain.event_store import (
     AppendResult,
     EventIdConflict,
     EventPage,
-    NewEvent,
     RecordedEvent,
     StreamAppend,
     UniqueKey,
@@ -27,6 +28,9 @@ from domain.event_store import (
 )
 
 NOTIFY_CHANNEL = "sagaline_events"
+# Connections `append` keeps: while all are busy, appends queue and go together in the next
+# group, so a few carry many concurrent callers.
+APPEND_CONNECTIONS = 2
 # Waiting for an in-progress writer polls this often at most: a writer's commit takes a few
 # milliseconds, and every poll slept past it is latency added to the relay and projectors.
 WRITER_POLL_MAX_SECONDS = 0.005
@@ -70,21 +74,28 @@ _STILL_WRITING = text(
 
 
 class PostgresEventStore:
-    """Event store on PostgreSQL; `read_all` explains how the global order stays gap-safe."""
+    """Event store on PostgreSQL; `read_all` explains how the global order stays gap-safe.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    `append` goes to PostgreSQL on psycopg directly, through `GroupCommit`: concurrent
+    appends share one statement and one commit. Reads, `append_in` and `append_with` go
+    through the engine.
+    """
+
+    def __init__(self, engine: AsyncEngine, append_connections: int = APPEND_CONNECTIONS) -> None:
+        self._engine = engine
         # Single statements run in autocommit: no BEGIN before, no ROLLBACK after.
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # Whatever the engine's default, `append_with` needs a real transaction.
         self._transactional = engine.execution_options(isolation_level="READ COMMITTED")
+        conninfo = libpq_url(engine.url.render_as_string(hide_password=False))
+        self.appends = GroupCommit(conninfo, append_connections)
 
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
+        _check_append(streams)
         try:
-            # One statement, whatever the number of streams, is its own transaction.
-            async with self._autocommit.connect() as conn:
-                return await self.append_in(conn, *streams)
-        except (WrongExpectedVersion, UniqueKeyTaken, DBAPIError):
+            return await self.appends.append(streams)
+        except (WrongExpectedVersion, UniqueKeyTaken, EventIdTaken):
             replay = await self._already_appended(streams)
             if replay is not None:
                 return replay
@@ -109,17 +120,18 @@ class PostgresEventStore:
                 return replay
             raise
 
+    async def close(self) -> None:
+        """Close the append connections; reads share the engine, which its owner disposes."""
+        await self.appends.close()
+
     async def append_in(self, conn: AsyncConnection, *streams: StreamAppend) -> AppendResult:
         """Append in one statement, inside the caller's transaction if it has one."""
-        if not streams or any(not s.events for s in streams):
-            raise ValueError("an append needs at least one event for every stream")
-        if len({s.stream_id for s in streams}) < len(streams):
-            raise ValueError("an append names each stream at most once")
+        _check_append(streams)
         try:
             if len(streams) == 1:
                 row = (await conn.execute(_APPEND, _append_params(streams[0]))).one()
                 return AppendResult({streams[0].stream_id: row.stream_version}, row.last_position)
-            appends = json.dumps([_stream_json(s) for s in streams])
+            appends = json.dumps([stream_json(s) for s in streams])
             rows = (await conn.execute(_APPEND_STREAMS, {"appends": appends})).all()
         except DBAPIError as error:
             business = _business_error(error, streams)
@@ -229,37 +241,20 @@ async def head_position(conn: AsyncConnection) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
+def _check_append(streams: Sequence[StreamAppend]) -> None:
+    if not streams or any(not s.events for s in streams):
+        raise ValueError("an append needs at least one event for every stream")
+    if len({s.stream_id for s in streams}) < len(streams):
+        raise ValueError("an append names each stream at most once")
+
+
 def _append_params(stream: StreamAppend) -> dict[str, Any]:
     return {
         "stream_id": stream.stream_id,
         "expected": stream.expected_version,
-        "events": json.dumps([_event_json(e) for e in stream.events]),
-        "claims": json.dumps(_keys_json(stream.claims)),
-        "releases": json.dumps(_keys_json(stream.releases)),
-    }
-
-
-def _stream_json(stream: StreamAppend) -> dict[str, Any]:
-    return {
-        "stream_id": stream.stream_id,
-        "expected": stream.expected_version,
-        "events": [_event_json(e) for e in stream.events],
-        "claims": _keys_json(stream.claims),
-        "releases": _keys_json(stream.releases),
-    }
-
-
-def _keys_json(keys: Sequence[UniqueKey]) -> list[dict[str, str]]:
-    return [{"scope": k.scope, "value": k.value} for k in keys]
-
-
-def _event_json(event: NewEvent) -> dict[str, Any]:
-    return {
-        "event_id": str(event.event_id),
-        "type": event.type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "metadata": event.metadata,
+        "events": json.dumps([event_json(e) for e in stream.events]),
+        "claims": json.dumps(keys_json(stream.claims)),
+        "releases": json.dumps(keys_json(stream.releases)),
     }
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,9 +26,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+import psycopg  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import AsyncEngine  # noqa: E402
 
+from adapters.database import libpq_url  # noqa: E402
 from adapters.event_store import PostgresEventStore  # noqa: E402
 from domain.event_store import NewEvent, StreamAppend  # noqa: E402
 from domain.events import JsonDict, to_data, type_name  # noqa: E402
@@ -52,9 +56,9 @@ CREATE TABLE {SCRATCH_TABLE} (
 )
 """
 SCRATCH_COLUMNS = "event_id, stream_id, version, type, schema_version, data, metadata"
-INSERT_SCRATCH = text(
-    f"INSERT INTO {SCRATCH_TABLE} ({SCRATCH_COLUMNS}) VALUES (:event_id, :stream_id, :version,"
-    " :type, :schema_version, CAST(:data AS jsonb), CAST(:metadata AS jsonb))"
+RAW_INSERT = (
+    f"INSERT INTO {SCRATCH_TABLE} ({SCRATCH_COLUMNS})"
+    " VALUES (%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)"
 )
 
 # The payload every write benchmark appends: a real event type through the real encoder.
@@ -62,6 +66,13 @@ SAMPLE_EVENT = UserEmailChanged("user-bench", "old@example.com", "new@example.co
 SAMPLE_TYPE = type_name(SAMPLE_EVENT)
 SAMPLE_DATA: JsonDict = to_data(SAMPLE_EVENT)
 SAMPLE_METADATA: JsonDict = {"command_id": "bench", "actor": "bench"}
+# The same INSERT for pgbench: `version` is per client (`-D version=0`), the event id drawn
+# by the server.
+PGBENCH_SCRIPT = f"""\\set version :version + 1
+INSERT INTO {SCRATCH_TABLE} ({SCRATCH_COLUMNS}) VALUES (gen_random_uuid(),
+ 'pgbench-PREFIX-' || :client_id, :version, '{SAMPLE_TYPE}', 1,
+ '{json.dumps(SAMPLE_DATA)}'::jsonb, '{json.dumps(SAMPLE_METADATA)}'::jsonb);
+"""
 
 
 def progress(message: str) -> None:
@@ -169,35 +180,72 @@ async def store_append_round(
     return await run_writers(writer, writers, seconds)
 
 
-async def plain_insert_round(engine: AsyncEngine, seconds: float, writers: int = WRITERS) -> float:
-    """Single-row INSERTs per second into the scratch table, one statement per transaction.
+def scratch_row(stream_id: str, version: int) -> tuple[object, ...]:
+    """One row of the scratch table, shaped as the store's single-event append writes it."""
+    return (
+        uuid.uuid4(),
+        stream_id,
+        version,
+        SAMPLE_TYPE,
+        1,
+        json.dumps(SAMPLE_DATA),
+        json.dumps(SAMPLE_METADATA),
+    )
 
-    Like the store's single-stream append, the statement runs in autocommit mode (it is its
-    own transaction: one round trip), through the same engine and pool.
+
+async def raw_insert_round(
+    connections: Sequence[psycopg.AsyncConnection[Any]], seconds: float
+) -> float:
+    """Single-row INSERTs per second on raw psycopg connections, one writer per connection.
+
+    Autocommit (each INSERT is its own transaction, one round trip) and a prepared
+    statement: the least a client can do per event.
     """
     prefix = uuid.uuid4().hex[:8]
 
     async def writer(index: int, deadline: float) -> int:
         loop = asyncio.get_running_loop()
-        stream_id = f"bench-{prefix}-{index}"
+        conn = connections[index]
+        stream_id = f"raw-{prefix}-{index}"
         version = 0
         while loop.time() < deadline:
-            params = {
-                "event_id": uuid.uuid4(),
-                "stream_id": stream_id,
-                "version": version + 1,
-                "type": SAMPLE_TYPE,
-                "schema_version": 1,
-                "data": json.dumps(SAMPLE_DATA),
-                "metadata": json.dumps(SAMPLE_METADATA),
-            }
-            async with engine.connect() as conn:
-                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                await auto.execute(INSERT_SCRATCH, params)
             version += 1
+            await conn.execute(RAW_INSERT, scratch_row(stream_id, version), prepare=True)
         return version
 
-    return await run_writers(writer, writers, seconds)
+    return await run_writers(writer, len(connections), seconds)
+
+
+async def open_raw_connections(url: str, count: int) -> list[psycopg.AsyncConnection[Any]]:
+    return [
+        await psycopg.AsyncConnection.connect(libpq_url(url), autocommit=True) for _ in range(count)
+    ]
+
+
+def pgbench_round(url: str, seconds: float, clients: int = WRITERS) -> float:
+    """Transactions per second of `pgbench` running the same INSERT, `clients` clients.
+
+    Prepared protocol, no vacuum, one INSERT per transaction; each client keeps its own
+    stream and counts its versions up, as the writers above do.
+    """
+    if shutil.which("pgbench") is None:
+        raise SystemExit("pgbench is missing: `make bench` installs it")
+    prefix = uuid.uuid4().hex[:8]
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as script:
+        script.write(PGBENCH_SCRIPT.replace("PREFIX", prefix))
+        script.flush()
+        done = subprocess.run(
+            [
+                "pgbench", "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+                "-T", str(max(1, round(seconds))), "-D", "version=0", "-f", script.name,
+                libpq_url(url),
+            ],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    found = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", done.stdout)
+    if found is None:
+        raise RuntimeError(f"no tps in pgbench output: {done.stdout}{done.stderr}")
+    return float(found.group(1))
 
 
 if __name__ == "__main__":

@@ -19,5 +19,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def store(engine: AsyncEngine) -> PostgresEventStore:
-    return PostgresEventStore(engine)
+async def store(engine: AsyncEngine) -> AsyncIterator[PostgresEventStore]:
+    store = PostgresEventStore(engine)
+    yield store
+    await store.close()

@@ -29,8 +29,10 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture(scope="session")
-def store(engine: AsyncEngine) -> PostgresEventStore:
-    return PostgresEventStore(engine)
+async def store(engine: AsyncEngine) -> AsyncIterator[PostgresEventStore]:
+    store = PostgresEventStore(engine)
+    yield store
+    await store.close()
 
 
 @pytest.fixture(scope="session")

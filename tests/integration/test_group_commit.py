@@ -1,0 +1,165 @@
+"""Group commit: appends queued together go in one statement, each with its own outcome.
+
+Every test holds the store's groups (`GroupCommit.paused`) until all its appends are queued,
+then checks from the counters that they really went as one group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+
+import pytest
+
+from adapters.event_store import PostgresEventStore
+from domain.event_store import (
+    ANY,
+    NO_STREAM,
+    AppendResult,
+    NewEvent,
+    StreamAppend,
+    UniqueKey,
+    UniqueKeyTaken,
+    WrongExpectedVersion,
+)
+
+QUEUE_STEPS = 100
+
+
+def new_event(data: dict[str, str] | None = None) -> NewEvent:
+    return NewEvent(uuid.uuid4(), "Happened", data or {"n": "1"})
+
+
+def stream() -> str:
+    return f"group-{uuid.uuid4()}"
+
+
+async def in_one_group(
+    store: PostgresEventStore, appends: Sequence[Sequence[StreamAppend]], committed: bool = True
+) -> list[AppendResult | BaseException]:
+    """Each caller's outcome, all queued before any was sent.
+
+    With `committed`, also asserts that they went in one statement that committed.
+    """
+    groups = store.appends.groups_flushed
+    flushed = store.appends.appends_flushed
+    async with store.appends.paused():
+        calls = [asyncio.ensure_future(store.append(*streams)) for streams in appends]
+        # Each call queues itself on its first step, before it awaits anything.
+        for _ in range(QUEUE_STEPS):
+            if store.appends.waiting == len(appends):
+                break
+            await asyncio.sleep(0)
+        assert store.appends.waiting == len(appends)
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    if not committed:
+        return outcomes
+    assert store.appends.groups_flushed == groups + 1
+    assert store.appends.appends_flushed == flushed + len(appends)
+    return outcomes
+
+
+async def test_a_conflict_in_a_group_fails_only_its_own_caller(store: PostgresEventStore) -> None:
+    moved, fresh, other = stream(), stream(), stream()
+    await store.append(StreamAppend(moved, [new_event()], NO_STREAM))
+
+    stale, created, added = await in_one_group(
+        store,
+        [
+            [StreamAppend(moved, [new_event()], NO_STREAM)],
+            [StreamAppend(fresh, [new_event()], NO_STREAM)],
+            [StreamAppend(other, [new_event()], ANY), StreamAppend(moved, [new_event()], 1)],
+        ],
+    )
+
+    assert isinstance(stale, WrongExpectedVersion)
+    assert (stale.stream_id, stale.expected, stale.actual) == (moved, NO_STREAM, 1)
+    assert isinstance(created, AppendResult) and created.versions == {fresh: 1}
+    assert isinstance(added, AppendResult) and added.versions == {other: 1, moved: 2}
+    assert [e.version for e in await store.read_stream(moved)] == [1, 2]
+
+
+async def test_a_second_append_to_a_stream_in_a_group_sees_the_first(
+    store: PostgresEventStore,
+) -> None:
+    stream_id = stream()
+
+    first, second = await in_one_group(
+        store,
+        [
+            [StreamAppend(stream_id, [new_event(), new_event()], NO_STREAM)],
+            [StreamAppend(stream_id, [new_event()], 2)],
+        ],
+    )
+
+    assert isinstance(first, AppendResult) and first.versions == {stream_id: 2}
+    assert isinstance(second, AppendResult) and second.versions == {stream_id: 3}
+    assert second.position > first.position
+
+
+@pytest.mark.parametrize("expected", [NO_STREAM, ANY])
+async def test_an_idempotent_re_append_inside_a_group_returns_the_first_result(
+    store: PostgresEventStore, expected: int
+) -> None:
+    append = StreamAppend(stream(), [new_event(), new_event()], expected)
+
+    first, again = await in_one_group(store, [[append], [append]])
+
+    assert isinstance(first, AppendResult)
+    assert again == first
+    assert len(await store.read_stream(append.stream_id)) == 2
+
+
+async def test_two_claims_of_one_key_inside_a_group_have_one_winner(
+    store: PostgresEventStore,
+) -> None:
+    key = UniqueKey("email", f"{uuid.uuid4()}@example.com")
+    winner, loser = stream(), stream()
+
+    won, lost = await in_one_group(
+        store,
+        [
+            [StreamAppend(winner, [new_event()], NO_STREAM, claims=[key])],
+            [StreamAppend(loser, [new_event()], NO_STREAM, claims=[key])],
+        ],
+    )
+
+    assert isinstance(won, AppendResult)
+    assert isinstance(lost, UniqueKeyTaken) and lost.key == key
+    assert await store.read_stream(loser) == []
+    released = StreamAppend(winner, [new_event()], 1, releases=[key])
+    claimed = StreamAppend(loser, [new_event()], NO_STREAM, claims=[key])
+    assert isinstance(await store.append(released), AppendResult)
+    assert (await store.append(claimed)).versions == {loser: 1}
+
+
+async def test_an_append_the_database_rejects_fails_only_its_own_caller(
+    store: PostgresEventStore,
+) -> None:
+    good, bad = stream(), stream()
+
+    # jsonb cannot hold a NUL character: the group statement fails, and each member is retried
+    # alone, so only the append that carries one fails.
+    ok, rejected = await in_one_group(
+        store,
+        [
+            [StreamAppend(good, [new_event()], NO_STREAM)],
+            [StreamAppend(bad, [new_event({"n": "\x00"})], NO_STREAM)],
+        ],
+        committed=False,
+    )
+
+    assert isinstance(ok, AppendResult) and ok.versions == {good: 1}
+    assert isinstance(rejected, Exception) and not isinstance(rejected, WrongExpectedVersion)
+    assert await store.read_stream(bad) == []
+
+
+async def test_an_append_alone_is_sent_at_once(store: PostgresEventStore) -> None:
+    groups = store.appends.groups_flushed
+    stream_id = stream()
+
+    result = await store.append(StreamAppend(stream_id, [new_event()], NO_STREAM))
+
+    assert result.versions == {stream_id: 1}
+    assert store.appends.groups_flushed == groups + 1
