@@ -32,6 +32,8 @@ class Caller:
     role: Role
     name: str
     user_id: str | None = None
+    lock_epoch: int = 0
+    """A customer session's lock epoch: it is revoked once the user has been locked since."""
 
     @property
     def is_operator(self) -> bool:
@@ -97,7 +99,9 @@ class TokenCheck:
         session = None if self.sessions is None else self.sessions.verify(token)
         if session is None:
             return None
-        return Caller(Role.CUSTOMER, f"customer:{session.user_id}", session.user_id)
+        return Caller(
+            Role.CUSTOMER, f"customer:{session.user_id}", session.user_id, session.lock_epoch
+        )
 
     def _bearer(self, authorization: str) -> Caller | None:
         scheme, _, token = authorization.partition(" ")

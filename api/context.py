@@ -31,13 +31,15 @@ class Services:
     feed: EventFeed
 
     async def admit(self, caller: Caller | None) -> Caller | None:
-        """The caller, unless it is a customer whose user is locked (or unknown): locking a
-        user revokes its sessions."""
+        """The caller, unless it is a customer whose user is locked (or unknown), or has been
+        locked since its session was issued: locking a user revokes its sessions for good."""
         if caller is None or caller.customer is None:
             return caller
         async with self.engine.connect() as conn:
             user = await get_user(conn, caller.customer)
-        return caller if user is not None and user.status is UserStatus.ACTIVE else None
+        if user is None or user.status is not UserStatus.ACTIVE:
+            return None
+        return caller if user.locked_version == caller.lock_epoch else None
 
     @cached_property
     def consistency_waits(self) -> ConsistencyWaits:

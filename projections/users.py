@@ -41,6 +41,9 @@ def users_table(name: str = "users") -> Table:
         Column("registered_at", DateTime(timezone=True), nullable=False),
         Column("last_updated", DateTime(timezone=True), nullable=False),
         Column("version", Integer, nullable=False),
+        # The version of the user's last UserLocked (0: never): sessions issued before it
+        # are revoked, even after an unlock.
+        Column("locked_version", Integer, nullable=False, server_default="0"),
     )
 
 
@@ -58,6 +61,7 @@ class UserView:
     registered_at: datetime
     last_updated: datetime
     version: int
+    locked_version: int = 0
 
 
 class UsersProjection:
@@ -102,6 +106,7 @@ class UsersProjection:
                     "registered_at": event.recorded_at,
                     "last_updated": event.recorded_at,
                     "version": event.version,
+                    "locked_version": 0,
                 }
                 continue
             change = _change(event)
@@ -109,7 +114,9 @@ class UsersProjection:
             if row is not None:
                 row.update(change)
             else:
-                changes.setdefault(event.stream_id, {"email": None, "status": None}).update(change)
+                changes.setdefault(
+                    event.stream_id, {"email": None, "status": None, "locked_version": None}
+                ).update(change)
         table = self._table
         if new_rows:
             statement = insert(table).values(list(new_rows.values()))
@@ -128,6 +135,9 @@ class UsersProjection:
                 .values(
                     email=func.coalesce(bindparam("b_email"), table.c.email),
                     status=func.coalesce(bindparam("b_status"), table.c.status),
+                    locked_version=func.coalesce(
+                        bindparam("b_locked_version"), table.c.locked_version
+                    ),
                     last_updated=bindparam("b_last_updated"),
                     version=bindparam("b_version"),
                 ),
@@ -142,6 +152,7 @@ def _change(event: RecordedEvent) -> dict[str, Any]:
         change["email"] = event.data["new_email"]
     elif event.type == "UserLocked":
         change["status"] = UserStatus.LOCKED.value
+        change["locked_version"] = event.version
     elif event.type == "UserUnlocked":
         change["status"] = UserStatus.ACTIVE.value
     return change
@@ -183,4 +194,5 @@ def _view(m: RowMapping) -> UserView:
         registered_at=m["registered_at"],
         last_updated=m["last_updated"],
         version=m["version"],
+        locked_version=m["locked_version"],
     )

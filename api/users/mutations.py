@@ -181,7 +181,7 @@ class UserMutations:
         sessions = ctx.services.tokens.sessions
         if sessions is None:
             raise RuntimeError("customer sessions are not configured (SAGALINE_SESSION_KEY)")
-        token, session = sessions.issue(user_id)
+        token, session = sessions.issue(user_id, lock_epoch=view.locked_version)
         return Authenticated(user=User.from_view(view), token=token, expires_at=session.expires_at)
 
     @strawberry.mutation(description="Operator: let a locked user act again.")

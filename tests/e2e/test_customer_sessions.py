@@ -203,3 +203,16 @@ def test_locking_a_user_revokes_its_sessions(stack: Stack) -> None:
         time.sleep(0.25)
     status = "query($id: ID!) { user(id: $id) { status } }"
     assert stack.data(status, {"id": ann["user"]}, OPERATOR_TOKEN)["user"]["status"] == "LOCKED"
+
+    # An unlock lets the user sign in again, but the session from before the lock stays revoked.
+    unlock = "mutation($in: UnlockUserInput!) { unlockUser(input: $in) { __typename } }"
+    unlocked = stack.data(unlock, {"in": {"userId": ann["user"]}}, OPERATOR_TOKEN)["unlockUser"]
+    assert unlocked["__typename"] == "UserUnlocked", unlocked
+    deadline = time.monotonic() + 30
+    while stack.data(status, {"id": ann["user"]}, OPERATOR_TOKEN)["user"]["status"] != "ACTIVE":
+        assert time.monotonic() < deadline, "the unlock never reached the read model"
+        time.sleep(0.25)
+    again = stack.data(AUTHENTICATE, {"in": {"email": ann["email"], "password": PASSWORD}})
+    fresh = again["authenticate"]["token"]
+    assert httpx_status(stack, fresh) == 200
+    assert httpx_status(stack, ann["token"]) == 401, "a session from before the lock came back"

@@ -153,11 +153,12 @@ async def folded(store: PostgresEventStore, user_ids: set[str]) -> dict[str, dic
                     "name": event.data["name"],
                     "status": "ACTIVE",
                     "registered_at": event.recorded_at,
+                    "locked_version": 0,
                 }
             elif event.type == "UserEmailChanged":
                 row["email"] = event.data["new_email"]
             elif event.type == "UserLocked":
-                row["status"] = "LOCKED"
+                row["status"], row["locked_version"] = "LOCKED", event.version
             elif event.type == "UserUnlocked":
                 row["status"] = "ACTIVE"
             row["last_updated"], row["version"] = event.recorded_at, event.version

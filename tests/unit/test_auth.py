@@ -71,11 +71,22 @@ def test_a_session_token_signed_with_another_key_or_altered_is_refused() -> None
     token, _ = sessions().issue("user-1")
     assert Sessions(b"x" * 32, timedelta(minutes=5)).verify(token) is None
     body, _, signature = token.rpartition(".")
-    prefix, _, expiry, session_id = body.split(".")
+    prefix, user, expiry, epoch, session_id = body.split(".")
     other_user = base64.urlsafe_b64encode(b"user-2").decode().rstrip("=")
-    assert sessions().verify(f"{prefix}.{other_user}.{expiry}.{session_id}.{signature}") is None
-    assert sessions().verify(f"{prefix}.{other_user}.{int(expiry) + 60}.{session_id}.x") is None
+    forged = f"{prefix}.{other_user}.{expiry}.{epoch}.{session_id}.{signature}"
+    assert sessions().verify(forged) is None
+    assert sessions().verify(f"{prefix}.{user}.{expiry}.7.{session_id}.{signature}") is None
+    later = int(expiry) + 60
+    assert sessions().verify(f"{prefix}.{other_user}.{later}.{epoch}.{session_id}.x") is None
     assert sessions().verify("not.a.session") is None
+
+
+def test_a_session_token_carries_the_lock_epoch_it_was_issued_under() -> None:
+    token, session = sessions().issue("user-1", lock_epoch=4)
+    verified = sessions().verify(token)
+    assert verified is not None and verified.lock_epoch == session.lock_epoch == 4
+    caller = TokenCheck({}, sessions()).caller_for(token)
+    assert caller is not None and caller.lock_epoch == 4
 
 
 def test_a_session_token_is_a_customer_caller_bound_to_its_user() -> None:
