@@ -29,8 +29,19 @@ _COMMAND_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _AGGREGATE_NAMESPACE = uuid.UUID("0b8e8f2c-6d55-4c3e-9f64-0f7f2d1b9a41")
 
 
-def command_id_or_new(command_id: str | None) -> str:
-    """The client's idempotency key, checked, or a fresh one."""
+def command_id_or_new(ctx: Context, command_id: str | None) -> str:
+    """The client's idempotency key, checked, or a fresh one; a customer's keys are its own.
+
+    A customer's key is scoped by its user, so a key another customer used starts a command
+    of the caller's own instead of joining (and answering with) theirs.
+    """
+    checked = idempotency_key(command_id)
+    customer = ctx.caller.customer
+    return checked if customer is None else f"{customer}:{checked}"
+
+
+def idempotency_key(command_id: str | None) -> str:
+    """The client's idempotency key as it was sent, checked, or a fresh one."""
     if command_id is None:
         return str(uuid.uuid4())
     if not _COMMAND_ID.match(command_id):

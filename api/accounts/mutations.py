@@ -94,7 +94,7 @@ class AccountMutations:
         if not sees_user(ctx, str(input.owner_id)):
             return UserNotFoundPayload(message=f"user {input.owner_id} not found")
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
             currency = parse_currency(input.currency)
         except InvalidInput as error:
             return invalid_input(error)
@@ -121,7 +121,7 @@ class AccountMutations:
         if not await may_use_account(ctx, str(input.account_id)):
             return not_found(str(input.account_id))
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
             amount = check_amount(input.amount)
         except InvalidInput as error:
             return invalid_input(error)
@@ -146,7 +146,7 @@ class AccountMutations:
         if not await may_use_account(ctx, str(input.account_id)):
             return not_found(str(input.account_id))
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
             amount = check_amount(input.amount)
         except InvalidInput as error:
             return invalid_input(error)
@@ -171,7 +171,7 @@ class AccountMutations:
         if not await may_use_account(ctx, str(input.account_id)):
             return not_found(str(input.account_id))
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
         except InvalidInput as error:
             return invalid_input(error)
         account_id = str(input.account_id)

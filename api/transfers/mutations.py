@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
-from api.access import may_use_account
+from api.access import may_use_account, sees_transfer
 from api.consistency import read_after
 from api.context import Context
-from api.dispatch import command_failed, command_id_or_new, send
+from api.dispatch import command_failed, idempotency_key, send
 from api.errors import AccountNotFoundPayload
 from api.rejections import invalid_input, rejection_payload
 from api.transfers.types import (
@@ -31,6 +31,10 @@ from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 
+class NotTheCallers(Exception):
+    """The transfer behind a reused transferId is another customer's: it is not shown."""
+
+
 async def _transfer(
     ctx: Context, command: TransferMoney, position: int, outcome: TransferOutcome | None = None
 ) -> Transfer:
@@ -39,6 +43,8 @@ async def _transfer(
         ctx, "transfers", position, lambda conn: get_transfer(conn, command.transfer_id)
     )
     if view is not None:
+        if not await sees_transfer(ctx, view):
+            raise NotTheCallers(command.from_account_id)
         return Transfer.from_view(view)
     return Transfer(
         id=strawberry.ID(command.transfer_id),
@@ -61,58 +67,63 @@ class TransferMutations:
     async def transfer_money(
         self, info: Info[Context, None], input: TransferMoneyInput
     ) -> TransferMoneyPayload:
-        ctx = info.context
-        if not await may_use_account(ctx, str(input.from_account_id)):
-            return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
         try:
-            transfer_id = command_id_or_new(input.transfer_id)
-            amount = check_amount(input.amount)
-            if input.from_account_id == input.to_account_id:
-                raise InvalidInput("toAccountId", "must differ from fromAccountId")
-        except InvalidInput as error:
-            if error.field == "commandId":
-                error = InvalidInput("transferId", error.message.split(": ", 1)[-1])
-            return invalid_input(error)
-        command = TransferMoney(
-            transfer_id,
-            str(input.from_account_id),
-            str(input.to_account_id),
-            amount,
-            datetime.now(UTC).date().isoformat(),
-            ctx.actor,
-            ctx.services.settings.compensation_attempts,
-        )
-        outcome = await send(
-            ctx,
-            TransferSaga.run,
-            command,
-            workflow_id=transfer_workflow_id(transfer_id),
-            command_id=transfer_id,
-            aggregate_ids=[transfer_id, command.from_account_id, command.to_account_id],
-            summary=f"Transfer {amount} from {command.from_account_id} to {command.to_account_id}",
-            result_type=TransferOutcome,
-            saga_type=TRANSFER_SAGA,
-        )
-        if outcome is None:
-            transfer = await _transfer(ctx, command, 0)
-            return TransferPending(transfer=transfer, message="the transfer is still running")
-        if outcome.status == "FAILED":
-            failure = Failure(outcome.reason or "the transfer failed", transfer_id)
-            return command_failed(transfer_workflow_id(transfer_id), failure)
-        transfer = await _transfer(ctx, command, outcome.position, outcome)
-        if outcome.status == "COMPLETED":
-            return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))
-        position = str(outcome.position)
-        rejection = Rejection(
-            outcome.error_type or "Rejected", outcome.reason or "transfer rejected"
-        )
-        return rejection_payload(  # type: ignore[no-any-return]
-            rejection,
-            TransferMoneyPayload,
-            otherwise=lambda rejected: TransferRejectedPayload(
-                message=rejected.message,
-                reason=rejected.type,
-                transfer=transfer,
-                position=position,
-            ),
-        )
+            return await _send_transfer(info.context, input)
+        except NotTheCallers:
+            return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
+
+
+async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMoneyPayload:
+    """Start the transfer's saga once per transferId and answer with how it ended."""
+    if not await may_use_account(ctx, str(input.from_account_id)):
+        return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
+    try:
+        transfer_id = idempotency_key(input.transfer_id)
+        amount = check_amount(input.amount)
+        if input.from_account_id == input.to_account_id:
+            raise InvalidInput("toAccountId", "must differ from fromAccountId")
+    except InvalidInput as error:
+        if error.field == "commandId":
+            error = InvalidInput("transferId", error.message.split(": ", 1)[-1])
+        return invalid_input(error)
+    command = TransferMoney(
+        transfer_id,
+        str(input.from_account_id),
+        str(input.to_account_id),
+        amount,
+        datetime.now(UTC).date().isoformat(),
+        ctx.actor,
+        ctx.services.settings.compensation_attempts,
+    )
+    outcome = await send(
+        ctx,
+        TransferSaga.run,
+        command,
+        workflow_id=transfer_workflow_id(transfer_id),
+        command_id=transfer_id,
+        aggregate_ids=[transfer_id, command.from_account_id, command.to_account_id],
+        summary=f"Transfer {amount} from {command.from_account_id} to {command.to_account_id}",
+        result_type=TransferOutcome,
+        saga_type=TRANSFER_SAGA,
+    )
+    if outcome is None:
+        transfer = await _transfer(ctx, command, 0)
+        return TransferPending(transfer=transfer, message="the transfer is still running")
+    if outcome.status == "FAILED":
+        failure = Failure(outcome.reason or "the transfer failed", transfer_id)
+        return command_failed(transfer_workflow_id(transfer_id), failure)
+    transfer = await _transfer(ctx, command, outcome.position, outcome)
+    if outcome.status == "COMPLETED":
+        return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))
+    position = str(outcome.position)
+    rejection = Rejection(outcome.error_type or "Rejected", outcome.reason or "transfer rejected")
+    return rejection_payload(  # type: ignore[no-any-return]
+        rejection,
+        TransferMoneyPayload,
+        otherwise=lambda rejected: TransferRejectedPayload(
+            message=rejected.message,
+            reason=rejected.type,
+            transfer=transfer,
+            position=position,
+        ),
+    )

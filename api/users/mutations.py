@@ -100,7 +100,7 @@ class UserMutations:
         if ctx.caller.customer is not None:
             return Forbidden(message="a customer session cannot register users")
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
             email = normalise_email(input.email)
             name = normalise_name(input.name)
             password = check_password(input.password)
@@ -127,7 +127,7 @@ class UserMutations:
         if not sees_user(ctx, str(input.user_id)):
             return UserNotFoundPayload(message=f"user {input.user_id} not found")
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
             email = normalise_email(input.new_email)
         except InvalidInput as error:
             return invalid_input(error)
@@ -192,7 +192,7 @@ class UserMutations:
         if not ctx.caller.is_operator:
             return forbidden()
         try:
-            command_id = command_id_or_new(input.command_id)
+            command_id = command_id_or_new(ctx, input.command_id)
         except InvalidInput as error:
             return invalid_input(error)
         return await _execute(  # type: ignore[no-any-return]

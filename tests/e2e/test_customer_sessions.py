@@ -17,6 +17,10 @@ from tests.e2e.test_no_password_hashes import AUTHENTICATE, REGISTER
 from tests.e2e.test_subscriptions import open_socket, start
 
 PASSWORD = "a-good-password"
+OPEN_WITH_KEY = """
+mutation($in: OpenAccountInput!) {
+  openAccount(input: $in) { __typename ... on AccountOpened { account { id owner { id } } } }
+}"""
 READS = """
 query($user: ID!, $account: ID!, $transfer: ID!) {
   user(id: $user) { id }
@@ -216,3 +220,33 @@ def test_locking_a_user_revokes_its_sessions(stack: Stack) -> None:
     fresh = again["authenticate"]["token"]
     assert httpx_status(stack, fresh) == 200
     assert httpx_status(stack, ann["token"]) == 401, "a session from before the lock came back"
+
+
+def test_reusing_another_customers_idempotency_keys_shows_nothing_of_theirs(
+    stack: Stack,
+) -> None:
+    ann, bob = customer(stack), customer(stack)
+    key = f"key-{uuid.uuid4()}"
+    opened = stack.data(
+        OPEN_WITH_KEY, {"in": {"ownerId": ann["user"], "commandId": key}}, ann["token"]
+    )
+    anns = opened["openAccount"]["account"]
+    assert anns["owner"]["id"] == ann["user"]
+    # Bob sends Ann's key: he gets an account of his own, never hers.
+    reused = stack.data(
+        OPEN_WITH_KEY, {"in": {"ownerId": bob["user"], "commandId": key}}, bob["token"]
+    )
+    bobs = reused["openAccount"]["account"]
+    assert bobs["owner"]["id"] == bob["user"] and bobs["id"] != anns["id"]
+
+    transfer_id = f"t-{uuid.uuid4()}"
+    sent = {"fromAccountId": ann["account"], "toAccountId": bob["account"], "amount": "5.00"}
+    first = stack.data(TRANSFER, {"in": {**sent, "transferId": transfer_id}}, ann["token"])
+    assert first["transferMoney"]["__typename"] == "TransferCompleted", first
+    # Carol sends Ann's transferId from her own account: Ann's transfer is not shown to her.
+    carol = customer(stack)
+    mine = {"fromAccountId": carol["account"], "toAccountId": ann["account"], "amount": "1.00"}
+    joined = stack.data(TRANSFER, {"in": {**mine, "transferId": transfer_id}}, carol["token"])
+    assert joined["transferMoney"]["__typename"] == "AccountNotFound", joined
+    balance = "query($id: ID!) { account(id: $id) { balance } }"
+    assert stack.data(balance, {"id": carol["account"]})["account"]["balance"] == "30.00"
