@@ -6,7 +6,7 @@ of a partition share a transaction (up to `transaction_size`); a failing one is 
 handled alone. Offsets are committed
 by hand, only after the effects of every message before them are stored. A message that keeps
 failing is copied to the dead-letter topic with the error in its headers, and the partition
-moves on. Outages of the database (and whatever else the consumer names as transient) are not
+moves on. Outages (`adapters.outages`: the database or Temporal unreachable) are not
 failures of the message: it is retried until the outage ends, holding its partition. A broker
 that lost its log (offsets past its end) is read again from the start.
 """
@@ -28,17 +28,16 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.idempotency import first_delivery
 from adapters.kafka import ensure_topic
+from adapters.outages import is_outage
 from domain.events import JsonDict
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_SUFFIX = ".dlq"
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OperationalError, InterfaceError)
 MAX_ERROR_HEADER = 2000
 END_CHECK_SECONDS = 2.0
 """How often a running consumer checks that its positions are not past the log's end."""
@@ -115,7 +114,7 @@ class EventConsumer:
         max_attempts: int = 3,
         retry_delay: float = 0.1,
         dead_letter_topic: str | None = None,
-        transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+        transient: Callable[[BaseException], bool] = is_outage,
         max_records: int = 500,
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
@@ -281,17 +280,16 @@ class EventConsumer:
                                 processed += 1
                             else:
                                 duplicates += 1
-                        except self._transient:
+                        except Exception as error:
+                            if not self._transient(error):
+                                failed_at = index
                             raise
-                        except Exception:
-                            failed_at = index
-                            raise
-            except self._transient as error:
-                outages += 1
-                log.warning("%s: outage handling a batch: %s", self._name, error)
-                await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
-                continue
-            except Exception:
+            except Exception as error:
+                if self._transient(error):
+                    outages += 1
+                    log.warning("%s: outage handling a batch: %s", self._name, error)
+                    await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
+                    continue
                 if failed_at is None:
                     raise
                 events = events[:failed_at]
@@ -318,11 +316,12 @@ class EventConsumer:
                 else:
                     self.stats.duplicates += 1
                 return
-            except self._transient as error:
-                outages += 1
-                log.warning("%s: outage handling %s: %s", self._name, event.event_id, error)
-                await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
             except Exception as error:
+                if self._transient(error):
+                    outages += 1
+                    log.warning("%s: outage handling %s: %s", self._name, event.event_id, error)
+                    await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
+                    continue
                 failures += 1
                 if failures >= self._max_attempts:
                     await self._dead_letter(record, error, failures)

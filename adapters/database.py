@@ -26,7 +26,8 @@ def create_engine(database_url: str, pool_size: int = 10, autocommit: bool = Fal
     the whole pool, and the caller's retry (Temporal's, for activities) gets a fresh one.
     With `autocommit`, every statement is its own transaction: no BEGIN before a read and
     no ROLLBACK after it, not even the driver-level one the pool does on check-in (for
-    processes that only read, like the API).
+    processes that only read, like the API). Errors never quote the statement's parameters:
+    they reach logs and Temporal failures, and a parameter may be a password hash.
     """
     return create_async_engine(
         sqlalchemy_url(database_url),
@@ -35,4 +36,5 @@ def create_engine(database_url: str, pool_size: int = 10, autocommit: bool = Fal
         pool_recycle=1800,
         isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
         skip_autocommit_rollback=autocommit,
+        hide_parameters=True,
     )

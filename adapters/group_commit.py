@@ -68,7 +68,7 @@ class GroupCommit:
         self._connections = connections
         self._opening: asyncio.Future[None] | None = None
         self._waiting: deque[_Waiting] = deque()
-        self._flushers = 0
+        self._flushers: set[asyncio.Task[None]] = set()
         self._paused = False
         self.groups_flushed = 0
         self.appends_flushed = 0
@@ -96,15 +96,18 @@ class GroupCommit:
         return len(self._waiting)
 
     async def close(self) -> None:
-        """Close the connections, if any were opened."""
+        """Let the groups being sent finish, then close the connections, if any were opened."""
+        await asyncio.gather(*self._flushers, return_exceptions=True)
         if self._opening is not None:
-            await self._opening
+            await asyncio.gather(self._opening, return_exceptions=True)
             await self._pool.close()
 
     def _start_flushers(self) -> None:
-        while not self._paused and self._waiting and self._flushers < self._connections:
-            self._flushers += 1
-            asyncio.get_running_loop().create_task(self._flush_waiting())
+        while not self._paused and self._waiting and len(self._flushers) < self._connections:
+            # Kept until done: the loop holds tasks only weakly.
+            flusher = asyncio.get_running_loop().create_task(self._flush_waiting())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
 
     def _take(self) -> list[_Waiting]:
         group: list[_Waiting] = []
@@ -130,7 +133,11 @@ class GroupCommit:
                 except Exception as error:  # no connection, or it broke: fail what it held
                     _fail(group, error)
         finally:
-            self._flushers -= 1
+            # At once, not in the done callback: an append queued from now on must find a
+            # free flusher slot, or it would wait for a flusher that never starts.
+            current = asyncio.current_task()
+            if current is not None:
+                self._flushers.discard(current)
 
     async def _flush(self, conn: psycopg.AsyncConnection[Any], group: list[_Waiting]) -> None:
         """Send one group and settle every member; raises only when the connection broke."""

@@ -3,7 +3,7 @@
 One process runs everything except the servers: a Temporal dev server (in memory, free
 ports, started here), the machine's Postgres (or an embedded one, see `_support`), and two
 in-process workers on the same client:
-- the project: `runtime.worker.create_worker(settings, client, engine)` on its own task queue,
+- the project: `runtime.worker.create_worker(...)` on its own task queue,
   i.e. the real TransferActivities over the real repository, event store and snapshot store;
 - baseline: a bare workflow running 5 no-op activities one after the other, with the same
   timeout and retry policy and the same `TransferMoney` argument, on a second task queue.
@@ -237,9 +237,10 @@ async def measure(url: str, server: EmbeddedTemporal) -> None:
     engine = create_engine(url, pool_size=20)  # as runtime.worker.run_worker
     counts = DatabaseCounts()
     times = ActivityTimes()
+    store = PostgresEventStore(engine)
     try:
         facts = await server_facts(engine)
-        repository = Repository(PostgresEventStore(engine))
+        repository = Repository(store)
         accounts = await open_accounts(repository, ACCOUNTS)
         progress(f"{ACCOUNTS} accounts opened")
 
@@ -259,7 +260,7 @@ async def measure(url: str, server: EmbeddedTemporal) -> None:
         )
         sampler = Sampler(server.pid)
         rss_before_workers = sampler.rss()
-        project_worker = create_worker(settings, client, engine)
+        project_worker = create_worker(settings, client, engine, store)
         baseline_worker = temporal_worker.Worker(
             client,
             task_queue=baseline_queue,
@@ -308,6 +309,7 @@ async def measure(url: str, server: EmbeddedTemporal) -> None:
         await check_balances(repository, accounts)
         progress("every transfer completed; balances add up")
     finally:
+        await store.close()
         await engine.dispose()
 
     project = side_figures(rounds["project"])

@@ -8,7 +8,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
 
 from activities.patterns import (
     PATTERN_CONSUMER,
@@ -16,7 +15,7 @@ from activities.patterns import (
     PatternActivities,
     PatternDetector,
 )
-from adapters.consumer import TRANSIENT_ERRORS, EventConsumer
+from adapters.consumer import EventConsumer
 from adapters.event_store import PostgresEventStore
 from domain.patterns import PATTERNS
 from domain.users import LockUser
@@ -51,7 +50,8 @@ def lock_user_starter(client: Client, task_queue: str) -> LockUserStarter:
 def pattern_consumer(
     settings: Settings, engine: AsyncEngine, detector: PatternDetector, group_id: str | None = None
 ) -> EventConsumer:
-    """A consumer of the event topic in the detector's group; Temporal outages are transient."""
+    """A consumer of the event topic in the detector's group; outages (Postgres, Temporal
+    unreachable) are waited out, as `adapters.outages` tells them."""
     return EventConsumer(
         engine,
         settings.require_kafka_bootstrap(),
@@ -60,7 +60,6 @@ def pattern_consumer(
         PATTERN_CONSUMER,
         detector,
         dead_letter_topic=settings.kafka_topic + settings.kafka_dead_letter_suffix,
-        transient=(*TRANSIENT_ERRORS, RPCError),
         partitions=settings.kafka_partitions,
         max_attempts=settings.kafka_consumer_max_attempts,
         session_timeout_ms=settings.kafka_consumer_session_timeout_ms,
@@ -69,11 +68,11 @@ def pattern_consumer(
 
 
 def pattern_activities(
-    settings: Settings, client: Client, engine: AsyncEngine
+    settings: Settings, client: Client, engine: AsyncEngine, store: PostgresEventStore
 ) -> PatternActivities:
     """The pattern detector's activities, wired to Postgres, Kafka and Temporal."""
     detector = PatternDetector(
-        PostgresEventStore(engine),
+        store,
         PATTERNS,
         lock_user_starter(client, settings.temporal_task_queue),
     )

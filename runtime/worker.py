@@ -88,22 +88,28 @@ SHARED_WORKFLOW_MODULES = (
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled."""
     engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
+    store = PostgresEventStore(engine)
     try:
         client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
-        worker = create_worker(settings, client, engine)
+        worker = create_worker(settings, client, engine, store)
         await start_followers(client, settings.temporal_task_queue, projection_names())
         freeze_startup_objects()
         log.info("worker polling task queue %s", settings.temporal_task_queue)
         await worker.run()
     finally:
+        await store.close()
         await engine.dispose()
 
 
-def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Worker:
-    """A worker for every workflow and activity, its activities wired to real adapters."""
+def create_worker(
+    settings: Settings, client: Client, engine: AsyncEngine, store: PostgresEventStore
+) -> Worker:
+    """A worker for every workflow and activity, its activities wired to real adapters.
+
+    The caller owns `engine` and `store` (whose append connections it closes after the run).
+    """
     database_url = settings.require_database_url()
     kafka_bootstrap = settings.require_kafka_bootstrap()
-    store = PostgresEventStore(engine)
     projectors = {p.name: Projector(engine, store, p) for p in all_projections()}
 
     def publisher() -> KafkaEventPublisher:
@@ -124,7 +130,7 @@ def create_worker(settings: Settings, client: Client, engine: AsyncEngine) -> Wo
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url, engine, store)
-    patterns = pattern_activities(settings, client, engine)
+    patterns = pattern_activities(settings, client, engine, store)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import uuid
 from collections.abc import Callable
@@ -90,6 +91,12 @@ async def _execute(
     )
 
 
+@functools.cache
+def _unknown_user_hash() -> str:
+    """A hash no password matches, made as every stored one is (same cost)."""
+    return hash_password(secrets.token_urlsafe(32), secrets.token_bytes(16))
+
+
 @strawberry.type
 class UserMutations:
     @strawberry.mutation(description="Register a new user with a unique email address.")
@@ -156,12 +163,16 @@ class UserMutations:
         async with ctx.services.engine.connect() as conn:
             view = await get_user_by_email(conn, email)
             stored = None if view is None else await password_hash_of(conn, view.id)
+        # An unknown email costs a hash check too, so the time taken says nothing of which
+        # addresses are registered.
+        checked = stored if stored is not None else _unknown_user_hash()
+        verified = len(input.password) <= MAX_PASSWORD_LENGTH and await asyncio.to_thread(
+            verify_password, input.password, checked
+        )
         if view is None or stored is None:
             return failed
         user_id = view.id
-        matches = len(input.password) <= MAX_PASSWORD_LENGTH and await asyncio.to_thread(
-            verify_password, input.password, stored
-        )
+        matches = verified
         locked = view.status is DomainUserStatus.LOCKED
         reason = "locked" if locked else ("" if matches else "wrong password")
         command_id = str(uuid.uuid4())

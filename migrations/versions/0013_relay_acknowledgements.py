@@ -5,8 +5,8 @@ events and the position of the first of them: the map from a lost offset back to
 `relay_brokers` holds the cluster the relay last published to and how often it published
 again because the broker had lost acknowledged events.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ A rolled-back append's positions are gaps that never fill, as a rolled-back tran
 positions of an append that will commit are drawn under the RowExclusiveLock on `events` that
 its transaction holds until commit, so `read_all`'s gap wait covers them.
 
-Revision ID: 0013
-Revises: 0011
+Revision ID: 0014
+Revises: 0013
 """
 
 from __future__ import annotations

@@ -47,10 +47,14 @@ def task_queue() -> str:
 
 @pytest.fixture(scope="session")
 async def worker(
-    settings: Settings, client: Client, engine: AsyncEngine, task_queue: str
+    settings: Settings,
+    client: Client,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    task_queue: str,
 ) -> AsyncIterator[None]:
     worker_settings = settings.model_copy(update={"temporal_task_queue": task_queue})
-    running = asyncio.create_task(create_worker(worker_settings, client, engine).run())
+    running = asyncio.create_task(create_worker(worker_settings, client, engine, store).run())
     yield
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
