@@ -7,6 +7,7 @@ running, so a mutation accepted during the cut still finishes.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,7 @@ async def api_reaching(
         database_url=f"postgresql://postgres@127.0.0.1:{postgres_port}/sagaline",
         temporal_address=f"127.0.0.1:{temporal_port}",
         api_tokens=f"{CLIENT_TOKEN}:client",
+        session_key=secrets.token_urlsafe(32),
         command_timeout_seconds=COMMAND_TIMEOUT_SECONDS,
         consistency_timeout_seconds=30,
     )
