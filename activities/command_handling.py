@@ -12,7 +12,7 @@ from uuid import UUID, uuid5
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from adapters.outages import is_outage
+from adapters.outages import is_outage, summary
 from domain.aggregate import Aggregate
 from domain.errors import DomainError
 from domain.events import JsonDict
@@ -41,7 +41,6 @@ FAILED_ATTEMPTS = 5
 
 CLIENT_MESSAGE = "the command could not be carried out"
 """What a client is told of a command that failed for a reason other than a rejection."""
-CAUSE_LENGTH = 200
 
 
 @contextmanager
@@ -79,9 +78,8 @@ def rejections(command_id: str) -> Iterator[None]:
         )
         # The cause's first line is for operators (the saga's error, the Temporal UI); the
         # API answers clients with CLIENT_MESSAGE and the correlation id only.
-        cause = str(error).strip().splitlines()[0][:CAUSE_LENGTH] if str(error).strip() else ""
         raise ApplicationError(
-            f"{CLIENT_MESSAGE}: {type(error).__name__}" + (f": {cause}" if cause else ""),
+            f"{CLIENT_MESSAGE}: {summary(error)}",
             {"correlation_id": command_id},
             type=COMMAND_FAILED,
             non_retryable=final,

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 POSTGRES = "postgres"
 TEMPORAL = "temporal"
 KAFKA = "kafka"
+SUMMARY_LENGTH = 200
 
 # The server cannot be reached or will not serve now: connection exceptions (class 08), too
 # many connections, and a server shutting down, crashed or still starting.
@@ -58,6 +59,13 @@ def is_outage(error: BaseException) -> bool:
     would fail the same way however often it was tried.
     """
     return any(_service_down(cause) or _passing(cause) for cause in causes(error))
+
+
+def summary(error: BaseException) -> str:
+    """The error's type and the first line of its message, short enough for a log line."""
+    lines = str(error).strip().splitlines()
+    first = lines[0][:SUMMARY_LENGTH] if lines else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 def causes(error: BaseException | None) -> Iterator[BaseException]:

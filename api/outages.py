@@ -16,7 +16,7 @@ from graphql import GraphQLError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from adapters.outages import unavailable_service
+from adapters.outages import summary, unavailable_service
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +47,13 @@ class OutageLog:
         more = self._since.pop(service, 0)
         self._last[service] = now
         also = f" ({more} more since the last report)" if more else ""
-        log.warning("%s is unavailable: %s failed%s: %s", service, doing, also, _summary(error))
-
-
-def _summary(error: BaseException | None) -> str:
-    if error is None:
-        return "no detail"
-    first_line = (str(error).strip().splitlines() or [""])[0][:200]
-    return f"{type(error).__name__}: {first_line}"
+        log.warning(
+            "%s is unavailable: %s failed%s: %s",
+            service,
+            doing,
+            also,
+            "no detail" if error is None else summary(error),
+        )
 
 
 outage_log = OutageLog()

@@ -166,13 +166,12 @@ class UserMutations:
         # An unknown email costs a hash check too, so the time taken says nothing of which
         # addresses are registered.
         checked = stored if stored is not None else _unknown_user_hash()
-        verified = len(input.password) <= MAX_PASSWORD_LENGTH and await asyncio.to_thread(
+        matches = len(input.password) <= MAX_PASSWORD_LENGTH and await asyncio.to_thread(
             verify_password, input.password, checked
         )
         if view is None or stored is None:
             return failed
         user_id = view.id
-        matches = verified
         locked = view.status is DomainUserStatus.LOCKED
         reason = "locked" if locked else ("" if matches else "wrong password")
         command_id = str(uuid.uuid4())
