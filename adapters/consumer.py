@@ -30,6 +30,7 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.consumer_metrics import ConsumerMetrics
 from adapters.idempotency import first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
@@ -120,6 +121,7 @@ class EventConsumer:
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
         transaction_size: int = 100,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
@@ -137,6 +139,9 @@ class EventConsumer:
         self._rebalance_timeout_ms = rebalance_timeout_ms
         self._transaction_size = transaction_size
         self.stats = ConsumerStats()
+        self._metrics = metrics
+        # Per partition, the offset after the last message handled (for the lag).
+        self._handled_up_to: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._next_end_check = 0.0
@@ -233,7 +238,23 @@ class EventConsumer:
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
         await asyncio.gather(*(self._partition(tp, records) for tp, records in batch.items()))
+        if self._metrics is not None:
+            self._metrics.set_lag(self._name, self.lag())
         return sum(len(records) for records in batch.values())
+
+    def lag(self) -> dict[int, int]:
+        """Per assigned partition, messages past the last one handled, as of the last fetch
+        (partitions it has handled nothing of yet are left out)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            handled_up_to = self._handled_up_to.get(tp)
+            if end is not None and handled_up_to is not None:
+                lag[tp.partition] = max(end - handled_up_to, 0)
+        return lag
 
     async def _partition(
         self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
@@ -249,6 +270,7 @@ class EventConsumer:
                 await self._handle(pending.pop(0))
         if self._consumer is None or not records:
             return
+        self._handled_up_to[tp] = records[-1].offset + 1
         try:
             await self._consumer.commit({tp: records[-1].offset + 1})
         except KafkaError as error:
@@ -296,6 +318,8 @@ class EventConsumer:
                 continue
             self.stats.processed += processed
             self.stats.duplicates += duplicates
+            if self._metrics is not None:
+                self._metrics.handled(self._name, processed, duplicates)
             return len(events)
         return 0
 
@@ -315,6 +339,8 @@ class EventConsumer:
                     self.stats.processed += 1
                 else:
                     self.stats.duplicates += 1
+                if self._metrics is not None:
+                    self._metrics.handled(self._name, int(stored), int(not stored))
                 return
             except Exception as error:
                 if self._transient(error):
@@ -357,6 +383,8 @@ class EventConsumer:
             headers=[*record.headers, *dead_letter_headers(self._name, record, error, attempts)],
         )
         self.stats.dead_lettered += 1
+        if self._metrics is not None:
+            self._metrics.dead_lettered(self._name)
 
 
 def dead_letter_headers(

@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (with GraphiQL) at /graphql, GraphiQL's assets, health probes."""
+"""The ASGI application: GraphQL (with GraphiQL) at /graphql, GraphiQL's assets, health probes,
+/metrics and /status."""
 
 from __future__ import annotations
 
@@ -27,8 +28,10 @@ from api.auth import Caller, Role, TokenCheck, parse_tokens
 from api.consistency import CONSISTENT_WITH_HEADER
 from api.context import Context, Services
 from api.edge import BodyLimit
+from api.exposition import ApiMetrics, observability_routes
 from api.graphiql import ASSETS_PATH, DEFAULT_ASSETS_DIR, GraphiQLPage
 from api.live import EventFeed
+from api.metrics import GraphQLMetrics
 from api.outages import AnswerOutages, nothing_ran, retry_after_headers
 from api.schema import build_schema
 from api.sessions import Sessions
@@ -78,12 +81,17 @@ class SagalineGraphQL(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TokenAtConnectionInit
 
-    def __init__(self, state: dict[str, Services], settings: Settings) -> None:
+    def __init__(
+        self,
+        state: dict[str, Services],
+        settings: Settings,
+        metrics: GraphQLMetrics | None = None,
+    ) -> None:
         # GET only serves the GraphiQL page: operations are POSTed with a bearer token.
         # Websockets speak graphql-transport-ws only, whose connection_init may carry the
         # token; a socket that names no caller soon after opening is closed.
         super().__init__(
-            build_schema(settings.api_max_selection_cost),
+            build_schema(settings.api_max_selection_cost, metrics),
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=CONNECTION_INIT_WITHIN,
@@ -186,7 +194,8 @@ class TokenGuard:
 def create_app(settings: Settings) -> Starlette:
     """The API app; its services connect when the app starts, not at import."""
     state: dict[str, Services] = {}
-    view = SagalineGraphQL(state, settings)
+    metrics = ApiMetrics()
+    view = SagalineGraphQL(state, settings, metrics.graphql)
     graphql = TokenGuard(view, state)
 
     @asynccontextmanager
@@ -201,12 +210,19 @@ def create_app(settings: Settings) -> Starlette:
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
         services = Services(
-            settings=settings, engine=engine, temporal=temporal, tokens=tokens, feed=feed
+            settings=settings,
+            engine=engine,
+            temporal=temporal,
+            tokens=tokens,
+            feed=feed,
+            graphql_metrics=metrics.graphql,
         )
         state["services"] = services
+        metrics.watch_pool(engine)
         try:
             yield
         finally:
+            metrics.forget_pool()
             await feed.stop()
             await engine.dispose()
 
@@ -231,6 +247,7 @@ def create_app(settings: Settings) -> Starlette:
             Route(ASSETS_PATH + "/{path:path}", view.graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *observability_routes(state, metrics),
         ],
         middleware=edge_middleware(settings),
         lifespan=lifespan,

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
+from api.metrics import GraphQLMetrics
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.users import UserView, get_user, users_by_ids
@@ -29,6 +30,7 @@ class Services:
     temporal: Client
     tokens: TokenCheck
     feed: EventFeed
+    graphql_metrics: GraphQLMetrics | None = None
 
     async def admit(self, caller: Caller | None) -> Caller | None:
         """The caller, unless it is a customer whose user is locked (or unknown), or has been

@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     graphiql_assets_dir: Path | None = None
     """Where GraphiQL's scripts were installed (default: build/graphiql in the checkout)."""
 
+    worker_metrics_host: str = "127.0.0.1"
+    """Where a worker's metrics listen (0.0.0.0 in a container that Prometheus scrapes)."""
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Port of a worker's /metrics (0: none)."""
+    worker_temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    """Port of the Temporal SDK's own metrics in a worker, at /metrics (0: none)."""
+
     snapshot_every: str = ""
     """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
     aggregate_cache_size: int = Field(default=10_000, ge=0)

@@ -310,3 +310,86 @@ def test_the_image_carries_graphiqls_assets_from_the_npm_registry() -> None:
     )
     runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
     assert "-c requirements.lock" in runs, "the image must pin the strawberry the page names"
+
+
+OBSERVABILITY = {
+    "prometheus": "prom/prometheus",
+    "grafana": "grafana/grafana",
+    "otel-collector": "otel/opentelemetry-collector",
+    "jaeger": "jaegertracing/all-in-one",
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(OBSERVABILITY.items()))
+def test_observability_services_run_official_images(name: str, expected: str) -> None:
+    service = _service(name)
+    assert "build" not in service
+    assert _image_repository(service) == expected
+
+
+def _mounted(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repository path of the service's bind mounts from the repo."""
+    mounts: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if source.startswith("./"):
+            mounts[rest.split(":", 1)[0]] = REPO_ROOT / source
+    return mounts
+
+
+def test_prometheus_scrapes_the_api_the_workers_and_the_temporal_sdk() -> None:
+    config_path = _mounted(_service("prometheus"))["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    targets = {
+        (sd["names"][0], sd["port"])
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+    }
+    from runtime.config import Settings
+
+    fields = Settings.model_fields
+    worker_port = fields["worker_metrics_port"].default
+    temporal_port = fields["worker_temporal_metrics_port"].default
+    assert targets == {("api", 8000), ("worker", worker_port), ("worker", temporal_port)}
+    worker_env = _environment(_service("worker"))
+    assert worker_env.get("SAGALINE_WORKER_METRICS_HOST") == "0.0.0.0"
+
+
+def test_grafana_is_provisioned_with_prometheus_jaeger_and_the_dashboard() -> None:
+    from tests.dashboard_queries import DASHBOARD, dashboard, queries
+
+    mounts = _mounted(_service("grafana"))
+    provisioning = mounts["/etc/grafana/provisioning"]
+    sources = yaml.safe_load(
+        (provisioning / "datasources" / "datasources.yml").read_text(encoding="utf-8")
+    )
+    by_type = {source["type"]: source for source in sources["datasources"]}
+    assert by_type["prometheus"]["url"] == "http://prometheus:9090"
+    assert by_type["jaeger"]["url"] == "http://jaeger:16686"
+    providers = yaml.safe_load(
+        (provisioning / "dashboards" / "dashboards.yml").read_text(encoding="utf-8")
+    )
+    path = providers["providers"][0]["options"]["path"]
+    assert mounts[path] == DASHBOARD.parent
+    assert DASHBOARD.is_file()
+    panels = {panel["title"] for panel in dashboard()["panels"]}
+    for topic in ("per second", "latency", "Saga outcomes", "lag", "operator", "Dead letters"):
+        assert any(topic in title for title in panels), topic
+    uids = {
+        target["datasource"]["uid"]
+        for panel in dashboard()["panels"]
+        for target in panel["targets"]
+    }
+    assert uids == {by_type["prometheus"]["uid"]}
+    assert all(query.strip() for query in queries())
+
+
+def test_the_collector_sends_traces_to_jaeger() -> None:
+    collector = _service("otel-collector")
+    config_path = next(iter(_mounted(collector).values()))
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    assert "otlp" in config["receivers"]
+    exporter = config["exporters"]["otlp/jaeger"]
+    assert exporter["endpoint"] == "jaeger:4317"
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["otlp/jaeger"]
+    assert _environment(_service("jaeger")).get("COLLECTOR_OTLP_ENABLED") == "true"
