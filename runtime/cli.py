@@ -55,11 +55,21 @@ def _add_doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentPa
     doctor = commands.add_parser("doctor", help=summary, description=summary)
     doctor.add_argument(
         "--within",
-        type=float,
+        type=_seconds,
         metavar="SECONDS",
         help="how long each check waits for an answer (default 5)",
     )
     doctor.set_defaults(command=_doctor)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
 
 
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:

@@ -7,7 +7,15 @@ import contextlib
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from runtime.doctor.findings import Finding, bounded, failure_text, not_checked, ok, problem
+from runtime.doctor.findings import (
+    Finding,
+    bounded,
+    client_timeout_ms,
+    failure_text,
+    not_checked,
+    ok,
+    problem,
+)
 
 BROKER = "broker"
 TOPIC = "topic"
@@ -20,7 +28,8 @@ class BrokerExamination:
     def __init__(self, bootstrap: str, within: float) -> None:
         self.bootstrap = bootstrap
         self.within = within
-        self._timeout_ms = max(int(within * 1000), 1)
+        # Past our own bound, so a broker that hangs is told as such, not as the client's error.
+        self._timeout_ms = client_timeout_ms(within)
         self._admin = AIOKafkaAdminClient(
             bootstrap_servers=bootstrap, request_timeout_ms=self._timeout_ms
         )

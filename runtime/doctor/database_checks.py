@@ -15,6 +15,7 @@ from projections.catalog import projection_names
 from runtime.doctor.findings import (
     Finding,
     bounded,
+    client_timeout_ms,
     failure_text,
     not_checked,
     ok,
@@ -98,7 +99,7 @@ def migrations(revision: str | None) -> Finding:
 async def _revision(database_url: str, within: float) -> str | None:
     """The database's Alembic revision, None if it was never migrated."""
     async with await psycopg.AsyncConnection.connect(
-        libpq_url(database_url), connect_timeout=max(int(within), 1), autocommit=True
+        libpq_url(database_url), connect_timeout=client_timeout_ms(within) // 1000, autocommit=True
     ) as conn:
         try:
             row = await (await conn.execute("SELECT version_num FROM alembic_version")).fetchone()

@@ -72,6 +72,11 @@ COMMON_REASONS = (
 """Phrases of drivers' long connection errors, and what they mean in a word or two."""
 
 
+def client_timeout_ms(within: float) -> int:
+    """A client's own timeout: past `bounded`'s, so that the bound is what a hang hits."""
+    return int(within * 2000) + 1000
+
+
 def failure_text(error: BaseException, seconds: float) -> str:
     """An error as a short phrase for a report line."""
     if isinstance(error, TimeoutError):
