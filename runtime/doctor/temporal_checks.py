@@ -92,15 +92,15 @@ async def examine(
         await _checked(WORKERS, _pollers(client, namespace, settings.temporal_task_queue), within)
     )
     followers: dict[str, FollowerRun] = {}
+    unasked_because = ""
     try:
         for workflow_id in follower_ids:
             followers[workflow_id] = await bounded(_follower(client, workflow_id), within)
     except Exception as error:  # reported beside each follower
-        return TemporalFacts(
-            findings, unasked_because=f"Temporal did not answer ({failure_text(error, within)})"
-        )
+        followers = {}
+        unasked_because = f"Temporal did not answer ({failure_text(error, within)})"
     findings.append(await _checked(PARKED_SAGAS, _parked(client, settings), within))
-    return TemporalFacts(findings, followers)
+    return TemporalFacts(findings, followers, unasked_because)
 
 
 async def _checked(name: str, check: Awaitable[Finding], within: float) -> Finding:
