@@ -81,7 +81,7 @@ async def examine(
     namespace_found = await _checked(NAMESPACE, _namespace(client, namespace), within)
     findings.append(namespace_found)
     if namespace_found.is_problem:
-        because = f"namespace {namespace} is missing"
+        because = "the namespace check found a problem"
         findings += [not_checked(name, because) for name in (SEARCH_ATTRIBUTES, WORKERS)]
         findings.append(not_checked(PARKED_SAGAS, because))
         return TemporalFacts(findings, unasked_because=because)
