@@ -1,4 +1,4 @@
-"""The `sagaline` command line: up, worker, api, migrate, projections, relay."""
+"""The `sagaline` command line: up, worker, api, migrate, projections, relay, doctor."""
 
 from __future__ import annotations
 
@@ -46,7 +46,36 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=summary, description=summary).set_defaults(command=handler)
     _add_projection_commands(commands)
     _add_relay_commands(commands)
+    _add_doctor_command(commands)
     return parser
+
+
+def _add_doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    summary = "check a running deployment and say what is wrong (exit status 1 if anything is)"
+    doctor = commands.add_parser("doctor", help=summary, description=summary)
+    doctor.add_argument(
+        "--within",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long each check waits for an answer (default 5)",
+    )
+    doctor.set_defaults(command=_doctor)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.doctor.examination import run_doctor
+
+    return asyncio.run(run_doctor(settings, within=args.within))
 
 
 def _add_relay_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

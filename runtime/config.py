@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -144,6 +145,12 @@ class Settings(BaseSettings):
         if self.temporal_ui_url:
             return self.temporal_ui_url.rstrip("/")
         return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    def temporal_workflow_url(self, workflow_id: str) -> str:
+        """Where the Temporal Web UI shows a workflow of our namespace."""
+        namespace = quote(self.temporal_namespace, safe="")
+        workflow = quote(workflow_id, safe="")
+        return f"{self.temporal_ui_base()}/namespaces/{namespace}/workflows/{workflow}"
 
 
 class ConfigurationError(RuntimeError):
