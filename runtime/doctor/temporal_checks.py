@@ -14,11 +14,10 @@ from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, Describe
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
-from adapters.temporal import connect
+from adapters.temporal import PARKED_SAGAS_QUERY, connect, count_parked_sagas
 from runtime.config import Settings
 from runtime.doctor.findings import Finding, bounded, failure_text, not_checked, ok, problem
 from workflows import search_attributes
-from workflows.saga import SagaStatus
 
 TEMPORAL = "temporal"
 NAMESPACE = "namespace"
@@ -29,10 +28,6 @@ PARKED_LINKS_SHOWN = 10
 POLLER_SEEN_WITHIN_SECONDS = 120.0
 """A worker's long poll lasts about a minute; one not seen for longer has gone."""
 START_A_WORKER = "Start a worker (`sagaline worker`, or `sagaline up`)"
-PARKED_QUERY = (
-    f'{search_attributes.SAGA_STATUS.name} = "{SagaStatus.NEEDS_ATTENTION.value}"'
-    ' AND ExecutionStatus = "Running"'
-)
 
 
 @dataclass(frozen=True)
@@ -198,13 +193,15 @@ async def _follower(client: Client, workflow_id: str) -> FollowerRun:
 
 async def _parked(client: Client, settings: Settings) -> Finding:
     """Sagas waiting for an operator (NEEDS_ATTENTION), each with its Temporal UI link."""
-    count = (await client.count_workflows(PARKED_QUERY)).count
+    count = await count_parked_sagas(client)
     if not count:
         return ok(PARKED_SAGAS, "none")
     links = tuple(
         [
             settings.temporal_workflow_url(execution.id)
-            async for execution in client.list_workflows(PARKED_QUERY, limit=PARKED_LINKS_SHOWN)
+            async for execution in client.list_workflows(
+                PARKED_SAGAS_QUERY, limit=PARKED_LINKS_SHOWN
+            )
         ]
     )
     more = (f"... and {count - len(links)} more",) if count > len(links) else ()
