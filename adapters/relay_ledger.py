@@ -41,26 +41,6 @@ class Ledger:
     last_batches: dict[int, int] = field(default_factory=dict)
     recoveries: int = 0
 
-    def lost_by(self, ends: Mapping[int, int]) -> dict[int, int]:
-        """Partitions whose log (as the broker lists it now) lacks the last acknowledged batch.
-
-        Compared with the last batch's first offset rather than the acknowledged end: Tansu
-        lists a log's end as one past the first offset of its last batch.
-        """
-        return {
-            partition: ends.get(partition, 0)
-            for partition, last in self.last_batches.items()
-            if ends.get(partition, 0) <= last
-        }
-
-    def lost_before(self, acks: Sequence[PartitionAck]) -> dict[int, int]:
-        """Partitions where new events landed below the acknowledged end: the log was cut."""
-        return {
-            ack.partition: ack.base_offset
-            for ack in acks
-            if ack.base_offset < self.acked_ends.get(ack.partition, 0)
-        }
-
     def acknowledge(self, acks: Sequence[PartitionAck]) -> None:
         for ack in acks:
             self.acked_ends[ack.partition] = max(
