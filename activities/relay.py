@@ -103,6 +103,7 @@ class RelayActivities:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
                 await relay_ledger.record(conn, self._checkpoint, acks)
+                await relay_ledger.prune(conn, self._checkpoint)
         except checkpoints.CheckpointMoved:
             # Another relay, or an operator's rewind, moved it: follow it from the store.
             log.info("relay: checkpoint %s moved under the relay, reading it again", position)

@@ -14,16 +14,18 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import activities.relay
 from activities.relay import RelayActivities
-from adapters import checkpoints
+from adapters import checkpoints, relay_ledger
 from adapters.broker_loss import TopicState
 from adapters.consumer import ConsumedEvent, EventConsumer
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
 from adapters.relay_checkpoint import relay_status
+from adapters.schema import relay_acks
 from domain.event_store import NewEvent, StreamAppend
 from runtime.cli import main
 from runtime.config import Settings
@@ -320,5 +322,44 @@ async def test_the_relay_deletes_its_topic_only_when_the_broker_shows_it_lost_ev
         await publisher.stop()
 
     assert publisher.replaced == 1, "the broker came back empty, yet the topic was kept"
+    assert (await relay_status(engine, scenario.checkpoint)).recoveries == 1
+    scenario.assert_every_event_in_stream_order(await scenario.read_topic(within=30))
+
+
+async def test_the_relays_ledger_stays_bounded_and_still_refills_a_broker_restarted_empty(
+    scenario: Scenario,
+    own_broker: EmbeddedBroker,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept = 3
+    monkeypatch.setattr(relay_ledger, "KEPT_PAGES", kept)
+    # Pages of 10 events: 240 events make 24 pages, each with a row per partition.
+    scenario.relay = RelayActivities(
+        engine,
+        store,
+        database_url,
+        scenario.publisher,
+        batch_size=10,
+        checkpoint=scenario.checkpoint,
+    )
+    publisher = scenario.publisher()
+    await publisher.start()
+    try:
+        await scenario.append(240)
+        await scenario.relay_until_caught_up(publisher, within=90)
+        async with engine.begin() as conn:
+            query = select(func.count()).where(relay_acks.c.name == scenario.checkpoint)
+            assert int((await conn.execute(query)).scalar_one()) <= PARTITIONS * (kept + 1)
+
+        await own_broker.stop()
+        await own_broker.start()
+        await scenario.append(30)
+        await scenario.relay_until_caught_up(publisher, within=90)
+    finally:
+        await publisher.stop()
+
     assert (await relay_status(engine, scenario.checkpoint)).recoveries == 1
     scenario.assert_every_event_in_stream_order(await scenario.read_topic(within=30))
