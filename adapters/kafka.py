@@ -19,6 +19,9 @@ from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
 MAX_BATCH_BYTES = 512 * 1024
+DELETION_CHECKS = 50
+DELETION_CHECK_SECONDS = 0.1
+"""How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
 
 
 def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, bytes]]:
@@ -120,6 +123,13 @@ class KafkaEventPublisher:
         """
         await ensure_topic(self._bootstrap, self._topic, self._partitions)
         await self._admin.delete_topics([self._topic])
+        # A real Kafka deletes in the background: creating the topic while it is still
+        # listed would do nothing, and producers would then auto-create it with the
+        # broker's default partition count.
+        for _ in range(DELETION_CHECKS):
+            if self._topic not in await self._admin.list_topics():
+                break
+            await asyncio.sleep(DELETION_CHECK_SECONDS)
         await self.create_topic()
 
     async def inspect(self) -> TopicState:
