@@ -21,6 +21,9 @@ from domain.event_store import EventStore
 OUTAGE_PAUSE_SECONDS = 0.5
 BROKER_CHECK_SECONDS = 1.0
 """How often the relay asks the broker whether it still holds what it acknowledged."""
+PRUNE_EVERY_PAGES = 16
+"""Pages published between two prunings of the relay's acknowledgement ledger: it holds at
+most relay_ledger.KEPT_PAGES + 1 + this many rows per partition."""
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class RelayActivities:
         self._position: int | None = None
         self._ledger: Ledger | None = None
         self._next_check = 0.0
+        self._pages_since_prune = 0
 
     @activity.defn
     async def relay_events(self, params: FollowInput) -> int:
@@ -103,7 +107,9 @@ class RelayActivities:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
                 await relay_ledger.record(conn, self._checkpoint, acks)
-                await relay_ledger.prune(conn, self._checkpoint)
+                pruning = self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES
+                if pruning:
+                    await relay_ledger.prune(conn, self._checkpoint)
         except checkpoints.CheckpointMoved:
             # Another relay, or an operator's rewind, moved it: follow it from the store.
             log.info("relay: checkpoint %s moved under the relay, reading it again", position)
@@ -113,6 +119,7 @@ class RelayActivities:
             self._forget()
             raise
         ledger.acknowledge(acks)
+        self._pages_since_prune = 0 if pruning else self._pages_since_prune + 1
         self._position = page.next_position
         return page.next_position - position
 
