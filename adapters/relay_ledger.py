@@ -125,8 +125,8 @@ async def prune(conn: AsyncConnection, name: str, keep: int | None = None) -> No
     spans the offsets of the rows it replaces and starts at the lowest position among
     them: a loss found inside it maps back to a position at or before the first one lost
     (publishing again from there re-sends more, never less), and `forget_all` still finds
-    the first position ever published. So the table holds at most `keep + 1` rows per
-    partition, however long the relay runs.
+    the first position ever published. Right after it the table holds at most `keep + 1`
+    rows per partition, however long the relay has run.
     """
     kept = KEPT_PAGES if keep is None else keep
     newest_first = (
