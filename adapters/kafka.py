@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,11 +13,15 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 
+from adapters.broker_loss import TopicState
 from adapters.relay_ledger import PartitionAck
 from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
 MAX_BATCH_BYTES = 512 * 1024
+DELETION_CHECKS = 50
+DELETION_CHECK_SECONDS = 0.1
+"""How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
 
 
 def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, bytes]]:
@@ -40,14 +43,6 @@ def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, byt
 def message_value(event: RecordedEvent) -> bytes:
     """The message body: the event's payload and metadata as JSON."""
     return json.dumps({"data": event.data, "metadata": event.metadata}).encode()
-
-
-@dataclass(frozen=True)
-class TopicState:
-    """What the broker holds of the topic: its cluster, and per partition the log's end."""
-
-    cluster_id: str | None
-    ends: dict[int, int]
 
 
 class KafkaEventPublisher:
@@ -96,11 +91,11 @@ class KafkaEventPublisher:
         )
 
     async def start(self) -> None:
-        """Connect, and make sure the topic exists."""
+        """Connect, and create the topic if the broker does not list it."""
         await self._admin.start()
         await self._offsets.start()
         await self._producer.start()
-        await self.prepare_topic()
+        await self.create_topic()
 
     async def stop(self) -> None:
         """Flush and disconnect."""
@@ -110,35 +105,43 @@ class KafkaEventPublisher:
             await self._offsets.stop()
             await self._admin.close()
 
-    async def prepare_topic(self) -> bool:
-        """Create the topic if the broker does not list it; True if it had to.
+    async def create_topic(self) -> None:
+        """Create the topic unless the broker lists it (never deletes anything)."""
+        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        await self._producer.client.force_metadata_update()
 
-        A restarted in-memory broker (Tansu) takes writes for a topic it does not list from
-        a producer that still knows the old metadata, and a topic created afterwards starts
-        its offsets again over those batches: the broker then refuses writes at offsets
-        that exist and shadows acknowledged events with later ones. Deleting the unlisted
-        topic first clears such writes; on a broker that has no such topic it is a no-op.
+    async def replace_topic(self) -> None:
+        """Delete the topic and create it empty.
+
+        Only for a broker that showed it lost every event it acknowledged
+        (adapters/broker_loss.py): a restarted in-memory broker (Tansu) takes writes for a
+        topic it does not list from a producer that still knows the old metadata, and a
+        topic created over them starts its offsets again over those batches, so the broker
+        refuses writes at offsets that exist and shadows acknowledged events with later
+        ones. Deleting clears such writes, once the topic exists: it is created first if the
+        broker does not list it (on a broker that lists it, that is a no-op).
         """
-        if self._topic in await self._admin.list_topics():
-            return False
-        await self._admin.delete_topics([self._topic])
         await ensure_topic(self._bootstrap, self._topic, self._partitions)
-        await self._producer.client.force_metadata_update()
-        return True
-
-    async def recreate_topic(self) -> None:
-        """Delete the topic and create it empty (the broker lost what it acknowledged)."""
         await self._admin.delete_topics([self._topic])
-        await ensure_topic(self._bootstrap, self._topic, self._partitions)
-        await self._producer.client.force_metadata_update()
+        # A real Kafka deletes in the background: creating the topic while it is still
+        # listed would do nothing, and producers would then auto-create it with the
+        # broker's default partition count.
+        for _ in range(DELETION_CHECKS):
+            if self._topic not in await self._admin.list_topics():
+                break
+            await asyncio.sleep(DELETION_CHECK_SECONDS)
+        await self.create_topic()
 
     async def inspect(self) -> TopicState:
-        """The broker's cluster id and, per partition of the topic, the end of its log."""
+        """The broker's cluster id, whether it lists the topic, and the end of each
+        partition's log it reports on."""
         cluster = await self._admin.describe_cluster()
+        if self._topic not in await self._admin.list_topics():
+            return TopicState(cluster.get("cluster_id"), listed=False)
         partitions = await self._partition_ids()
         ends = await self._offsets.end_offsets([TopicPartition(self._topic, p) for p in partitions])
         return TopicState(
-            cluster.get("cluster_id"), {tp.partition: int(end) for tp, end in ends.items()}
+            cluster.get("cluster_id"), True, {tp.partition: int(end) for tp, end in ends.items()}
         )
 
     async def _partition_ids(self) -> list[int]:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -191,6 +192,14 @@ class TokenGuard:
         await refusal(scope, receive, send)
 
 
+def read_models_engine(settings: Settings) -> AsyncEngine | None:
+    """The engine of SAGALINE_READ_DATABASE_URL (a replica), or None to read the primary."""
+    url = settings.require_read_database_url()
+    if url == settings.require_database_url():
+        return None
+    return create_engine(url, pool_size=20, autocommit=True)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The API app; its services connect when the app starts, not at import."""
     state: dict[str, Services] = {}
@@ -202,6 +211,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The API only reads (commands go through Temporal): one round trip per query.
         engine = create_engine(settings.require_database_url(), pool_size=20, autocommit=True)
+        read_models = read_models_engine(settings)
         temporal = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         sessions = Sessions(
             settings.require_session_key(), timedelta(seconds=settings.session_ttl_seconds)
@@ -216,6 +226,7 @@ def create_app(settings: Settings) -> Starlette:
             tokens=tokens,
             feed=feed,
             graphql_metrics=metrics.graphql,
+            read_models=read_models,
         )
         state["services"] = services
         metrics.watch_pool(engine)
@@ -225,6 +236,8 @@ def create_app(settings: Settings) -> Starlette:
             metrics.forget_pool()
             await feed.stop()
             await engine.dispose()
+            if read_models is not None:
+                await read_models.dispose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -234,8 +247,9 @@ def create_app(settings: Settings) -> Starlette:
         if services is None:
             return JSONResponse({"status": "starting"}, status_code=503)
         try:
-            async with services.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            for engine in {services.engine, services.read_engine}:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
         except Exception:
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})

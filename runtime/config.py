@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".sagaline")
 
     database_url: str | None = None
+    read_database_url: str | None = None
+    """Where the API queries read models and waits on `consistentWith`: one streaming replica
+    of the primary (unset: the primary itself). Commands, sign-in and access checks, the
+    event store and its live feed stay on the primary."""
     postgres_port: int = 55432
 
     temporal_address: str | None = None
@@ -95,6 +99,10 @@ class Settings(BaseSettings):
         if not self.database_url:
             raise ConfigurationError("SAGALINE_DATABASE_URL is not set")
         return self.database_url
+
+    def require_read_database_url(self) -> str:
+        """The database the API reads its read models from: the replica if set, else the primary."""
+        return self.read_database_url or self.require_database_url()
 
     def require_temporal_address(self) -> str:
         """The Temporal frontend address, which must be known by the time a process connects."""

@@ -205,14 +205,47 @@ def test_real_kafka_uses_idempotent_producer(name: str) -> None:
     assert env.get("SAGALINE_KAFKA_IDEMPOTENT_PRODUCER", "").lower() == "true"
 
 
+def _host_ports(published: str, container_port: str) -> list[int]:
+    """The host ports of a `HOST[-HOST]:CONTAINER` mapping onto `container_port` (else none)."""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?:(\d+)", published)
+    if match is None or match.group(3) != container_port:
+        return []
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    return list(range(first, last + 1))
+
+
+def _replicas(service: dict[str, Any]) -> int:
+    return int((service.get("deploy") or {}).get("replicas", 1))
+
+
 def test_api_listens_on_all_interfaces_and_is_published() -> None:
     api = _service("api")
     env = _environment(api)
     assert env.get("SAGALINE_API_HOST") == "0.0.0.0"
     port = env.get("SAGALINE_API_PORT", "8000")
-    assert f"{port}:{port}" in [str(p) for p in api.get("ports", [])]
+    host_ports = [p for mapping in api.get("ports", []) for p in _host_ports(str(mapping), port)]
+    assert port and int(port) in host_ports, "the API's own port is not published as itself"
     assert env.get("SAGALINE_TEMPORAL_UI_URL")
     assert env.get("SAGALINE_API_TOKENS")
+
+
+@pytest.mark.parametrize("name", ["worker", "api"])
+def test_worker_and_api_run_two_replicas(name: str) -> None:
+    service = _service(name)
+    assert _replicas(service) == 2
+    assert "container_name" not in service, "a fixed container name allows one replica only"
+
+
+def test_each_api_replica_gets_a_host_port_of_its_own() -> None:
+    api = _service("api")
+    port = _environment(api).get("SAGALINE_API_PORT", "8000")
+    host_ports = [p for mapping in api.get("ports", []) for p in _host_ports(str(mapping), port)]
+    assert len(set(host_ports)) >= _replicas(api), "replicas would compete for one host port"
+
+
+def test_api_replicas_share_one_session_key() -> None:
+    # A session issued by one replica must be accepted by the other: one key for the service.
+    assert _environment(_service("api")).get("SAGALINE_SESSION_KEY")
 
 
 @pytest.mark.parametrize("name", ["worker", "api"])
