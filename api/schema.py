@@ -10,6 +10,7 @@ from strawberry.tools import merge_types
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries, AuditSubscriptions
+from api.error_log import LoggedSchema
 from api.inputs import DECIMAL_SCALAR, guard
 from api.safety import MAX_SELECTION_COST, safety_extensions
 from api.sagas.resolvers import SagaMutations, SagaQueries, SagaSubscriptions
@@ -45,7 +46,7 @@ def build_schema(max_selection_cost: int = MAX_SELECTION_COST) -> strawberry.Sch
         "Subscription", (TransferSubscriptions, SagaSubscriptions, AuditSubscriptions)
     )
     guard((query, mutation, subscription))
-    return strawberry.Schema(
+    return LoggedSchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
