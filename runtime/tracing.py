@@ -59,8 +59,8 @@ def otlp_traces_url(endpoint: str) -> str:
 class JsonLinesSpanExporter(SpanExporter):
     """Appends every finished span to a file as one JSON object a line (`span_line`).
 
-    Each export is one write to a file opened for appending, so processes sharing the file
-    never interleave inside a line.
+    Each export is written at once to a file opened for appending, so processes sharing the
+    file do not interleave inside a line.
     """
 
     def __init__(self, path: Path) -> None:
@@ -72,8 +72,10 @@ class JsonLinesSpanExporter(SpanExporter):
         if self._fd is None:
             return SpanExportResult.FAILURE
         lines = "".join(json.dumps(span_line(s), default=str) + "\n" for s in spans).encode()
+        unwritten = memoryview(lines)
         try:
-            os.write(self._fd, lines)
+            while unwritten:
+                unwritten = unwritten[os.write(self._fd, unwritten) :]
         except OSError:
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
