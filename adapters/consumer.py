@@ -28,12 +28,14 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
 from adapters.idempotency import first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
+from adapters.tracing import TRACEPARENT, remote_parent, tracer, tracing_on
 from domain.events import JsonDict
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,8 @@ class ConsumedEvent:
     topic: str
     partition: int
     offset: int
+    traceparent: str | None = None
+    """The W3C trace context the message carries, if it was published within a trace."""
 
 
 Handler = Callable[[AsyncConnection, ConsumedEvent], Awaitable[None]]
@@ -74,6 +78,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     headers = {name: value for name, value in record.headers}
     try:
         body = json.loads(record.value or b"")
+        traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
             event_id=headers["ce_id"].decode(),
             type=headers["ce_type"].decode(),
@@ -86,6 +91,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            traceparent=None if traceparent is None else traceparent.decode(),
         )
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
         raise UndecodableMessage(f"{type(error).__name__}: {error}") from error
@@ -358,7 +364,25 @@ class EventConsumer:
         """Claim the message and run the handler; False when it was processed before."""
         if not await first_delivery(conn, self._name, event.event_id):
             return False
-        await self._handler(conn, event)
+        if event.traceparent is None or not tracing_on():
+            await self._handler(conn, event)
+            return True
+        # The handling joins the trace of the command whose event this is.
+        with tracer().start_as_current_span(
+            f"process {event.topic}",
+            context=remote_parent(event.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self._group_id,
+                "messaging.destination.name": event.topic,
+                "messaging.kafka.offset": event.offset,
+                "messaging.kafka.message.key": event.stream_id,
+                "sagaline.consumer": self._name,
+                "sagaline.event.type": event.type,
+            },
+        ):
+            await self._handler(conn, event)
         return True
 
     async def _dead_letter(

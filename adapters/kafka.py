@@ -7,14 +7,17 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from adapters.broker_loss import TopicState
 from adapters.relay_ledger import PartitionAck
+from adapters.tracing import TRACEPARENT, remote_parent, traceparent_of, tracer, tracing_on
 from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
@@ -24,9 +27,12 @@ DELETION_CHECK_SECONDS = 0.1
 """How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
 
 
-def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers plus the event's stream version and global position."""
-    return [
+def cloudevent_headers(
+    event: RecordedEvent, source: str, traceparent: bytes | None = None
+) -> list[tuple[str, bytes]]:
+    """CloudEvents binary-mode headers plus the event's stream version and global position,
+    and the W3C `traceparent` of its trace when it has one."""
+    headers = [
         ("ce_specversion", CLOUDEVENTS_SPEC_VERSION.encode()),
         ("ce_id", str(event.event_id).encode()),
         ("ce_type", event.type.encode()),
@@ -38,6 +44,9 @@ def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, byt
         ("sagaline_position", str(event.position).encode()),
         ("sagaline_schema_version", str(event.schema_version).encode()),
     ]
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent))
+    return headers
 
 
 def message_value(event: RecordedEvent) -> bytes:
@@ -160,10 +169,14 @@ class KafkaEventPublisher:
         for event in events:
             partition = self._partitioner(event.stream_id.encode(), partitions, partitions)
             by_partition[partition].append(event)
+        traceparents, spans = _trace_sends(events, self._topic)
         outcomes = await asyncio.gather(
-            *(self._send_in_order(p, chunk) for p, chunk in by_partition.items()),
+            *(self._send_in_order(p, chunk, traceparents) for p, chunk in by_partition.items()),
             return_exceptions=True,
         )
+        if spans:
+            for chunk, outcome in zip(by_partition.values(), outcomes, strict=True):
+                _end_sends(spans, chunk, outcome)
         acks: list[PartitionAck] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -171,15 +184,18 @@ class KafkaEventPublisher:
             acks.append(outcome)
         return acks
 
-    async def _send_in_order(self, partition: int, events: Sequence[RecordedEvent]) -> PartitionAck:
+    async def _send_in_order(
+        self, partition: int, events: Sequence[RecordedEvent], traceparents: dict[UUID, bytes]
+    ) -> PartitionAck:
         offsets: list[tuple[int, int]] = []
         batch = self._producer.create_batch()
         for event in events:
-            if self._append(batch, event):
+            traceparent = traceparents.get(event.event_id)
+            if self._append(batch, event, traceparent):
                 continue
             offsets.append(await self._send(batch, partition))
             batch = self._producer.create_batch()
-            if not self._append(batch, event):
+            if not self._append(batch, event, traceparent):
                 raise MessageSizeTooLargeError(f"event {event.event_id} does not fit a batch")
         if batch.record_count():
             offsets.append(await self._send(batch, partition))
@@ -187,12 +203,12 @@ class KafkaEventPublisher:
             partition, offsets[0][0], offsets[-1][1], offsets[-1][0], events[0].position
         )
 
-    def _append(self, batch: Any, event: RecordedEvent) -> bool:
+    def _append(self, batch: Any, event: RecordedEvent, traceparent: bytes | None) -> bool:
         appended = batch.append(
             timestamp=None,
             key=event.stream_id.encode(),
             value=message_value(event),
-            headers=cloudevent_headers(event, self._source),
+            headers=cloudevent_headers(event, self._source, traceparent),
         )
         return appended is not None
 
@@ -202,6 +218,53 @@ class KafkaEventPublisher:
         delivery = await self._producer.send_batch(batch, self._topic, partition=partition)
         metadata = await delivery
         return int(metadata.offset), int(metadata.offset) + count
+
+
+def _trace_sends(
+    events: Sequence[RecordedEvent], topic: str
+) -> tuple[dict[UUID, bytes], dict[UUID, Span]]:
+    """The `traceparent` header of each event appended within a trace, and the spans of the
+    sends.
+
+    An event's metadata keeps the trace of the activity that appended it. With tracing on,
+    its send is a span in that trace and the header names the send; with tracing off, the
+    header passes on the stored value.
+    """
+    traceparents: dict[UUID, bytes] = {}
+    spans: dict[UUID, Span] = {}
+    traced = tracing_on()
+    for event in events:
+        stored = (event.metadata or {}).get(TRACEPARENT)
+        if not isinstance(stored, str):
+            continue
+        if traced:
+            send = tracer().start_span(
+                f"send {topic}",
+                context=remote_parent(stored),
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": topic,
+                    "messaging.kafka.message.key": event.stream_id,
+                    "sagaline.event.type": event.type,
+                    "sagaline.position": event.position,
+                },
+            )
+            spans[event.event_id] = send
+            stored = traceparent_of(send)
+        traceparents[event.event_id] = stored.encode()
+    return traceparents, spans
+
+
+def _end_sends(spans: dict[UUID, Span], events: Sequence[RecordedEvent], outcome: object) -> None:
+    """End the send spans of one partition's events, as failed if its publish failed."""
+    for event in events:
+        send = spans.get(event.event_id)
+        if send is None:
+            continue
+        if isinstance(outcome, BaseException):
+            send.set_status(Status(StatusCode.ERROR, type(outcome).__name__))
+        send.end()
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:

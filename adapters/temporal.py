@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
+
+from adapters.tracing import tracing_on
 
 
 async def connect(
@@ -17,7 +20,10 @@ async def connect(
 
     Payloads go through pydantic, so exact decimals and dataclasses survive the round trip.
     `runtime` (default: the SDK's) is where the SDK's own metrics go.
+    With tracing on, workflow starts, workflows and activities are spans (a worker takes the
+    client's interceptor), their context carried in Temporal's headers.
     """
+    interceptors: list[Interceptor] = [TracingInterceptor()] if tracing_on() else []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
@@ -27,6 +33,7 @@ async def connect(
                 namespace=namespace,
                 data_converter=pydantic_data_converter,
                 runtime=runtime,
+                interceptors=interceptors,
             )
         except (RPCError, RuntimeError, OSError):
             if loop.time() >= deadline:

@@ -25,6 +25,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
+from adapters.tracing import tracing_on
 from api.auth import Caller, Role, TokenCheck, parse_tokens
 from api.consistency import CONSISTENT_WITH_HEADER
 from api.context import Context, Services
@@ -36,6 +37,7 @@ from api.metrics import GraphQLMetrics
 from api.outages import AnswerOutages, nothing_ran, retry_after_headers
 from api.schema import build_schema
 from api.sessions import Sessions
+from api.tracing import TraceRequests
 from api.websocket_auth import TokenAtConnectionInit
 from runtime.config import Settings
 
@@ -269,8 +271,9 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def edge_middleware(settings: Settings) -> list[Middleware]:
-    """CORS for the configured origins (outermost, so refusals carry its headers too), the
-    body limit, then a 503 for an outage that escapes the GraphQL execution."""
+    """A request's span when tracing is on; CORS for the configured origins (outside the
+    rest, so refusals carry its headers too), the body limit, then a 503 for an outage that
+    escapes the GraphQL execution."""
     middleware = [
         Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes),
         Middleware(AnswerOutages),
@@ -285,4 +288,6 @@ def edge_middleware(settings: Settings) -> list[Middleware]:
             max_age=600,
         )
         middleware.insert(0, cors)
+    if tracing_on():
+        middleware.insert(0, Middleware(TraceRequests))
     return middleware

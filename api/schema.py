@@ -10,6 +10,7 @@ from strawberry.tools import merge_types
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries, AuditSubscriptions
+from api.error_log import LoggedSchema
 from api.inputs import DECIMAL_SCALAR, guard
 from api.metrics import GraphQLMetrics, count_mutation_results, metrics_extensions
 from api.safety import MAX_SELECTION_COST, safety_extensions
@@ -50,7 +51,7 @@ def build_schema(
     )
     guard((query, mutation, subscription))
     count_mutation_results((mutation,))
-    return strawberry.Schema(
+    return LoggedSchema(
         query=query,
         mutation=mutation,
         subscription=subscription,

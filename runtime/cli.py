@@ -124,7 +124,7 @@ def _run(command: Callable[[Settings], int]) -> int:
 
     try:
         settings = _settings()
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, settings.log_format)
         return command(settings)
     except (ConfigurationError, PortUnavailable) as error:
         return _fail(str(error), USAGE_ERROR)
@@ -143,15 +143,19 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.tracing import traced
     from runtime.worker import run_worker
 
-    return _serve_until_signalled(lambda: run_worker(settings))
+    with traced(settings, "worker"):
+        return _serve_until_signalled(lambda: run_worker(settings))
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.api_server import serve_api
+    from runtime.tracing import traced
 
-    return _serve_until_signalled(lambda: serve_api(settings))
+    with traced(settings, "api"):
+        return _serve_until_signalled(lambda: serve_api(settings))
 
 
 def _schema(settings: Settings, args: argparse.Namespace) -> int:
@@ -227,17 +231,14 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
     from runtime.config import ConfigurationError
+    from runtime.log_format import log_handler
 
     name = level.upper()
     if not isinstance(logging.getLevelNamesMapping().get(name), int):
         raise ConfigurationError(f"SAGALINE_LOG_LEVEL={level!r} is not a log level")
-    logging.basicConfig(
-        level=name,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=name, handlers=[log_handler(log_format)])
 
 
 def _describe_invalid_settings(error: ValidationError) -> str:

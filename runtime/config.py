@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import Field
@@ -93,6 +94,14 @@ class Settings(BaseSettings):
     restart_backoff_max_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """"json": one JSON object a line, with the trace, correlation and workflow ids known."""
+
+    tracing: bool = False
+    """Record OpenTelemetry traces; setting `otlp_endpoint` turns them on as well."""
+    otlp_endpoint: str | None = None
+    """Where traces go over OTLP/HTTP, e.g. http://collector:4318 (unset: files in the data
+    dir, when tracing is on)."""
 
     def require_database_url(self) -> str:
         """The database URL, which must be known by the time a process connects."""
@@ -147,6 +156,14 @@ class Settings(BaseSettings):
                     f"SAGALINE_API_CORS_ORIGINS: {origin!r} is not an http(s) origin or *"
                 )
         return [origin for origin in origins if origin]
+
+    def tracing_on(self) -> bool:
+        """Whether this process records traces."""
+        return self.tracing or bool(self.otlp_endpoint)
+
+    def traces_dir(self) -> Path:
+        """Where traces are written, one JSON-lines file per process role, without OTLP."""
+        return self.data_dir / "traces"
 
     def temporal_ui_base(self) -> str:
         """Where operators open the Temporal Web UI."""
