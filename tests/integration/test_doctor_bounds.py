@@ -46,8 +46,9 @@ async def test_every_service_that_hangs_gets_its_line_within_the_bound(
     findings = await examine(settings, WITHIN)
     elapsed = loop.time() - started
 
-    # The three are examined at once; the broker's client is also given WITHIN to close.
-    assert elapsed < 2 * WITHIN + 2, elapsed
+    # The three are examined at once; the broker's client is also given WITHIN to close, so
+    # 2 * WITHIN plus the machine's own delays. Unbounded, the clients wait 30 s and more.
+    assert elapsed < 2 * WITHIN + 10, elapsed
     by_check = {finding.check: finding for finding in findings}
     for check in ("postgres", "temporal", "broker"):
         assert by_check[check].verdict is Verdict.PROBLEM, by_check[check]
