@@ -23,8 +23,9 @@ test: $(STAMP) $(GRAPHIQL_STAMP) test-tools
 	$(BIN)/pytest
 
 # The whole deployment under faults (RELIABILITY.md); `make test` runs its quick version.
+# CHAOS_ARGS passes options, e.g. make chaos CHAOS_ARGS="--transfers 300 --workers 3".
 chaos: $(STAMP)
-	$(BIN)/python -m tests.chaos.run
+	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 test-tools: $(TEST_TOOLS_STAMP) chromium
 

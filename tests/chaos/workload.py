@@ -11,6 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from tests.chaos.clients import Api, Unanswered
 
@@ -153,11 +154,11 @@ async def _open_account(api: Api, run: str, n: int) -> str:
 
 async def _must(
     api: Api, query: str, values: dict[str, object], field: str, expected: str, n: int
-) -> dict[str, object] | dict[str, dict[str, str]]:
+) -> dict[str, Any]:
     payload, _ = await api.until_final(query, {"in": values}, field, n, SETUP_WITHIN)
     if payload["__typename"] != expected:
         raise RuntimeError(f"setting up the bank, {field} answered {payload}")
-    return payload  # type: ignore[no-any-return]
+    return payload
 
 
 class TransferClients:
