@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import psycopg
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from projections.catalog import projection_names
@@ -27,6 +30,8 @@ RECOVERY_WITHIN = 240.0
 FAILOVER_WATCH = 60.0
 """How long a killed worker's singletons are watched for their move to another worker."""
 POLL = 0.25
+TASK_QUEUE = "sagaline"
+"""The workers' task queue (SAGALINE_TEMPORAL_TASK_QUEUE's default, which the suite keeps)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,9 @@ class FaultSchedule:
         await asyncio.sleep(self.plan.restart_after)
         await d.start_worker(n)
         await watch
+        # The next fault may kill the other worker: this one must be polling by then, or
+        # the singletons would have no live worker to move to.
+        await _until_polling(client, d.workers[n].pid)
 
     async def _relay_worker(self) -> int:
         """The worker running the relay now (the first one if none is seen within a minute)."""
@@ -195,6 +203,23 @@ class FaultSchedule:
         await self.deployment.stop_temporal()
         await asyncio.sleep(self.plan.temporal_down_for)
         await self.deployment.start_temporal()
+
+
+async def _until_polling(client: Client, pid: int, within: float = RECOVERY_WITHIN) -> None:
+    """Wait until the worker with this pid polls the task queue for activities."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=TASK_QUEUE),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+    )
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            answer = await client.workflow_service.describe_task_queue(request)
+            if any(poller.identity.startswith(f"{pid}@") for poller in answer.pollers):
+                return
+        await asyncio.sleep(POLL)
+    raise RuntimeError(f"the restarted worker (pid {pid}) did not poll within {within:.0f}s")
 
 
 async def _runner(client: Client, workflow_id: str) -> str | None:
