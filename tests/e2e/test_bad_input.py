@@ -1,7 +1,8 @@
 """A hostile client at the input boundary: every argument of every mutation and query, filled
 with NUL, lone surrogates, control characters, huge strings, other scripts' digits, JSON
-numbers and exponents, is refused as bad input at once: before a command could have waited out its timeout, and
-with no workflow behind it. Nothing is started in Temporal, nothing is appended to the store, and no answer is an internal error."""
+numbers and exponents, is refused as bad input at once: before a command could have waited
+out its timeout, and with no workflow behind it. Nothing is started in Temporal, nothing is
+appended to the store, and no answer is an internal error."""
 
 from __future__ import annotations
 
