@@ -15,7 +15,7 @@ from strawberry.types import Info
 from activities.command_handling import CommandResult
 from adapters.credentials import discard_held_credential, hold_credential, password_hash_of
 from api.access import sees_user
-from api.consistency import read_after
+from api.consistency import read_after, read_model_behind
 from api.context import Context
 from api.dispatch import aggregate_id_for, command_id_or_new, execute, send
 from api.errors import CommandPending, Forbidden, UserNotFoundPayload, forbidden
@@ -76,8 +76,8 @@ async def _execute(
     async def succeeded(result: CommandResult) -> object:
         user_id, position = result.aggregate_id, result.position
         view = await read_after(ctx, "users", position, lambda conn: get_user(conn, user_id))
-        if view is None:
-            raise RuntimeError("the user is not in the read model yet")
+        if view is None or view.version < result.version:
+            return read_model_behind(command.command_id)
         return success(User.from_view(view), str(position))
 
     return await execute(
