@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.command_handling import CommandResult, decide_and_save
+from activities.command_handling import CommandResult, Rejects, decide_and_save
 from domain.accounts import (
     Account,
+    AccountAlreadyExists,
+    AccountClosedError,
+    AccountNotFound,
+    BalanceCeilingExceeded,
+    BalanceNotZero,
     CloseAccount,
     DepositMoney,
+    InsufficientFunds,
     OpenAccount,
     WithdrawMoney,
 )
 from domain.repository import Repository
-from domain.users import User
+from domain.users import User, UserLockedError, UserNotFound
+
+OPEN_ACCOUNT_REJECTS: Rejects = (UserNotFound, UserLockedError, AccountAlreadyExists)
+DEPOSIT_MONEY_REJECTS: Rejects = (AccountNotFound, AccountClosedError, BalanceCeilingExceeded)
+WITHDRAW_MONEY_REJECTS: Rejects = (AccountNotFound, AccountClosedError, InsufficientFunds)
+CLOSE_ACCOUNT_REJECTS: Rejects = (AccountNotFound, AccountClosedError, BalanceNotZero)
 
 
 class AccountActivities:
@@ -36,6 +47,7 @@ class AccountActivities:
             command.actor,
             [(Account, command.account_id), (User, command.owner_id)],
             decide,
+            OPEN_ACCOUNT_REJECTS,
         )
 
     @activity.defn
@@ -47,6 +59,7 @@ class AccountActivities:
             command.actor,
             [(Account, command.account_id)],
             lambda account: account.deposit(command.amount),
+            DEPOSIT_MONEY_REJECTS,
         )
 
     @activity.defn
@@ -58,6 +71,7 @@ class AccountActivities:
             command.actor,
             [(Account, command.account_id)],
             lambda account: account.withdraw(command.amount),
+            WITHDRAW_MONEY_REJECTS,
         )
 
     @activity.defn
@@ -69,4 +83,5 @@ class AccountActivities:
             command.actor,
             [(Account, command.account_id)],
             lambda account: account.close(),
+            CLOSE_ACCOUNT_REJECTS,
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -45,25 +45,41 @@ CLIENT_MESSAGE = "the command could not be carried out"
 """What a client is told of a command that failed for a reason other than a rejection."""
 
 
+Rejects = Collection[type[DomainError]]
+"""The business rejections an activity may answer with: what its mutation has answers for."""
+
+
 @contextmanager
-def rejections(command_id: str) -> Iterator[None]:
+def rejections(command_id: str, expected: Rejects) -> Iterator[None]:
     """Fail the activity with what its workflow should know of an error raised inside.
 
-    A business rejection fails it for good: the failure's type is the error's code; its
-    message and its one detail are the error's message and details, all that a workflow
-    passes on and a client is answered with. An outage (database or broker unreachable) is
-    raised as it is and retried until it ends. Anything else (a constraint violation, bad
-    data, a bug) would fail the same way every time: it fails as COMMAND_FAILED, retried
-    until the activity's FAILED_ATTEMPTS-th attempt and then for good, its details naming the
-    command (the correlation id the worker's log and the client's answer share).
+    A business rejection the activity `expected` fails it for good: the failure's type is the
+    error's code; its message and its one detail are the error's message and details, all
+    that a workflow passes on and a client is answered with. A rejection it did not expect
+    has no answer a client knows: it fails for good as COMMAND_FAILED (see below). An outage
+    (database or broker unreachable) is raised as it is and retried until it ends. Anything
+    else (a constraint violation, bad data, a bug) would fail the same way every time: it
+    fails as COMMAND_FAILED, retried until the activity's FAILED_ATTEMPTS-th attempt and then
+    for good, its details naming the command (the correlation id the worker's log and the
+    client's answer share).
     """
     with correlated(command_id):
         try:
             yield
         except DomainError as error:
+            if type(error) in expected:
+                raise ApplicationError(
+                    error.message, error.details, type=error.code, non_retryable=True
+                ) from None
+            log.error(
+                "command %s met a rejection its activity does not name: %s", command_id, error
+            )
             raise ApplicationError(
-                error.message, error.details, type=error.code, non_retryable=True
-            ) from None
+                f"{CLIENT_MESSAGE}: unexpected rejection {summary(error)}",
+                {"correlation_id": command_id},
+                type=COMMAND_FAILED,
+                non_retryable=True,
+            ) from error
         except ApplicationError:
             raise
         except Exception as error:
@@ -119,6 +135,7 @@ async def decide_and_save(
     actor: str,
     loads: Sequence[Load],
     decide: Callable[..., Any],
+    expected: Rejects,
 ) -> CommandResult:
     """Load the aggregates, let the domain decide, save them atomically.
 
@@ -133,13 +150,14 @@ async def decide_and_save(
         first = aggregates[0]
         return CommandResult(first.id, first.version, result.position)
 
-    return await with_retries(command_id, actor, attempt)
+    return await with_retries(command_id, actor, attempt, expected)
 
 
 async def with_retries(
     command_id: str,
     actor: str,
     attempt: Callable[[EventIds, JsonDict], Awaitable[CommandResult]],
+    expected: Rejects,
 ) -> CommandResult:
     """Run a load-decide-save attempt until no stream moved under it; rejections fail it.
 
@@ -148,5 +166,5 @@ async def with_retries(
     """
     ids = event_ids()
     metadata = event_metadata(command_id, actor)
-    with rejections(command_id):
+    with rejections(command_id, expected):
         return await retry_on_conflict(lambda: attempt(ids, metadata), attempts=20)

@@ -13,12 +13,22 @@ from typing import cast
 
 from temporalio import activity
 
-from activities.command_handling import CommandResult, Load, decide_and_save, with_retries
+from activities.command_handling import (
+    CommandResult,
+    Load,
+    Rejects,
+    decide_and_save,
+    with_retries,
+)
 from domain.accounts import Account, AccountNotFound, CurrencyMismatch
 from domain.events import JsonDict
+from domain.rejections import REJECTIONS
 from domain.repository import EventIds, Repository
 from domain.transfers import SameAccountTransfer, Transfer, TransferMoney
 from domain.users import User
+
+TRANSFER_REJECTS: Rejects = REJECTIONS
+"""A saga step may meet any rejection: the saga decides what each means (compensate, park)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,9 @@ class TransferActivities:
             result = await self._repository.save_all([transfer], ids, metadata)
             return CommandResult(transfer.id, transfer.version, result.position)
 
-        return (await with_retries(command.transfer_id, command.actor, attempt)).position
+        return (
+            await with_retries(command.transfer_id, command.actor, attempt, REJECTIONS)
+        ).position
 
     @activity.defn
     async def reserve_daily_limit(self, command: TransferMoney) -> int:
@@ -170,5 +182,7 @@ class TransferActivities:
         self, transfer_id: str, actor: str, loads: Sequence[Load], decide: Callable[..., None]
     ) -> int:
         """One step's transaction; the global position of its last event (0: nothing owed)."""
-        result = await decide_and_save(self._repository, transfer_id, actor, loads, decide)
+        result = await decide_and_save(
+            self._repository, transfer_id, actor, loads, decide, TRANSFER_REJECTS
+        )
         return result.position

@@ -5,16 +5,18 @@ from __future__ import annotations
 import functools
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.command_handling import (
     CommandResult,
+    Rejects,
     decide_and_save,
     event_ids,
     event_metadata,
     rejections,
 )
 from domain.credentials import Credentials, PasswordCredential
-from domain.errors import ConcurrencyConflict
+from domain.errors import ConcurrencyConflict, InvalidInput
 from domain.event_store import UniqueKeyTaken, WrongExpectedVersion
 from domain.repository import Repository, retry_on_conflict
 from domain.users import (
@@ -26,8 +28,20 @@ from domain.users import (
     UnlockUser,
     User,
     UserAlreadyExists,
+    UserNotFound,
     email_key,
 )
+
+REGISTER_USER_REJECTS: Rejects = (EmailAlreadyInUse, InvalidInput, UserAlreadyExists)
+CHANGE_USER_EMAIL_REJECTS: Rejects = (
+    UserNotFound,
+    EmailAlreadyInUse,
+    ConcurrencyConflict,
+    InvalidInput,
+)
+LOCK_USER_REJECTS: Rejects = (UserNotFound,)
+UNLOCK_USER_REJECTS: Rejects = (UserNotFound,)
+RECORD_LOGIN_ATTEMPT_REJECTS: Rejects = (UserNotFound,)
 
 
 class UserActivities:
@@ -39,23 +53,35 @@ class UserActivities:
 
     @activity.defn
     async def register_user(self, command: RegisterUser) -> CommandResult:
-        """Append UserRegistered, claiming the email and storing the password hash atomically."""
+        """Append UserRegistered, claiming the email and setting the held password atomically.
+
+        The API held the hash under the command's id; a command sent before it did so carries
+        the hash itself, and holds it here first. A command that will never append (rejected,
+        or failed for good) lets its held hash go.
+        """
+        if command.password_hash:
+            credential = PasswordCredential(command.user_id, command.password_hash)
+            await self._credentials.hold(command.command_id, credential)
         user = User(command.user_id)
-        credential = PasswordCredential(command.user_id, command.password_hash)
-        with rejections(command.command_id):
-            try:
-                event = user.register(command.email, command.name)
-                result = await self._repository.save(
-                    user,
-                    event_ids(),
-                    event_metadata(command.command_id, command.actor),
-                    claims=[email_key(event.email)],
-                    append=functools.partial(self._credentials.append_with, credential),
-                )
-            except UniqueKeyTaken as taken:
-                raise EmailAlreadyInUse(taken.key.value) from None
-            except WrongExpectedVersion:
-                raise UserAlreadyExists(command.user_id) from None
+        try:
+            with rejections(command.command_id, REGISTER_USER_REJECTS):
+                try:
+                    event = user.register(command.email, command.name)
+                    result = await self._repository.save(
+                        user,
+                        event_ids(),
+                        event_metadata(command.command_id, command.actor),
+                        claims=[email_key(event.email)],
+                        append=functools.partial(self._credentials.append_with, command.command_id),
+                    )
+                except UniqueKeyTaken as taken:
+                    raise EmailAlreadyInUse(taken.key.value) from None
+                except WrongExpectedVersion:
+                    raise UserAlreadyExists(command.user_id) from None
+        except ApplicationError as final:
+            if final.non_retryable:
+                await self._credentials.discard(command.command_id)
+            raise
         return CommandResult(user.id, result.versions[user.id], result.position)
 
     @activity.defn
@@ -81,7 +107,7 @@ class UserActivities:
             )
             return CommandResult(user.id, user.version, result.position)
 
-        with rejections(command.command_id):
+        with rejections(command.command_id, CHANGE_USER_EMAIL_REJECTS):
             try:
                 if command.expected_version is not None:
                     return await attempt()
@@ -102,6 +128,7 @@ class UserActivities:
             command.actor,
             [(User, command.user_id)],
             lambda user: user.lock(command.reason),
+            LOCK_USER_REJECTS,
         )
 
     @activity.defn
@@ -113,6 +140,7 @@ class UserActivities:
             command.actor,
             [(User, command.user_id)],
             lambda user: user.unlock(),
+            UNLOCK_USER_REJECTS,
         )
 
     @activity.defn
@@ -124,4 +152,5 @@ class UserActivities:
             command.actor,
             [(User, command.user_id)],
             lambda user: user.record_login(command.succeeded, command.reason),
+            RECORD_LOGIN_ATTEMPT_REJECTS,
         )

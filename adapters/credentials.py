@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from datetime import timedelta
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.event_store import PostgresEventStore
-from adapters.schema import user_credentials
-from domain.credentials import PasswordCredential
+from adapters.schema import held_credentials, user_credentials
+from domain.credentials import NoHeldCredential, PasswordCredential
 from domain.event_store import AppendResult, StreamAppend
+
+HELD_FOR = timedelta(days=1)
+"""How long a held credential whose command never ran (or never answered) is kept."""
 
 
 class PostgresCredentials:
@@ -19,31 +24,80 @@ class PostgresCredentials:
         self._engine = engine
         self._store = store
 
-    async def append_with(
-        self, credential: PasswordCredential, *streams: StreamAppend
-    ) -> AppendResult:
-        """Append the streams and set the credential atomically, idempotent by event id."""
+    async def hold(self, command_id: str, credential: PasswordCredential) -> None:
+        """Keep the credential until the command appends with it (the last one held wins)."""
+        async with self._engine.begin() as conn:
+            await hold_credential(conn, command_id, credential)
+
+    async def append_with(self, command_id: str, *streams: StreamAppend) -> AppendResult:
+        """Append the streams and set the credential held for the command, atomically.
+
+        The hash moves from `held_credentials` to `user_credentials` inside the database: it
+        is in no statement's parameters, so no error this raises can carry it.
+        """
 
         async def write(conn: AsyncConnection) -> None:
-            statement = insert(user_credentials).values(
-                user_id=credential.user_id, password_hash=credential.password_hash
+            held = (
+                delete(held_credentials)
+                .where(held_credentials.c.command_id == command_id)
+                .returning(held_credentials.c.user_id, held_credentials.c.password_hash)
+                .cte("held")
             )
-            await conn.execute(
+            statement = insert(user_credentials).from_select(
+                ["user_id", "password_hash"], select(held.c.user_id, held.c.password_hash)
+            )
+            moved = await conn.execute(
                 statement.on_conflict_do_update(
                     index_elements=[user_credentials.c.user_id],
                     set_={
                         "password_hash": statement.excluded.password_hash,
                         "updated_at": func.now(),
                     },
-                )
+                ).returning(user_credentials.c.user_id)
             )
+            if moved.first() is None:
+                raise NoHeldCredential(command_id)
 
         return await self._store.append_with(write, *streams)
+
+    async def discard(self, command_id: str) -> None:
+        """Forget the credential held for a command that will not append (no-op if none)."""
+        async with self._engine.begin() as conn:
+            await discard_held_credential(conn, command_id)
 
     async def password_hash(self, user_id: str) -> str | None:
         """The user's password hash, or None if none was set."""
         async with self._engine.connect() as conn:
             return await password_hash_of(conn, user_id)
+
+
+async def hold_credential(
+    conn: AsyncConnection, command_id: str, credential: PasswordCredential
+) -> None:
+    """Hold the credential for the command on the caller's transaction; drop stale ones."""
+    await conn.execute(
+        delete(held_credentials).where(held_credentials.c.held_at < func.now() - HELD_FOR)
+    )
+    statement = insert(held_credentials).values(
+        command_id=command_id,
+        user_id=credential.user_id,
+        password_hash=credential.password_hash,
+    )
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[held_credentials.c.command_id],
+            set_={
+                "user_id": statement.excluded.user_id,
+                "password_hash": statement.excluded.password_hash,
+                "held_at": func.now(),
+            },
+        )
+    )
+
+
+async def discard_held_credential(conn: AsyncConnection, command_id: str) -> None:
+    """Forget the credential held for the command, on the caller's transaction."""
+    await conn.execute(delete(held_credentials).where(held_credentials.c.command_id == command_id))
 
 
 async def password_hash_of(conn: AsyncConnection, user_id: str) -> str | None:

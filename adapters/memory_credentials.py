@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from adapters.memory_event_store import InMemoryEventStore
-from domain.credentials import Credentials, PasswordCredential
+from domain.credentials import Credentials, NoHeldCredential, PasswordCredential
 from domain.event_store import AppendResult, StreamAppend
 
 
@@ -12,17 +14,35 @@ class InMemoryCredentials(Credentials):
 
     def __init__(self, store: InMemoryEventStore) -> None:
         self._store = store
+        self._held: dict[str, PasswordCredential] = {}
         self._hashes: dict[str, str] = {}
 
-    async def append_with(
-        self, credential: PasswordCredential, *streams: StreamAppend
-    ) -> AppendResult:
-        """Append the streams and set the credential atomically, idempotent by event id."""
-        # The store's append never awaits, so nothing runs between it and the credential.
+    async def hold(self, command_id: str, credential: PasswordCredential) -> None:
+        """Keep the credential until the command appends with it (the last one held wins)."""
+        self._held[command_id] = credential
+
+    async def append_with(self, command_id: str, *streams: StreamAppend) -> AppendResult:
+        """Append the streams and set the credential held for the command, atomically."""
+        # Nothing here awaits anything that suspends, so nothing runs in between.
+        held = self._held.get(command_id)
+        if held is None and not await self._appended_before(streams):
+            raise NoHeldCredential(command_id)
+        head = await self._store.head_position()
         result = await self._store.append(*streams)
-        self._hashes[credential.user_id] = credential.password_hash
+        if held is not None and await self._store.head_position() > head:
+            del self._held[command_id]
+            self._hashes[held.user_id] = held.password_hash
         return result
+
+    async def discard(self, command_id: str) -> None:
+        """Forget the credential held for a command that will not append (no-op if none)."""
+        self._held.pop(command_id, None)
 
     async def password_hash(self, user_id: str) -> str | None:
         """The user's password hash, or None if none was set."""
         return self._hashes.get(user_id)
+
+    async def _appended_before(self, streams: Sequence[StreamAppend]) -> bool:
+        recorded = await self._store.read_streams({s.stream_id: 1 for s in streams})
+        stored = {e.event_id for events in recorded.values() for e in events}
+        return all(e.event_id in stored for s in streams for e in s.events)

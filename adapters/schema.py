@@ -106,6 +106,17 @@ user_credentials = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# A registration's hash from the moment the API hashed it until its command appends (or gives
+# up): commands carry the command id, never the hash.
+held_credentials = Table(
+    "held_credentials",
+    metadata,
+    Column("command_id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("held_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 relay_acks = Table(
     "relay_acks",
     metadata,

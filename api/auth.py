@@ -6,6 +6,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from starlette.datastructures import Headers
@@ -34,6 +35,8 @@ class Caller:
     user_id: str | None = None
     lock_epoch: int = 0
     """A customer session's lock epoch: it is revoked once the user has been locked since."""
+    expires_at: datetime | None = None
+    """When a customer session ends (None for API tokens)."""
 
     @property
     def is_operator(self) -> bool:
@@ -100,7 +103,11 @@ class TokenCheck:
         if session is None:
             return None
         return Caller(
-            Role.CUSTOMER, f"customer:{session.user_id}", session.user_id, session.lock_epoch
+            Role.CUSTOMER,
+            f"customer:{session.user_id}",
+            session.user_id,
+            session.lock_epoch,
+            session.expires_at,
         )
 
     def _bearer(self, authorization: str) -> Caller | None:

@@ -8,7 +8,7 @@ from typing import TypeVar
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from api.context import Context
-from api.errors import BadPosition, ConsistencyTimeout
+from api.errors import BadPosition, CommandPending, ConsistencyTimeout
 from projections.consistency import caught_up, wait_until_caught_up
 
 MAX_POSITION_DIGITS = 18
@@ -52,7 +52,10 @@ async def read_after(
     position: int,
     fetch: Callable[[AsyncConnection], Awaitable[V | None]],
 ) -> V | None:
-    """A read model's answer once it includes `position` (a bounded wait; 0 waits for none)."""
+    """A read model's answer once it includes `position` (a bounded wait; 0 waits for none).
+
+    Past the bound it answers as far as it got, which may be from before the position.
+    """
     services = ctx.services
     if position:
         await wait_until_caught_up(
@@ -63,3 +66,12 @@ async def read_after(
         )
     async with services.read_engine.connect() as conn:
         return await fetch(conn)
+
+
+def read_model_behind(command_id: str) -> CommandPending:
+    """The answer to a command that finished but whose read model did not catch up with it
+    within the bound (a projector restarting, say): sending it again is safe."""
+    return CommandPending(
+        message="the command is done but its result cannot be read yet; send it again",
+        command_id=command_id,
+    )

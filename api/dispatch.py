@@ -124,7 +124,11 @@ async def execute(
     if outcome is None:
         return CommandPending(message="the command is still running", command_id=command_id)
     if outcome.rejection is not None:
-        return rejection_payload(outcome.rejection, union)
+        rejected = outcome.rejection
+        unexpected = Failure(
+            f"unexpected rejection {rejected.type}: {rejected.message}", command_id
+        )
+        return rejection_payload(rejected, union, lambda _: command_failed(workflow_id, unexpected))
     if outcome.failure is not None:
         return command_failed(workflow_id, outcome.failure)
     assert outcome.result is not None

@@ -24,6 +24,7 @@ from api.errors import (
 )
 from api.users.types import EmailAlreadyInUsePayload
 from domain.accounts import (
+    AccountAlreadyExists,
     AccountClosedError,
     AccountNotFound,
     BalanceCeilingExceeded,
@@ -31,7 +32,7 @@ from domain.accounts import (
     InsufficientFunds,
 )
 from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
-from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
+from domain.users import EmailAlreadyInUse, UserAlreadyExists, UserLockedError, UserNotFound
 from workflows.command_outcomes import Rejection
 
 P = TypeVar("P")
@@ -81,24 +82,28 @@ def invalid_input(error: InvalidInput) -> InvalidInputPayload:
     return answer
 
 
+REUSED_COMMAND_ID = frozenset({UserAlreadyExists.code, AccountAlreadyExists.code})
+"""A new user's or account's id is derived from its command's id, so when that aggregate
+already exists an earlier command used the id: the client's `commandId` is the bad input."""
+
+
 def rejection_payload(
-    rejection: Rejection,
-    union: object,
-    otherwise: Callable[[Rejection], object] | None = None,
+    rejection: Rejection, union: object, otherwise: Callable[[Rejection], object]
 ) -> Any:
     """The member of the mutation's payload union that answers a workflow's rejection.
 
-    A rejection the union has no member for is answered by `otherwise`, or is a server error.
+    A rejection the union has no member for is answered by `otherwise`.
     """
+    if rejection.type in REUSED_COMMAND_ID:
+        message = "commandId: was already used by another command"
+        rejection = Rejection(InvalidInput.code, message, {"field": "commandId"})
     payload_type = _PAYLOAD_OF_CODE.get(rejection.type)
-    if payload_type is not None and payload_type in _members(union):
+    if payload_type is not None and payload_type in members(union):
         return payload(payload_type, rejection)
-    if otherwise is not None:
-        return otherwise(rejection)
-    raise RuntimeError(f"unexpected rejection {rejection.type}: {rejection.message}")
+    return otherwise(rejection)
 
 
-def _members(union: object) -> tuple[type[Any], ...]:
+def members(union: object) -> tuple[type[Any], ...]:
     """The types of an `Annotated[A | B | ..., strawberry.union(...)]` payload union."""
-    members, _ = get_args(union)
-    return get_args(members)
+    types, _ = get_args(union)
+    return get_args(types)

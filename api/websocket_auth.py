@@ -5,24 +5,44 @@ names its token in the graphql-transport-ws `connection_init` payload instead:
 `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`). A socket with neither is
 closed with 4403 Forbidden before its first operation: the protocol runs nothing before it
 has acknowledged the connection.
+
+A customer session is checked for as long as its socket is open, not just when it opens:
+before every message with data and at least every SESSION_CHECK_SECONDS. Once the session
+has expired the socket is closed with 4401 Unauthorized; once it is revoked (its user locked
+since it was issued) with 4403 Forbidden. Nothing more is sent on it either way.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import logging
+from datetime import UTC, datetime
 
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.types import ConnectionInitMessage
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    ConnectionInitMessage,
+    Message,
+)
 
 from api.context import Context
 
+log = logging.getLogger(__name__)
+
+UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+SESSION_CHECK_SECONDS = 2.0
 
 
 class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
-    """graphql-transport-ws whose connection is acknowledged only for a known caller."""
+    """graphql-transport-ws whose connection is acknowledged only for a known caller, and
+    closed as soon as a customer's session ends."""
+
+    _session_watch: asyncio.Task[None] | None = None
+    _session_ended = False
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Name the socket's caller, or close the socket, before the protocol goes on."""
@@ -38,3 +58,55 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
                 await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
                 return
         await super().handle_connection_init(message)
+        customer = self.context.caller.customer is not None
+        if self.connection_acknowledged and customer and self._session_watch is None:
+            self._session_watch = asyncio.create_task(self._watch_session())
+
+    async def send_message(self, message: Message) -> None:
+        """Send, unless the socket's session has ended: data goes out only while it holds."""
+        if self._session_ended:
+            return
+        if message["type"] == "next" and not await self._session_holds():
+            return
+        await super().send_message(message)
+
+    async def shutdown(self) -> None:
+        if self._session_watch is not None:
+            self._session_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._session_watch
+        await super().shutdown()
+
+    async def _session_holds(self) -> bool:
+        """Whether the caller's session still holds; if not, the socket is closed."""
+        caller = self.context.caller
+        if caller.customer is None:
+            return True
+        if self._session_ended:
+            return False
+        if caller.expires_at is not None and caller.expires_at <= datetime.now(UTC):
+            code, reason = UNAUTHORIZED, "session expired"
+        elif await self.context.services.admit(caller) is None:
+            code, reason = FORBIDDEN, "session revoked"
+        else:
+            return True
+        self._session_ended = True
+        await self.websocket.close(code=code, reason=reason)
+        return False
+
+    async def _watch_session(self) -> None:
+        """Check the session every few seconds (and at its expiry) until it ends."""
+        while True:
+            try:
+                if not await self._session_holds():
+                    return
+            except Exception:
+                # The read model is out of reach: no data goes out meanwhile (every message
+                # checks too), and the next check tries again.
+                log.warning("could not check a websocket's session", exc_info=True)
+            wait = SESSION_CHECK_SECONDS
+            expires_at = self.context.caller.expires_at
+            if expires_at is not None:
+                remaining = (expires_at - datetime.now(UTC)).total_seconds()
+                wait = min(wait, max(remaining, 0.0) + 0.01)
+            await asyncio.sleep(wait)

@@ -103,13 +103,17 @@ def suspicious_activity_stream(user_id: str) -> str:
 
 @dataclass(frozen=True)
 class RegisterUser:
-    """Register a new user; the password arrives already hashed and goes to the credentials."""
+    """Register a new user; the password's hash is held for the command, not carried by it.
+
+    `password_hash` is empty: it is set only in commands sent before hashes were held, which
+    recorded workflow histories still carry.
+    """
 
     command_id: str
     user_id: str
     email: str
     name: str
-    password_hash: str
+    password_hash: str = ""
     actor: str = "anonymous"
 
 

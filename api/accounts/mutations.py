@@ -25,7 +25,7 @@ from api.accounts.types import (
     WithdrawMoneyInput,
     WithdrawMoneyPayload,
 )
-from api.consistency import read_after
+from api.consistency import read_after, read_model_behind
 from api.context import Context
 from api.dispatch import aggregate_id_for, command_id_or_new, execute
 from api.errors import AccountNotFoundPayload, UserNotFoundPayload
@@ -43,11 +43,14 @@ from workflows.accounts import (
 )
 
 
-async def _read_back(ctx: Context, account_id: str, position: int) -> Account:
-    """The account as the read model has it once it includes the command's events."""
-    view = await read_after(ctx, "accounts", position, lambda conn: get_account(conn, account_id))
-    if view is None:
-        raise RuntimeError("the account is not in the read model yet")
+async def _read_back(ctx: Context, account_id: str, result: CommandResult) -> Account | None:
+    """The account as the read model has it once it includes the command's events; None if
+    it did not get there within the bound."""
+    view = await read_after(
+        ctx, "accounts", result.position, lambda conn: get_account(conn, account_id)
+    )
+    if view is None or view.version < result.version:
+        return None
     return Account.from_view(view)
 
 
@@ -64,7 +67,9 @@ async def _execute(
     """Run an account command's workflow; on success answer with the account, once read back."""
 
     async def succeeded(result: CommandResult) -> object:
-        account = await _read_back(ctx, account_id, result.position)
+        account = await _read_back(ctx, account_id, result)
+        if account is None:
+            return read_model_behind(command.command_id)
         return success(account, str(result.position))
 
     return await execute(

@@ -115,8 +115,14 @@ async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMon
     transfer = await _transfer(ctx, command, outcome.position, outcome)
     if outcome.status == "COMPLETED":
         return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))
-    position = str(outcome.position)
     rejection = Rejection(outcome.error_type or "Rejected", outcome.reason or "transfer rejected")
+    return transfer_rejection(rejection, transfer, str(outcome.position))
+
+
+def transfer_rejection(
+    rejection: Rejection, transfer: Transfer, position: str
+) -> TransferMoneyPayload:
+    """A rejected transfer's answer: its union's member, else TransferRejected naming why."""
     return rejection_payload(  # type: ignore[no-any-return]
         rejection,
         TransferMoneyPayload,

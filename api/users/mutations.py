@@ -13,12 +13,12 @@ import strawberry
 from strawberry.types import Info
 
 from activities.command_handling import CommandResult
-from adapters.credentials import password_hash_of
+from adapters.credentials import discard_held_credential, hold_credential, password_hash_of
 from api.access import sees_user
-from api.consistency import read_after
+from api.consistency import read_after, read_model_behind
 from api.context import Context
 from api.dispatch import aggregate_id_for, command_id_or_new, execute, send
-from api.errors import Forbidden, UserNotFoundPayload, forbidden
+from api.errors import CommandPending, Forbidden, UserNotFoundPayload, forbidden
 from api.rejections import invalid_input, payload_of
 from api.users.types import (
     Authenticated,
@@ -36,6 +36,7 @@ from api.users.types import (
     UserRegisteredPayload,
     UserUnlockedPayload,
 )
+from domain.credentials import PasswordCredential
 from domain.errors import InvalidInput
 from domain.passwords import hash_password, verify_password
 from domain.users import (
@@ -75,8 +76,8 @@ async def _execute(
     async def succeeded(result: CommandResult) -> object:
         user_id, position = result.aggregate_id, result.position
         view = await read_after(ctx, "users", position, lambda conn: get_user(conn, user_id))
-        if view is None:
-            raise RuntimeError("the user is not in the read model yet")
+        if view is None or view.version < result.version:
+            return read_model_behind(command.command_id)
         return success(User.from_view(view), str(position))
 
     return await execute(
@@ -115,16 +116,25 @@ class UserMutations:
             return invalid_input(error)
         password_hash = await asyncio.to_thread(hash_password, password, secrets.token_bytes(16))
         user_id = aggregate_id_for("user", command_id)
-        command = RegisterUser(command_id, user_id, email, name, password_hash, ctx.actor)
-        return await _execute(  # type: ignore[no-any-return]
+        # The hash waits in the database for the command's activity; the command (the
+        # workflow's input, kept in Temporal's history) carries none.
+        engine = ctx.services.engine
+        async with engine.begin() as conn:
+            await hold_credential(conn, command_id, PasswordCredential(user_id, password_hash))
+        answer = await _execute(
             ctx,
             RegisterUserWorkflow,
-            command,
+            RegisterUser(command_id, user_id, email, name, actor=ctx.actor),
             register_user_workflow_id(command_id),
             f"Register user {email}",
             RegisterUserPayload,
             lambda user, position: UserRegisteredPayload(user=user, position=position),
         )
+        if not isinstance(answer, CommandPending):
+            # Finished: the activity took the hash, or never will (a repeated command).
+            async with engine.begin() as conn:
+                await discard_held_credential(conn, command_id)
+        return answer  # type: ignore[no-any-return]
 
     @strawberry.mutation(description="Give a user a new, unused email address.")
     async def change_user_email(

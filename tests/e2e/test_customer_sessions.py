@@ -10,11 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from tests.e2e.conftest import OPERATOR_TOKEN, SESSION_TTL_SECONDS, Stack
 from tests.e2e.test_bank_api import DEPOSIT, OPEN, TRANSFER
 from tests.e2e.test_no_password_hashes import AUTHENTICATE, REGISTER
 from tests.e2e.test_subscriptions import open_socket, start
+from tests.waiting import eventually
 
 PASSWORD = "a-good-password"
 OPEN_WITH_KEY = """
@@ -250,3 +253,86 @@ def test_reusing_another_customers_idempotency_keys_shows_nothing_of_theirs(
     assert joined["transferMoney"]["__typename"] == "AccountNotFound", joined
     balance = "query($id: ID!) { account(id: $id) { balance } }"
     assert stack.data(balance, {"id": carol["account"]})["account"]["balance"] == "30.00"
+
+
+ACCOUNT_FEED = "subscription($id: ID) { eventAppended(streamId: $id) { type data } }"
+
+
+async def as_operator(stack: Stack, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    """An operator's request that must not fail (async, so open sockets keep being served)."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            stack.graphql_url,
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},
+        )
+    body: dict[str, Any] = response.json()
+    assert not body.get("errors"), body
+    return body["data"]
+
+
+async def until_closed(socket: ClientConnection, within: float) -> tuple[int | None, list[Any]]:
+    """The close code the server ended the socket with, and every message before it."""
+    messages: list[Any] = []
+    try:
+        async with asyncio.timeout(within):
+            while True:
+                messages.append(json.loads(await socket.recv()))
+    except ConnectionClosed as closed:
+        return (None if closed.rcvd is None else closed.rcvd.code), messages
+    except TimeoutError:
+        raise AssertionError(f"the socket was still open after {within} s: {messages}") from None
+
+
+def deposits(messages: list[Any]) -> list[str]:
+    """The amounts of the MoneyDeposited events among a feed's messages."""
+    events = [m["payload"]["data"]["eventAppended"] for m in messages if m["type"] == "next"]
+    return [e["data"]["amount"] for e in events if e["type"] == "MoneyDeposited"]
+
+
+async def test_locking_a_user_closes_its_open_subscriptions(stack: Stack) -> None:
+    ann = customer(stack)
+    socket = await open_socket(stack, {"token": ann["token"]})
+    await start(socket, ACCOUNT_FEED, {"id": ann["account"]})
+    try:
+
+        async def streams() -> bool:
+            deposit = {"in": {"accountId": ann["account"], "amount": "1.00"}}
+            await as_operator(stack, DEPOSIT, deposit)
+            try:
+                message = json.loads(await asyncio.wait_for(socket.recv(), 2))
+            except TimeoutError:
+                return False
+            return bool(message["type"] == "next")
+
+        await eventually(streams, 30, "the subscription streams while the session holds")
+        for _ in range(3):
+            wrong = {"in": {"email": ann["email"], "password": "wrong-password"}}
+            await as_operator(stack, AUTHENTICATE, wrong)
+        status = "query($id: ID!) { user(id: $id) { status } }"
+
+        async def locked() -> bool:
+            user = (await as_operator(stack, status, {"id": ann["user"]}))["user"]
+            return bool(user["status"] == "LOCKED")
+
+        await eventually(locked, 30, "three failed logins lock the user")
+        await as_operator(stack, DEPOSIT, {"in": {"accountId": ann["account"], "amount": "2.00"}})
+        code, messages = await until_closed(socket, 30)
+    finally:
+        await socket.close()
+    assert code == 4403
+    assert "2.00" not in deposits(messages), "the locked user's subscription kept streaming"
+
+
+async def test_a_subscription_is_closed_when_its_session_expires(stack: Stack) -> None:
+    ann = customer(stack)
+    expires_at = datetime.fromisoformat(ann["expiresAt"])
+    socket = await open_socket(stack, {"token": ann["token"]})
+    await start(socket, ACCOUNT_FEED, {"id": ann["account"]})
+    try:
+        remaining = (expires_at - datetime.now(UTC)).total_seconds()
+        code, _ = await until_closed(socket, remaining + 15)
+    finally:
+        await socket.close()
+    assert code == 4401
+    assert datetime.now(UTC) >= expires_at

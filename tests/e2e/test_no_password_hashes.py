@@ -1,4 +1,5 @@
-"""No password hash leaves the write side: not in events, Kafka, subscriptions or answers."""
+"""No password hash leaves the write side: not in events, Temporal histories, Kafka,
+subscriptions or answers."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import uuid
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from temporalio.client import Client
 
 from tests.e2e.conftest import OPERATOR_TOKEN, Stack
 from tests.e2e.test_bank_api import DEPOSIT, OPEN, TRANSFER
 from tests.e2e.test_subscriptions import open_socket, start
+from workflows.users import register_user_workflow_id
 
 REGISTER = """
 mutation($in: RegisterUserInput!) {
@@ -62,15 +65,25 @@ async def messages_of(stack: Stack, streams: dict[str, int], within: float = 60)
     return values
 
 
+async def temporal_histories(stack: Stack, workflow_id: str, aggregate_id: str) -> bytes:
+    """The recorded events of the workflow and of every one listed for the aggregate."""
+    client = await Client.connect(stack.temporal_address)
+    histories = [await client.get_workflow_handle(workflow_id).fetch_history()]
+    async for execution in client.list_workflows(f"AggregateIds = '{aggregate_id}'"):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        histories.append(await handle.fetch_history())
+    return b"".join(event.SerializeToString() for h in histories for event in h.events)
+
+
 async def test_a_whole_user_story_leaks_no_password_hash_anywhere(stack: Stack) -> None:
     feed = await open_socket(stack, {"token": OPERATOR_TOKEN})
     await start(feed, "subscription { eventAppended { streamId type data metadata } }", {})
     await asyncio.sleep(0)
     answers: list[str] = []
     email, password = f"leak-{uuid.uuid4()}@example.com", "a-good-password"
-    user = answered(
-        stack, answers, REGISTER, {"in": {"email": email, "name": "Leak", "password": password}}
-    )["registerUser"]["user"]["id"]
+    command_id = f"leak-{uuid.uuid4()}"
+    registration = {"email": email, "name": "Leak", "password": password, "commandId": command_id}
+    user = answered(stack, answers, REGISTER, {"in": registration})["registerUser"]["user"]["id"]
     other = answered(
         stack,
         answers,
@@ -119,10 +132,18 @@ async def test_a_whole_user_story_leaks_no_password_hash_anywhere(stack: Stack) 
     assert (
         stack.sql(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'password_hash'"
-            " AND table_name <> 'user_credentials'"
+            " AND table_name NOT IN ('user_credentials', 'held_credentials')"
         )
         == 0
     )
+    # The hash held for the registration went to user_credentials with its event.
+    assert stack.sql("SELECT count(*) FROM held_credentials WHERE user_id = %s", user) == 0
+    # Every Temporal history of the user's commands (what the Temporal UI shows): inputs,
+    # results, failures, in any payload.
+    recorded = await temporal_histories(stack, register_user_workflow_id(command_id), user)
+    assert email.encode() in recorded
+    assert password_hash.encode() not in recorded
+    assert password.encode() not in recorded
     # Every query and mutation answer.
     assert all(clean(answer) for answer in answers)
     # Every Kafka message, once the relay has published all of the story's streams.

@@ -84,7 +84,7 @@ def failure_on_attempt(attempt: int, error: Exception) -> BaseException:
     environment.info = dataclasses.replace(environment.info, attempt=attempt)
 
     def run() -> None:
-        with rejections("command-7"):
+        with rejections("command-7", ()):
             raise error
 
     with pytest.raises(BaseException) as raised:

@@ -41,7 +41,7 @@ class Undos:
     @activity.defn
     async def refuse(self, name: str) -> None:
         """A step the business refuses, as a command activity reports any rejection."""
-        with rejections(name):
+        with rejections(name, [InsufficientFunds]):
             raise InsufficientFunds(name, Decimal("0.00"), Decimal("1.00"))
 
     @activity.defn
