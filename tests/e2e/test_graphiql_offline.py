@@ -23,6 +23,12 @@ from tests.e2e.conftest import CLIENT_TOKEN, Stack
 
 BROWSER_READY_WITHIN = 30.0
 RENDERED_WITHIN = 60.0
+CLICK_ANSWERED_WITHIN = 10.0
+RESULT_SHOWN = (
+    "(document.querySelector('.result-window') || {}).innerText"
+    " && document.querySelector('.result-window').innerText.includes('headPosition')"
+    " && document.querySelector('.result-window').innerText"
+)
 QUERY = "{ systemStatus { headPosition } }"
 
 
@@ -62,6 +68,24 @@ class Page:
             await asyncio.sleep(0.25)
         body = await self.evaluate("document.body.innerText")
         pytest.fail(f"{expression} stayed false for {within:g}s; the page shows:\n{body}")
+
+    async def run_query(self, within: float) -> Any:
+        """Click GraphiQL's execute button until the result window shows the answer.
+
+        A click while GraphiQL is still setting up (its editors drawn, its schema not yet
+        fetched) can be dropped, and the query is a read, so the click is repeated: the bound
+        is on the answer, not on the first click landing.
+        """
+        deadline = time.monotonic() + within
+        while True:
+            await self.evaluate("document.querySelector('.graphiql-execute-button').click()")
+            try:
+                return await self.wait_for(
+                    RESULT_SHOWN, min(CLICK_ANSWERED_WITHIN, deadline - time.monotonic())
+                )
+            except pytest.fail.Exception:
+                if time.monotonic() >= deadline:
+                    raise
 
 
 @contextlib.asynccontextmanager
@@ -132,13 +156,7 @@ async def test_graphiql_renders_and_runs_a_query_without_the_internet(stack: Sta
             " && !!document.querySelector('.graphiql-query-editor .CodeMirror')",
             RENDERED_WITHIN,
         )
-        await page.evaluate("document.querySelector('.graphiql-execute-button').click()")
-        result = await page.wait_for(
-            "(document.querySelector('.result-window') || {}).innerText"
-            " && document.querySelector('.result-window').innerText.includes('headPosition')"
-            " && document.querySelector('.result-window').innerText",
-            RENDERED_WITHIN,
-        )
+        result = await page.run_query(RENDERED_WITHIN)
         requested = list(page.requested)
     assert "errors" not in result, result
     origin = urlsplit(stack.graphql_url).netloc
