@@ -29,6 +29,7 @@ from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
+from runtime.ports import ensure_port_free
 from runtime.saga_metrics import SagaMetricsInterceptor
 from runtime.startup import freeze_startup_objects
 from runtime.worker_metrics import WorkerMetrics, serving_metrics, temporal_runtime
@@ -89,7 +90,13 @@ SHARED_WORKFLOW_MODULES = (
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run the worker until cancelled."""
+    """Run the worker until cancelled; a metrics port that is taken stops it before it starts."""
+    for port, variable in (
+        (settings.worker_metrics_port, "SAGALINE_WORKER_METRICS_PORT"),
+        (settings.worker_temporal_metrics_port, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
+    ):
+        if port:
+            ensure_port_free(settings.worker_metrics_host, port, variable)
     metrics = WorkerMetrics()
     engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
     store = MeasuredEventStore(engine, metrics.appends)

@@ -54,18 +54,23 @@ class Deployment:
         settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.absolute()
-        ports = distinct_free_ports(3 + apis)
+        ports = distinct_free_ports(3 + apis + 2 * workers)
         self.postgres = EmbeddedPostgres(self.data_dir, ports[0])
         self.temporal = EmbeddedTemporal(
             self.data_dir / "temporal", ports[1], free_port(), headless=True
         )
         self.broker = EmbeddedBroker(self.data_dir / "kafka", ports[2])
-        self.api_ports = ports[3:]
+        self.api_ports = ports[3 : 3 + apis]
+        metrics_ports = ports[3 + apis :]
         self.settings = dict(settings or {})
         self.session_key = secrets.token_urlsafe(32)
         logs = self.data_dir / "logs"
         self.workers = [
-            sagaline_process("worker", logs / f"worker-{n + 1}.log", self._env())
+            sagaline_process(
+                "worker",
+                logs / f"worker-{n + 1}.log",
+                self._worker_env(metrics_ports[2 * n], metrics_ports[2 * n + 1]),
+            )
             for n in range(workers)
         ]
         self.apis = [
@@ -80,6 +85,14 @@ class Deployment:
     @property
     def graphql_urls(self) -> list[str]:
         return [f"http://{LOCALHOST}:{port}/graphql" for port in self.api_ports]
+
+    def _worker_env(self, metrics: int, temporal_metrics: int) -> dict[str, str]:
+        """A worker's environment: metrics on ports of its own, kept across its restarts."""
+        return {
+            **self._env(),
+            "SAGALINE_WORKER_METRICS_PORT": str(metrics),
+            "SAGALINE_WORKER_TEMPORAL_METRICS_PORT": str(temporal_metrics),
+        }
 
     def _env(self, api_port: int | None = None) -> dict[str, str]:
         """Our environment without SAGALINE_* variables, plus where every component runs."""
