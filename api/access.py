@@ -12,7 +12,7 @@ from graphql import GraphQLError
 
 from api.context import Context
 from domain.users import suspicious_activity_stream
-from projections.accounts import AccountView, get_account
+from projections.accounts import AccountView, read_account
 from projections.transfers import TransferView, get_transfer
 
 
@@ -42,8 +42,8 @@ async def may_use_account(ctx: Context, account_id: str) -> bool:
     a customer."""
     if ctx.caller.customer is None:
         return True
-    async with ctx.services.engine.connect() as conn:
-        account = await get_account(conn, account_id)
+    async with ctx.services.reads.connection() as conn:
+        account = await read_account(conn, account_id)
     return account is not None and sees_account(ctx, account)
 
 

@@ -20,7 +20,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from adapters.database import create_engine
+from adapters.database import ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
 from api.auth import Caller, Role, TokenCheck, parse_tokens
@@ -39,6 +39,8 @@ ANONYMOUS = Caller(Role.CLIENT, "anonymous")
 CALLER_SCOPE_KEY = "sagaline.caller"
 """Where TokenGuard leaves the caller it admitted, for the request's context."""
 CONNECTION_INIT_WITHIN = timedelta(seconds=10)
+# Plain connections for the reads on nearly every request (`account`, a customer's access).
+READ_CONNECTIONS = 10
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -200,14 +202,21 @@ def create_app(settings: Settings) -> Starlette:
         tokens = TokenCheck(parse_tokens(settings.api_tokens), sessions)
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
+        reads = ReadPool(settings.require_database_url(), READ_CONNECTIONS)
         services = Services(
-            settings=settings, engine=engine, temporal=temporal, tokens=tokens, feed=feed
+            settings=settings,
+            engine=engine,
+            temporal=temporal,
+            tokens=tokens,
+            feed=feed,
+            reads=reads,
         )
         state["services"] = services
         try:
             yield
         finally:
             await feed.stop()
+            await reads.close()
             await engine.dispose()
 
     async def healthz(request: Request) -> Response:

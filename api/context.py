@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 from temporalio.client import Client
 
+from adapters.database import ReadPool
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
@@ -22,13 +23,15 @@ from runtime.config import Settings
 
 @dataclass(frozen=True)
 class Services:
-    """Created once when the API starts: settings, the database engine, the Temporal client."""
+    """Created once when the API starts: settings, the database engine (and a pool of plain
+    connections for the hottest reads), the Temporal client."""
 
     settings: Settings
     engine: AsyncEngine
     temporal: Client
     tokens: TokenCheck
     feed: EventFeed
+    reads: ReadPool
 
     async def admit(self, caller: Caller | None) -> Caller | None:
         """The caller, unless it is a customer whose user is locked (or unknown), or has been
