@@ -104,11 +104,13 @@ class _Waiting:
 
 
 class GroupCommit:
-    """Sends waiting appends as one `sagaline_append_group` call on a pool of connections.
+    """Sends waiting appends as one statement per group on a pool of connections.
 
     A caller with nobody ahead of it is sent at once, never held back for company. While
     every connection is busy, callers queue; a connection that comes free takes everything
-    queued (up to MAX_GROUP) as its next group. Each caller gets its own outcome.
+    queued (up to MAX_GROUP) as its next group. A group of plain appends goes as the
+    set-based `_APPEND_PLAIN`, anything else (and whatever that cannot settle) through
+    `sagaline_append_group`. Each caller gets its own outcome.
     """
 
     def __init__(self, conninfo: str, connections: int) -> None:
