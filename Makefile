@@ -1,7 +1,8 @@
 # Every target installs what it needs on first use: a virtual environment in .venv,
 # pinned by requirements.lock, with the project installed in editable mode; GraphiQL's
 # scripts from the npm registry (the versions strawberry's page names), served by the API;
-# for the tests, the graphql-http audit and a headless Chromium; for the benchmarks, pgbench.
+# for the tests, the graphql-http audit and a headless Chromium; for the benchmarks, pgbench
+# and wrk.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ TEST_TOOLS_STAMP := $(TEST_TOOLS)/.installed
 GRAPHQL_HTTP_VERSION := 1.23.1
 NPM_INSTALL := npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error
 
-.PHONY: up test chaos test-tools chromium pgbench lint format bench install clean
+.PHONY: up test chaos test-tools chromium pgbench wrk lint format bench install clean
 
 up: $(STAMP) $(GRAPHIQL_STAMP)
 	$(BIN)/sagaline up
@@ -45,7 +46,11 @@ format: $(STAMP)
 pgbench:
 	@command -v pgbench >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql-contrib; }
 
-bench: $(STAMP) pgbench
+# graphql_query's load generator, a C program with a Lua script for the POST body.
+wrk:
+	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
+
+bench: $(STAMP) pgbench wrk
 	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 install: $(STAMP) $(GRAPHIQL_STAMP)

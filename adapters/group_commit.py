@@ -7,8 +7,8 @@ import contextlib
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -33,26 +33,84 @@ _APPEND_GROUP = (
     " error_code, error_stream, error_detail FROM sagaline_append_group(%s::jsonb)"
 )
 
+# A group of plain appends (one stream each, all different, exact or NO_STREAM expected
+# versions, no unique keys) as one set-based statement: no subtransaction, no JSON to take
+# apart, one NOTIFY. Existing streams are locked first in stream id order, as
+# `sagaline_append_group` does, so it queues behind other groups instead of deadlocking. An
+# append whose stream moved gets no version back and is sent again the careful way, which
+# names the conflict; a reused event id fails the statement, so nothing of it is kept, and
+# the whole group is sent the careful way.
+_APPEND_PLAIN = """
+WITH a AS (
+    SELECT * FROM unnest(%(streams)b::text[], %(expected)b::integer[], %(counts)b::integer[])
+        AS a(stream_id, expected, n)
+),
+locked AS MATERIALIZED (
+    SELECT stream_id FROM streams WHERE stream_id = ANY(%(streams)b::text[])
+    ORDER BY stream_id FOR UPDATE
+),
+bumped AS (
+    UPDATE streams AS s SET version = s.version + a.n
+    FROM a JOIN locked AS l ON l.stream_id = a.stream_id
+    WHERE s.stream_id = a.stream_id AND a.expected > 0 AND s.version = a.expected
+    RETURNING s.stream_id, s.version
+),
+created AS (
+    INSERT INTO streams (stream_id, version)
+    SELECT stream_id, n FROM a WHERE expected = 0
+    ON CONFLICT (stream_id) DO NOTHING
+    RETURNING stream_id, version
+),
+appended AS (SELECT * FROM bumped UNION ALL SELECT * FROM created),
+inserted AS (
+    INSERT INTO events (event_id, stream_id, version, type, schema_version, data, metadata)
+    SELECT e.event_id, e.stream_id, e.version, e.type, e.schema_version, e.data::jsonb,
+           e.metadata::jsonb
+    FROM unnest(
+        %(event_streams)b::text[], %(versions)b::integer[], %(event_ids)b::uuid[],
+        %(types)b::text[], %(schema_versions)b::smallint[], %(data)b::text[],
+        %(metadata)b::text[]
+    ) WITH ORDINALITY AS e(stream_id, version, event_id, type, schema_version, data, metadata, ord)
+    WHERE e.stream_id IN (SELECT stream_id FROM appended)
+    ORDER BY e.ord
+    RETURNING stream_id, position
+),
+last AS (SELECT stream_id, max(position) AS position FROM inserted GROUP BY stream_id)
+SELECT a.stream_id, appended.version, last.position,
+       (SELECT pg_notify('sagaline_events', max(position)::text) FROM last HAVING count(*) > 0)
+FROM a LEFT JOIN appended USING (stream_id) LEFT JOIN last USING (stream_id)
+"""
+
 
 class EventIdTaken(Exception):
     """An event id in the append is already stored; the caller decides if it is a replay."""
 
 
-@dataclass
 class _Waiting:
-    streams: Sequence[StreamAppend]
-    payload: str
-    done: asyncio.Future[AppendResult] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
+    """One caller's append, queued, and the future its outcome goes to."""
+
+    __slots__ = ("done", "plain", "streams")
+
+    def __init__(self, streams: Sequence[StreamAppend], done: asyncio.Future[AppendResult]) -> None:
+        self.streams = streams
+        self.done = done
+        only = streams[0]
+        self.plain = (
+            len(streams) == 1
+            and only.expected_version >= 0
+            and not only.claims
+            and not only.releases
+        )
 
 
 class GroupCommit:
-    """Sends waiting appends as one `sagaline_append_group` call on a pool of connections.
+    """Sends waiting appends as one statement per group on a pool of connections.
 
     A caller with nobody ahead of it is sent at once, never held back for company. While
     every connection is busy, callers queue; a connection that comes free takes everything
-    queued (up to MAX_GROUP) as its next group. Each caller gets its own outcome.
+    queued (up to MAX_GROUP) as its next group. A group of plain appends goes as the
+    set-based `_APPEND_PLAIN`, anything else (and whatever that cannot settle) through
+    `sagaline_append_group`. Each caller gets its own outcome.
     """
 
     def __init__(self, conninfo: str, connections: int) -> None:
@@ -70,12 +128,15 @@ class GroupCommit:
         self._waiting: deque[_Waiting] = deque()
         self._flushers: set[asyncio.Task[None]] = set()
         self._paused = False
+        # Flushers holding a connection between two groups, about to take the next.
+        self._between_groups = 0
         self.groups_flushed = 0
         self.appends_flushed = 0
+        self.plain_groups_flushed = 0
 
     async def append(self, streams: Sequence[StreamAppend]) -> AppendResult:
         """The result of appending `streams` atomically, in whatever group it joins."""
-        waiting = _Waiting(streams, json.dumps([stream_json(s) for s in streams]))
+        waiting = _Waiting(streams, asyncio.get_running_loop().create_future())
         self._waiting.append(waiting)
         self._start_flushers()
         return await waiting.done
@@ -107,7 +168,12 @@ class GroupCommit:
             await self._pool.close()
 
     def _start_flushers(self) -> None:
-        while not self._paused and self._waiting and len(self._flushers) < self._connections:
+        while (
+            not self._paused
+            and self._waiting
+            and not self._between_groups
+            and len(self._flushers) < self._connections
+        ):
             # Kept until done: the loop holds tasks only weakly.
             flusher = asyncio.get_running_loop().create_task(self._flush_waiting())
             self._flushers.add(flusher)
@@ -132,10 +198,19 @@ class GroupCommit:
                     await self._opening
                     async with self._pool.connection() as conn:
                         while group:
-                            await self._flush(conn, group)
+                            sent, group = group, []
+                            await self._flush(conn, sent)
+                            # The callers just settled append again in the steps that run
+                            # now; one turn of the loop lets them queue for this connection.
+                            self._between_groups += 1
+                            try:
+                                await asyncio.sleep(0)
+                            finally:
+                                self._between_groups -= 1
                             group = self._take()
+                            self._start_flushers()  # for what is left beyond MAX_GROUP
                 except Exception as error:  # no connection, or it broke: fail what it held
-                    _fail(group, error)
+                    _fail(group, error)  # not sent; `_flush` settles what it was given
         finally:
             # At once, not in the done callback: an append queued from now on must find a
             # free flusher slot, or it would wait for a flusher that never starts.
@@ -145,7 +220,45 @@ class GroupCommit:
 
     async def _flush(self, conn: psycopg.AsyncConnection[Any], group: list[_Waiting]) -> None:
         """Send one group and settle every member; raises only when the connection broke."""
-        payload = "[" + ",".join(w.payload for w in group) + "]"
+        if _all_plain(group):
+            try:
+                cursor = await conn.execute(_APPEND_PLAIN, _plain_params(group), prepare=True)
+                rows = await cursor.fetchall()
+            except Exception as error:
+                if conn.broken:
+                    _fail(group, error)
+                    raise
+            else:
+                group = self._settle_plain(group, rows)
+                if not group:
+                    return
+        await self._flush_careful(conn, group)
+
+    def _settle_plain(self, group: list[_Waiting], rows: list[tuple[Any, ...]]) -> list[_Waiting]:
+        """Settle the members the plain statement appended; the rest, whose stream moved."""
+        outcomes = {stream_id: (version, position) for stream_id, version, position, _ in rows}
+        moved: list[_Waiting] = []
+        settled = 0
+        for waiting in group:
+            stream_id = waiting.streams[0].stream_id
+            version, position = outcomes[stream_id]
+            if version is None:
+                moved.append(waiting)
+                continue
+            settled += 1
+            if not waiting.done.done():
+                waiting.done.set_result(AppendResult({stream_id: version}, position))
+        if settled:
+            self.groups_flushed += 1
+            self.plain_groups_flushed += 1
+            self.appends_flushed += settled
+        return moved
+
+    async def _flush_careful(
+        self, conn: psycopg.AsyncConnection[Any], group: list[_Waiting]
+    ) -> None:
+        """Send a group through `sagaline_append_group`, each member in its own subtransaction."""
+        payload = json.dumps([[stream_json(s) for s in w.streams] for w in group])
         try:
             cursor = await conn.execute(_APPEND_GROUP, [payload], prepare=True)
             rows = await cursor.fetchall()
@@ -159,7 +272,7 @@ class GroupCommit:
             # The statement failed as a whole and was rolled back: a deadlock with another
             # group, or one member's bad data. Alone, each member gets its own outcome.
             for waiting in group:
-                await self._flush(conn, [waiting])
+                await self._flush_careful(conn, [waiting])
             return
         self.groups_flushed += 1
         self.appends_flushed += len(group)
@@ -184,6 +297,54 @@ def _outcome(streams: Sequence[StreamAppend], row: tuple[Any, ...]) -> AppendRes
         key = json.loads(detail)
         return UniqueKeyTaken(UniqueKey(key["scope"], key["value"]))
     return EventIdTaken(detail or "")
+
+
+def _all_plain(group: Sequence[_Waiting]) -> bool:
+    if not all(w.plain for w in group):
+        return False
+    return len({w.streams[0].stream_id for w in group}) == len(group)
+
+
+def _plain_params(group: Sequence[_Waiting]) -> dict[str, list[Any]]:
+    """The plain statement's arrays: one entry per append, and one per event."""
+    streams: list[str] = []
+    expected: list[int] = []
+    counts: list[int] = []
+    event_streams: list[str] = []
+    versions: list[int] = []
+    event_ids: list[UUID] = []
+    types: list[str] = []
+    schema_versions: list[int] = []
+    data: list[str] = []
+    metadata: list[str] = []
+    dumps = json.dumps
+    for waiting in group:
+        stream = waiting.streams[0]
+        stream_id, version = stream.stream_id, stream.expected_version
+        streams.append(stream_id)
+        expected.append(version)
+        counts.append(len(stream.events))
+        for event in stream.events:
+            version += 1
+            event_streams.append(stream_id)
+            versions.append(version)
+            event_ids.append(event.event_id)
+            types.append(event.type)
+            schema_versions.append(event.schema_version)
+            data.append(dumps(event.data))
+            metadata.append(dumps(event.metadata))
+    return {
+        "streams": streams,
+        "expected": expected,
+        "counts": counts,
+        "event_streams": event_streams,
+        "versions": versions,
+        "event_ids": event_ids,
+        "types": types,
+        "schema_versions": schema_versions,
+        "data": data,
+        "metadata": metadata,
+    }
 
 
 def _fail(group: Sequence[_Waiting], error: Exception) -> None:

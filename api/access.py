@@ -42,6 +42,7 @@ async def may_use_account(ctx: Context, account_id: str) -> bool:
     a customer."""
     if ctx.caller.customer is None:
         return True
+    # From the primary: a right checked before a command is read where the command lands.
     async with ctx.services.engine.connect() as conn:
         account = await get_account(conn, account_id)
     return account is not None and sees_account(ctx, account)

@@ -22,7 +22,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
-from adapters.database import create_engine
+from adapters.database import ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
 from adapters.tracing import tracing_on
@@ -45,6 +45,8 @@ ANONYMOUS = Caller(Role.CLIENT, "anonymous")
 CALLER_SCOPE_KEY = "sagaline.caller"
 """Where TokenGuard leaves the caller it admitted, for the request's context."""
 CONNECTION_INIT_WITHIN = timedelta(seconds=10)
+# Plain connections for the reads on nearly every request (`account`, a customer's access).
+READ_CONNECTIONS = 10
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -221,6 +223,7 @@ def create_app(settings: Settings) -> Starlette:
         tokens = TokenCheck(parse_tokens(settings.api_tokens), sessions)
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
+        reads = ReadPool(settings.require_read_database_url(), READ_CONNECTIONS)
         services = Services(
             settings=settings,
             engine=engine,
@@ -229,6 +232,7 @@ def create_app(settings: Settings) -> Starlette:
             feed=feed,
             graphql_metrics=metrics.graphql,
             read_models=read_models,
+            reads=reads,
         )
         state["services"] = services
         metrics.watch_pool(engine)
@@ -237,6 +241,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             metrics.forget_pool()
             await feed.stop()
+            await reads.close()
             await engine.dispose()
             if read_models is not None:
                 await read_models.dispose()

@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 from temporalio.client import Client
 
+from adapters.database import ReadPool
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
@@ -28,7 +29,8 @@ class Services:
     `engine` is the primary's. `read_models` serves read-model queries and their
     `consistentWith` waits (a replica's engine, or None for the primary's): a projector
     commits its rows and its checkpoint in one transaction, so a replica that shows the
-    checkpoint at a position shows the rows of that position too.
+    checkpoint at a position shows the rows of that position too. `reads` holds plain
+    psycopg connections to the same read models for the hottest reads (prepared statements).
     """
 
     settings: Settings
@@ -36,6 +38,7 @@ class Services:
     temporal: Client
     tokens: TokenCheck
     feed: EventFeed
+    reads: ReadPool
     graphql_metrics: GraphQLMetrics | None = None
     read_models: AsyncEngine | None = None
 

@@ -1,26 +1,37 @@
-"""Limits on what a query may ask for, and masking of unexpected errors (outages excepted)."""
+"""Limits on what a query may ask for, and masking of unexpected errors (outages excepted).
+
+Parsing and checking a document costs far more than answering a small query, and clients
+send the same few query texts again and again. So each query text is parsed and checked
+once (token limit, selection cost, then validation with the depth and alias rules in one
+pass), and the outcome is kept in a bounded cache shared by the schema's requests.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    parse,
 )
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
-    MaxTokensLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.schema import validate_document
 
 from adapters.outages import unavailable_service
 from api.error_log import report_unexpected
@@ -30,6 +41,10 @@ MAX_DEPTH = 8
 MAX_TOKENS = 2_000
 MAX_ALIASES = 15
 MAX_SELECTION_COST = 300
+# How many query texts keep their checked document, and the longest text kept: longer ones
+# are parsed and checked every time, so the cache stays small whatever clients send.
+CACHED_DOCUMENTS = 256
+MAX_CACHED_QUERY_CHARS = 20_000
 
 
 def selection_cost(document: DocumentNode) -> int:
@@ -72,27 +87,99 @@ def selection_cost(document: DocumentNode) -> int:
     )
 
 
-class SelectionCostLimiter(SchemaExtension):
-    """Refuses a document selecting more than `max_cost` fields, before the other validation.
+def over_cost(document: DocumentNode, max_cost: int) -> GraphQLError | None:
+    """The refusal of a document selecting more than `max_cost` fields, if it does."""
+    cost = selection_cost(document)
+    if cost <= max_cost:
+        return None
+    return GraphQLError(
+        f"the query selects {cost} fields, over the limit of {max_cost}",
+        extensions={"code": "QUERY_TOO_COSTLY"},
+    )
 
-    It must come first: validating a few hundred repeats of one field already takes about
-    a second (the overlapping-fields rule compares every pair).
+
+class CheckedDocuments:
+    """Each query text's parsed document and its errors, computed once per text.
+
+    The selection cost is checked before the other validation: validating a few hundred
+    repeats of one field already takes about a second (the overlapping-fields rule compares
+    every pair). The depth and alias rules run inside that one validation pass.
     """
 
     def __init__(self, max_cost: int) -> None:
         self.max_cost = max_cost
+        self.rules: tuple[type[ASTValidationRule], ...] = (
+            *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+            *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+        )
+        self._parsed = lru_cache(maxsize=CACHED_DOCUMENTS)(self._parse)
+        self._checked = lru_cache(maxsize=CACHED_DOCUMENTS)(self._check_text)
+
+    def document(self, query: str) -> DocumentNode:
+        """The parsed document; raises GraphQLError on a syntax error or too many tokens."""
+        if len(query) > MAX_CACHED_QUERY_CHARS:
+            return self._parse(query)
+        return self._parsed(query)
+
+    def errors(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        """What is wrong with `document`, parsed from `query`: a fresh list, empty if nothing.
+
+        Kept by query text, never by document: a document hashes all of its nodes.
+        """
+        if len(query) > MAX_CACHED_QUERY_CHARS or document is not self._parsed(query):
+            return self._check(schema, document, rules)
+        return list(self._checked(schema, query, rules))
+
+    @staticmethod
+    def _parse(query: str) -> DocumentNode:
+        return parse(query, max_tokens=MAX_TOKENS)
+
+    def _check_text(
+        self, schema: GraphQLSchema, query: str, rules: tuple[type[ASTValidationRule], ...]
+    ) -> list[GraphQLError]:
+        return self._check(schema, self._parsed(query), rules)
+
+    def _check(
+        self,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        refusal = over_cost(document, self.max_cost)
+        if refusal is not None:
+            return [refusal]
+        return validate_document(schema, document, (*rules, *self.rules))
+
+
+class DocumentChecks(SchemaExtension):
+    """Parses and checks a request's document through the schema's `CheckedDocuments`."""
+
+    def __init__(self, checked: CheckedDocuments) -> None:
+        self.checked = checked
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query:
+            # A syntax error or too many tokens: left to strawberry's own parse, which answers
+            # it as a request error (with the same limit, set below).
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = self.checked.document(context.query)
+            context.parse_options["max_tokens"] = MAX_TOKENS
+        yield
 
     def on_validate(self) -> Iterator[None]:
-        document = self.execution_context.graphql_document
-        if document is not None and self.execution_context.pre_execution_errors is None:
-            cost = selection_cost(document)
-            if cost > self.max_cost:
-                self.execution_context.pre_execution_errors = [
-                    GraphQLError(
-                        f"the query selects {cost} fields, over the limit of {self.max_cost}",
-                        extensions={"code": "QUERY_TOO_COSTLY"},
-                    )
-                ]
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.pre_execution_errors is None:
+            context.pre_execution_errors = self.checked.errors(
+                context.schema._schema, context.query or "", document, context.validation_rules
+            )
         yield
 
 
@@ -127,11 +214,10 @@ def unexpected(error: GraphQLError) -> bool:
 def safety_extensions(
     max_selection_cost: int = MAX_SELECTION_COST,
 ) -> list[Callable[[], SchemaExtension]]:
-    """Factories of the extensions every request runs with (fresh state per request)."""
+    """Factories of the extensions every request runs with (fresh state per request), over
+    one cache of checked documents for the schema they are given to."""
+    checked = CheckedDocuments(max_selection_cost)
     return [
-        lambda: SelectionCostLimiter(max_cost=max_selection_cost),
-        lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
+        lambda: DocumentChecks(checked),
         lambda: MaskUnexpectedErrors(should_mask_error=unexpected),
     ]

@@ -1,82 +1,105 @@
-"""The GraphQL benchmark's baseline: the API's serving stack with a constant resolver.
+"""The GraphQL benchmark's baseline: what a user would write by hand for `account(id)`.
 
-Run as `python bench/_baseline_api.py PORT` by `running_baseline`, in a child process: a
-Starlette + Strawberry app through uvicorn with the same settings as `runtime.api_server`
-(log level INFO with access log, lifespan on, the same logging setup as `runtime.cli`, and
-what start-up built frozen out of garbage collection), the same bearer-token guard
-(`api.app.TokenGuard` over `api.auth.TokenCheck`), the same safety extensions
-(`api.safety.safety_extensions`) and the real `Account` GraphQL type. Its `account`
-resolver returns one constant `Account` without any I/O.
+Run as `python bench/_baseline_api.py PORT TOKENS DATABASE_URL` by `running_baseline`, in a
+child process: one Starlette endpoint at /graphql under uvicorn with the same settings as
+`runtime.api_server` (log level INFO with access log, lifespan on, the same logging setup,
+what start-up built frozen out of garbage collection) and the same bearer-token guard
+(`api.app.TokenGuard` over `api.auth.TokenCheck`). It takes the POSTed JSON, runs the same
+SELECT on the accounts read model through a psycopg 3 pool (prepared), and answers the same
+JSON the API gives. No GraphQL library: no parse, no validation, no resolver machinery.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-import strawberry  # noqa: E402
+from psycopg_pool import AsyncConnectionPool  # noqa: E402
 from starlette.applications import Starlette  # noqa: E402
+from starlette.requests import Request  # noqa: E402
+from starlette.responses import JSONResponse, Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
-from strawberry.asgi import GraphQL  # noqa: E402
 
-from api.accounts.types import Account, AccountStatus  # noqa: E402
+from adapters.database import libpq_url  # noqa: E402
 from api.app import TokenGuard  # noqa: E402
 from api.auth import TokenCheck, parse_tokens  # noqa: E402
 from api.context import Services  # noqa: E402
-from api.safety import safety_extensions  # noqa: E402
 from runtime.embedded.process import ChildProcess, http_answers  # noqa: E402
 from runtime.ports import free_port  # noqa: E402
 
 SCRIPT = Path(__file__).resolve()
 READY_WITHIN = 120.0
 STOP_GRACE = 20.0
+POOL_SIZE = 20
 
-_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-CONSTANT_ACCOUNT = Account(
-    id=strawberry.ID("00000000-0000-0000-0000-00000000acc0"),
-    owner_id=strawberry.ID("00000000-0000-0000-0000-00000000a5e0"),
-    balance=Decimal("1000.00"),
-    currency="EUR",
-    status=AccountStatus.OPEN,
-    opened_at=_NOW,
-    last_updated=_NOW,
-    version=2,
+ACCOUNT_BY_ID = (
+    "SELECT id, owner_id, balance, currency, status, opened_at, last_updated, version"
+    " FROM accounts WHERE id = %s"
 )
 
 
-@strawberry.type
-class ConstantQuery:
-    @strawberry.field(description="Always the same account.")  # type: ignore[untyped-decorator]
-    async def account(
-        self, id: strawberry.ID, consistent_with: str | None = None
-    ) -> Account | None:
-        return CONSTANT_ACCOUNT
+def account_json(row: tuple[Any, ...]) -> dict[str, Any]:
+    """The row as the API's `Account` type answers it (Decimal as text, ISO timestamps)."""
+    id_, owner_id, balance, currency, status, opened_at, last_updated, version = row
+    return {
+        "id": id_,
+        "ownerId": owner_id,
+        "balance": str(balance),
+        "currency": currency,
+        "status": status,
+        "openedAt": opened_at.isoformat(),
+        "lastUpdated": last_updated.isoformat(),
+        "version": version,
+    }
 
 
-def baseline_app(tokens: str) -> Starlette:
-    """Starlette + Strawberry with the API's token guard and safety extensions."""
-    schema = strawberry.Schema(query=ConstantQuery, extensions=safety_extensions())
-    # TokenGuard only reads `services.tokens`.
-    state = cast(
-        dict[str, Services], {"services": SimpleNamespace(tokens=TokenCheck(parse_tokens(tokens)))}
+def baseline_app(tokens: str, database_url: str) -> Starlette:
+    """One hand-written endpoint behind the API's token guard."""
+    pool = AsyncConnectionPool(
+        libpq_url(database_url), min_size=POOL_SIZE, max_size=POOL_SIZE, open=False,
+        kwargs={"autocommit": True},
+    )  # fmt: skip
+
+    async def account(request: Request) -> Response:
+        body = json.loads(await request.body())
+        async with pool.connection() as conn:
+            cursor = await conn.execute(ACCOUNT_BY_ID, [body["variables"]["id"]], prepare=True)
+            row = await cursor.fetchone()
+        return JSONResponse({"data": {"account": None if row is None else account_json(row)}})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await pool.open(wait=True)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    # TokenGuard only reads `services.tokens` (and `admit`, which an API token passes).
+    services = SimpleNamespace(tokens=TokenCheck(parse_tokens(tokens)), admit=_admit)
+    state = cast(dict[str, Services], {"services": services})
+    guarded = TokenGuard(Route("/graphql", account, methods=["POST"]), state)
+    return Starlette(
+        routes=[Route("/graphql", guarded, methods=["GET", "POST"])], lifespan=lifespan
     )
-    graphql = TokenGuard(GraphQL[None, None](schema, allow_queries_via_get=False), state)
-    return Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"])])
 
 
-def serve_baseline(port: int, tokens: str) -> None:
+async def _admit(caller: object) -> object:
+    return caller
+
+
+def serve_baseline(port: int, tokens: str, database_url: str) -> None:
     """Serve the baseline app as runtime.api_server serves the API."""
     import uvicorn
 
@@ -86,19 +109,25 @@ def serve_baseline(port: int, tokens: str) -> None:
         level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     config = uvicorn.Config(
-        baseline_app(tokens), host="127.0.0.1", port=port, log_level="info", lifespan="on"
+        baseline_app(tokens, database_url),
+        host="127.0.0.1",
+        port=port,
+        log_level="info",
+        lifespan="on",
     )
     freeze_startup_objects()
     uvicorn.Server(config).run()
 
 
 @contextlib.asynccontextmanager
-async def running_baseline(directory: Path, tokens: str) -> AsyncIterator[tuple[str, int]]:
+async def running_baseline(
+    directory: Path, tokens: str, database_url: str
+) -> AsyncIterator[tuple[str, int]]:
     """The baseline server in a child process: its GraphQL URL and pid."""
     port = free_port()
     server = ChildProcess(
         "baseline api",
-        [sys.executable, str(SCRIPT), str(port), tokens],
+        [sys.executable, str(SCRIPT), str(port), tokens, database_url],
         directory / "baseline-api.log",
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         cwd=REPO_ROOT,
@@ -115,6 +144,6 @@ async def running_baseline(directory: Path, tokens: str) -> AsyncIterator[tuple[
 
 if __name__ == "__main__":
     # `make bench` runs only bench/[!_]*.py; this module serves when given a port.
-    if len(sys.argv) == 3:
-        serve_baseline(int(sys.argv[1]), sys.argv[2])
+    if len(sys.argv) == 4:
+        serve_baseline(int(sys.argv[1]), sys.argv[2], sys.argv[3])
     sys.exit(0)

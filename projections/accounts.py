@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Column,
     DateTime,
@@ -122,15 +124,42 @@ class AccountsProjection:
             await self.apply(conn, event)
 
 
+# The most frequent read of the API, sent on the driver's connection as a prepared statement:
+# no statement building, compiling or result wrapping per call.
+_ACCOUNT_BY_ID = (
+    "SELECT id, owner_id, balance, currency, status, opened_at, last_updated, version"
+    " FROM accounts WHERE id = %s"
+)
+
+
 # Built once: executing a ready statement skips rebuilding it and its compiled-cache key.
-_ACCOUNT_BY_ID = select(accounts).where(accounts.c.id == bindparam("account_id"))
+_ACCOUNT_BY_ID_STATEMENT = select(accounts).where(accounts.c.id == bindparam("account_id"))
 
 
 async def get_account(conn: AsyncConnection, account_id: str) -> AccountView | None:
-    """One account by id."""
-    result = await conn.execute(_ACCOUNT_BY_ID, {"account_id": account_id})
+    """One account by id, through the engine (SQLAlchemy's disconnect handling included)."""
+    result = await conn.execute(_ACCOUNT_BY_ID_STATEMENT, {"account_id": account_id})
     row = result.one_or_none()
     return None if row is None else account_view(row._mapping)
+
+
+async def read_account(conn: psycopg.AsyncConnection[Any], account_id: str) -> AccountView | None:
+    """One account by id, on a `ReadPool`'s psycopg connection, as a prepared statement."""
+    cursor = await conn.execute(_ACCOUNT_BY_ID, [account_id], prepare=True)
+    row = await cursor.fetchone()
+    if row is None:
+        return None
+    id_, owner_id, balance, currency, status, opened_at, last_updated, version = row
+    return AccountView(
+        id=id_,
+        owner_id=owner_id,
+        balance=balance,
+        currency=currency,
+        status=AccountStatus(status),
+        opened_at=opened_at,
+        last_updated=last_updated,
+        version=version,
+    )
 
 
 async def accounts_by_ids(

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from temporalio.client import Client
 
 from activities.command_handling import CommandResult
+from adapters.database import ReadPool
 from adapters.event_store import PostgresEventStore
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
@@ -77,6 +78,7 @@ async def answer(
         temporal=cast(Client, commands),
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
+        reads=ReadPool(database_url, 1),
     )
     context = Context(
         services=services,

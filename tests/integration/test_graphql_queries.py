@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from temporalio.client import Client
 
+from adapters.database import ReadPool
 from adapters.event_store import PostgresEventStore
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
@@ -56,6 +57,7 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
         temporal=cast(Client, None),
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
+        reads=ReadPool(database_url, 1),
     )
     statements: list[str] = []
 

@@ -17,6 +17,7 @@ from domain.event_store import (
     ANY,
     NO_STREAM,
     AppendResult,
+    EventIdConflict,
     NewEvent,
     StreamAppend,
     UniqueKey,
@@ -163,3 +164,104 @@ async def test_an_append_alone_is_sent_at_once(store: PostgresEventStore) -> Non
 
     assert result.versions == {stream_id: 1}
     assert store.appends.groups_flushed == groups + 1
+
+
+# Groups of plain appends (one stream each, all different, exact or NO_STREAM versions, no
+# unique keys) go as one set-based statement; whatever it cannot settle goes the careful way.
+
+
+async def test_plain_appends_go_as_one_set_based_statement_in_input_order(
+    store: PostgresEventStore,
+) -> None:
+    existing, fresh = stream(), stream()
+    await store.append(StreamAppend(existing, [new_event()], NO_STREAM))
+    plain = store.appends.plain_groups_flushed
+    two = [new_event({"n": "a"}), new_event({"n": "b"})]
+
+    first, second = await in_one_group(
+        store,
+        [[StreamAppend(existing, two, 1)], [StreamAppend(fresh, [new_event()], NO_STREAM)]],
+    )
+
+    assert store.appends.plain_groups_flushed == plain + 1
+    assert isinstance(first, AppendResult) and first.versions == {existing: 3}
+    assert isinstance(second, AppendResult) and second.versions == {fresh: 1}
+    assert second.position > first.position
+    stored = await store.read_stream(existing)
+    assert [(e.version, e.data) for e in stored] == [
+        (1, {"n": "1"}),
+        (2, {"n": "a"}),
+        (3, {"n": "b"}),
+    ]
+    assert stored[2].position == first.position
+    assert stored[1].position == first.position - 1
+
+
+async def test_a_stale_version_in_a_plain_group_fails_only_its_own_caller(
+    store: PostgresEventStore,
+) -> None:
+    moved, missing, fresh, created = stream(), stream(), stream(), stream()
+    await store.append(StreamAppend(moved, [new_event(), new_event()], NO_STREAM))
+    await store.append(StreamAppend(created, [new_event()], NO_STREAM))
+    plain = store.appends.plain_groups_flushed
+
+    stale, absent, ok, again = await in_one_group(
+        store,
+        [
+            [StreamAppend(moved, [new_event()], 1)],
+            [StreamAppend(missing, [new_event()], 3)],
+            [StreamAppend(fresh, [new_event()], NO_STREAM)],
+            [StreamAppend(created, [new_event()], NO_STREAM)],
+        ],
+        committed=False,
+    )
+
+    assert store.appends.plain_groups_flushed == plain + 1
+    assert isinstance(stale, WrongExpectedVersion)
+    assert (stale.stream_id, stale.expected, stale.actual) == (moved, 1, 2)
+    assert isinstance(absent, WrongExpectedVersion)
+    assert (absent.stream_id, absent.expected, absent.actual) == (missing, 3, 0)
+    assert isinstance(again, WrongExpectedVersion)
+    assert (again.stream_id, again.expected, again.actual) == (created, NO_STREAM, 1)
+    assert isinstance(ok, AppendResult) and ok.versions == {fresh: 1}
+    assert [e.version for e in await store.read_stream(moved)] == [1, 2]
+    assert await store.read_stream(missing) == []
+    assert len(await store.read_stream(created)) == 1
+
+
+async def test_a_retried_append_in_a_plain_group_returns_its_first_result(
+    store: PostgresEventStore,
+) -> None:
+    retried = StreamAppend(stream(), [new_event()], NO_STREAM)
+    first = await store.append(retried)
+    other = stream()
+
+    again, ok = await in_one_group(
+        store, [[retried], [StreamAppend(other, [new_event()], NO_STREAM)]], committed=False
+    )
+
+    assert again == first
+    assert isinstance(ok, AppendResult) and ok.versions == {other: 1}
+    assert len(await store.read_stream(retried.stream_id)) == 1
+
+
+async def test_an_event_id_reused_in_a_plain_group_fails_only_its_own_caller(
+    store: PostgresEventStore,
+) -> None:
+    taken = new_event()
+    owner, thief, bystander = stream(), stream(), stream()
+    await store.append(StreamAppend(owner, [taken], NO_STREAM))
+
+    # The reused id fails the set-based statement as a whole; the group is then sent the
+    # careful way, where only the append that reused it fails.
+    stolen, ok = await in_one_group(
+        store,
+        [
+            [StreamAppend(thief, [taken], NO_STREAM)],
+            [StreamAppend(bystander, [new_event()], NO_STREAM)],
+        ],
+    )
+
+    assert isinstance(stolen, EventIdConflict) and stolen.event_id == taken.event_id
+    assert isinstance(ok, AppendResult) and ok.versions == {bystander: 1}
+    assert await store.read_stream(thief) == []

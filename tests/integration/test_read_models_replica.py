@@ -5,18 +5,20 @@ the same database: what is checked is which connection each statement goes throu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, cast
 
+import psycopg
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from temporalio.client import Client
 
-from adapters.database import create_engine
+from adapters.database import ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
 from api.app import read_models_engine
 from api.auth import Caller, Role, TokenCheck
@@ -85,6 +87,20 @@ async def replica(read_url: str) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
+class RecordingReads(ReadPool):
+    """The hot-read pool, noting which server (by application name) each read went to."""
+
+    def __init__(self, database_url: str, size: int) -> None:
+        super().__init__(database_url, size)
+        self.servers: list[str | None] = []
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with super().connection() as conn:
+            self.servers.append(conn.info.parameter_status("application_name"))
+            yield conn
+
+
 async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_primary(
     engine: AsyncEngine,
     replica: AsyncEngine,
@@ -109,6 +125,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
         pass
 
     temporal = RecordingTemporal()
+    reads = RecordingReads(read_url, 1)
     settings = Settings(
         database_url=database_url, read_database_url=read_url, command_timeout_seconds=0.2
     )
@@ -118,6 +135,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
         temporal=cast(Client, temporal),
         tokens=TokenCheck({}),
         feed=cast(Any, None),
+        reads=reads,
         read_models=replica,
     )
     context = Context(
@@ -133,7 +151,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
     assert result.errors is None, result.errors
     assert result.data == {"account": {"id": accounts[0], "balance": "5.00"}}
     assert statements.touching("replica", "checkpoints"), "consistentWith did not wait there"
-    assert statements.touching("replica", "accounts")
+    assert reads.servers == ["read-replica"], "the account was not read from the read URL"
     assert not statements.touching("primary", "checkpoints")
     assert not statements.touching("primary", "accounts")
 
@@ -146,6 +164,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
     # The customer's right to move money out of the account is read from the primary.
     assert statements.touching("primary", "accounts")
     assert not statements.touching("replica", "accounts")
+    await reads.close()
 
 
 def test_the_read_url_defaults_to_the_primary(database_url: str, read_url: str) -> None:

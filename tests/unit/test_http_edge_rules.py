@@ -148,6 +148,7 @@ def websocket_client(settings: Settings) -> TestClient:
         temporal=cast(Any, None),
         tokens=TokenCheck(parse_tokens("t:client")),
         feed=cast(Any, None),
+        reads=cast(Any, None),
     )
     view = SagalineGraphQL({"services": services}, settings)
     return TestClient(view)
