@@ -152,8 +152,9 @@ def create_worker(
             patterns.detect_patterns,
         ],
         # No more activities at once than the pool has connections, so none waits on a
-        # connection past its timeout.
+        # connection past its timeout; the same for the saga steps run as local activities.
         max_concurrent_activities=POOL_SIZE,
+        max_concurrent_local_activities=POOL_SIZE,
         graceful_shutdown_timeout=timedelta(seconds=5),
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
