@@ -38,8 +38,11 @@ def count_database(engine: AsyncEngine, counts: DatabaseCounts) -> None:
 
     @event.listens_for(sync_engine, "after_cursor_execute")
     def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        started = conn.info.pop("bench_started", None)
+        if started is None:
+            return  # began before the listeners were attached (a follower's statement)
         counts.statements += 1
-        counts.statement_seconds += time.perf_counter() - conn.info.pop("bench_started")
+        counts.statement_seconds += time.perf_counter() - started
         counts.kinds[statement_kind(statement)] += 1
 
     @event.listens_for(sync_engine, "handle_error")

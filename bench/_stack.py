@@ -8,6 +8,7 @@ GraphQL as the bench's client. Running it as a script does nothing.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -89,6 +90,41 @@ def api_pid(stack: UpProcess) -> int:
     raise RuntimeError("cannot find the stack's API process")
 
 
+def stack_cpu(stack: UpProcess) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process of the stack, by pid, with its role.
+
+    The role is `worker`, `api` or `up` for the sagaline processes, else the program's name
+    (`postgres`, `temporal`, the broker's); `bench` is this process.
+    """
+    found: dict[int, tuple[str, float]] = {}
+    root = psutil.Process(stack.pid)
+    for process in [root, *root.children(recursive=True), psutil.Process()]:
+        with contextlib.suppress(psutil.Error):
+            cmdline = process.cmdline()
+            if process.pid == os.getpid():
+                role = "bench"
+            elif "runtime.cli" in cmdline:
+                role = cmdline[-1]
+            else:
+                # Postgres backends retitle themselves "postgres: user db host ...".
+                program = cmdline[0].split(":")[0].split()[0] if cmdline else process.name()
+                role = Path(program).name
+            times = process.cpu_times()
+            found[process.pid] = (role, times.user + times.system)
+    return found
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds each role spent between two `stack_cpu` samples (exited processes left out)."""
+    spent: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        earlier = before.get(pid, (role, 0.0))[1]
+        spent[role] = spent.get(role, 0.0) + seconds - earlier
+    return spent
+
+
 async def graphql_data(
     client: httpx.AsyncClient, url: str, query: str, variables: dict[str, Any]
 ) -> dict[str, Any]:
@@ -126,14 +162,33 @@ async def register_user(client: httpx.AsyncClient, url: str) -> str:
 
 
 async def open_account(client: httpx.AsyncClient, url: str, owner_id: str, deposit: str) -> str:
-    """A new account of `owner_id` holding `deposit`."""
-    data = await graphql_data(client, url, OPEN_ACCOUNT, {"input": {"ownerId": owner_id}})
-    account_id = str(expect(data["openAccount"], "AccountOpened")["account"]["id"])
-    data = await graphql_data(
-        client, url, DEPOSIT_MONEY, {"input": {"accountId": account_id, "amount": deposit}}
+    """A new account of `owner_id` holding `deposit`.
+
+    Each command carries a commandId and is sent again while it answers CommandPending (a
+    busy machine), so it runs once.
+    """
+    opened = await until_done(
+        client, url, OPEN_ACCOUNT, {"ownerId": owner_id, "commandId": str(uuid.uuid4())}
     )
-    expect(data["depositMoney"], "MoneyDeposited")
+    account_id = str(expect(opened["openAccount"], "AccountOpened")["account"]["id"])
+    deposited = await until_done(
+        client,
+        url,
+        DEPOSIT_MONEY,
+        {"accountId": account_id, "amount": deposit, "commandId": str(uuid.uuid4())},
+    )
+    expect(deposited["depositMoney"], "MoneyDeposited")
     return account_id
+
+
+async def until_done(
+    client: httpx.AsyncClient, url: str, mutation: str, command: dict[str, Any]
+) -> dict[str, Any]:
+    """A mutation's data, sent again with the same input while it answers CommandPending."""
+    while True:
+        data = await graphql_data(client, url, mutation, {"input": command})
+        if next(iter(data.values()))["__typename"] != "CommandPending":
+            return data
 
 
 if __name__ == "__main__":

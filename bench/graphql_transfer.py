@@ -16,16 +16,25 @@ ACCOUNTS accounts are opened and funded through GraphQL, with ample balance and 
   start, and the read-your-writes wait.
 
 Sequential: SEQUENTIAL transfers per side, one at a time, the sides alternating transfer by
-transfer. Concurrent: CONCURRENT_ROUNDS rounds per side (order swapped every round), each
-starting CONCURRENT transfers at once on disjoint account pairs and waiting for all. After
-each sequential direct saga the script also times how long the transfers projection then
-took to reach the saga's position (`read_model_wait_ms`), the part of the API's overhead that
-is the read-your-writes wait.
+transfer; the goal is p50 <= 100 ms and p99 <= 250 ms through the API. Concurrent:
+CONCURRENT_ROUNDS rounds per side (order swapped every round), each starting CONCURRENT
+transfers at once on disjoint account pairs and waiting for all. After each sequential
+direct saga the script also times how long the transfers projection then took to reach the
+saga's position (`read_model_wait_ms`), the part of the API's overhead that is the
+read-your-writes wait.
+
+Clients: CLIENTS API clients at once, each sending CLIENT_TRANSFERS transfers one after the
+other between random accounts of all ACCOUNTS (so some accounts are hot). A client answered
+`TransferPending` counts it and sends the same transferId again until the transfer's end; its
+latency runs from the first send to the final answer. The goal is p99 <= 1 s and no pending
+answer. The phase reports the rate, and the CPU time every process of the stack (and this
+one) spent per transfer meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 import time
 import uuid
@@ -38,7 +47,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
-from _stack import CLIENT_TOKEN, expect, graphql_data, open_account, register_user, running_stack
+from _stack import (
+    CLIENT_TOKEN,
+    cpu_by_role,
+    expect,
+    graphql_data,
+    open_account,
+    register_user,
+    running_stack,
+    stack_cpu,
+)
 from _support import emit, median, percentile, progress, rounded
 from temporalio.client import Client
 
@@ -50,7 +68,10 @@ from runtime.launcher import UpProcess
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
 CONCURRENT = 8
-ACCOUNTS = 2 * CONCURRENT
+ACCOUNTS = 40
+CLIENTS = 12
+CLIENT_TRANSFERS = 15
+OPENING_AT_ONCE = 8
 SEQUENTIAL = 30
 CONCURRENT_ROUNDS = 5
 WARMUP = 3
@@ -59,12 +80,16 @@ AMOUNT = Decimal("1.00")
 TASK_QUEUE = "sagaline"  # the stack's default SAGALINE_TEMPORAL_TASK_QUEUE
 NAMESPACE = "default"
 READ_MODEL_WAIT_LIMIT = 10.0
+GOAL_P50_MS = 100.0
+GOAL_P99_MS = 250.0
+GOAL_CLIENTS_P99_MS = 1000.0
 
 TRANSFER_MONEY = """
 mutation Transfer($input: TransferMoneyInput!) {
   transferMoney(input: $input) {
     __typename
     ... on TransferCompleted { position transfer { id status } }
+    ... on TransferPending { message }
   }
 }
 """
@@ -83,6 +108,10 @@ class Sides:
         self.headers = {"Authorization": f"Bearer {CLIENT_TOKEN}"}
 
     async def api(self, source: str, destination: str) -> int:
+        return (await self.api_counting_pending(source, destination))[0]
+
+    async def api_counting_pending(self, source: str, destination: str) -> tuple[int, int]:
+        """The transfer's last position, and how often it was answered TransferPending."""
         variables = {
             "input": {
                 "fromAccountId": source,
@@ -91,8 +120,13 @@ class Sides:
                 "transferId": f"bench-api-{uuid.uuid4()}",
             }
         }
-        data = await graphql_data(self.http, self.url, TRANSFER_MONEY, variables)
-        return int(expect(data["transferMoney"], "TransferCompleted")["position"])
+        pending = 0
+        while True:
+            data = await graphql_data(self.http, self.url, TRANSFER_MONEY, variables)
+            if data["transferMoney"]["__typename"] != "TransferPending":
+                break
+            pending += 1
+        return int(expect(data["transferMoney"], "TransferCompleted")["position"]), pending
 
     async def direct(self, source: str, destination: str) -> int:
         transfer_id = f"bench-direct-{uuid.uuid4()}"
@@ -128,11 +162,13 @@ async def main() -> None:
 async def measure(stack: UpProcess) -> None:
     async with httpx.AsyncClient(timeout=60.0) as http:
         owner = await register_user(http, stack.graphql_url)
-        accounts = list(
-            await asyncio.gather(
-                *(open_account(http, stack.graphql_url, owner, DEPOSIT) for _ in range(ACCOUNTS))
-            )
-        )
+        opening = asyncio.Semaphore(OPENING_AT_ONCE)
+
+        async def opened() -> str:
+            async with opening:
+                return await open_account(http, stack.graphql_url, owner, DEPOSIT)
+
+        accounts = list(await asyncio.gather(*(opened() for _ in range(ACCOUNTS))))
         progress(f"{ACCOUNTS} accounts opened with {DEPOSIT} each")
         temporal = await connect(stack.temporal_address, NAMESPACE)
         engine = create_engine(stack.database_url, pool_size=2)
@@ -175,6 +211,7 @@ async def measure(stack: UpProcess) -> None:
                         for s in order
                     )
                 )
+            clients = await clients_phase(stack, sides, accounts)
         finally:
             await engine.dispose()
         balances = await total_balance(http, stack.graphql_url, accounts)
@@ -190,6 +227,7 @@ async def measure(stack: UpProcess) -> None:
         return median([len(latencies) / wall for wall, latencies in rounds[side]])
 
     value = ms(sequential["project"], 0.5)
+    p99 = ms(sequential["project"], 0.99)
     baseline = ms(sequential["baseline"], 0.5)
     paired = median(
         [a / b for a, b in zip(sequential["project"], sequential["baseline"], strict=True)]
@@ -201,12 +239,12 @@ async def measure(stack: UpProcess) -> None:
             "unit": "ms (p50, sequential transferMoney)",
             "baseline": rounded(baseline),
             "ratio": rounded(value / baseline),
-            "goal": None,
-            "goal_met": None,
+            "goal": f"p50 <= {GOAL_P50_MS:.0f} ms, p99 <= {GOAL_P99_MS:.0f} ms",
+            "goal_met": value <= GOAL_P50_MS and p99 <= GOAL_P99_MS,
             "lower_is_better": True,
             "paired_ratio_median": rounded(paired),
             "api_overhead_p50_ms": rounded(value - baseline),
-            "p99_ms": rounded(ms(sequential["project"], 0.99)),
+            "p99_ms": rounded(p99),
             "baseline_p99_ms": rounded(ms(sequential["baseline"], 0.99)),
             "read_model_wait_p50_ms": rounded(1000 * median(read_model_waits)),
             "read_model_wait_max_ms": rounded(1000 * max(read_model_waits)),
@@ -221,6 +259,7 @@ async def measure(stack: UpProcess) -> None:
                 "transfers_per_s": rounded(rate("project")),
                 "baseline_transfers_per_s": rounded(rate("baseline")),
             },
+            "clients": clients,
             "sequential": SEQUENTIAL,
             "samples_ms": {
                 side: [round(1000 * v, 1) for v in values] for side, values in sequential.items()
@@ -229,6 +268,56 @@ async def measure(stack: UpProcess) -> None:
             " Temporal and task queue (same worker process), no API",
         }
     )
+
+
+async def clients_phase(stack: UpProcess, sides: Sides, accounts: list[str]) -> dict[str, Any]:
+    """CLIENTS clients sending transfers one after the other; latencies, rate and CPU split."""
+    chooser = random.Random(20261201)
+    plans = [
+        [tuple(chooser.sample(accounts, 2)) for _ in range(CLIENT_TRANSFERS)]
+        for _ in range(CLIENTS)
+    ]
+    latencies: list[float] = []
+    pending = 0
+
+    async def client(plan: list[tuple[str, ...]]) -> None:
+        nonlocal pending
+        for source, destination in plan:
+            began = time.perf_counter()
+            _, answered_pending = await sides.api_counting_pending(source, destination)
+            latencies.append(time.perf_counter() - began)
+            pending += answered_pending
+
+    cpu_before = stack_cpu(stack)
+    began = time.perf_counter()
+    await asyncio.gather(*(client(plan) for plan in plans))
+    wall = time.perf_counter() - began
+    cpu = cpu_by_role(cpu_before, stack_cpu(stack))
+    transfers = len(latencies)
+    p99 = ms(latencies, 0.99)
+    figures = {
+        "clients": CLIENTS,
+        "accounts": len(accounts),
+        "transfers": transfers,
+        "transfers_per_s": rounded(transfers / wall),
+        "p50_ms": rounded(ms(latencies, 0.5)),
+        "p99_ms": rounded(p99),
+        "max_ms": rounded(1000 * max(latencies)),
+        "pending_answers": pending,
+        "goal": f"p99 <= {GOAL_CLIENTS_P99_MS:.0f} ms, no TransferPending",
+        "goal_met": p99 <= GOAL_CLIENTS_P99_MS and pending == 0,
+        "cpu_ms_per_transfer": {
+            role: rounded(1000 * seconds / transfers)
+            for role, seconds in sorted(cpu.items(), key=lambda item: -item[1])
+        },
+        "cpu_cores_busy": rounded(sum(cpu.values()) / wall),
+    }
+    progress(
+        f"{CLIENTS} clients: {figures['transfers_per_s']}/s, p50 {figures['p50_ms']} ms,"
+        f" p99 {figures['p99_ms']} ms, {pending} pending; CPU ms per transfer"
+        f" {figures['cpu_ms_per_transfer']}"
+    )
+    return figures
 
 
 async def read_model_wait(engine: Any, position: int) -> float:

@@ -1,12 +1,15 @@
 """TransferSaga throughput end to end, against a bare workflow of 5 no-op activities.
 
 One process runs everything except the servers: a Temporal dev server (in memory, free
-ports, started here), the machine's Postgres (or an embedded one, see `_support`), and two
-in-process workers on the same client:
+ports, started here), the machine's Postgres (or an embedded one, see `_support`), a Kafka
+broker (embedded, see `_kafka`), and two in-process workers on the same client:
 - the project: `runtime.worker.create_worker(...)` on its own task queue,
-  i.e. the real TransferActivities over the real repository, event store and snapshot store;
+  i.e. the real TransferActivities over the real repository, event store and snapshot store,
+  with the relay and the projectors started on that queue as `run_worker` starts them, so
+  they publish and project every transfer's events while both sides run;
 - baseline: a bare workflow running 5 no-op activities one after the other, with the same
-  timeout and retry policy and the same `TransferMoney` argument, on a second task queue.
+  timeout and retry policy and the same `TransferMoney` argument, on a second task queue,
+  in a worker with the same slots (activities, local activities, workflow tasks).
 
 Each round starts N workflows at once and waits for all of them; rounds alternate sides
 (order swapped every round). Figures are medians over rounds: workflows/s (N over the time
@@ -45,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         sys.path.insert(0, _BENCH_DIR)
     from _activity_times import ActivityTimes, activity_summary, per_workflow_ms
     from _database_counts import DatabaseCounts, count_database, database_summary
+    from _kafka import bench_broker
     from _rounds import Round, Sampler, Starter, run_round, side_figures
     from _support import bench_database, emit, median, percentile, progress, rounded, server_facts
     from temporalio import worker as temporal_worker
@@ -64,11 +68,12 @@ with workflow.unsafe.imports_passed_through():
     from domain.repository import Repository
     from domain.transfers import TransferMoney
     from domain.users import User, email_key
+    from projections.catalog import projection_names
     from runtime.config import Settings
     from runtime.embedded.temporal import EmbeddedTemporal
     from runtime.ports import free_port
     from runtime.startup import freeze_startup_objects
-    from runtime.worker import create_worker
+    from runtime.worker import POOL_SIZE, create_worker, start_followers
     from workflows import search_attributes
     from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
     from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
@@ -83,7 +88,7 @@ BALANCE = Decimal("1000000.00")
 DAILY_LIMIT = Decimal("1000000.00")
 AMOUNT = Decimal("1.00")
 DAY = "2026-11-28"
-GOAL_RATIO = 0.7
+GOAL_RATIO = 1.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -121,7 +126,7 @@ async def open_accounts(repository: Repository, count: int) -> list[str]:
     accounts: list[str] = []
     for _ in range(count):
         user = User(f"user-{uuid.uuid4()}")
-        registered = user.register(f"{uuid.uuid4()}@example.com", "Bench Holder", "hash")
+        registered = user.register(f"{uuid.uuid4()}@example.com", "Bench Holder")
         await repository.save(
             user, lambda _: uuid.uuid4(), {}, claims=[email_key(registered.email)]
         )
@@ -226,14 +231,14 @@ async def main() -> None:
     progress("starting the Temporal dev server (in memory)")
     await server.start()
     try:
-        async with bench_database() as url:
-            await measure(url, server)
+        async with bench_database() as url, bench_broker() as bootstrap:
+            await measure(url, server, bootstrap)
     finally:
         await server.stop()
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def measure(url: str, server: EmbeddedTemporal) -> None:
+async def measure(url: str, server: EmbeddedTemporal, bootstrap: str) -> None:
     engine = create_engine(url, pool_size=20)  # as runtime.worker.run_worker
     counts = DatabaseCounts()
     times = ActivityTimes()
@@ -254,8 +259,7 @@ async def measure(url: str, server: EmbeddedTemporal) -> None:
             database_url=url,
             temporal_address=server.address,
             temporal_task_queue=project_queue,
-            # The relay is never started here; its publisher is only built when it runs.
-            kafka_bootstrap="127.0.0.1:9",
+            kafka_bootstrap=bootstrap,
             snapshot_every="",
         )
         sampler = Sampler(server.pid)
@@ -267,10 +271,13 @@ async def measure(url: str, server: EmbeddedTemporal) -> None:
             workflows=[BareSaga],
             activities=[noop],
             graceful_shutdown_timeout=timedelta(seconds=5),
+            max_concurrent_activities=POOL_SIZE,
+            max_concurrent_local_activities=POOL_SIZE,
         )
         sides = Sides(client, accounts, project_queue, baseline_queue)
         freeze_startup_objects()  # as runtime.worker.run_worker, for both workers
         async with project_worker, baseline_worker:
+            await start_followers(client, project_queue, projection_names())
             for side in ("project", "baseline"):
                 warm = await run_round(side, sides.starters(side, WARMUP), sampler)
                 progress(f"warm-up {side}: {warm.rate:.1f}/s")

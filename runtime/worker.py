@@ -176,8 +176,13 @@ def create_worker(
             patterns.detect_patterns,
         ],
         # No more activities at once than the pool has connections, so none waits on a
-        # connection past its timeout.
+        # connection past its timeout; the same for the saga steps run as local activities.
+        # A transfer's workflow task stays open while its steps run, so no more workflow
+        # tasks than local activity slots either: a step then never queues for a slot while
+        # its workflow task's timeout runs; the other sagas wait in the task queue.
         max_concurrent_activities=POOL_SIZE,
+        max_concurrent_local_activities=POOL_SIZE,
+        max_concurrent_workflow_tasks=POOL_SIZE,
         graceful_shutdown_timeout=timedelta(seconds=5),
         interceptors=[SagaMetricsInterceptor(metrics.sagas)] if metrics else [],
         workflow_runner=SandboxedWorkflowRunner(

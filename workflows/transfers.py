@@ -2,18 +2,27 @@
 
 A step that fails for a reason that is neither a rule nor an outage parks the saga as
 NEEDS_ATTENTION (see workflows.saga); failing at its first step, it ends FAILED at once.
+
+Since STEPS_RUN_LOCALLY the steps and compensations are local activities: the worker that
+runs the workflow task runs them too, and their results are recorded as markers when the task
+completes, so a transfer that goes through is one workflow task instead of six tasks and five
+activity tasks. That is safe because every step is idempotent: its event ids derive from the
+workflow and the step's sequence number, and the transfer's record says which steps were
+done, so a step run again after a lost workflow task (a worker that died) appends nothing
+twice. Histories from before run their steps as activities, and still do.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, FailureError
 
 from workflows import search_attributes
 from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
@@ -25,11 +34,13 @@ with workflow.unsafe.imports_passed_through():
     from domain.rejections import REJECTION_CODES
     from domain.transfers import TransferMoney, TransferStep
 
+A = TypeVar("A")
 SAGA_TYPE = "TransferSaga"
 REFUSALS_RECORD_NOTHING = "refusals-record-nothing"
 CANCELLED_TRANSFERS_RECORD_THEIR_END = "cancelled-transfers-record-their-end"
 CANCELLED_REASON = "the transfer was cancelled before the money reached the receiver"
 CANCELLED_TYPE = "TransferCancelled"
+STEPS_RUN_LOCALLY = "steps-run-locally"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
 # A transfer may name its own number of attempts (TransferMoney.compensation_attempts). A
@@ -65,30 +76,27 @@ class TransferSaga:
 
     def __init__(self) -> None:
         self._saga = Saga(SAGA_TYPE)
+        self._local = False
 
     @workflow.run
     async def run(self, command: TransferMoney) -> TransferOutcome:
         saga = self._saga
-        workflow.upsert_search_attributes(
-            [
-                search_attributes.SAGA_TYPE.value_set(SAGA_TYPE),
-                search_attributes.COMMAND_ID.value_set(command.transfer_id),
-                search_attributes.AGGREGATE_IDS.value_set(
-                    [command.transfer_id, command.from_account_id, command.to_account_id]
-                ),
-            ]
-        )
+        self._local = workflow.patched(STEPS_RUN_LOCALLY)
+        attributes: list[SearchAttributeUpdate[Any]] = [
+            search_attributes.SAGA_TYPE.value_set(SAGA_TYPE),
+            search_attributes.COMMAND_ID.value_set(command.transfer_id),
+            search_attributes.AGGREGATE_IDS.value_set(
+                [command.transfer_id, command.from_account_id, command.to_account_id]
+            ),
+        ]
+        # A saga started with its attributes (as the API starts it) has nothing to upsert.
+        if not self._local or not _started_with(attributes):
+            workflow.upsert_search_attributes(attributes)
 
         def step(
             method: Callable[[Any, TransferMoney], Coroutine[Any, Any, int]],
         ) -> Callable[[], Coroutine[Any, Any, int]]:
-            return lambda: workflow.execute_activity_method(
-                method,
-                command,
-                start_to_close_timeout=COMMAND_TIMEOUT,
-                retry_policy=COMMAND_RETRY,
-                summary=method.__name__,
-            )
+            return lambda: self._execute(method, command, COMMAND_RETRY, method.__name__)
 
         compensation_retry = COMPENSATION_RETRY
         if command.compensation_attempts is not None:
@@ -99,12 +107,8 @@ class TransferSaga:
         def compensation(
             method: Callable[[Any, TransferMoney], Coroutine[Any, Any, int]],
         ) -> Callable[[], Coroutine[Any, Any, int]]:
-            return lambda: workflow.execute_activity_method(
-                method,
-                command,
-                start_to_close_timeout=COMMAND_TIMEOUT,
-                retry_policy=compensation_retry,
-                summary=f"compensate: {method.__name__}",
+            return lambda: self._execute(
+                method, command, compensation_retry, f"compensate: {method.__name__}"
             )
 
         activities = TransferActivities
@@ -150,12 +154,52 @@ class TransferSaga:
         return TransferOutcome(command.transfer_id, "COMPLETED", position)
 
     async def _record_rejection(self, command: TransferMoney, reason: str, error_type: str) -> int:
-        return await workflow.execute_activity_method(
+        return await self._execute(
             TransferActivities.reject_transfer,
             RejectTransfer(command, reason, error_type),
-            start_to_close_timeout=COMMAND_TIMEOUT,
-            retry_policy=COMMAND_RETRY,
+            COMMAND_RETRY,
         )
+
+    async def _execute(
+        self,
+        method: Callable[[Any, A], Coroutine[Any, Any, int]],
+        argument: A,
+        retry_policy: RetryPolicy,
+        summary: str | None = None,
+    ) -> int:
+        """Run one step or compensation: a local activity, or as histories from before did.
+
+        A local activity that fails raises its cause itself; it is raised here as an activity's
+        failure is, an ActivityError with that cause, which is what the saga helper handles.
+        """
+        if not self._local:
+            return await workflow.execute_activity_method(
+                method,
+                argument,
+                start_to_close_timeout=COMMAND_TIMEOUT,
+                retry_policy=retry_policy,
+                summary=summary,
+            )
+        try:
+            return await workflow.execute_local_activity_method(
+                method,
+                argument,
+                start_to_close_timeout=COMMAND_TIMEOUT,
+                retry_policy=retry_policy,
+                summary=summary,
+            )
+        except ActivityError:
+            raise
+        except FailureError as failure:
+            raise ActivityError(
+                str(failure),
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=method.__name__,
+                activity_id="",
+                retry_state=None,
+            ) from failure
 
     @workflow.query
     def state(self) -> SagaState:
@@ -170,3 +214,9 @@ class TransferSaga:
     @retry.validator
     def validate_retry(self) -> None:
         self._saga.validate_retry()
+
+
+def _started_with(attributes: Sequence[SearchAttributeUpdate[Any]]) -> bool:
+    """Whether the workflow started with every one of these search attributes already set."""
+    present = workflow.info().typed_search_attributes
+    return all(present.get(update.key) == update.value for update in attributes)

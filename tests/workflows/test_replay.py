@@ -79,6 +79,33 @@ async def test_recorded_histories_of_every_workflow_type_replay() -> None:
     assert recorded_types == {w.__name__ for w in WORKFLOWS}
 
 
+# Histories of transfers whose steps ran as local activities (since STEPS_RUN_LOCALLY).
+LOCAL_STEP_HISTORIES = (
+    "transfer_completed_steps_local",
+    "transfer_completed_as_the_api_starts_it_steps_local",
+    "transfer_compensated_steps_local",
+    "transfer_refused_locked_owner_steps_local",
+    "transfer_parked_then_retried_steps_local",
+    "transfer_cancelled_while_parked_steps_local",
+    "transfer_cancelled_during_withdraw_steps_local",
+    "transfer_cancelled_during_deposit_steps_local",
+)
+
+
+@pytest.mark.parametrize("name", LOCAL_STEP_HISTORIES)
+def test_transfers_with_local_steps_are_among_the_recorded_histories(name: str) -> None:
+    events = json.loads((HISTORIES / f"{name}.json").read_text())["history"]["events"]
+    kinds = [event["eventType"] for event in events]
+    markers = [
+        event["markerRecordedEventAttributes"]["markerName"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+
+    assert "core_local_activity" in markers
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in kinds
+
+
 @pytest.mark.skipif(
     not RECORD_INTO, reason="set SAGALINE_RECORD_HISTORIES to a directory to record histories"
 )
@@ -137,6 +164,10 @@ async def test_record_histories(
     completed = await bank.start(source, destination, "10.00")
     await completed.result()
     await save(completed, "transfer_completed")
+
+    as_the_api_starts_it = await bank.start(source, destination, "1.00", with_attributes=True)
+    await as_the_api_starts_it.result()
+    await save(as_the_api_starts_it, "transfer_completed_as_the_api_starts_it")
 
     closed = await bank.account("0")
     await bank.close(closed)
