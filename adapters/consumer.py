@@ -2,13 +2,13 @@
 
 A message's effect is stored in a Postgres transaction that also records its event id as
 processed (`first_delivery`), so a redelivered message changes nothing. Consecutive messages
-of a partition share a transaction (up to `transaction_size`); a failing one is taken out and
-handled alone. Offsets are committed
-by hand, only after the effects of every message before them are stored. A message that keeps
-failing is copied to the dead-letter topic with the error in its headers, and the partition
-moves on. Outages (`adapters.outages`: the database or Temporal unreachable) are not
-failures of the message: it is retried until the outage ends, holding its partition. A broker
-that lost its log (offsets past its end) is read again from the start.
+of a partition share a transaction (up to `transaction_size`), claimed in one statement and
+given to a batch handler in one call; a failing one is taken out and handled alone. Offsets
+are committed by hand, only after the effects of every message before them are stored. A
+message that keeps failing is copied to the dead-letter topic with the error in its headers,
+and the partition moves on. Outages (`adapters.outages`: the database or Temporal
+unreachable) are not failures of the message: it is retried until the outage ends, holding
+its partition. A broker that lost its log (offsets past its end) is read again from the start.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -30,7 +30,7 @@ from aiokafka import (
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.idempotency import first_delivery
+from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
 from domain.events import JsonDict
@@ -61,7 +61,19 @@ class ConsumedEvent:
 
 
 Handler = Callable[[AsyncConnection, ConsumedEvent], Awaitable[None]]
-"""Stores a message's effect through the given connection, inside the consumer's transaction."""
+"""Stores a message's effect through the given connection, inside the consumer's transaction.
+
+A handler that is also a `BatchHandler` is given the messages of a shared transaction in one
+call instead."""
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that stores the effects of several messages at once, as one by one would."""
+
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        """Store the effects of `events` (first deliveries, in partition order)."""
+        ...
 
 
 class UndecodableMessage(ValueError):
@@ -119,7 +131,7 @@ class EventConsumer:
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
-        transaction_size: int = 100,
+        transaction_size: int = 500,
     ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
@@ -232,12 +244,20 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        await asyncio.gather(*(self._partition(tp, records) for tp, records in batch.items()))
+        await asyncio.gather(*(self._partition(records) for records in batch.values()))
+        if self._consumer is not None and batch:
+            try:
+                # One commit for every partition of the fetch, once all their effects are stored.
+                await self._consumer.commit(
+                    {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+                )
+            except KafkaError as error:
+                # Stored effects are safe: what a later commit does not cover is redelivered
+                # and found already processed.
+                log.warning("%s: offset commit failed: %s", self._name, error)
         return sum(len(records) for records in batch.values())
 
-    async def _partition(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _partition(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         pending = list(records)
         while pending:
             chunk = pending[: self._transaction_size]
@@ -247,14 +267,6 @@ class EventConsumer:
                 # The message that stopped the shared transaction goes on its own, with its
                 # attempts and, if it keeps failing, the dead-letter topic.
                 await self._handle(pending.pop(0))
-        if self._consumer is None or not records:
-            return
-        try:
-            await self._consumer.commit({tp: records[-1].offset + 1})
-        except KafkaError as error:
-            # Stored effects are safe: what a later commit does not cover is redelivered and
-            # found already processed.
-            log.warning("%s: offset commit for %s failed: %s", self._name, tp, error)
 
     async def _handle_together(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
         """Handle consecutive messages in one transaction; how many from the start got stored.
@@ -270,20 +282,20 @@ class EventConsumer:
                 break
         outages = 0
         while events:
-            processed = duplicates = 0
             failed_at: int | None = None
             try:
                 async with self._engine.begin() as conn:
+                    fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
+                    first: list[int] = []
                     for index, event in enumerate(events):
-                        try:
-                            if await self._apply_in(conn, event):
-                                processed += 1
-                            else:
-                                duplicates += 1
-                        except Exception as error:
-                            if not self._transient(error):
-                                failed_at = index
-                            raise
+                        if event.event_id in fresh:
+                            fresh.discard(event.event_id)
+                            first.append(index)
+                    try:
+                        await self._run_handler(conn, events, first)
+                    except _FailedAt as failure:
+                        failed_at = failure.index
+                        raise failure.error from None
             except Exception as error:
                 if self._transient(error):
                     outages += 1
@@ -294,10 +306,37 @@ class EventConsumer:
                     raise
                 events = events[:failed_at]
                 continue
-            self.stats.processed += processed
-            self.stats.duplicates += duplicates
+            self.stats.processed += len(first)
+            self.stats.duplicates += len(events) - len(first)
             return len(events)
         return 0
+
+    async def _run_handler(
+        self, conn: AsyncConnection, events: Sequence[ConsumedEvent], first: Sequence[int]
+    ) -> None:
+        """Run the handler over `events[i]` for each `i` in `first` (the first deliveries).
+
+        A failure that is not an outage comes as `_FailedAt`, naming the event to take out:
+        the one that failed, or for a batch handler (which cannot tell) the first given.
+        """
+        handler = self._handler
+        if not first:
+            return
+        if isinstance(handler, BatchHandler):
+            try:
+                await handler.handle_batch(conn, [events[i] for i in first])
+            except Exception as error:
+                if self._transient(error):
+                    raise
+                raise _FailedAt(first[0], error) from error
+            return
+        for index in first:
+            try:
+                await handler(conn, events[index])
+            except Exception as error:
+                if self._transient(error):
+                    raise
+                raise _FailedAt(index, error) from error
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -332,7 +371,10 @@ class EventConsumer:
         """Claim the message and run the handler; False when it was processed before."""
         if not await first_delivery(conn, self._name, event.event_id):
             return False
-        await self._handler(conn, event)
+        if isinstance(self._handler, BatchHandler):
+            await self._handler.handle_batch(conn, [event])
+        else:
+            await self._handler(conn, event)
         return True
 
     async def _dead_letter(
@@ -357,6 +399,15 @@ class EventConsumer:
             headers=[*record.headers, *dead_letter_headers(self._name, record, error, attempts)],
         )
         self.stats.dead_lettered += 1
+
+
+class _FailedAt(Exception):
+    """The handler failed on `events[index]` of a shared transaction."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
 
 
 def dead_letter_headers(
