@@ -34,7 +34,7 @@ class RelayActivities:
         store: EventStore,
         database_url: str,
         publisher: Callable[[], KafkaEventPublisher],
-        batch_size: int = 500,
+        batch_size: int = 1000,
         checkpoint: str = RELAY_CHECKPOINT,
     ) -> None:
         self._engine = engine
