@@ -6,7 +6,7 @@ unique), COPied into `events` (positions drawn from the table's identity) with m
 by version, so any prefix of the global order mixes registrations and changes like the whole.
 
 Measured:
-- batch-size trials: the first 10,000 events with a few `batch_size`s (projection reset in
+- batch-size trials: the first 20,000 events with a few `batch_size`s (projection reset in
   between); the fastest is used for the full runs;
 - the project: `Projector(engine, store, UsersProjection(), batch_size).run_batch()` in a loop
   from position 0 until it returns 0, in events/s (the checkpoint's movement over time), in
@@ -57,8 +57,8 @@ USERS = 50_000
 CHANGES_PER_USER = 3
 EVENTS = USERS * (1 + CHANGES_PER_USER)
 BLOCK = 1_000
-TRIAL_EVENTS = 10_000
-TRIAL_BATCH_SIZES = (100, 500, 2000)
+TRIAL_EVENTS = 20_000
+TRIAL_BATCH_SIZES = (500, 2000, 10000)
 FULL_RUNS = 3
 GOAL_RATIO = 0.5
 REFERENCE_TABLE = "bench_users"
