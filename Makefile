@@ -14,13 +14,18 @@ TEST_TOOLS_STAMP := $(TEST_TOOLS)/.installed
 GRAPHQL_HTTP_VERSION := 1.23.1
 NPM_INSTALL := npm install --no-save --no-package-lock --no-audit --no-fund --loglevel=error
 
-.PHONY: up test test-tools chromium pgbench lint format bench install clean
+.PHONY: up test chaos test-tools chromium pgbench lint format bench install clean
 
 up: $(STAMP) $(GRAPHIQL_STAMP)
 	$(BIN)/sagaline up
 
 test: $(STAMP) $(GRAPHIQL_STAMP) test-tools
 	$(BIN)/pytest
+
+# The whole deployment under faults (RELIABILITY.md); `make test` runs its quick version.
+# CHAOS_ARGS passes options, e.g. make chaos CHAOS_ARGS="--transfers 300 --workers 3".
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.run $(CHAOS_ARGS)
 
 test-tools: $(TEST_TOOLS_STAMP) chromium
 

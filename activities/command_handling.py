@@ -12,7 +12,9 @@ from uuid import UUID, uuid5
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from adapters.correlation import correlated
 from adapters.outages import is_outage, summary
+from adapters.tracing import with_traceparent
 from domain.aggregate import Aggregate
 from domain.errors import DomainError
 from domain.events import JsonDict
@@ -55,35 +57,36 @@ def rejections(command_id: str) -> Iterator[None]:
     until the activity's FAILED_ATTEMPTS-th attempt and then for good, its details naming the
     command (the correlation id the worker's log and the client's answer share).
     """
-    try:
-        yield
-    except DomainError as error:
-        raise ApplicationError(
-            error.message, error.details, type=error.code, non_retryable=True
-        ) from None
-    except ApplicationError:
-        raise
-    except Exception as error:
-        if is_outage(error):
+    with correlated(command_id):
+        try:
+            yield
+        except DomainError as error:
+            raise ApplicationError(
+                error.message, error.details, type=error.code, non_retryable=True
+            ) from None
+        except ApplicationError:
             raise
-        attempt = activity.info().attempt
-        final = attempt >= FAILED_ATTEMPTS
-        log.error(
-            "command %s failed on attempt %d of %d%s",
-            command_id,
-            attempt,
-            FAILED_ATTEMPTS,
-            ", for good" if final else "",
-            exc_info=error,
-        )
-        # The cause's first line is for operators (the saga's error, the Temporal UI); the
-        # API answers clients with CLIENT_MESSAGE and the correlation id only.
-        raise ApplicationError(
-            f"{CLIENT_MESSAGE}: {summary(error)}",
-            {"correlation_id": command_id},
-            type=COMMAND_FAILED,
-            non_retryable=final,
-        ) from error
+        except Exception as error:
+            if is_outage(error):
+                raise
+            attempt = activity.info().attempt
+            final = attempt >= FAILED_ATTEMPTS
+            log.error(
+                "command %s failed on attempt %d of %d%s",
+                command_id,
+                attempt,
+                FAILED_ATTEMPTS,
+                ", for good" if final else "",
+                exc_info=error,
+            )
+            # The cause's first line is for operators (the saga's error, the Temporal UI); the
+            # API answers clients with CLIENT_MESSAGE and the correlation id only.
+            raise ApplicationError(
+                f"{CLIENT_MESSAGE}: {summary(error)}",
+                {"correlation_id": command_id},
+                type=COMMAND_FAILED,
+                non_retryable=final,
+            ) from error
 
 
 def event_ids() -> EventIds:
@@ -94,15 +97,17 @@ def event_ids() -> EventIds:
 
 
 def event_metadata(command_id: str, actor: str) -> JsonDict:
-    """Who and what caused the events an activity appends."""
+    """Who and what caused the events an activity appends, and the trace they belong to."""
     info = activity.info()
-    return {
-        "command_id": command_id,
-        "correlation_id": command_id,
-        "causation_id": command_id,
-        "workflow_id": info.workflow_id,
-        "actor": actor,
-    }
+    return with_traceparent(
+        {
+            "command_id": command_id,
+            "correlation_id": command_id,
+            "causation_id": command_id,
+            "workflow_id": info.workflow_id,
+            "actor": actor,
+        }
+    )
 
 
 Load = tuple[type[Aggregate], str]

@@ -14,6 +14,7 @@ from activities.following import FollowInput, heartbeating
 from adapters import pattern_windows
 from adapters.consumer import ConsumedEvent, EventConsumer
 from adapters.event_store import PostgresEventStore
+from adapters.tracing import with_traceparent
 from domain.event_store import ANY, NewEvent, StreamAppend
 from domain.events import to_data, type_name
 from domain.patterns import Match, Occurrence, Pattern, observe
@@ -123,7 +124,9 @@ class PatternDetector:
                     uuid5(DETECTION_NAMESPACE, match.match_id),
                     type_name(found),
                     to_data(found),
-                    {"actor": DETECTOR_ACTOR, "causation_id": match.occurrences[-1].event_id},
+                    with_traceparent(
+                        {"actor": DETECTOR_ACTOR, "causation_id": match.occurrences[-1].event_id}
+                    ),
                 )
             )
         await self._store.append_in(

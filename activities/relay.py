@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
 from activities.following import FollowInput, follow
-from adapters import checkpoints, relay_ledger
+from adapters import broker_loss, checkpoints, relay_ledger
+from adapters.broker_loss import Loss
 from adapters.kafka import KafkaEventPublisher
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
 from adapters.relay_ledger import Ledger
@@ -21,6 +22,9 @@ from domain.event_store import EventPage, EventStore
 OUTAGE_PAUSE_SECONDS = 0.5
 BROKER_CHECK_SECONDS = 1.0
 """How often the relay asks the broker whether it still holds what it acknowledged."""
+PRUNE_EVERY_PAGES = 16
+"""Pages published between two prunings of the relay's acknowledgement ledger: it holds at
+most relay_ledger.KEPT_PAGES + 1 + this many rows per partition."""
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,7 @@ class RelayActivities:
         self._position: int | None = None
         self._ledger: Ledger | None = None
         self._next_check = 0.0
+        self._pages_since_prune = 0
         # The next page, read while the current one is published: (its start, the read).
         self._ahead: tuple[int, asyncio.Task[EventPage]] | None = None
 
@@ -95,15 +100,20 @@ class RelayActivities:
             await asyncio.sleep(OUTAGE_PAUSE_SECONDS)
             return 0
         ledger = await self._current_ledger()
-        cut = ledger.lost_before(acks)
-        if cut:
+        landed = {ack.partition: ack.base_offset for ack in acks}
+        if any(offset < ledger.acked_ends.get(p, 0) for p, offset in landed.items()):
+            # The page landed below what the broker acknowledged before: its log was cut.
             state = await publisher.inspect()
-            survived = {**ledger.lost_by(state.ends), **cut}
-            return await self._recover(publisher, position, survived, state.cluster_id)
+            loss = broker_loss.assess(ledger, state, landed)
+            if loss is not None:
+                return await self._recover(publisher, position, loss, state.cluster_id)
         try:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
                 await relay_ledger.record(conn, self._checkpoint, acks)
+                pruning = self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES
+                if pruning:
+                    await relay_ledger.prune(conn, self._checkpoint)
         except checkpoints.CheckpointMoved:
             # Another relay, or an operator's rewind, moved it: follow it from the store.
             log.info("relay: checkpoint %s moved under the relay, reading it again", position)
@@ -113,6 +123,7 @@ class RelayActivities:
             self._forget()
             raise
         ledger.acknowledge(acks)
+        self._pages_since_prune = 0 if pruning else self._pages_since_prune + 1
         self._position = page.next_position
         return page.next_position - position
 
@@ -120,53 +131,42 @@ class RelayActivities:
         """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
         ledger = await self._current_ledger()
         try:
-            recreated = await publisher.prepare_topic()
             state = await publisher.inspect()
+            loss = broker_loss.assess(ledger, state)
+            if loss is None and not state.listed:
+                await publisher.create_topic()
         except KafkaError as error:
             log.warning("relay: broker did not answer its check: %r", error)
             return None
-        if ledger.cluster_id is not None and state.cluster_id != ledger.cluster_id:
-            log.warning(
-                "relay: broker cluster changed from %s to %s",
-                ledger.cluster_id,
-                state.cluster_id,
-            )
-            return await self._recover(
-                publisher, position, dict.fromkeys(ledger.last_batches, 0), state.cluster_id
-            )
+        if loss is not None:
+            return await self._recover(publisher, position, loss, state.cluster_id)
         if ledger.cluster_id is None and state.cluster_id is not None:
             async with self._engine.begin() as conn:
                 await relay_ledger.remember_cluster(conn, self._checkpoint, state.cluster_id)
             ledger.cluster_id = state.cluster_id
-        survived = ledger.lost_by({} if recreated else state.ends)
-        if not survived:
-            return None
-        return await self._recover(publisher, position, survived, state.cluster_id)
+        return None
 
     async def _recover(
-        self,
-        publisher: KafkaEventPublisher,
-        position: int,
-        survived: Mapping[int, int],
-        cluster_id: str | None,
+        self, publisher: KafkaEventPublisher, position: int, loss: Loss, cluster_id: str | None
     ) -> int:
         """Go back to the first position the broker lost; returns how far back (negative).
 
-        `survived` maps each partition that lost events to where its log now ends. If the
-        broker came back empty, whatever the relay wrote since is deleted with the topic,
-        so the topic holds every event again in the order of the store.
+        If the broker lost everything it acknowledged (and only then), the topic is deleted
+        and created empty, whatever the relay wrote since going with it, so the topic holds
+        every event again in the order of the store.
         """
         ledger = await self._current_ledger()
-        cluster_changed = ledger.cluster_id is not None and cluster_id != ledger.cluster_id
-        came_back_empty = cluster_changed or all(survived.get(p) == 0 for p in ledger.last_batches)
-        if came_back_empty:
-            await publisher.recreate_topic()
+        if loss.everything:
+            log.warning("relay: deleting topic and publishing every event again: %s", loss.reason)
+            await publisher.replace_topic()
         try:
             async with self._engine.begin() as conn:
-                if came_back_empty:
+                if loss.everything:
                     first = await relay_ledger.forget_all(conn, self._checkpoint)
                 else:
-                    first = await relay_ledger.first_lost_position(conn, self._checkpoint, survived)
+                    first = await relay_ledger.first_lost_position(
+                        conn, self._checkpoint, loss.survived
+                    )
                 # The checkpoint is the last position published: the one before the first lost.
                 restart = min(max(first - 1, 0), position)
                 await checkpoints.advance(conn, self._checkpoint, position, restart)
@@ -180,8 +180,8 @@ class RelayActivities:
         log.warning(
             "relay: the broker lost acknowledged events (%s; log ends %s, acknowledged %s);"
             " publishing again after position %d (was at %d)",
-            "it came back empty" if came_back_empty else "its log was cut",
-            dict(survived),
+            loss.reason,
+            loss.survived,
             ledger.acked_ends,
             restart,
             position,

@@ -28,11 +28,14 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
+from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from adapters.consumer_metrics import ConsumerMetrics
 from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
+from adapters.tracing import TRACEPARENT, remote_parent, tracer, tracing_on
 from domain.events import JsonDict
 
 log = logging.getLogger(__name__)
@@ -58,6 +61,8 @@ class ConsumedEvent:
     topic: str
     partition: int
     offset: int
+    traceparent: str | None = None
+    """The W3C trace context the message carries, if it was published within a trace."""
 
 
 Handler = Callable[[AsyncConnection, ConsumedEvent], Awaitable[None]]
@@ -85,6 +90,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     headers = {name: value for name, value in record.headers}
     try:
         body = json.loads(record.value or b"")
+        traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
             event_id=headers["ce_id"].decode(),
             type=headers["ce_type"].decode(),
@@ -97,6 +103,7 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
+            traceparent=None if traceparent is None else traceparent.decode(),
         )
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
         raise UndecodableMessage(f"{type(error).__name__}: {error}") from error
@@ -132,6 +139,7 @@ class EventConsumer:
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
         transaction_size: int = 500,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
@@ -149,6 +157,9 @@ class EventConsumer:
         self._rebalance_timeout_ms = rebalance_timeout_ms
         self._transaction_size = transaction_size
         self.stats = ConsumerStats()
+        self._metrics = metrics
+        # Per partition, the offset after the last message handled (for the lag).
+        self._handled_up_to: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._next_end_check = 0.0
@@ -245,17 +256,33 @@ class EventConsumer:
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
         await asyncio.gather(*(self._partition(records) for records in batch.values()))
-        if self._consumer is not None and batch:
+        ends = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        if self._consumer is not None and ends:
+            self._handled_up_to.update(ends)
             try:
                 # One commit for every partition of the fetch, once all their effects are stored.
-                await self._consumer.commit(
-                    {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
-                )
+                await self._consumer.commit(ends)
             except KafkaError as error:
                 # Stored effects are safe: what a later commit does not cover is redelivered
                 # and found already processed.
                 log.warning("%s: offset commit failed: %s", self._name, error)
+        if self._metrics is not None:
+            self._metrics.set_lag(self._name, self.lag())
         return sum(len(records) for records in batch.values())
+
+    def lag(self) -> dict[int, int]:
+        """Per assigned partition, messages past the last one handled, as of the last fetch
+        (partitions it has handled nothing of yet are left out)."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        lag: dict[int, int] = {}
+        for tp in consumer.assignment():
+            end = consumer.highwater(tp)
+            handled_up_to = self._handled_up_to.get(tp)
+            if end is not None and handled_up_to is not None:
+                lag[tp.partition] = max(end - handled_up_to, 0)
+        return lag
 
     async def _partition(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         pending = list(records)
@@ -306,8 +333,11 @@ class EventConsumer:
                     raise
                 events = events[:failed_at]
                 continue
-            self.stats.processed += len(first)
-            self.stats.duplicates += len(events) - len(first)
+            processed, duplicates = len(first), len(events) - len(first)
+            self.stats.processed += processed
+            self.stats.duplicates += duplicates
+            if self._metrics is not None:
+                self._metrics.handled(self._name, processed, duplicates)
             return len(events)
         return 0
 
@@ -322,7 +352,10 @@ class EventConsumer:
         handler = self._handler
         if not first:
             return
-        if isinstance(handler, BatchHandler):
+        # With tracing on, messages that carry a trace are handled one by one, each in its
+        # span, so what the handler does for one (a lock it starts) is in that one's trace.
+        traced = tracing_on() and any(events[i].traceparent is not None for i in first)
+        if isinstance(handler, BatchHandler) and not traced:
             try:
                 await handler.handle_batch(conn, [events[i] for i in first])
             except Exception as error:
@@ -332,7 +365,7 @@ class EventConsumer:
             return
         for index in first:
             try:
-                await handler(conn, events[index])
+                await self._handle_one(conn, events[index])
             except Exception as error:
                 if self._transient(error):
                     raise
@@ -354,6 +387,8 @@ class EventConsumer:
                     self.stats.processed += 1
                 else:
                     self.stats.duplicates += 1
+                if self._metrics is not None:
+                    self._metrics.handled(self._name, int(stored), int(not stored))
                 return
             except Exception as error:
                 if self._transient(error):
@@ -371,11 +406,36 @@ class EventConsumer:
         """Claim the message and run the handler; False when it was processed before."""
         if not await first_delivery(conn, self._name, event.event_id):
             return False
+        await self._handle_one(conn, event)
+        return True
+
+    async def _handle_one(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
+        """Run the handler for one claimed message, in its trace if it carries one."""
+        if event.traceparent is None or not tracing_on():
+            await self._invoke(conn, event)
+            return
+        # The handling joins the trace of the command whose event this is.
+        with tracer().start_as_current_span(
+            f"process {event.topic}",
+            context=remote_parent(event.traceparent),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self._group_id,
+                "messaging.destination.name": event.topic,
+                "messaging.kafka.offset": event.offset,
+                "messaging.kafka.message.key": event.stream_id,
+                "sagaline.consumer": self._name,
+                "sagaline.event.type": event.type,
+            },
+        ):
+            await self._invoke(conn, event)
+
+    async def _invoke(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
         if isinstance(self._handler, BatchHandler):
             await self._handler.handle_batch(conn, [event])
         else:
             await self._handler(conn, event)
-        return True
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BaseException, attempts: int
@@ -399,6 +459,8 @@ class EventConsumer:
             headers=[*record.headers, *dead_letter_headers(self._name, record, error, attempts)],
         )
         self.stats.dead_lettered += 1
+        if self._metrics is not None:
+            self._metrics.dead_lettered(self._name)
 
 
 class _FailedAt(Exception):

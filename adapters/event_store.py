@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 from uuid import UUID
 
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Row, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from adapters.database import libpq_url
 from adapters.group_commit import EventIdTaken, GroupCommit, event_json, keys_json, stream_json
 from adapters.schema import events
+from adapters.tracing import span
 from domain.event_store import (
     AppendResult,
     EventIdConflict,
@@ -93,13 +95,14 @@ class PostgresEventStore:
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
         _check_append(streams)
-        try:
-            return await self.appends.append(streams)
-        except (WrongExpectedVersion, UniqueKeyTaken, EventIdTaken):
-            replay = await self._already_appended(streams)
-            if replay is not None:
-                return replay
-            raise
+        with span("append", SpanKind.CLIENT, lambda: _append_attributes(streams)):
+            try:
+                return await self.appends.append(streams)
+            except (WrongExpectedVersion, UniqueKeyTaken, EventIdTaken):
+                replay = await self._already_appended(streams)
+                if replay is not None:
+                    return replay
+                raise
 
     async def append_with(
         self, write: Callable[[AsyncConnection], Awaitable[None]], *streams: StreamAppend
@@ -127,6 +130,12 @@ class PostgresEventStore:
     async def append_in(self, conn: AsyncConnection, *streams: StreamAppend) -> AppendResult:
         """Append in one statement, inside the caller's transaction if it has one."""
         _check_append(streams)
+        with span("append", SpanKind.CLIENT, lambda: _append_attributes(streams)):
+            return await self._append_in(conn, streams)
+
+    async def _append_in(
+        self, conn: AsyncConnection, streams: Sequence[StreamAppend]
+    ) -> AppendResult:
         try:
             if len(streams) == 1:
                 row = (await conn.execute(_APPEND, _append_params(streams[0]))).one()
@@ -249,6 +258,14 @@ def _check_append(streams: Sequence[StreamAppend]) -> None:
         raise ValueError("an append needs at least one event for every stream")
     if len({s.stream_id for s in streams}) < len(streams):
         raise ValueError("an append names each stream at most once")
+
+
+def _append_attributes(streams: Sequence[StreamAppend]) -> dict[str, Any]:
+    return {
+        "db.system.name": "postgresql",
+        "sagaline.streams": [s.stream_id for s in streams],
+        "sagaline.events": sum(len(s.events) for s in streams),
+    }
 
 
 def _append_params(stream: StreamAppend) -> dict[str, Any]:

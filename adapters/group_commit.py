@@ -95,6 +95,10 @@ class GroupCommit:
         """How many appends are queued, not yet sent."""
         return len(self._waiting)
 
+    def pool_stats(self) -> dict[str, int]:
+        """The connection pool's usage (psycopg_pool's `get_stats`), for metrics."""
+        return self._pool.get_stats()
+
     async def close(self) -> None:
         """Let the groups being sent finish, then close the connections, if any were opened."""
         await asyncio.gather(*self._flushers, return_exceptions=True)

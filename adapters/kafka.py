@@ -6,26 +6,35 @@ import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from adapters.broker_loss import TopicState
 from adapters.relay_ledger import PartitionAck
+from adapters.tracing import TRACEPARENT, remote_parent, traceparent_of, tracer, tracing_on
 from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
 MAX_BATCH_BYTES = 512 * 1024
 MAX_CACHED = 100_000
 """Streams whose partition the publisher remembers before it starts over."""
+DELETION_CHECKS = 50
+DELETION_CHECK_SECONDS = 0.1
+"""How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
 
 
-def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, bytes]]:
-    """CloudEvents binary-mode headers plus the event's stream version and global position."""
-    return [
+def cloudevent_headers(
+    event: RecordedEvent, source: str, traceparent: bytes | None = None
+) -> list[tuple[str, bytes]]:
+    """CloudEvents binary-mode headers plus the event's stream version and global position,
+    and the W3C `traceparent` of its trace when it has one."""
+    headers = [
         ("ce_specversion", CLOUDEVENTS_SPEC_VERSION.encode()),
         ("ce_id", str(event.event_id).encode()),
         ("ce_type", event.type.encode()),
@@ -37,19 +46,14 @@ def cloudevent_headers(event: RecordedEvent, source: str) -> list[tuple[str, byt
         ("sagaline_position", str(event.position).encode()),
         ("sagaline_schema_version", str(event.schema_version).encode()),
     ]
+    if traceparent is not None:
+        headers.append((TRACEPARENT, traceparent))
+    return headers
 
 
 def message_value(event: RecordedEvent) -> bytes:
     """The message body: the event's payload and metadata as JSON."""
     return json.dumps({"data": event.data, "metadata": event.metadata}).encode()
-
-
-@dataclass(frozen=True)
-class TopicState:
-    """What the broker holds of the topic: its cluster, and per partition the log's end."""
-
-    cluster_id: str | None
-    ends: dict[int, int]
 
 
 class KafkaEventPublisher:
@@ -100,11 +104,11 @@ class KafkaEventPublisher:
         )
 
     async def start(self) -> None:
-        """Connect, and make sure the topic exists."""
+        """Connect, and create the topic if the broker does not list it."""
         await self._admin.start()
         await self._offsets.start()
         await self._producer.start()
-        await self.prepare_topic()
+        await self.create_topic()
 
     async def stop(self) -> None:
         """Flush and disconnect."""
@@ -114,35 +118,43 @@ class KafkaEventPublisher:
             await self._offsets.stop()
             await self._admin.close()
 
-    async def prepare_topic(self) -> bool:
-        """Create the topic if the broker does not list it; True if it had to.
+    async def create_topic(self) -> None:
+        """Create the topic unless the broker lists it (never deletes anything)."""
+        await ensure_topic(self._bootstrap, self._topic, self._partitions)
+        await self._producer.client.force_metadata_update()
 
-        A restarted in-memory broker (Tansu) takes writes for a topic it does not list from
-        a producer that still knows the old metadata, and a topic created afterwards starts
-        its offsets again over those batches: the broker then refuses writes at offsets
-        that exist and shadows acknowledged events with later ones. Deleting the unlisted
-        topic first clears such writes; on a broker that has no such topic it is a no-op.
+    async def replace_topic(self) -> None:
+        """Delete the topic and create it empty.
+
+        Only for a broker that showed it lost every event it acknowledged
+        (adapters/broker_loss.py): a restarted in-memory broker (Tansu) takes writes for a
+        topic it does not list from a producer that still knows the old metadata, and a
+        topic created over them starts its offsets again over those batches, so the broker
+        refuses writes at offsets that exist and shadows acknowledged events with later
+        ones. Deleting clears such writes, once the topic exists: it is created first if the
+        broker does not list it (on a broker that lists it, that is a no-op).
         """
-        if self._topic in await self._admin.list_topics():
-            return False
-        await self._admin.delete_topics([self._topic])
         await ensure_topic(self._bootstrap, self._topic, self._partitions)
-        await self._producer.client.force_metadata_update()
-        return True
-
-    async def recreate_topic(self) -> None:
-        """Delete the topic and create it empty (the broker lost what it acknowledged)."""
         await self._admin.delete_topics([self._topic])
-        await ensure_topic(self._bootstrap, self._topic, self._partitions)
-        await self._producer.client.force_metadata_update()
+        # A real Kafka deletes in the background: creating the topic while it is still
+        # listed would do nothing, and producers would then auto-create it with the
+        # broker's default partition count.
+        for _ in range(DELETION_CHECKS):
+            if self._topic not in await self._admin.list_topics():
+                break
+            await asyncio.sleep(DELETION_CHECK_SECONDS)
+        await self.create_topic()
 
     async def inspect(self) -> TopicState:
-        """The broker's cluster id and, per partition of the topic, the end of its log."""
+        """The broker's cluster id, whether it lists the topic, and the end of each
+        partition's log it reports on."""
         cluster = await self._admin.describe_cluster()
+        if self._topic not in await self._admin.list_topics():
+            return TopicState(cluster.get("cluster_id"), listed=False)
         partitions = await self._partition_ids()
         ends = await self._offsets.end_offsets([TopicPartition(self._topic, p) for p in partitions])
         return TopicState(
-            cluster.get("cluster_id"), {tp.partition: int(end) for tp, end in ends.items()}
+            cluster.get("cluster_id"), True, {tp.partition: int(end) for tp, end in ends.items()}
         )
 
     async def _partition_ids(self) -> list[int]:
@@ -163,10 +175,14 @@ class KafkaEventPublisher:
         by_partition: dict[int, list[RecordedEvent]] = defaultdict(list)
         for event in events:
             by_partition[self._partition_of(event.stream_id, partitions)].append(event)
+        traceparents, spans = _trace_sends(events, self._topic)
         outcomes = await asyncio.gather(
-            *(self._send_in_order(p, chunk) for p, chunk in by_partition.items()),
+            *(self._send_in_order(p, chunk, traceparents) for p, chunk in by_partition.items()),
             return_exceptions=True,
         )
+        if spans:
+            for chunk, outcome in zip(by_partition.values(), outcomes, strict=True):
+                _end_sends(spans, chunk, outcome)
         acks: list[PartitionAck] = []
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
@@ -182,15 +198,18 @@ class KafkaEventPublisher:
             self._stream_partitions[stream_id] = partition
         return partition
 
-    async def _send_in_order(self, partition: int, events: Sequence[RecordedEvent]) -> PartitionAck:
+    async def _send_in_order(
+        self, partition: int, events: Sequence[RecordedEvent], traceparents: dict[UUID, bytes]
+    ) -> PartitionAck:
         offsets: list[tuple[int, int]] = []
         batch = self._producer.create_batch()
         for event in events:
-            if self._append(batch, event):
+            traceparent = traceparents.get(event.event_id)
+            if self._append(batch, event, traceparent):
                 continue
             offsets.append(await self._send(batch, partition))
             batch = self._producer.create_batch()
-            if not self._append(batch, event):
+            if not self._append(batch, event, traceparent):
                 raise MessageSizeTooLargeError(f"event {event.event_id} does not fit a batch")
         if batch.record_count():
             offsets.append(await self._send(batch, partition))
@@ -198,12 +217,12 @@ class KafkaEventPublisher:
             partition, offsets[0][0], offsets[-1][1], offsets[-1][0], events[0].position
         )
 
-    def _append(self, batch: Any, event: RecordedEvent) -> bool:
+    def _append(self, batch: Any, event: RecordedEvent, traceparent: bytes | None) -> bool:
         appended = batch.append(
             timestamp=None,
             key=event.stream_id.encode(),
             value=message_value(event),
-            headers=cloudevent_headers(event, self._source),
+            headers=cloudevent_headers(event, self._source, traceparent),
         )
         return appended is not None
 
@@ -213,6 +232,53 @@ class KafkaEventPublisher:
         delivery = await self._producer.send_batch(batch, self._topic, partition=partition)
         metadata = await delivery
         return int(metadata.offset), int(metadata.offset) + count
+
+
+def _trace_sends(
+    events: Sequence[RecordedEvent], topic: str
+) -> tuple[dict[UUID, bytes], dict[UUID, Span]]:
+    """The `traceparent` header of each event appended within a trace, and the spans of the
+    sends.
+
+    An event's metadata keeps the trace of the activity that appended it. With tracing on,
+    its send is a span in that trace and the header names the send; with tracing off, the
+    header passes on the stored value.
+    """
+    traceparents: dict[UUID, bytes] = {}
+    spans: dict[UUID, Span] = {}
+    traced = tracing_on()
+    for event in events:
+        stored = (event.metadata or {}).get(TRACEPARENT)
+        if not isinstance(stored, str):
+            continue
+        if traced:
+            send = tracer().start_span(
+                f"send {topic}",
+                context=remote_parent(stored),
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": topic,
+                    "messaging.kafka.message.key": event.stream_id,
+                    "sagaline.event.type": event.type,
+                    "sagaline.position": event.position,
+                },
+            )
+            spans[event.event_id] = send
+            stored = traceparent_of(send)
+        traceparents[event.event_id] = stored.encode()
+    return traceparents, spans
+
+
+def _end_sends(spans: dict[UUID, Span], events: Sequence[RecordedEvent], outcome: object) -> None:
+    """End the send spans of one partition's events, as failed if its publish failed."""
+    for event in events:
+        send = spans.get(event.event_id)
+        if send is None:
+            continue
+        if isinstance(outcome, BaseException):
+            send.set_status(Status(StatusCode.ERROR, type(outcome).__name__))
+        send.end()
 
 
 async def ensure_topic(bootstrap: str, topic: str, partitions: int) -> None:

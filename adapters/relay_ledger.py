@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -40,26 +41,6 @@ class Ledger:
     acked_ends: dict[int, int] = field(default_factory=dict)
     last_batches: dict[int, int] = field(default_factory=dict)
     recoveries: int = 0
-
-    def lost_by(self, ends: Mapping[int, int]) -> dict[int, int]:
-        """Partitions whose log (as the broker lists it now) lacks the last acknowledged batch.
-
-        Compared with the last batch's first offset rather than the acknowledged end: Tansu
-        lists a log's end as one past the first offset of its last batch.
-        """
-        return {
-            partition: ends.get(partition, 0)
-            for partition, last in self.last_batches.items()
-            if ends.get(partition, 0) <= last
-        }
-
-    def lost_before(self, acks: Sequence[PartitionAck]) -> dict[int, int]:
-        """Partitions where new events landed below the acknowledged end: the log was cut."""
-        return {
-            ack.partition: ack.base_offset
-            for ack in acks
-            if ack.base_offset < self.acked_ends.get(ack.partition, 0)
-        }
 
     def acknowledge(self, acks: Sequence[PartitionAck]) -> None:
         for ack in acks:
@@ -129,6 +110,67 @@ async def record(conn: AsyncConnection, name: str, acks: Sequence[PartitionAck])
             },
         )
     )
+
+
+KEPT_PAGES = 16
+"""Acknowledged pages kept apart per partition; older ones are folded into one row."""
+
+
+async def prune(conn: AsyncConnection, name: str, keep: int | None = None) -> None:
+    """Fold each partition's acknowledgements older than its newest `keep` into one row.
+
+    Recovery needs, per partition, the end of the acknowledged log (the newest rows hold
+    it), the page holding a lost offset (to publish again from its first position), and
+    the first position ever published (for a broker that came back empty). The folded row
+    spans the offsets of the rows it replaces and starts at the lowest position among
+    them: a loss found inside it maps back to a position at or before the first one lost
+    (publishing again from there re-sends more, never less), and `forget_all` still finds
+    the first position ever published. Right after it the table holds at most `keep + 1`
+    rows per partition, however long the relay has run.
+    """
+    kept = KEPT_PAGES if keep is None else keep
+    newest_first = (
+        func.row_number()
+        .over(partition_by=relay_acks.c.partition, order_by=relay_acks.c.base_offset.desc())
+        .label("rank")
+    )
+    ranked = (
+        select(
+            relay_acks.c.partition,
+            relay_acks.c.base_offset,
+            relay_acks.c.end_offset,
+            relay_acks.c.last_batch_offset,
+            relay_acks.c.first_position,
+            newest_first,
+        )
+        .where(relay_acks.c.name == name)
+        .subquery()
+    )
+    old = (await conn.execute(select(ranked).where(ranked.c.rank > kept))).all()
+    by_partition: dict[int, list[Any]] = {}
+    for row in old:
+        by_partition.setdefault(int(row.partition), []).append(row)
+    for partition, rows in by_partition.items():
+        if len(rows) < 2:
+            continue
+        floor = min(int(row.base_offset) for row in rows)
+        in_partition = (relay_acks.c.name == name) & (relay_acks.c.partition == partition)
+        await conn.execute(
+            delete(relay_acks).where(
+                in_partition,
+                relay_acks.c.base_offset.in_([int(row.base_offset) for row in rows]),
+                relay_acks.c.base_offset != floor,
+            )
+        )
+        await conn.execute(
+            update(relay_acks)
+            .where(in_partition, relay_acks.c.base_offset == floor)
+            .values(
+                end_offset=max(int(row.end_offset) for row in rows),
+                last_batch_offset=max(int(row.last_batch_offset) for row in rows),
+                first_position=min(int(row.first_position) for row in rows),
+            )
+        )
 
 
 async def first_lost_position(conn: AsyncConnection, name: str, survived: Mapping[int, int]) -> int:

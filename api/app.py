@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL (with GraphiQL) at /graphql, GraphiQL's assets, health probes."""
+"""The ASGI application: GraphQL (with GraphiQL) at /graphql, GraphiQL's assets, health probes,
+/metrics and /status."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -23,15 +25,19 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
+from adapters.tracing import tracing_on
 from api.auth import Caller, Role, TokenCheck, parse_tokens
 from api.consistency import CONSISTENT_WITH_HEADER
 from api.context import Context, Services
 from api.edge import BodyLimit
+from api.exposition import ApiMetrics, observability_routes
 from api.graphiql import ASSETS_PATH, DEFAULT_ASSETS_DIR, GraphiQLPage
 from api.live import EventFeed
+from api.metrics import GraphQLMetrics
 from api.outages import AnswerOutages, nothing_ran, retry_after_headers
 from api.schema import build_schema
 from api.sessions import Sessions
+from api.tracing import TraceRequests
 from api.websocket_auth import TokenAtConnectionInit
 from runtime.config import Settings
 
@@ -78,12 +84,17 @@ class SagalineGraphQL(GraphQL[Context, None]):
 
     graphql_transport_ws_handler_class = TokenAtConnectionInit
 
-    def __init__(self, state: dict[str, Services], settings: Settings) -> None:
+    def __init__(
+        self,
+        state: dict[str, Services],
+        settings: Settings,
+        metrics: GraphQLMetrics | None = None,
+    ) -> None:
         # GET only serves the GraphiQL page: operations are POSTed with a bearer token.
         # Websockets speak graphql-transport-ws only, whose connection_init may carry the
         # token; a socket that names no caller soon after opening is closed.
         super().__init__(
-            build_schema(settings.api_max_selection_cost),
+            build_schema(settings.api_max_selection_cost, metrics),
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=CONNECTION_INIT_WITHIN,
@@ -183,16 +194,26 @@ class TokenGuard:
         await refusal(scope, receive, send)
 
 
+def read_models_engine(settings: Settings) -> AsyncEngine | None:
+    """The engine of SAGALINE_READ_DATABASE_URL (a replica), or None to read the primary."""
+    url = settings.require_read_database_url()
+    if url == settings.require_database_url():
+        return None
+    return create_engine(url, pool_size=20, autocommit=True)
+
+
 def create_app(settings: Settings) -> Starlette:
     """The API app; its services connect when the app starts, not at import."""
     state: dict[str, Services] = {}
-    view = SagalineGraphQL(state, settings)
+    metrics = ApiMetrics()
+    view = SagalineGraphQL(state, settings, metrics.graphql)
     graphql = TokenGuard(view, state)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # The API only reads (commands go through Temporal): one round trip per query.
         engine = create_engine(settings.require_database_url(), pool_size=20, autocommit=True)
+        read_models = read_models_engine(settings)
         temporal = await connect(settings.require_temporal_address(), settings.temporal_namespace)
         sessions = Sessions(
             settings.require_session_key(), timedelta(seconds=settings.session_ttl_seconds)
@@ -201,14 +222,24 @@ def create_app(settings: Settings) -> Starlette:
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
         services = Services(
-            settings=settings, engine=engine, temporal=temporal, tokens=tokens, feed=feed
+            settings=settings,
+            engine=engine,
+            temporal=temporal,
+            tokens=tokens,
+            feed=feed,
+            graphql_metrics=metrics.graphql,
+            read_models=read_models,
         )
         state["services"] = services
+        metrics.watch_pool(engine)
         try:
             yield
         finally:
+            metrics.forget_pool()
             await feed.stop()
             await engine.dispose()
+            if read_models is not None:
+                await read_models.dispose()
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -218,8 +249,9 @@ def create_app(settings: Settings) -> Starlette:
         if services is None:
             return JSONResponse({"status": "starting"}, status_code=503)
         try:
-            async with services.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+            for engine in {services.engine, services.read_engine}:
+                async with engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
         except Exception:
             return JSONResponse({"status": "database unavailable"}, status_code=503)
         return JSONResponse({"status": "ready"})
@@ -231,6 +263,7 @@ def create_app(settings: Settings) -> Starlette:
             Route(ASSETS_PATH + "/{path:path}", view.graphiql.serve_asset, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            *observability_routes(state, metrics),
         ],
         middleware=edge_middleware(settings),
         lifespan=lifespan,
@@ -238,8 +271,9 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def edge_middleware(settings: Settings) -> list[Middleware]:
-    """CORS for the configured origins (outermost, so refusals carry its headers too), the
-    body limit, then a 503 for an outage that escapes the GraphQL execution."""
+    """A request's span when tracing is on; CORS for the configured origins (outside the
+    rest, so refusals carry its headers too), the body limit, then a 503 for an outage that
+    escapes the GraphQL execution."""
     middleware = [
         Middleware(BodyLimit, max_bytes=settings.api_max_body_bytes),
         Middleware(AnswerOutages),
@@ -254,4 +288,6 @@ def edge_middleware(settings: Settings) -> list[Middleware]:
             max_age=600,
         )
         middleware.insert(0, cors)
+    if tracing_on():
+        middleware.insert(0, Middleware(TraceRequests))
     return middleware

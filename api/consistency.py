@@ -38,11 +38,11 @@ async def ensure_consistent(
         consistent_with = header.strip()
     position = parse_position(consistent_with)
     services = ctx.services
-    if await caught_up(services.engine, projections, position):
+    if await caught_up(services.read_engine, projections, position):
         return
     seconds = services.settings.consistency_timeout_seconds
     with services.consistency_waits.slot():
-        if not await wait_until_caught_up(services.engine, projections, position, seconds):
+        if not await wait_until_caught_up(services.read_engine, projections, position, seconds):
             raise ConsistencyTimeout(position, seconds)
 
 
@@ -56,7 +56,10 @@ async def read_after(
     services = ctx.services
     if position:
         await wait_until_caught_up(
-            services.engine, [projection], position, services.settings.consistency_timeout_seconds
+            services.read_engine,
+            [projection],
+            position,
+            services.settings.consistency_timeout_seconds,
         )
-    async with services.engine.connect() as conn:
+    async with services.read_engine.connect() as conn:
         return await fetch(conn)

@@ -14,6 +14,7 @@ from temporalio.client import Client
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
+from api.metrics import GraphQLMetrics
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.users import UserView, get_user, users_by_ids
@@ -22,13 +23,26 @@ from runtime.config import Settings
 
 @dataclass(frozen=True)
 class Services:
-    """Created once when the API starts: settings, the database engine, the Temporal client."""
+    """Created once when the API starts: settings, the database engines, the Temporal client.
+
+    `engine` is the primary's. `read_models` serves read-model queries and their
+    `consistentWith` waits (a replica's engine, or None for the primary's): a projector
+    commits its rows and its checkpoint in one transaction, so a replica that shows the
+    checkpoint at a position shows the rows of that position too.
+    """
 
     settings: Settings
     engine: AsyncEngine
     temporal: Client
     tokens: TokenCheck
     feed: EventFeed
+    graphql_metrics: GraphQLMetrics | None = None
+    read_models: AsyncEngine | None = None
+
+    @property
+    def read_engine(self) -> AsyncEngine:
+        """The engine for read-model queries and consistency waits."""
+        return self.engine if self.read_models is None else self.read_models
 
     async def admit(self, caller: Caller | None) -> Caller | None:
         """The caller, unless it is a customer whose user is locked (or unknown), or has been
@@ -57,7 +71,7 @@ class Context:
 
     @cached_property
     def accounts_by_owner(self) -> DataLoader[str, list[AccountView]]:
-        engine = self.services.engine
+        engine = self.services.read_engine
 
         async def owned(owner_ids: list[str]) -> list[list[AccountView]]:
             async with engine.connect() as conn:
@@ -68,7 +82,7 @@ class Context:
 
     @cached_property
     def accounts_by_id(self) -> DataLoader[str, AccountView | None]:
-        engine = self.services.engine
+        engine = self.services.read_engine
 
         async def accounts(ids: list[str]) -> list[AccountView | None]:
             async with engine.connect() as conn:
@@ -79,7 +93,7 @@ class Context:
 
     @cached_property
     def users_by_id(self) -> DataLoader[str, UserView | None]:
-        engine = self.services.engine
+        engine = self.services.read_engine
 
         async def users(ids: list[str]) -> list[UserView | None]:
             async with engine.connect() as conn:

@@ -14,6 +14,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.command_handling import CLIENT_MESSAGE, CommandResult
+from adapters.correlation import correlated
 from api.context import Context
 from api.errors import CommandFailed, CommandPending
 from api.rejections import rejection_payload
@@ -72,25 +73,26 @@ async def send(
     services = ctx.services
     attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
     handle: WorkflowHandle[Any, R]
-    try:
-        handle = await services.temporal.start_workflow(
-            run,
-            command,
-            id=workflow_id,
-            task_queue=services.settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=attributes,
-            static_summary=summary,
-        )
-    except WorkflowAlreadyStartedError:
-        handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
-    try:
-        return await asyncio.wait_for(
-            handle.result(), timeout=services.settings.command_timeout_seconds
-        )
-    except TimeoutError:
-        return None
+    with correlated(command_id, workflow_id):
+        try:
+            handle = await services.temporal.start_workflow(
+                run,
+                command,
+                id=workflow_id,
+                task_queue=services.settings.temporal_task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=attributes,
+                static_summary=summary,
+            )
+        except WorkflowAlreadyStartedError:
+            handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
+        try:
+            return await asyncio.wait_for(
+                handle.result(), timeout=services.settings.command_timeout_seconds
+            )
+        except TimeoutError:
+            return None
 
 
 async def execute(

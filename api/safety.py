@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import uuid
 from collections.abc import Callable, Iterator
 
 from graphql import (
@@ -25,9 +23,8 @@ from strawberry.extensions import (
 )
 
 from adapters.outages import unavailable_service
+from api.error_log import report_unexpected
 from api.outages import service_unavailable
-
-log = logging.getLogger(__name__)
 
 MAX_DEPTH = 8
 MAX_TOKENS = 2_000
@@ -100,7 +97,8 @@ class SelectionCostLimiter(SchemaExtension):
 
 
 class MaskUnexpectedErrors(MaskErrors):
-    """Unexpected errors reach the client as a correlation id; the details go to the log.
+    """Unexpected errors reach the client as a correlation id; the details go to the log
+    (api/error_log.py, which logged them already as the operation's errors were processed).
 
     An outage is not unexpected: the client is told which component is down, to retry.
     """
@@ -109,13 +107,7 @@ class MaskUnexpectedErrors(MaskErrors):
         service = unavailable_service(error.original_error)
         if service is not None:
             return service_unavailable(error, service)
-        correlation_id = str(uuid.uuid4())
-        log.error(
-            "unexpected error %s at %s",
-            correlation_id,
-            error.path,
-            exc_info=error.original_error or error,
-        )
+        correlation_id = report_unexpected(error)
         return GraphQLError(
             message=f"Unexpected error (correlation id {correlation_id}).",
             nodes=error.nodes,

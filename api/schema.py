@@ -10,7 +10,9 @@ from strawberry.tools import merge_types
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries, AuditSubscriptions
+from api.error_log import LoggedSchema
 from api.inputs import DECIMAL_SCALAR, guard
+from api.metrics import GraphQLMetrics, count_mutation_results, metrics_extensions
 from api.safety import MAX_SELECTION_COST, safety_extensions
 from api.sagas.resolvers import SagaMutations, SagaQueries, SagaSubscriptions
 from api.system.resolvers import SystemMutations, SystemQueries
@@ -20,10 +22,13 @@ from api.users.mutations import UserMutations
 from api.users.queries import SuspiciousActivityQueries, UserQueries
 
 
-def build_schema(max_selection_cost: int = MAX_SELECTION_COST) -> strawberry.Schema:
+def build_schema(
+    max_selection_cost: int = MAX_SELECTION_COST, metrics: GraphQLMetrics | None = None
+) -> strawberry.Schema:
     """The schema clients see, refusing documents that select more fields than the bound.
 
-    Every operation's arguments pass the input boundary (api/inputs.py) first.
+    Every operation's arguments pass the input boundary (api/inputs.py) first. With
+    `metrics`, operations and mutation answers are counted (api/metrics.py).
     """
     query = merge_types(
         "Query",
@@ -45,10 +50,11 @@ def build_schema(max_selection_cost: int = MAX_SELECTION_COST) -> strawberry.Sch
         "Subscription", (TransferSubscriptions, SagaSubscriptions, AuditSubscriptions)
     )
     guard((query, mutation, subscription))
-    return strawberry.Schema(
+    count_mutation_results((mutation,))
+    return LoggedSchema(
         query=query,
         mutation=mutation,
         subscription=subscription,
-        extensions=safety_extensions(max_selection_cost),
+        extensions=[*metrics_extensions(metrics), *safety_extensions(max_selection_cost)],
         scalar_overrides={Decimal: DECIMAL_SCALAR},
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 import uvicorn
+from uvicorn.config import LOGGING_CONFIG
 
 from api.app import create_app
 from api.auth import TokenConfigurationError, parse_tokens
@@ -27,6 +28,8 @@ async def serve_api(settings: Settings) -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        # JSON lines: uvicorn's loggers go to the root handler, in its format.
+        log_config=LOGGING_CONFIG if settings.log_format == "text" else None,
         lifespan="on",
     )
     freeze_startup_objects()

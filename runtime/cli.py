@@ -1,4 +1,4 @@
-"""The `sagaline` command line: up, worker, api, migrate, projections, relay."""
+"""The `sagaline` command line: up, worker, api, migrate, projections, relay, doctor."""
 
 from __future__ import annotations
 
@@ -46,7 +46,36 @@ def _parser() -> argparse.ArgumentParser:
         commands.add_parser(name, help=summary, description=summary).set_defaults(command=handler)
     _add_projection_commands(commands)
     _add_relay_commands(commands)
+    _add_doctor_command(commands)
     return parser
+
+
+def _add_doctor_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    summary = "check a running deployment and say what is wrong (exit status 1 if anything is)"
+    doctor = commands.add_parser("doctor", help=summary, description=summary)
+    doctor.add_argument(
+        "--within",
+        type=_seconds,
+        metavar="SECONDS",
+        help="how long each check waits for an answer (default 5)",
+    )
+    doctor.set_defaults(command=_doctor)
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.doctor.examination import run_doctor
+
+    return asyncio.run(run_doctor(settings, within=args.within))
 
 
 def _add_relay_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,7 +124,7 @@ def _run(command: Callable[[Settings], int]) -> int:
 
     try:
         settings = _settings()
-        _configure_logging(settings.log_level)
+        _configure_logging(settings.log_level, settings.log_format)
         return command(settings)
     except (ConfigurationError, PortUnavailable) as error:
         return _fail(str(error), USAGE_ERROR)
@@ -114,15 +143,19 @@ def _up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.tracing import traced
     from runtime.worker import run_worker
 
-    return _serve_until_signalled(lambda: run_worker(settings))
+    with traced(settings, "worker"):
+        return _serve_until_signalled(lambda: run_worker(settings))
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:
     from runtime.api_server import serve_api
+    from runtime.tracing import traced
 
-    return _serve_until_signalled(lambda: serve_api(settings))
+    with traced(settings, "api"):
+        return _serve_until_signalled(lambda: serve_api(settings))
 
 
 def _schema(settings: Settings, args: argparse.Namespace) -> int:
@@ -198,17 +231,14 @@ def _settings() -> Settings:
     return Settings()
 
 
-def _configure_logging(level: str) -> None:
+def _configure_logging(level: str, log_format: str) -> None:
     from runtime.config import ConfigurationError
+    from runtime.log_format import log_handler
 
     name = level.upper()
     if not isinstance(logging.getLevelNamesMapping().get(name), int):
         raise ConfigurationError(f"SAGALINE_LOG_LEVEL={level!r} is not a log level")
-    logging.basicConfig(
-        level=name,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=name, handlers=[log_handler(log_format)])
 
 
 def _describe_invalid_settings(error: ValidationError) -> str:

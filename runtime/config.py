@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+from urllib.parse import quote
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,6 +23,10 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".sagaline")
 
     database_url: str | None = None
+    read_database_url: str | None = None
+    """Where the API queries read models and waits on `consistentWith`: one streaming replica
+    of the primary (unset: the primary itself). Commands, sign-in and access checks, the
+    event store and its live feed stay on the primary."""
     postgres_port: int = 55432
 
     temporal_address: str | None = None
@@ -60,6 +66,13 @@ class Settings(BaseSettings):
     graphiql_assets_dir: Path | None = None
     """Where GraphiQL's scripts were installed (default: build/graphiql in the checkout)."""
 
+    worker_metrics_host: str = "127.0.0.1"
+    """Where a worker's metrics listen (0.0.0.0 in a container that Prometheus scrapes)."""
+    worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
+    """Port of a worker's /metrics (0: none)."""
+    worker_temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
+    """Port of the Temporal SDK's own metrics in a worker, at /metrics (0: none)."""
+
     snapshot_every: str = ""
     """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
     aggregate_cache_size: int = Field(default=10_000, ge=0)
@@ -81,12 +94,24 @@ class Settings(BaseSettings):
     restart_backoff_max_seconds: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """"json": one JSON object a line, with the trace, correlation and workflow ids known."""
+
+    tracing: bool = False
+    """Record OpenTelemetry traces; setting `otlp_endpoint` turns them on as well."""
+    otlp_endpoint: str | None = None
+    """Where traces go over OTLP/HTTP, e.g. http://collector:4318 (unset: files in the data
+    dir, when tracing is on)."""
 
     def require_database_url(self) -> str:
         """The database URL, which must be known by the time a process connects."""
         if not self.database_url:
             raise ConfigurationError("SAGALINE_DATABASE_URL is not set")
         return self.database_url
+
+    def require_read_database_url(self) -> str:
+        """The database the API reads its read models from: the replica if set, else the primary."""
+        return self.read_database_url or self.require_database_url()
 
     def require_temporal_address(self) -> str:
         """The Temporal frontend address, which must be known by the time a process connects."""
@@ -132,11 +157,25 @@ class Settings(BaseSettings):
                 )
         return [origin for origin in origins if origin]
 
+    def tracing_on(self) -> bool:
+        """Whether this process records traces."""
+        return self.tracing or bool(self.otlp_endpoint)
+
+    def traces_dir(self) -> Path:
+        """Where traces are written, one JSON-lines file per process role, without OTLP."""
+        return self.data_dir / "traces"
+
     def temporal_ui_base(self) -> str:
         """Where operators open the Temporal Web UI."""
         if self.temporal_ui_url:
             return self.temporal_ui_url.rstrip("/")
         return f"http://127.0.0.1:{self.temporal_ui_port}"
+
+    def temporal_workflow_url(self, workflow_id: str) -> str:
+        """Where the Temporal Web UI shows a workflow of our namespace."""
+        namespace = quote(self.temporal_namespace, safe="")
+        workflow = quote(workflow_id, safe="")
+        return f"{self.temporal_ui_base()}/namespaces/{namespace}/workflows/{workflow}"
 
 
 class ConfigurationError(RuntimeError):

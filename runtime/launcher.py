@@ -98,12 +98,15 @@ class StackPorts:
     temporal: int
     temporal_ui: int
     kafka: int
+    worker_metrics: int = 0
+    """The worker's /metrics and the Temporal SDK's metrics (0: not served)."""
+    temporal_metrics: int = 0
 
     @classmethod
     def free(cls) -> StackPorts:
-        """Five different ports nobody listens on right now."""
+        """Seven different ports nobody listens on right now."""
         ports: list[int] = []
-        while len(ports) < 5:
+        while len(ports) < 7:
             port = free_port()
             if port not in ports:
                 ports.append(port)
@@ -135,6 +138,18 @@ class UpProcess:
     @property
     def graphql_url(self) -> str:
         return f"http://{LOCALHOST}:{self.ports.api}/graphql"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports.api}"
+
+    @property
+    def worker_metrics_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports.worker_metrics}/metrics"
+
+    @property
+    def temporal_metrics_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports.temporal_metrics}/metrics"
 
     @property
     def temporal_address(self) -> str:
@@ -174,6 +189,8 @@ class UpProcess:
                 "SAGALINE_TEMPORAL_PORT": str(self.ports.temporal),
                 "SAGALINE_TEMPORAL_UI_PORT": str(self.ports.temporal_ui),
                 "SAGALINE_KAFKA_PORT": str(self.ports.kafka),
+                "SAGALINE_WORKER_METRICS_PORT": str(self.ports.worker_metrics),
+                "SAGALINE_WORKER_TEMPORAL_METRICS_PORT": str(self.ports.temporal_metrics),
                 "SAGALINE_STARTUP_TIMEOUT_SECONDS": str(self.startup_within),
                 **self.settings,
                 "PYTHONUNBUFFERED": "1",

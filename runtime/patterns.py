@@ -16,6 +16,7 @@ from activities.patterns import (
     PatternDetector,
 )
 from adapters.consumer import EventConsumer
+from adapters.consumer_metrics import ConsumerMetrics
 from adapters.event_store import PostgresEventStore
 from domain.patterns import PATTERNS
 from domain.users import LockUser
@@ -48,7 +49,11 @@ def lock_user_starter(client: Client, task_queue: str) -> LockUserStarter:
 
 
 def pattern_consumer(
-    settings: Settings, engine: AsyncEngine, detector: PatternDetector, group_id: str | None = None
+    settings: Settings,
+    engine: AsyncEngine,
+    detector: PatternDetector,
+    group_id: str | None = None,
+    metrics: ConsumerMetrics | None = None,
 ) -> EventConsumer:
     """A consumer of the event topic in the detector's group; outages (Postgres, Temporal
     unreachable) are waited out, as `adapters.outages` tells them."""
@@ -64,11 +69,16 @@ def pattern_consumer(
         max_attempts=settings.kafka_consumer_max_attempts,
         session_timeout_ms=settings.kafka_consumer_session_timeout_ms,
         rebalance_timeout_ms=settings.kafka_consumer_session_timeout_ms // 3,
+        metrics=metrics,
     )
 
 
 def pattern_activities(
-    settings: Settings, client: Client, engine: AsyncEngine, store: PostgresEventStore
+    settings: Settings,
+    client: Client,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    metrics: ConsumerMetrics | None = None,
 ) -> PatternActivities:
     """The pattern detector's activities, wired to Postgres, Kafka and Temporal."""
     detector = PatternDetector(
@@ -77,5 +87,7 @@ def pattern_activities(
         lock_user_starter(client, settings.temporal_task_queue),
     )
     return PatternActivities(
-        engine, detector, lambda handler: pattern_consumer(settings, engine, handler)
+        engine,
+        detector,
+        lambda handler: pattern_consumer(settings, engine, handler, metrics=metrics),
     )

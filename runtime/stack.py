@@ -65,6 +65,7 @@ class Endpoints:
     temporal_ui_url: str = ""
     kafka_bootstrap: str = ""
     graphql_url: str = ""
+    metrics_urls: dict[str, str] = field(default_factory=dict)
     api_tokens: str = ""
     generated_tokens: dict[str, str] = field(default_factory=dict)
     session_key: str = ""
@@ -89,6 +90,16 @@ def check_ports(settings: Settings) -> None:
     if not settings.kafka_bootstrap:
         ensure_port_free(LOCALHOST, settings.kafka_port, "SAGALINE_KAFKA_PORT")
     ensure_port_free(settings.api_host, settings.api_port, "SAGALINE_API_PORT")
+    for port, variable in _worker_metrics_ports(settings):
+        ensure_port_free(settings.worker_metrics_host, port, variable)
+
+
+def _worker_metrics_ports(settings: Settings) -> list[tuple[int, str]]:
+    ports = [
+        (settings.worker_metrics_port, "SAGALINE_WORKER_METRICS_PORT"),
+        (settings.worker_temporal_metrics_port, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
+    ]
+    return [(port, variable) for port, variable in ports if port]
 
 
 async def _run(settings: Settings) -> int:
@@ -200,6 +211,7 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
     env = _child_env(settings, endpoints)
     api_host = _reachable_host(settings.api_host)
     endpoints.graphql_url = f"http://{api_host}:{settings.api_port}/graphql"
+    endpoints.metrics_urls = _metrics_urls(settings, api_host)
     children: dict[str, ChildProcess] = {}
     for role in ("worker", "api"):
         child = sagaline_process(role, data_dir / "logs" / f"{role}.log", env)
@@ -235,6 +247,20 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
     )
     _say(f"the api answers after {deadline.elapsed():.1f}s")
     return endpoints
+
+
+def _metrics_urls(settings: Settings, api_host: str) -> dict[str, str]:
+    """Where `up`'s parts serve their metrics, and the API its status page."""
+    api = f"http://{api_host}:{settings.api_port}"
+    worker_host = _reachable_host(settings.worker_metrics_host)
+    urls = {"Status page": f"{api}/status", "API metrics": f"{api}/metrics"}
+    if settings.worker_metrics_port:
+        urls["Worker metrics"] = f"http://{worker_host}:{settings.worker_metrics_port}/metrics"
+    if settings.worker_temporal_metrics_port:
+        urls["Temporal SDK metrics"] = (
+            f"http://{worker_host}:{settings.worker_temporal_metrics_port}/metrics"
+        )
+    return urls
 
 
 def _restarting(component: Embedded, settings: Settings) -> Callable[[], Awaitable[None]]:
@@ -309,6 +335,7 @@ def _child_env(settings: Settings, endpoints: Endpoints) -> dict[str, str]:
 def _summary(endpoints: Endpoints) -> str:
     rows = [
         ("GraphQL", endpoints.graphql_url),
+        *endpoints.metrics_urls.items(),
         ("Temporal UI", endpoints.temporal_ui_url or "(none)"),
         ("Temporal", endpoints.temporal_address),
         ("Kafka", endpoints.kafka_bootstrap),

@@ -21,6 +21,7 @@ from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
 from adapters.snapshots import PostgresSnapshotStore
+from adapters.store_metrics import MeasuredEventStore
 from adapters.temporal import connect
 from domain.aggregate_cache import AggregateCache
 from domain.repository import Repository
@@ -28,7 +29,9 @@ from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
+from runtime.saga_metrics import SagaMetricsInterceptor
 from runtime.startup import freeze_startup_objects
+from runtime.worker_metrics import WorkerMetrics, serving_metrics, temporal_runtime
 from workflows.accounts import (
     CloseAccountWorkflow,
     DepositMoneyWorkflow,
@@ -87,26 +90,38 @@ SHARED_WORKFLOW_MODULES = (
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled."""
+    metrics = WorkerMetrics()
     engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
-    store = PostgresEventStore(engine)
+    store = MeasuredEventStore(engine, metrics.appends)
+    metrics.watch_pools(engine, store)
     try:
-        client = await connect(settings.require_temporal_address(), settings.temporal_namespace)
-        worker = create_worker(settings, client, engine, store)
+        client = await connect(
+            settings.require_temporal_address(),
+            settings.temporal_namespace,
+            runtime=temporal_runtime(settings),
+        )
+        worker = create_worker(settings, client, engine, store, metrics)
         await start_followers(client, settings.temporal_task_queue, projection_names())
-        freeze_startup_objects()
-        log.info("worker polling task queue %s", settings.temporal_task_queue)
-        await worker.run()
+        async with serving_metrics(settings, metrics):
+            freeze_startup_objects()
+            log.info("worker polling task queue %s", settings.temporal_task_queue)
+            await worker.run()
     finally:
         await store.close()
         await engine.dispose()
 
 
 def create_worker(
-    settings: Settings, client: Client, engine: AsyncEngine, store: PostgresEventStore
+    settings: Settings,
+    client: Client,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    metrics: WorkerMetrics | None = None,
 ) -> Worker:
     """A worker for every workflow and activity, its activities wired to real adapters.
 
     The caller owns `engine` and `store` (whose append connections it closes after the run).
+    With `metrics`, sagas and the pattern detector's consumer report into them.
     """
     database_url = settings.require_database_url()
     kafka_bootstrap = settings.require_kafka_bootstrap()
@@ -130,7 +145,9 @@ def create_worker(
     transfers = TransferActivities(repository)
     relay = RelayActivities(engine, store, database_url, publisher)
     projection_activities = ProjectionActivities(projectors, database_url, engine, store)
-    patterns = pattern_activities(settings, client, engine, store)
+    patterns = pattern_activities(
+        settings, client, engine, store, metrics.consumers if metrics else None
+    )
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -155,6 +172,7 @@ def create_worker(
         # connection past its timeout.
         max_concurrent_activities=POOL_SIZE,
         graceful_shutdown_timeout=timedelta(seconds=5),
+        interceptors=[SagaMetricsInterceptor(metrics.sagas)] if metrics else [],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
                 *SHARED_WORKFLOW_MODULES

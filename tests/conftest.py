@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from runtime.embedded.broker import EmbeddedBroker
     from runtime.embedded.temporal import EmbeddedTemporal
 
-TEST_KINDS = ("unit", "integration", "workflows", "e2e")
+TEST_KINDS = ("unit", "integration", "workflows", "e2e", "chaos")
 # A Postgres already running on this machine (trust auth) is faster than starting one.
 LOCAL_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -33,6 +33,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes
 from workflows.command_outcomes import Failure, Rejection, failure_of, rejection_of
+from workflows.saga_metrics import SagaReport, report
 
 T = TypeVar("T")
 STEPS_FINISH_BEFORE_COMPENSATING = "steps-finish-before-compensating"
@@ -103,6 +104,7 @@ class Saga:
         self._retry_requested = False
         self._resumes_as = SagaStatus.COMPENSATING
         self._forward_only = False
+        report(SagaReport.STARTED, saga_type)
 
     async def step(
         self,
@@ -203,9 +205,12 @@ class Saga:
             owed = list(self._owed)
             results = await asyncio.gather(*(c() for _, c in owed), return_exceptions=True)
             for (name, compensation), result in zip(owed, results, strict=True):
-                if not isinstance(result, BaseException):
+                if isinstance(result, BaseException):
+                    self._report_compensation(SagaReport.COMPENSATION_FAILED, name)
+                else:
                     self._owed.remove((name, compensation))
                     self.state.compensations.append(name)
+                    self._report_compensation(SagaReport.COMPENSATION_SUCCEEDED, name)
             failures = [r for r in results if isinstance(r, BaseException)]
             if failures:
                 raise failures[0]
@@ -214,9 +219,17 @@ class Saga:
             name, compensation = self._owed[-1]
             self.state.current_step = f"compensate {name}"
             workflow.set_current_details(f"compensating: {name}")
-            await compensation()
+            try:
+                await compensation()
+            except ActivityError:
+                self._report_compensation(SagaReport.COMPENSATION_FAILED, name)
+                raise
             self._owed.pop()
             self.state.compensations.append(name)
+            self._report_compensation(SagaReport.COMPENSATION_SUCCEEDED, name)
+
+    def _report_compensation(self, kind: SagaReport, step: str) -> None:
+        report(kind, self.state.saga_type, step)
 
     async def _wait_for_operator(self) -> None:
         self._park(SagaStatus.COMPENSATING)
@@ -242,6 +255,7 @@ class Saga:
 
     def _park(self, resumes_as: SagaStatus) -> None:
         self._set_status(SagaStatus.NEEDS_ATTENTION)
+        report(SagaReport.PARKED, self.state.saga_type)
         workflow.set_current_details(f"needs attention: {self.state.error}")
         self._retry_requested = False
         self._resumes_as = resumes_as
@@ -266,6 +280,7 @@ class Saga:
         self.state.status = status
         if status in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
             self.state.closed_at = workflow.now()
+            report(SagaReport.FINISHED, self.state.saga_type, status.value)
         workflow.upsert_search_attributes([search_attributes.SAGA_STATUS.value_set(status.value)])
 
 

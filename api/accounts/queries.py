@@ -22,7 +22,7 @@ class AccountQueries:
         self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
     ) -> Account | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             view = await get_account(conn, str(id))
         if view is None or not sees_account(info.context, view):
             return None
@@ -44,6 +44,6 @@ class AccountQueries:
         if own is not None and owner not in (None, own):
             return connection([], size, lambda v: v.id, Account.from_view)
         owner = owner if own is None else own
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             rows = await list_accounts(conn, owner, decode_cursor(after), size + 1)
         return connection(rows, size, lambda v: v.id, Account.from_view)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import quote
 
 import strawberry
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
@@ -77,8 +76,6 @@ async def retry_saga(ctx: Context, saga_id: str) -> Saga:
 
 
 def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
-    base = ctx.services.settings.temporal_ui_base()
-    namespace = ctx.services.settings.temporal_namespace
     return Saga(
         id=strawberry.ID(workflow_id),
         type=state.saga_type,
@@ -89,5 +86,5 @@ def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
         error=state.error,
         started_at=state.started_at,
         closed_at=state.closed_at,
-        temporal_ui_url=f"{base}/namespaces/{namespace}/workflows/{quote(workflow_id, safe='')}",
+        temporal_ui_url=ctx.services.settings.temporal_workflow_url(workflow_id),
     )

@@ -37,7 +37,7 @@ async def saga_visible(ctx: Context, saga_id: str) -> bool:
     """Whether the caller may follow the saga: a customer only its own transfers' sagas."""
     if ctx.caller.customer is None:
         return True
-    async with ctx.services.engine.connect() as conn:
+    async with ctx.services.read_engine.connect() as conn:
         transfer = await get_transfer(conn, transfer_id_of(saga_id))
     return transfer is not None and await sees_transfer(ctx, transfer)
 

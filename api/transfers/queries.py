@@ -26,7 +26,7 @@ class TransferQueries:
         self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
     ) -> Transfer | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             view = await get_transfer(conn, str(id))
         if view is None or not await sees_transfer(info.context, view):
             return None
@@ -54,7 +54,7 @@ class TransferQueries:
         ):
             return connection([], size, lambda v: v.id, Transfer.from_view)
         cursor = decode_cursor(after)
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             rows = await list_transfers(conn, wanted, account, cursor, size + 1, owner_id=own)
         return connection(rows, size, lambda v: v.id, Transfer.from_view)
 
@@ -68,7 +68,7 @@ class TransferSubscriptions:
         ctx = info.context
         services = ctx.services
         async with services.feed.subscribe() as updates:
-            async with services.engine.connect() as conn:
+            async with services.read_engine.connect() as conn:
                 view = await get_transfer(conn, str(id))
             # A transfer not made yet may still become the caller's: each update is checked.
             if view is not None and not await sees_transfer(ctx, view):
@@ -79,12 +79,12 @@ class TransferSubscriptions:
                 if event.stream_id != str(id):
                     continue
                 await wait_until_caught_up(
-                    services.engine,
+                    services.read_engine,
                     READ_MODELS,
                     event.position,
                     services.settings.consistency_timeout_seconds,
                 )
-                async with services.engine.connect() as conn:
+                async with services.read_engine.connect() as conn:
                     view = await get_transfer(conn, str(id))
                 if view is not None and await sees_transfer(ctx, view):
                     yield Transfer.from_view(view)

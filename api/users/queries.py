@@ -28,7 +28,7 @@ class UserQueries:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         if not sees_user(info.context, str(id)):
             return None
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             view = await get_user(conn, str(id))
         return None if view is None else User.from_view(view)
 
@@ -37,7 +37,7 @@ class UserQueries:
         self, info: Info[Context, None], email: str, consistent_with: str | None = None
     ) -> User | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             view = await get_user_by_email(conn, normalise_email(email))
         if view is None or not sees_user(info.context, view.id):
             return None
@@ -54,7 +54,7 @@ class UserQueries:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
         size = page_size(first)
         cursor, own = decode_cursor(after), info.context.caller.customer
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             if own is None:
                 rows = await list_users(conn, cursor, size + 1)
             else:
@@ -111,6 +111,6 @@ class SuspiciousActivityQueries:
         if own is not None and user not in (None, own):
             return connection([], size, lambda v: v.id, SuspiciousActivity.from_view)
         user = user if own is None else own
-        async with info.context.services.engine.connect() as conn:
+        async with info.context.services.read_engine.connect() as conn:
             rows = await list_suspicious_activities(conn, user, decode_cursor(after), size + 1)
         return connection(rows, size, lambda v: v.id, SuspiciousActivity.from_view)

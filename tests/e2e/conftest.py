@@ -35,6 +35,8 @@ STACK_SETTINGS = {
     "SAGALINE_COMPENSATION_ATTEMPTS": str(COMPENSATION_ATTEMPTS),
     "SAGALINE_API_TOKENS": f"{CLIENT_TOKEN}:client,{OPERATOR_TOKEN}:operator",
     "SAGALINE_SESSION_TTL_SECONDS": str(SESSION_TTL_SECONDS),
+    # Spans go to <data dir>/traces/<role>.jsonl (test_traces.py reads them).
+    "SAGALINE_TRACING": "true",
 }
 
 

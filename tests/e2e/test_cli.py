@@ -28,7 +28,8 @@ def test_up_with_the_api_port_taken_exits_with_status_2_and_one_line_naming_the_
         "set SAGALINE_API_PORT to use another port\n"
     )
     assert "Traceback" not in result.stdout
-    assert elapsed < 15
+    # At once, not after the startup bound: a loaded machine takes seconds just to import.
+    assert elapsed < 60
 
 
 def test_up_past_its_startup_bound_exits_with_status_1_naming_the_late_part_and_its_log() -> None:

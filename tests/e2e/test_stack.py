@@ -312,7 +312,8 @@ def test_second_up_with_the_same_ports_exits_with_status_2_naming_a_port_variabl
     assert match is not None, result.stderr
     port, variable = match.groups()
     assert stack.env()[variable] == port
-    assert elapsed < 15
+    # At once, not after the startup bound: a loaded machine takes seconds just to import.
+    assert elapsed < 60
     # The running stack is untouched.
     assert stack.running
     assert stack.data("{ __typename }") == {"__typename": "Query"}

@@ -14,15 +14,18 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import activities.relay
 from activities.relay import RelayActivities
-from adapters import checkpoints
+from adapters import checkpoints, relay_ledger
+from adapters.broker_loss import TopicState
 from adapters.consumer import ConsumedEvent, EventConsumer
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
 from adapters.relay_checkpoint import relay_status
+from adapters.schema import relay_acks
 from domain.event_store import NewEvent, StreamAppend
 from runtime.cli import main
 from runtime.config import Settings
@@ -262,3 +265,102 @@ async def test_relay_rewind_moves_the_checkpoint_and_the_relay_publishes_again_f
     assert len(records) == 36 + 24
     assert everything == sorted(positions + positions[12:]), "not republished after the target"
     scenario.assert_every_event_in_stream_order(records)
+
+
+class HalfAnswering(KafkaEventPublisher):
+    """A publisher whose broker, while `answers_half` is set, leaves parts of its answers
+    out (as a Kafka cluster does mid leader election): every other check without a cluster
+    id, the others without any partition's end. It counts the topic's replacements."""
+
+    answers_half = False
+    checks = 0
+    replaced = 0
+
+    async def inspect(self) -> TopicState:
+        state = await super().inspect()
+        if not self.answers_half:
+            return state
+        self.checks += 1
+        if self.checks % 2:
+            return TopicState(None, state.listed, state.ends)
+        return TopicState(state.cluster_id, state.listed, {})
+
+    async def replace_topic(self) -> None:
+        self.replaced += 1
+        await super().replace_topic()
+
+
+async def test_the_relay_deletes_its_topic_only_when_the_broker_shows_it_lost_everything(
+    scenario: Scenario,
+    own_broker: EmbeddedBroker,
+    engine: AsyncEngine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(activities.relay, "BROKER_CHECK_SECONDS", 0.0)
+    publisher = HalfAnswering(
+        scenario.bootstrap, scenario.topic, PARTITIONS, request_timeout_ms=2000
+    )
+    await publisher.start()
+    try:
+        await scenario.append(90)
+        await scenario.relay_until_caught_up(publisher, within=60)
+        publisher.answers_half = True
+        await scenario.append(30)
+        await scenario.relay_until_caught_up(publisher, within=60)
+        async with asyncio.timeout(30):
+            while publisher.checks < 6:
+                await scenario.relay.publish_batch(publisher)
+        assert publisher.replaced == 0, "the topic was deleted on answers missing"
+        assert (await relay_status(engine, scenario.checkpoint)).recoveries == 0
+
+        publisher.answers_half = False
+        await own_broker.stop()
+        await own_broker.start()
+        await scenario.append(30)
+        await scenario.relay_until_caught_up(publisher, within=60)
+    finally:
+        await publisher.stop()
+
+    assert publisher.replaced == 1, "the broker came back empty, yet the topic was kept"
+    assert (await relay_status(engine, scenario.checkpoint)).recoveries == 1
+    scenario.assert_every_event_in_stream_order(await scenario.read_topic(within=30))
+
+
+async def test_the_relays_ledger_stays_bounded_and_still_refills_a_broker_restarted_empty(
+    scenario: Scenario,
+    own_broker: EmbeddedBroker,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept, every = 3, 4
+    monkeypatch.setattr(relay_ledger, "KEPT_PAGES", kept)
+    monkeypatch.setattr(activities.relay, "PRUNE_EVERY_PAGES", every)
+    # Pages of 10 events: 240 events make 24 pages, each with a row per partition.
+    scenario.relay = RelayActivities(
+        engine,
+        store,
+        database_url,
+        scenario.publisher,
+        batch_size=10,
+        checkpoint=scenario.checkpoint,
+    )
+    publisher = scenario.publisher()
+    await publisher.start()
+    try:
+        await scenario.append(240)
+        await scenario.relay_until_caught_up(publisher, within=90)
+        async with engine.begin() as conn:
+            query = select(func.count()).where(relay_acks.c.name == scenario.checkpoint)
+            assert int((await conn.execute(query)).scalar_one()) <= PARTITIONS * (kept + every)
+
+        await own_broker.stop()
+        await own_broker.start()
+        await scenario.append(30)
+        await scenario.relay_until_caught_up(publisher, within=90)
+    finally:
+        await publisher.stop()
+
+    assert (await relay_status(engine, scenario.checkpoint)).recoveries == 1
+    scenario.assert_every_event_in_stream_order(await scenario.read_topic(within=30))

@@ -205,14 +205,47 @@ def test_real_kafka_uses_idempotent_producer(name: str) -> None:
     assert env.get("SAGALINE_KAFKA_IDEMPOTENT_PRODUCER", "").lower() == "true"
 
 
+def _host_ports(published: str, container_port: str) -> list[int]:
+    """The host ports of a `HOST[-HOST]:CONTAINER` mapping onto `container_port` (else none)."""
+    match = re.fullmatch(r"(\d+)(?:-(\d+))?:(\d+)", published)
+    if match is None or match.group(3) != container_port:
+        return []
+    first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+    return list(range(first, last + 1))
+
+
+def _replicas(service: dict[str, Any]) -> int:
+    return int((service.get("deploy") or {}).get("replicas", 1))
+
+
 def test_api_listens_on_all_interfaces_and_is_published() -> None:
     api = _service("api")
     env = _environment(api)
     assert env.get("SAGALINE_API_HOST") == "0.0.0.0"
     port = env.get("SAGALINE_API_PORT", "8000")
-    assert f"{port}:{port}" in [str(p) for p in api.get("ports", [])]
+    host_ports = [p for mapping in api.get("ports", []) for p in _host_ports(str(mapping), port)]
+    assert port and int(port) in host_ports, "the API's own port is not published as itself"
     assert env.get("SAGALINE_TEMPORAL_UI_URL")
     assert env.get("SAGALINE_API_TOKENS")
+
+
+@pytest.mark.parametrize("name", ["worker", "api"])
+def test_worker_and_api_run_two_replicas(name: str) -> None:
+    service = _service(name)
+    assert _replicas(service) == 2
+    assert "container_name" not in service, "a fixed container name allows one replica only"
+
+
+def test_each_api_replica_gets_a_host_port_of_its_own() -> None:
+    api = _service("api")
+    port = _environment(api).get("SAGALINE_API_PORT", "8000")
+    host_ports = [p for mapping in api.get("ports", []) for p in _host_ports(str(mapping), port)]
+    assert len(set(host_ports)) >= _replicas(api), "replicas would compete for one host port"
+
+
+def test_api_replicas_share_one_session_key() -> None:
+    # A session issued by one replica must be accepted by the other: one key for the service.
+    assert _environment(_service("api")).get("SAGALINE_SESSION_KEY")
 
 
 @pytest.mark.parametrize("name", ["worker", "api"])
@@ -310,3 +343,86 @@ def test_the_image_carries_graphiqls_assets_from_the_npm_registry() -> None:
     )
     runs = " ".join(args for keyword, args in instructions if keyword == "RUN")
     assert "-c requirements.lock" in runs, "the image must pin the strawberry the page names"
+
+
+OBSERVABILITY = {
+    "prometheus": "prom/prometheus",
+    "grafana": "grafana/grafana",
+    "otel-collector": "otel/opentelemetry-collector",
+    "jaeger": "jaegertracing/all-in-one",
+}
+
+
+@pytest.mark.parametrize(("name", "expected"), sorted(OBSERVABILITY.items()))
+def test_observability_services_run_official_images(name: str, expected: str) -> None:
+    service = _service(name)
+    assert "build" not in service
+    assert _image_repository(service) == expected
+
+
+def _mounted(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> repository path of the service's bind mounts from the repo."""
+    mounts: dict[str, Path] = {}
+    for volume in service.get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if source.startswith("./"):
+            mounts[rest.split(":", 1)[0]] = REPO_ROOT / source
+    return mounts
+
+
+def test_prometheus_scrapes_the_api_the_workers_and_the_temporal_sdk() -> None:
+    config_path = _mounted(_service("prometheus"))["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    targets = {
+        (sd["names"][0], sd["port"])
+        for job in config["scrape_configs"]
+        for sd in job.get("dns_sd_configs", [])
+    }
+    from runtime.config import Settings
+
+    fields = Settings.model_fields
+    worker_port = fields["worker_metrics_port"].default
+    temporal_port = fields["worker_temporal_metrics_port"].default
+    assert targets == {("api", 8000), ("worker", worker_port), ("worker", temporal_port)}
+    worker_env = _environment(_service("worker"))
+    assert worker_env.get("SAGALINE_WORKER_METRICS_HOST") == "0.0.0.0"
+
+
+def test_grafana_is_provisioned_with_prometheus_jaeger_and_the_dashboard() -> None:
+    from tests.dashboard_queries import DASHBOARD, dashboard, queries
+
+    mounts = _mounted(_service("grafana"))
+    provisioning = mounts["/etc/grafana/provisioning"]
+    sources = yaml.safe_load(
+        (provisioning / "datasources" / "datasources.yml").read_text(encoding="utf-8")
+    )
+    by_type = {source["type"]: source for source in sources["datasources"]}
+    assert by_type["prometheus"]["url"] == "http://prometheus:9090"
+    assert by_type["jaeger"]["url"] == "http://jaeger:16686"
+    providers = yaml.safe_load(
+        (provisioning / "dashboards" / "dashboards.yml").read_text(encoding="utf-8")
+    )
+    path = providers["providers"][0]["options"]["path"]
+    assert mounts[path] == DASHBOARD.parent
+    assert DASHBOARD.is_file()
+    panels = {panel["title"] for panel in dashboard()["panels"]}
+    for topic in ("per second", "latency", "Saga outcomes", "lag", "operator", "Dead letters"):
+        assert any(topic in title for title in panels), topic
+    uids = {
+        target["datasource"]["uid"]
+        for panel in dashboard()["panels"]
+        for target in panel["targets"]
+    }
+    assert uids == {by_type["prometheus"]["uid"]}
+    assert all(query.strip() for query in queries())
+
+
+def test_the_collector_sends_traces_to_jaeger() -> None:
+    collector = _service("otel-collector")
+    config_path = next(iter(_mounted(collector).values()))
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    assert "otlp" in config["receivers"]
+    exporter = config["exporters"]["otlp/jaeger"]
+    assert exporter["endpoint"] == "jaeger:4317"
+    assert config["service"]["pipelines"]["traces"]["exporters"] == ["otlp/jaeger"]
+    assert _environment(_service("jaeger")).get("COLLECTOR_OTLP_ENABLED") == "true"
