@@ -50,8 +50,20 @@ pgbench:
 wrk:
 	@command -v wrk >/dev/null || { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk; }
 
+# Every bench/*.py (or those named by BENCHES=...), each one's stdout kept in build/bench,
+# then a table of every figure against its goal; a failed script is listed and fails the run.
+BENCHES ?= bench/[!_]*.py
+BENCH_RESULTS := build/bench
+
 bench: $(STAMP) pgbench wrk
-	@for script in bench/[!_]*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+	@rm -rf $(BENCH_RESULTS); mkdir -p $(BENCH_RESULTS); failed=""; \
+	for script in $(BENCHES); do \
+		echo "== $$script"; out=$(BENCH_RESULTS)/$$(basename $$script .py).out; \
+		$(BIN)/python $$script > $$out || failed="$$failed $$script"; cat $$out; \
+	done; \
+	echo; echo "== every figure against its goal"; \
+	$(BIN)/python bench/_table.py $(BENCH_RESULTS)/*.out; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 install: $(STAMP) $(GRAPHIQL_STAMP)
 

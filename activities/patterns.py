@@ -71,33 +71,69 @@ class PatternDetector:
         self._lock_user = lock_user
 
     async def __call__(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
-        for pattern in self._patterns:
-            key = pattern.key_of(event.type, event.data)
-            if key is None:
-                continue
-            stored = await pattern_windows.lock_and_load(conn, pattern.name, key)
-            occurrence = Occurrence(event.recorded_at, event.event_id)
-            seen = observe(pattern, key, stored, occurrence)
-            await pattern_windows.remove(conn, pattern.name, key, seen.remove)
-            if seen.keep:
-                await pattern_windows.add(conn, pattern.name, key, occurrence)
-            if seen.match is not None:
-                await self._react(conn, seen.match, event.recorded_at)
+        await self.handle_batch(conn, [event])
 
-    async def _react(self, conn: AsyncConnection, match: Match, detected_at: datetime) -> None:
-        found = detection(match, detected_at)
-        event = NewEvent(
-            uuid5(DETECTION_NAMESPACE, match.match_id),
-            type_name(found),
-            to_data(found),
-            with_traceparent(
-                {"actor": DETECTOR_ACTOR, "causation_id": match.occurrences[-1].event_id}
-            ),
-        )
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        """Count a batch of events, in order, as one event at a time would.
+
+        Per pattern, every key the batch touches is locked and loaded at once, the batch is
+        folded over those windows in memory, and what changed is stored in one DELETE and one
+        INSERT; the matches' detection events go in one append.
+        """
+        matches: list[tuple[int, int, Match, datetime]] = []
+        for rank, pattern in enumerate(self._patterns):
+            counted = [
+                (index, key, event)
+                for index, event in enumerate(events)
+                if (key := pattern.key_of(event.type, event.data)) is not None
+            ]
+            if not counted:
+                continue
+            stored = await pattern_windows.lock_and_load_many(
+                conn, pattern.name, {key for _, key, _ in counted}
+            )
+            windows = {key: list(window) for key, window in stored.items()}
+            for index, key, event in counted:
+                occurrence = Occurrence(event.recorded_at, event.event_id)
+                seen = observe(pattern, key, windows[key], occurrence)
+                window = [o for o in windows[key] if o not in seen.remove]
+                if seen.keep:
+                    window.append(occurrence)
+                windows[key] = window
+                if seen.match is not None:
+                    matches.append((index, rank, seen.match, event.recorded_at))
+            await pattern_windows.change_many(
+                conn,
+                pattern.name,
+                removed={key: set(stored[key]) - set(w) for key, w in windows.items()},
+                added={key: set(w) - set(stored[key]) for key, w in windows.items()},
+            )
+        if matches:
+            matches.sort(key=lambda found: found[:2])
+            await self._react(conn, [(match, at) for _, _, match, at in matches])
+
+    async def _react(
+        self, conn: AsyncConnection, matches: Sequence[tuple[Match, datetime]]
+    ) -> None:
+        """Append the matches' detection events (one append) and start their lock commands."""
+        detections: dict[str, list[NewEvent]] = {}
+        for match, detected_at in matches:
+            found = detection(match, detected_at)
+            detections.setdefault(suspicious_activity_stream(match.key), []).append(
+                NewEvent(
+                    uuid5(DETECTION_NAMESPACE, match.match_id),
+                    type_name(found),
+                    to_data(found),
+                    with_traceparent(
+                        {"actor": DETECTOR_ACTOR, "causation_id": match.occurrences[-1].event_id}
+                    ),
+                )
+            )
         await self._store.append_in(
-            conn, StreamAppend(suspicious_activity_stream(match.key), [event], ANY)
+            conn, *(StreamAppend(stream, found, ANY) for stream, found in detections.items())
         )
-        await self._lock_user(lock_command(match))
+        for match, _ in matches:
+            await self._lock_user(lock_command(match))
 
     async def sweep(self, engine: AsyncEngine) -> int:
         """Delete the windows of keys that went quiet: older than the newest event by 2 windows.

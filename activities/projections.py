@@ -58,4 +58,7 @@ class ProjectionActivities:
     async def project_events(self, params: ProjectInput) -> int:
         """Apply events to one projection until the run time passes; returns how far it moved."""
         projector = self._projectors[params.projection]
-        return await follow(projector.run_batch, self._database_url, params.run_seconds)
+        try:
+            return await follow(projector.run_batch, self._database_url, params.run_seconds)
+        finally:
+            await projector.stop_reading_ahead()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
@@ -16,7 +17,7 @@ from adapters.broker_loss import Loss
 from adapters.kafka import KafkaEventPublisher
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
 from adapters.relay_ledger import Ledger
-from domain.event_store import EventStore
+from domain.event_store import EventPage, EventStore
 
 OUTAGE_PAUSE_SECONDS = 0.5
 BROKER_CHECK_SECONDS = 1.0
@@ -37,7 +38,7 @@ class RelayActivities:
         store: EventStore,
         database_url: str,
         publisher: Callable[[], KafkaEventPublisher],
-        batch_size: int = 500,
+        batch_size: int = 1000,
         checkpoint: str = RELAY_CHECKPOINT,
     ) -> None:
         self._engine = engine
@@ -50,6 +51,8 @@ class RelayActivities:
         self._ledger: Ledger | None = None
         self._next_check = 0.0
         self._pages_since_prune = 0
+        # The next page, read while the current one is published: (its start, the read).
+        self._ahead: tuple[int, asyncio.Task[EventPage]] | None = None
 
     @activity.defn
     async def relay_events(self, params: FollowInput) -> int:
@@ -62,6 +65,7 @@ class RelayActivities:
                 lambda: self.publish_batch(publisher), self._database_url, params.run_seconds
             )
         finally:
+            await self._drop_ahead()
             await publisher.stop()
 
     async def publish_batch(self, publisher: KafkaEventPublisher) -> int:
@@ -85,7 +89,7 @@ class RelayActivities:
             self._next_check = loop.time() + BROKER_CHECK_SECONDS
             if moved is not None:
                 return moved
-        page = await self._store.read_all(position, self._batch_size, wait_seconds=0.5)
+        page = await self._read(position)
         if page.next_position == position:
             return 0
         try:
@@ -183,6 +187,41 @@ class RelayActivities:
             position,
         )
         return restart - position
+
+    async def _read(self, position: int) -> EventPage:
+        """The page after `position`; after a full page, the next one is read meanwhile.
+
+        A page read ahead is as good as one read now: events never change, and a gap-safe
+        read that saw less than exists now is only shorter. Publishing stays one page at a
+        time, in order; only the read of the next overlaps the publish of the current.
+        """
+        page: EventPage | None = None
+        if self._ahead is not None and self._ahead[0] == position:
+            task = self._ahead[1]
+            self._ahead = None
+            page = await task
+        else:
+            await self._drop_ahead()
+            page = await self._store.read_all(position, self._batch_size, wait_seconds=0.5)
+        if len(page.events) >= self._batch_size:
+            after = page.next_position
+            self._ahead = (
+                after,
+                asyncio.create_task(
+                    self._store.read_all(after, self._batch_size, wait_seconds=0.5)
+                ),
+            )
+        return page
+
+    async def _drop_ahead(self) -> None:
+        """Cancel a read ahead that will not be used."""
+        if self._ahead is None:
+            return
+        task = self._ahead[1]
+        self._ahead = None
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
 
     def _forget(self) -> None:
         """Read checkpoint and ledger from the store again before the next batch."""

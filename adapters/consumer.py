@@ -2,13 +2,13 @@
 
 A message's effect is stored in a Postgres transaction that also records its event id as
 processed (`first_delivery`), so a redelivered message changes nothing. Consecutive messages
-of a partition share a transaction (up to `transaction_size`); a failing one is taken out and
-handled alone. Offsets are committed
-by hand, only after the effects of every message before them are stored. A message that keeps
-failing is copied to the dead-letter topic with the error in its headers, and the partition
-moves on. Outages (`adapters.outages`: the database or Temporal unreachable) are not
-failures of the message: it is retried until the outage ends, holding its partition. A broker
-that lost its log (offsets past its end) is read again from the start.
+of a partition share a transaction (up to `transaction_size`), claimed in one statement and
+given to a batch handler in one call; a failing one is taken out and handled alone. Offsets
+are committed by hand, only after the effects of every message before them are stored. A
+message that keeps failing is copied to the dead-letter topic with the error in its headers,
+and the partition moves on. Outages (`adapters.outages`: the database or Temporal
+unreachable) are not failures of the message: it is retried until the outage ends, holding
+its partition. A broker that lost its log (offsets past its end) is read again from the start.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -32,7 +32,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
-from adapters.idempotency import first_delivery
+from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
 from adapters.tracing import TRACEPARENT, remote_parent, tracer, tracing_on
@@ -66,7 +66,19 @@ class ConsumedEvent:
 
 
 Handler = Callable[[AsyncConnection, ConsumedEvent], Awaitable[None]]
-"""Stores a message's effect through the given connection, inside the consumer's transaction."""
+"""Stores a message's effect through the given connection, inside the consumer's transaction.
+
+A handler that is also a `BatchHandler` is given the messages of a shared transaction in one
+call instead."""
+
+
+@runtime_checkable
+class BatchHandler(Protocol):
+    """A handler that stores the effects of several messages at once, as one by one would."""
+
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        """Store the effects of `events` (first deliveries, in partition order)."""
+        ...
 
 
 class UndecodableMessage(ValueError):
@@ -126,7 +138,7 @@ class EventConsumer:
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
-        transaction_size: int = 100,
+        transaction_size: int = 500,
         metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._engine = engine
@@ -243,7 +255,17 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        await asyncio.gather(*(self._partition(tp, records) for tp, records in batch.items()))
+        await asyncio.gather(*(self._partition(records) for records in batch.values()))
+        ends = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
+        if self._consumer is not None and ends:
+            self._handled_up_to.update(ends)
+            try:
+                # One commit for every partition of the fetch, once all their effects are stored.
+                await self._consumer.commit(ends)
+            except KafkaError as error:
+                # Stored effects are safe: what a later commit does not cover is redelivered
+                # and found already processed.
+                log.warning("%s: offset commit failed: %s", self._name, error)
         if self._metrics is not None:
             self._metrics.set_lag(self._name, self.lag())
         return sum(len(records) for records in batch.values())
@@ -262,9 +284,7 @@ class EventConsumer:
                 lag[tp.partition] = max(end - handled_up_to, 0)
         return lag
 
-    async def _partition(
-        self, tp: TopicPartition, records: Sequence[ConsumerRecord[bytes, bytes]]
-    ) -> None:
+    async def _partition(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         pending = list(records)
         while pending:
             chunk = pending[: self._transaction_size]
@@ -274,15 +294,6 @@ class EventConsumer:
                 # The message that stopped the shared transaction goes on its own, with its
                 # attempts and, if it keeps failing, the dead-letter topic.
                 await self._handle(pending.pop(0))
-        if self._consumer is None or not records:
-            return
-        self._handled_up_to[tp] = records[-1].offset + 1
-        try:
-            await self._consumer.commit({tp: records[-1].offset + 1})
-        except KafkaError as error:
-            # Stored effects are safe: what a later commit does not cover is redelivered and
-            # found already processed.
-            log.warning("%s: offset commit for %s failed: %s", self._name, tp, error)
 
     async def _handle_together(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> int:
         """Handle consecutive messages in one transaction; how many from the start got stored.
@@ -298,20 +309,20 @@ class EventConsumer:
                 break
         outages = 0
         while events:
-            processed = duplicates = 0
             failed_at: int | None = None
             try:
                 async with self._engine.begin() as conn:
+                    fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
+                    first: list[int] = []
                     for index, event in enumerate(events):
-                        try:
-                            if await self._apply_in(conn, event):
-                                processed += 1
-                            else:
-                                duplicates += 1
-                        except Exception as error:
-                            if not self._transient(error):
-                                failed_at = index
-                            raise
+                        if event.event_id in fresh:
+                            fresh.discard(event.event_id)
+                            first.append(index)
+                    try:
+                        await self._run_handler(conn, events, first)
+                    except _FailedAt as failure:
+                        failed_at = failure.index
+                        raise failure.error from None
             except Exception as error:
                 if self._transient(error):
                     outages += 1
@@ -322,12 +333,43 @@ class EventConsumer:
                     raise
                 events = events[:failed_at]
                 continue
+            processed, duplicates = len(first), len(events) - len(first)
             self.stats.processed += processed
             self.stats.duplicates += duplicates
             if self._metrics is not None:
                 self._metrics.handled(self._name, processed, duplicates)
             return len(events)
         return 0
+
+    async def _run_handler(
+        self, conn: AsyncConnection, events: Sequence[ConsumedEvent], first: Sequence[int]
+    ) -> None:
+        """Run the handler over `events[i]` for each `i` in `first` (the first deliveries).
+
+        A failure that is not an outage comes as `_FailedAt`, naming the event to take out:
+        the one that failed, or for a batch handler (which cannot tell) the first given.
+        """
+        handler = self._handler
+        if not first:
+            return
+        # With tracing on, messages that carry a trace are handled one by one, each in its
+        # span, so what the handler does for one (a lock it starts) is in that one's trace.
+        traced = tracing_on() and any(events[i].traceparent is not None for i in first)
+        if isinstance(handler, BatchHandler) and not traced:
+            try:
+                await handler.handle_batch(conn, [events[i] for i in first])
+            except Exception as error:
+                if self._transient(error):
+                    raise
+                raise _FailedAt(first[0], error) from error
+            return
+        for index in first:
+            try:
+                await self._handle_one(conn, events[index])
+            except Exception as error:
+                if self._transient(error):
+                    raise
+                raise _FailedAt(index, error) from error
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -364,9 +406,14 @@ class EventConsumer:
         """Claim the message and run the handler; False when it was processed before."""
         if not await first_delivery(conn, self._name, event.event_id):
             return False
+        await self._handle_one(conn, event)
+        return True
+
+    async def _handle_one(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
+        """Run the handler for one claimed message, in its trace if it carries one."""
         if event.traceparent is None or not tracing_on():
-            await self._handler(conn, event)
-            return True
+            await self._invoke(conn, event)
+            return
         # The handling joins the trace of the command whose event this is.
         with tracer().start_as_current_span(
             f"process {event.topic}",
@@ -382,8 +429,13 @@ class EventConsumer:
                 "sagaline.event.type": event.type,
             },
         ):
+            await self._invoke(conn, event)
+
+    async def _invoke(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
+        if isinstance(self._handler, BatchHandler):
+            await self._handler.handle_batch(conn, [event])
+        else:
             await self._handler(conn, event)
-        return True
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], error: BaseException, attempts: int
@@ -409,6 +461,15 @@ class EventConsumer:
         self.stats.dead_lettered += 1
         if self._metrics is not None:
             self._metrics.dead_lettered(self._name)
+
+
+class _FailedAt(Exception):
+    """The handler failed on `events[index]` of a shared transaction."""
+
+    def __init__(self, index: int, error: Exception) -> None:
+        super().__init__(index, error)
+        self.index = index
+        self.error = error
 
 
 def dead_letter_headers(

@@ -49,12 +49,12 @@ _APPEND_STREAMS = text(
 )
 
 # Every row's position is needed to see gaps, but payloads only of the wanted types.
-_READ_ALL = text(
+_READ_ALL = (
     "SELECT position, stream_id, version, event_id, type, schema_version, recorded_at,"
     " CASE WHEN wanted THEN data END AS data, CASE WHEN wanted THEN metadata END AS metadata"
-    " FROM events, LATERAL (SELECT CAST(:types AS text[]) IS NULL"
-    " OR type = ANY(CAST(:types AS text[])) AS wanted) AS w"
-    " WHERE position > :after ORDER BY position LIMIT :limit"
+    " FROM events, LATERAL (SELECT CAST(%(types)s AS text[]) IS NULL"
+    " OR type = ANY(CAST(%(types)s AS text[])) AS wanted) AS w"
+    " WHERE position > %(after)s ORDER BY position LIMIT %(limit)s"
 )
 _READ_STREAMS = text(
     "SELECT e.* FROM events AS e"
@@ -224,19 +224,22 @@ class PostgresEventStore:
             "types": None if types is None else list(types),
         }
         async with self._autocommit.connect() as conn:
-            rows = (await conn.execute(_READ_ALL, params)).all()
+            # The page's rows straight from the driver: they are many, and this is the hot
+            # path of the relay and the projectors.
+            driver = (await conn.get_raw_connection()).driver_connection
+            rows = await _page_rows(driver, params)
             taken = _walk(rows, after_position, horizon=after_position)
             if len(taken) < len(rows):
-                horizon = rows[-1].position
+                horizon = rows[-1][0]
                 writers = (await conn.execute(_WRITERS)).scalar_one()
                 if await _wait_for_writers(conn, writers, wait_seconds):
-                    rows = (await conn.execute(_READ_ALL, params)).all()
+                    rows = await _page_rows(driver, params)
                     taken = _walk(rows, after_position, horizon)
-        next_position = taken[-1].position if taken else after_position
-        wanted = None if types is None else set(types)
-        return EventPage(
-            [_recorded(r) for r in taken if wanted is None or r.type in wanted], next_position
-        )
+        next_position = taken[-1][0] if taken else after_position
+        if types is None:
+            return EventPage([_read(row) for row in taken], next_position)
+        wanted = set(types)
+        return EventPage([_read(row) for row in taken if row[4] in wanted], next_position)
 
     async def head_position(self) -> int:
         """The highest committed position."""
@@ -308,15 +311,42 @@ def _recorded(row: Row[Any]) -> RecordedEvent:
     )
 
 
-def _walk(rows: Sequence[Row[Any]], after: int, horizon: int) -> list[Row[Any]]:
+PageRow = tuple[Any, ...]
+"""A row of `_READ_ALL`: position first, type fifth."""
+
+
+async def _page_rows(driver: Any, params: Mapping[str, Any]) -> list[PageRow]:
+    cursor = await driver.execute(_READ_ALL, params, prepare=True)
+    return list(await cursor.fetchall())
+
+
+def _read(row: PageRow) -> RecordedEvent:
+    """A row of `_READ_ALL`, by position (the page's rows are many; this is its hot loop)."""
+    position, stream_id, version, event_id, kind, schema_version, recorded_at, data, meta = row
+    return RecordedEvent(
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        event_id=event_id if isinstance(event_id, UUID) else UUID(str(event_id)),
+        type=kind,
+        schema_version=schema_version,
+        data=data,
+        metadata=meta,
+        recorded_at=recorded_at,
+    )
+
+
+def _walk(rows: Sequence[PageRow], after: int, horizon: int) -> Sequence[PageRow]:
     """Rows in order up to the first gap above `horizon`; gaps at or below it are settled."""
-    taken: list[Row[Any]] = []
+    if not rows or rows[-1][0] - after == len(rows):
+        return rows  # no gap at all: positions are unique and increasing
+    taken: list[PageRow] = []
     cursor = after
     for row in rows:
-        if row.position > horizon and row.position != cursor + 1:
+        if row[0] > horizon and row[0] != cursor + 1:
             break
         taken.append(row)
-        cursor = row.position
+        cursor = row[0]
     return taken
 
 

@@ -6,6 +6,9 @@ message finds its id already there and does nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,3 +24,20 @@ async def first_delivery(conn: AsyncConnection, handler: str, message_id: str) -
         .returning(processed_messages.c.message_id)
     )
     return result.first() is not None
+
+
+_CLAIM_MANY = text(
+    "INSERT INTO processed_messages (handler, message_id)"
+    " SELECT :handler, unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING RETURNING message_id"
+)
+
+
+async def first_deliveries(
+    conn: AsyncConnection, handler: str, message_ids: Sequence[str]
+) -> set[str]:
+    """Claim several messages in one statement; the ids not seen before."""
+    if not message_ids:
+        return set()
+    ids = list(dict.fromkeys(message_ids))
+    result = await conn.execute(_CLAIM_MANY, {"handler": handler, "ids": ids})
+    return {row.message_id for row in result}

@@ -22,6 +22,8 @@ from domain.event_store import RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
 MAX_BATCH_BYTES = 512 * 1024
+MAX_CACHED = 100_000
+"""Streams whose partition the publisher remembers before it starts over."""
 DELETION_CHECKS = 50
 DELETION_CHECK_SECONDS = 0.1
 """How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
@@ -84,6 +86,8 @@ class KafkaEventPublisher:
         self._partitions = partitions
         self._source = source
         self._partitioner = DefaultPartitioner()
+        self._known_partitions: list[int] = []
+        self._stream_partitions: dict[str, int] = {}
         self.idempotent = idempotent
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
@@ -165,10 +169,12 @@ class KafkaEventPublisher:
     async def publish(self, events: Sequence[RecordedEvent]) -> list[PartitionAck]:
         """Send every event; what the broker acknowledged, or KafkaError if not all of it."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
+        if partitions != self._known_partitions or len(self._stream_partitions) > MAX_CACHED:
+            self._known_partitions = partitions
+            self._stream_partitions = {}
         by_partition: dict[int, list[RecordedEvent]] = defaultdict(list)
         for event in events:
-            partition = self._partitioner(event.stream_id.encode(), partitions, partitions)
-            by_partition[partition].append(event)
+            by_partition[self._partition_of(event.stream_id, partitions)].append(event)
         traceparents, spans = _trace_sends(events, self._topic)
         outcomes = await asyncio.gather(
             *(self._send_in_order(p, chunk, traceparents) for p, chunk in by_partition.items()),
@@ -183,6 +189,14 @@ class KafkaEventPublisher:
                 raise outcome
             acks.append(outcome)
         return acks
+
+    def _partition_of(self, stream_id: str, partitions: list[int]) -> int:
+        """The producer's own choice for the key (murmur2, in Python), kept per stream."""
+        partition = self._stream_partitions.get(stream_id)
+        if partition is None:
+            partition = self._partitioner(stream_id.encode(), partitions, partitions)
+            self._stream_partitions[stream_id] = partition
+        return partition
 
     async def _send_in_order(
         self, partition: int, events: Sequence[RecordedEvent], traceparents: dict[UUID, bytes]

@@ -1,8 +1,14 @@
-"""Open pattern windows in Postgres: the occurrences each pattern still counts, per key."""
+"""Open pattern windows in Postgres: the occurrences each pattern still counts, per key.
+
+A consumer's batch of messages touches many keys at once: `lock_and_load_many` holds and
+reads them all in two statements, and `change_many` stores what the batch did to them in one
+more, whatever the number of keys.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, select, text
@@ -13,6 +19,32 @@ from adapters.schema import pattern_occurrences
 from domain.patterns import Occurrence
 
 _LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
+# In the order given (sorted by the caller), so two transactions locking overlapping keys
+# take them in the same order and never deadlock.
+_LOCK_KEYS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(lock, 0)))"
+    " FROM (SELECT lock FROM unnest(CAST(:locks AS text[])) WITH ORDINALITY AS l(lock, n)"
+    " ORDER BY n) AS ordered"
+)
+_LOAD_KEYS = text(
+    "SELECT key, event_time, event_id FROM pattern_occurrences"
+    " WHERE pattern = :pattern AND key = ANY(CAST(:keys AS text[]))"
+)
+# What a batch did to its keys' windows, in one statement: the two sets never overlap.
+_CHANGE_MANY = text(
+    "WITH gone AS (DELETE FROM pattern_occurrences AS o"
+    " USING jsonb_to_recordset(CAST(:gone AS jsonb)) AS g(key text, event_id text)"
+    " WHERE o.pattern = :pattern AND o.key = g.key AND o.event_id = g.event_id)"
+    " INSERT INTO pattern_occurrences (pattern, key, event_id, event_time)"
+    " SELECT :pattern, a.key, a.event_id, a.event_time"
+    " FROM jsonb_to_recordset(CAST(:added AS jsonb))"
+    " AS a(key text, event_id text, event_time timestamptz)"
+    " ON CONFLICT DO NOTHING"
+)
+
+
+def _lock_name(pattern: str, key: str) -> str:
+    return f"{pattern}/{key}"
 
 
 async def lock_and_load(conn: AsyncConnection, pattern: str, key: str) -> list[Occurrence]:
@@ -21,13 +53,51 @@ async def lock_and_load(conn: AsyncConnection, pattern: str, key: str) -> list[O
     Only one consumer owns a partition at a time, but during a group rebalance two may
     briefly handle the same key; the lock makes them take turns.
     """
-    await conn.execute(_LOCK_KEY, {"lock": f"{pattern}/{key}"})
+    await conn.execute(_LOCK_KEY, {"lock": _lock_name(pattern, key)})
     rows = await conn.execute(
         select(pattern_occurrences.c.event_time, pattern_occurrences.c.event_id).where(
             pattern_occurrences.c.pattern == pattern, pattern_occurrences.c.key == key
         )
     )
     return [Occurrence(row.event_time, row.event_id) for row in rows]
+
+
+async def lock_and_load_many(
+    conn: AsyncConnection, pattern: str, keys: Collection[str]
+) -> dict[str, list[Occurrence]]:
+    """Several keys' stored occurrences, each key held (as `lock_and_load` holds one) until
+    the caller's transaction ends; locks are taken in sorted order, reads after all of them."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    await conn.execute(_LOCK_KEYS, {"locks": [_lock_name(pattern, key) for key in ordered]})
+    rows = await conn.execute(_LOAD_KEYS, {"pattern": pattern, "keys": ordered})
+    found: dict[str, list[Occurrence]] = {key: [] for key in ordered}
+    for row in rows:
+        found[row.key].append(Occurrence(row.event_time, row.event_id))
+    return found
+
+
+async def change_many(
+    conn: AsyncConnection,
+    pattern: str,
+    removed: Mapping[str, Collection[Occurrence]],
+    added: Mapping[str, Collection[Occurrence]],
+) -> None:
+    """Forget and store occurrences of many keys: one DELETE and one INSERT at most."""
+    gone = [
+        {"key": key, "event_id": o.event_id} for key, occurrences in removed.items()
+        for o in occurrences
+    ]  # fmt: skip
+    new = [
+        {"key": key, "event_id": o.event_id, "event_time": o.event_time.isoformat()}
+        for key, occurrences in added.items()
+        for o in occurrences
+    ]
+    if gone or new:
+        await conn.execute(
+            _CHANGE_MANY, {"pattern": pattern, "gone": json.dumps(gone), "added": json.dumps(new)}
+        )
 
 
 async def add(conn: AsyncConnection, pattern: str, key: str, occurrence: Occurrence) -> None:

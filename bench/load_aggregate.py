@@ -124,6 +124,8 @@ async def main() -> None:
             "unit": "loads/s",
             "baseline": rounded(base),
             "ratio": rounded(value / base),
+            "goal": None,
+            "goal_met": None,
             "events": EVENTS,
             "snapshot_every": SNAPSHOT_EVERY,
             "load_ms_with_snapshot": rounded(1000 / value),

@@ -243,6 +243,7 @@ async def main() -> None:
             "baseline": rounded(base),
             "ratio": rounded(value / base),
             "goal": GOAL_P99_MS,
+            "goal_text": f"p99 ≤ {GOAL_P99_MS:g} ms",
             "goal_met": value <= GOAL_P99_MS,
             "p50_ms": rounded(p(latencies["project"], 50)),
             "p90_ms": rounded(p(latencies["project"], 90)),

@@ -76,8 +76,10 @@ class ProjectionRebuild:
                     break
                 if await self._shadow.run_batch() == 0:
                     break
+            await self._shadow.stop_reading_ahead()
             position = await self._swap(live_checkpoint, reached)
         except BaseException:
+            await self._shadow.stop_reading_ahead()
             await self._drop_tables()
             raise
         if progress is not None:

@@ -15,12 +15,10 @@ from sqlalchemy import (
     RowMapping,
     Table,
     Text,
-    bindparam,
-    func,
+    TextClause,
     select,
-    update,
+    text,
 )
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.event_store import RecordedEvent
@@ -78,6 +76,9 @@ class UsersProjection:
 
     def __init__(self, table: Table = users) -> None:
         self._table = table
+        quoted = '"' + table.name.replace('"', '""') + '"'
+        self._insert = _insert_rows(quoted)
+        self._update = _update_rows(quoted)
 
     def writing_to(self, tables: dict[str, str]) -> UsersProjection:
         """The same projection writing into other tables (live name -> other name)."""
@@ -88,7 +89,7 @@ class UsersProjection:
         await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
-        """Apply a batch with one INSERT and one (pipelined) UPDATE, whatever its size.
+        """Apply a batch with one INSERT and one UPDATE, whatever its size.
 
         Events are folded per user first: a user registered in this batch is inserted in its
         final state; other users get their final changes. The version guard makes every
@@ -117,32 +118,62 @@ class UsersProjection:
                 changes.setdefault(
                     event.stream_id, {"email": None, "status": None, "locked_version": None}
                 ).update(change)
-        table = self._table
         if new_rows:
-            statement = insert(table).values(list(new_rows.values()))
-            excluded = statement.excluded
+            rows = list(new_rows.values())
             await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=[table.c.id],
-                    set_={c.name: excluded[c.name] for c in table.columns if c.name != "id"},
-                    where=table.c.version < excluded.version,
-                )
+                self._insert, {column: [row[column] for row in rows] for column in _COLUMNS}
             )
         if changes:
             await conn.execute(
-                update(table)
-                .where(table.c.id == bindparam("b_id"), table.c.version < bindparam("b_version"))
-                .values(
-                    email=func.coalesce(bindparam("b_email"), table.c.email),
-                    status=func.coalesce(bindparam("b_status"), table.c.status),
-                    locked_version=func.coalesce(
-                        bindparam("b_locked_version"), table.c.locked_version
-                    ),
-                    last_updated=bindparam("b_last_updated"),
-                    version=bindparam("b_version"),
-                ),
-                [{f"b_{k}": v for k, v in {"id": i, **c}.items()} for i, c in changes.items()],
+                self._update,
+                {
+                    "id": list(changes),
+                    **{
+                        column: [change[column] for change in changes.values()]
+                        for column in _CHANGED
+                    },
+                },
             )
+
+
+# A batch's rows go as one array per column, so each statement is the same text (prepared
+# once, planned once) whatever the batch size, and binding is per column, not per value.
+_COLUMNS = (
+    "id", "email", "name", "status", "registered_at", "last_updated", "version", "locked_version"
+)  # fmt: skip
+_TYPES = {
+    "id": "text", "email": "text", "name": "text", "status": "text",
+    "registered_at": "timestamptz", "last_updated": "timestamptz",
+    "version": "integer", "locked_version": "integer",
+}  # fmt: skip
+_CHANGED = ("email", "status", "locked_version", "last_updated", "version")
+
+
+def _unnest(columns: Sequence[str]) -> str:
+    arrays = ", ".join(f"CAST(:{c} AS {_TYPES[c]}[])" for c in columns)
+    return f"unnest({arrays}) AS batch({', '.join(columns)})"
+
+
+def _insert_rows(table: str) -> TextClause:
+    """Insert users registered in the batch; an older existing row takes the newer state."""
+    columns = ", ".join(_COLUMNS)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
+    return text(
+        f"INSERT INTO {table} AS u ({columns}) SELECT {columns} FROM {_unnest(_COLUMNS)}"
+        f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE u.version < excluded.version"
+    )
+
+
+def _update_rows(table: str) -> TextClause:
+    """Apply other users' folded changes; a NULL column is one the batch did not change."""
+    return text(
+        f"UPDATE {table} AS u SET email = coalesce(batch.email, u.email),"
+        " status = coalesce(batch.status, u.status),"
+        " locked_version = coalesce(batch.locked_version, u.locked_version),"
+        " last_updated = batch.last_updated, version = batch.version"
+        f" FROM {_unnest(('id', *_CHANGED))}"
+        " WHERE u.id = batch.id AND u.version < batch.version"
+    )
 
 
 def _change(event: RecordedEvent) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -159,3 +159,59 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic_and_the_rest_are_p
 
     # The group's committed offset is past everything: a restart would not see them again.
     assert await committed(kafka_bootstrap, topic, group) == 5
+
+
+class BatchRecorder:
+    """A batch handler storing one effect row per event, refusing batches that hold poison."""
+
+    def __init__(self, handler: str) -> None:
+        self.handler = handler
+        self.calls: list[list[str]] = []
+
+    async def __call__(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
+        raise AssertionError("a batch handler is called with batches only")
+
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        self.calls.append([event.event_id for event in events])
+        if any(event.data.get("poison") for event in events):
+            raise ValueError("cannot digest poison")
+        await conn.execute(
+            text(
+                f"INSERT INTO {EFFECTS} (handler, event_id) SELECT :h, unnest(CAST(:ids AS text[]))"
+            ),
+            {"h": self.handler, "ids": [event.event_id for event in events]},
+        )
+
+
+async def test_a_batch_handler_gets_first_deliveries_together_and_poison_goes_alone(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"batch-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [
+        recorded(stream, n, "Counted", {"poison": True} if n == 7 else {"n": n})
+        for n in range(1, 21)
+    ]
+    # The last five arrive twice, in the batch after the poison: their second copies are
+    # duplicates, never handled.
+    await publish(kafka_bootstrap, topic, [*events, *events[-5:]])
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine, kafka_bootstrap, topic, group, handler, recorder, retry_delay=0.05, **FAST_GROUP
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=25)
+    finally:
+        await consumer.stop()
+
+    poison = str(events[6].event_id)
+    assert await effect_counts(engine, handler) == {
+        str(e.event_id): 1 for e in events if str(e.event_id) != poison
+    }
+    assert consumer.stats.duplicates == 5 and consumer.stats.dead_lettered == 1
+    assert max(len(call) for call in recorder.calls) > 1, "no batch was handled together"
+    # Every call the poison was in failed; it was dead-lettered after trying it alone.
+    assert [call for call in recorder.calls if poison in call][-3:] == [[poison]] * 3
+    dead = await read_topic(kafka_bootstrap, consumer.dead_letter_topic, 1)
+    assert dict(dead[0].headers)["ce_id"] == poison.encode()
