@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -15,9 +14,10 @@ from activities.following import FollowInput, follow
 from adapters import broker_loss, checkpoints, relay_ledger
 from adapters.broker_loss import Loss
 from adapters.kafka import KafkaEventPublisher
+from adapters.read_ahead import ReadAhead
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
 from adapters.relay_ledger import Ledger
-from domain.event_store import EventPage, EventStore
+from domain.event_store import EventStore
 
 OUTAGE_PAUSE_SECONDS = 0.5
 BROKER_CHECK_SECONDS = 1.0
@@ -25,6 +25,8 @@ BROKER_CHECK_SECONDS = 1.0
 PRUNE_EVERY_PAGES = 16
 """Pages published between two prunings of the relay's acknowledgement ledger: it holds at
 most relay_ledger.KEPT_PAGES + 1 + this many rows per partition."""
+READ_WAIT_SECONDS = 0.5
+"""How long a read waits for new events when the relay has caught up."""
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,12 @@ class RelayActivities:
         self._ledger: Ledger | None = None
         self._next_check = 0.0
         self._pages_since_prune = 0
-        # The next page, read while the current one is published: (its start, the read).
-        self._ahead: tuple[int, asyncio.Task[EventPage]] | None = None
+        # Publishing stays one page at a time, in order; only the read of the next page
+        # overlaps the publish of the current one.
+        self._pages = ReadAhead(
+            lambda position, wait: store.read_all(position, batch_size, wait_seconds=wait),
+            lambda _, page: len(page.events) >= batch_size,
+        )
 
     @activity.defn
     async def relay_events(self, params: FollowInput) -> int:
@@ -65,7 +71,7 @@ class RelayActivities:
                 lambda: self.publish_batch(publisher), self._database_url, params.run_seconds
             )
         finally:
-            await self._drop_ahead()
+            await self._pages.stop()
             await publisher.stop()
 
     async def publish_batch(self, publisher: KafkaEventPublisher) -> int:
@@ -89,7 +95,7 @@ class RelayActivities:
             self._next_check = loop.time() + BROKER_CHECK_SECONDS
             if moved is not None:
                 return moved
-        page = await self._read(position)
+        page = await self._pages.page(position, READ_WAIT_SECONDS)
         if page.next_position == position:
             return 0
         try:
@@ -187,41 +193,6 @@ class RelayActivities:
             position,
         )
         return restart - position
-
-    async def _read(self, position: int) -> EventPage:
-        """The page after `position`; after a full page, the next one is read meanwhile.
-
-        A page read ahead is as good as one read now: events never change, and a gap-safe
-        read that saw less than exists now is only shorter. Publishing stays one page at a
-        time, in order; only the read of the next overlaps the publish of the current.
-        """
-        page: EventPage | None = None
-        if self._ahead is not None and self._ahead[0] == position:
-            task = self._ahead[1]
-            self._ahead = None
-            page = await task
-        else:
-            await self._drop_ahead()
-            page = await self._store.read_all(position, self._batch_size, wait_seconds=0.5)
-        if len(page.events) >= self._batch_size:
-            after = page.next_position
-            self._ahead = (
-                after,
-                asyncio.create_task(
-                    self._store.read_all(after, self._batch_size, wait_seconds=0.5)
-                ),
-            )
-        return page
-
-    async def _drop_ahead(self) -> None:
-        """Cancel a read ahead that will not be used."""
-        if self._ahead is None:
-            return
-        task = self._ahead[1]
-        self._ahead = None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
     def _forget(self) -> None:
         """Read checkpoint and ledger from the store again before the next batch."""

@@ -7,8 +7,6 @@ projector tries the event again) or skips it (the checkpoint moves past it).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
 from adapters.event_store import head_position
+from adapters.read_ahead import ReadAhead
 from adapters.schema import projection_failures
-from domain.event_store import EventPage, EventStore, RecordedEvent
+from domain.event_store import EventStore, RecordedEvent
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +93,14 @@ class Projector:
         self._projection = projection
         self._batch_size = batch_size
         self._checkpoint = checkpoint or checkpoint_name(projection.name)
-        # The next page, read while the current one is applied: (its start, the read).
-        self._ahead: tuple[int, asyncio.Task[EventPage]] | None = None
+        # The next page is read while the current one is applied; the checkpoint still
+        # decides where each batch starts.
+        self._pages = ReadAhead(
+            lambda position, wait: store.read_all(
+                position, batch_size, projection.event_types, wait
+            ),
+            lambda position, page: page.next_position - position >= batch_size,
+        )
 
     @property
     def checkpoint(self) -> str:
@@ -108,7 +113,7 @@ class Projector:
             if await _failure(conn, self._checkpoint) is not None:
                 return 0
             position = await checkpoints.load(conn, self._checkpoint)
-        page = await self._read(position, wait_seconds)
+        page = await self._pages.page(position, wait_seconds)
         if page.next_position == position:
             return 0
         try:
@@ -123,39 +128,9 @@ class Projector:
             return await self._one_by_one(position, page.events, page.next_position)
         return page.next_position - position
 
-    async def _read(self, position: int, wait_seconds: float) -> EventPage:
-        """The page after `position`; after a full page, the next one is read meanwhile.
-
-        A page read ahead is as good as one read now: events never change, and a gap-safe
-        read that saw less than exists now is only shorter. The checkpoint still decides
-        where each batch starts; a read ahead from elsewhere is dropped.
-        """
-        if self._ahead is not None and self._ahead[0] == position:
-            task = self._ahead[1]
-            self._ahead = None
-            page = await task
-        else:
-            await self.stop_reading_ahead()
-            page = await self._read_now(position, wait_seconds)
-        if page.next_position - position >= self._batch_size:
-            after = page.next_position
-            self._ahead = (after, asyncio.create_task(self._read_now(after, wait_seconds)))
-        return page
-
-    async def _read_now(self, position: int, wait_seconds: float) -> EventPage:
-        return await self._store.read_all(
-            position, self._batch_size, self._projection.event_types, wait_seconds
-        )
-
     async def stop_reading_ahead(self) -> None:
         """Cancel a read ahead that will not be used (the follower is done, or moved)."""
-        if self._ahead is None:
-            return
-        task = self._ahead[1]
-        self._ahead = None
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        await self._pages.stop()
 
     async def apply_in(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
         """Apply events inside the caller's transaction."""
