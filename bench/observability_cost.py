@@ -19,8 +19,11 @@ Loads, one side after the other and the order swapped every round (`ROUNDS` roun
   side's Temporal, on `up`'s task queue (so the side's own worker runs them, with its relay,
   projectors and pattern detector), among ACCOUNTS accounts opened through the repository;
   the figure is transfers/s, the round's transfers over the time from the first start to the
-  last result. The client in this process is untraced on both sides: it stands for the API
-  that starts the saga, whose own span graphql_query's load does not cover.
+  last result. The client here stands for the API that starts the saga: on the on side it
+  traces as the API does (Temporal's tracing interceptor, each start inside a server span,
+  its spans to `<data dir>/traces/bench-client.jsonl`), so the worker's spans join a trace as
+  they do under `up` (Temporal's interceptor makes no workflow span without a parent); on
+  the off side it does not.
 
 Figures are medians over rounds, with each round's ratio (on over off) and the median of those
 paired ratios; each side's CPU per query or transfer by process role (api, worker, postgres,
@@ -57,21 +60,24 @@ from _stack import (
 from _support import emit, median, progress, rounded
 from _wrk import wrk_round
 from graphql_query import ACCOUNT_QUERY, CONCURRENCY, ROUND_SECONDS, WARMUP_SECONDS
+from opentelemetry.trace import SpanKind
 from saga_throughput import AMOUNT, DAY, check_balances, open_accounts
 from temporalio.client import Client
 
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
+from adapters.tracing import tracer
 from domain.repository import Repository
 from domain.transfers import TransferMoney
 from runtime.config import Settings
 from runtime.launcher import UpProcess
+from runtime.tracing import traced
 from workflows import search_attributes
 from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
 
 GOAL_RATIO = 0.9
-ROUNDS = 5
+ROUNDS = 8
 TRANSFERS = 40
 WARMUP_TRANSFERS = 10
 ACCOUNTS = 30
@@ -125,10 +131,20 @@ def command(side: Side) -> TransferMoney:
     return TransferMoney(f"transfer-{uuid.uuid4()}", source, destination, AMOUNT, DAY)
 
 
-async def one_transfer(client: Client, transfer: TransferMoney) -> tuple[float, str]:
+async def one_transfer(side: Side, transfer: TransferMoney) -> tuple[float, str]:
     loop = asyncio.get_running_loop()
     began = loop.time()
-    outcome: TransferOutcome = await client.execute_workflow(
+    if side.name == "on":
+        with tracer().start_as_current_span("transfer", kind=SpanKind.SERVER):
+            status = await start_transfer(side, transfer)
+    else:
+        status = await start_transfer(side, transfer)
+    return loop.time() - began, status
+
+
+async def start_transfer(side: Side, transfer: TransferMoney) -> str:
+    assert side.client is not None
+    outcome: TransferOutcome = await side.client.execute_workflow(
         TransferSaga.run,
         transfer,
         id=transfer_workflow_id(transfer.transfer_id),
@@ -139,18 +155,16 @@ async def one_transfer(client: Client, transfer: TransferMoney) -> tuple[float, 
             SAGA_TYPE,
         ),
     )
-    return loop.time() - began, outcome.status
+    return str(outcome.status)
 
 
 async def saga_round(side: Side, count: int) -> Round:
     """`count` transfers started at once; every one must complete."""
-    assert side.client is not None
-    client = side.client
     commands = [command(side) for _ in range(count)]
     loop = asyncio.get_running_loop()
     before = stack_cpu(side.stack)
     began = loop.time()
-    results = await asyncio.gather(*(one_transfer(client, c) for c in commands))
+    results = await asyncio.gather(*(one_transfer(side, c) for c in commands))
     seconds = loop.time() - began
     cpu = cpu_by_role(before, stack_cpu(side.stack))
     statuses = {status for _, status in results}
@@ -197,7 +211,14 @@ async def prepare(side: Side) -> None:
     finally:
         await store.close()
         await engine.dispose()
-    side.client = await connect(side.stack.temporal_address, Settings().temporal_namespace)
+    # This process traces (main): the on side's client gets Temporal's tracing interceptor
+    # from `connect`, as the API's does; the off side's client is the same without it.
+    client = await connect(side.stack.temporal_address, Settings().temporal_namespace)
+    if side.name == "off":
+        config = client.config()
+        config["interceptors"] = []
+        client = Client(**config)
+    side.client = client
     progress(f"{side.name}: account {account_id} and {ACCOUNTS} transfer accounts ready")
 
 
@@ -212,13 +233,16 @@ async def check_balances_of(side: Side) -> None:
 
 
 def trace_files(side: Side) -> dict[str, Any]:
-    """The on side's exported spans: lines and bytes per file, and the span names seen."""
+    """The on side's exported spans: lines and bytes per file, and which of the names
+    checked its API and worker wrote."""
     files: dict[str, Any] = {}
     names: set[str] = set()
     for path in sorted((side.stack.data_dir / "traces").glob("*.jsonl")):
         text = path.read_text()
         lines = text.splitlines()
         files[path.name] = {"spans": len(lines), "bytes": len(text.encode())}
+        if path.name == "bench-client.jsonl":
+            continue
         for line in lines:
             if '"name": "append"' in line:
                 names.add("append")
@@ -226,6 +250,8 @@ def trace_files(side: Side) -> dict[str, Any]:
                 names.add("POST /graphql")
             if '"name": "RunWorkflow:TransferSaga"' in line:
                 names.add("RunWorkflow:TransferSaga")
+            if '"name": "send sagaline.events"' in line:
+                names.add("send sagaline.events")
     return {"files": files, "span_names_checked": sorted(names)}
 
 
@@ -285,28 +311,34 @@ async def both_stacks() -> AsyncIterator[dict[str, Side]]:
 
 async def main() -> None:
     async with both_stacks() as sides:
-        for side in sides.values():
-            await prepare(side)
-        load_at_start = os.getloadavg()
-        for side in sides.values():
-            warm = await query_round(side, WARMUP_SECONDS)
-            progress(f"warm-up queries {side.name}: {warm.rate:.0f}/s")
-        queries = await alternate(
-            sides, lambda s: query_round(s, ROUND_SECONDS), "graphql_query", "queries/s"
-        )
-        for side in sides.values():
-            warm = await saga_round(side, WARMUP_TRANSFERS)
-            progress(f"warm-up transfers {side.name}: {warm.rate:.2f}/s")
-        sagas = await alternate(
-            sides, lambda s: saga_round(s, TRANSFERS), "saga_throughput", "transfers/s"
-        )
-        load_at_end = os.getloadavg()
-        for side in sides.values():
-            await check_balances_of(side)
-        traces = trace_files(sides["on"])
-        if not traces["files"] or len(traces["span_names_checked"]) < 3:
-            raise RuntimeError(f"the on side did not export the load's spans: {traces}")
-        progress(f"every transfer completed, balances add up; on side's traces: {traces}")
+        client_settings = Settings(tracing=True, data_dir=sides["on"].stack.data_dir)
+        with traced(client_settings, "bench-client"):
+            await measure(sides)
+
+
+async def measure(sides: dict[str, Side]) -> None:
+    for side in sides.values():
+        await prepare(side)
+    load_at_start = os.getloadavg()
+    for side in sides.values():
+        warm = await query_round(side, WARMUP_SECONDS)
+        progress(f"warm-up queries {side.name}: {warm.rate:.0f}/s")
+    queries = await alternate(
+        sides, lambda s: query_round(s, ROUND_SECONDS), "graphql_query", "queries/s"
+    )
+    for side in sides.values():
+        warm = await saga_round(side, WARMUP_TRANSFERS)
+        progress(f"warm-up transfers {side.name}: {warm.rate:.2f}/s")
+    sagas = await alternate(
+        sides, lambda s: saga_round(s, TRANSFERS), "saga_throughput", "transfers/s"
+    )
+    load_at_end = os.getloadavg()
+    for side in sides.values():
+        await check_balances_of(side)
+    traces = trace_files(sides["on"])
+    if not traces["files"] or len(traces["span_names_checked"]) < 4:
+        raise RuntimeError(f"the on side did not export the load's spans: {traces}")
+    progress(f"every transfer completed, balances add up; on side's traces: {traces}")
 
     load = {
         "load_average_at_start": [round(x, 2) for x in load_at_start],
