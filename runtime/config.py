@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     """Where traces go over OTLP/HTTP, e.g. http://collector:4318 (unset: files in the data
     dir, when tracing is on)."""
+    trace_file_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Size at which a process's trace file is renamed `<role>.1.jsonl` (replacing the one
+    before) and a new one begun: at most about twice this on disk per process role."""
 
     def require_database_url(self) -> str:
         """The database URL, which must be known by the time a process connects."""
