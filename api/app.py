@@ -207,8 +207,10 @@ def read_models_engine(settings: Settings) -> AsyncEngine | None:
 def create_app(settings: Settings) -> Starlette:
     """The API app; its services connect when the app starts, not at import."""
     state: dict[str, Services] = {}
-    metrics = ApiMetrics()
-    view = SagalineGraphQL(state, settings, metrics.graphql)
+    # With SAGALINE_METRICS=false: no registry, no instruments in the schema, no /metrics.
+    metrics = ApiMetrics() if settings.metrics else None
+    graphql_metrics = metrics.graphql if metrics is not None else None
+    view = SagalineGraphQL(state, settings, graphql_metrics)
     graphql = TokenGuard(view, state)
 
     @asynccontextmanager
@@ -230,16 +232,18 @@ def create_app(settings: Settings) -> Starlette:
             temporal=temporal,
             tokens=tokens,
             feed=feed,
-            graphql_metrics=metrics.graphql,
+            graphql_metrics=graphql_metrics,
             read_models=read_models,
             reads=reads,
         )
         state["services"] = services
-        metrics.watch_pool(engine)
+        if metrics is not None:
+            metrics.watch_pool(engine)
         try:
             yield
         finally:
-            metrics.forget_pool()
+            if metrics is not None:
+                metrics.forget_pool()
             await feed.stop()
             await reads.close()
             await engine.dispose()

@@ -42,10 +42,12 @@ class ApiMetrics:
             self._pools = None
 
 
-def observability_routes(state: dict[str, Services], metrics: ApiMetrics) -> list[Route]:
-    """GET /metrics (Prometheus text) and GET /status (HTML), both without a token."""
+def observability_routes(state: dict[str, Services], metrics: ApiMetrics | None) -> list[Route]:
+    """GET /metrics (Prometheus text, unless `metrics` is None) and GET /status (HTML), both
+    without a token."""
 
     async def refresh_followers() -> None:
+        assert metrics is not None
         services = state.get("services")
         if services is not None:
             standing = await read_followers_bounded(services.engine)
@@ -53,6 +55,7 @@ def observability_routes(state: dict[str, Services], metrics: ApiMetrics) -> lis
                 metrics.status.show_followers(standing)
 
     async def refresh_parked() -> None:
+        assert metrics is not None
         services = state.get("services")
         if services is not None:
             parked = await read_parked(services.temporal)
@@ -60,6 +63,7 @@ def observability_routes(state: dict[str, Services], metrics: ApiMetrics) -> lis
                 metrics.status.parked.set(parked)
 
     async def metrics_page(request: Request) -> Response:
+        assert metrics is not None
         body = await exposition(metrics.registry, [refresh_followers, refresh_parked])
         return Response(body, media_type=CONTENT_TYPE)
 
@@ -72,7 +76,7 @@ def observability_routes(state: dict[str, Services], metrics: ApiMetrics) -> lis
         page = render_status_page(followers, parked, services.settings.temporal_ui_base())
         return HTMLResponse(page, status_code=200 if followers is not None else 503)
 
-    return [
-        Route(METRICS_PATH, metrics_page, methods=["GET"]),
-        Route(STATUS_PATH, status_page, methods=["GET"]),
-    ]
+    status = Route(STATUS_PATH, status_page, methods=["GET"])
+    if metrics is None:
+        return [status]
+    return [Route(METRICS_PATH, metrics_page, methods=["GET"]), status]

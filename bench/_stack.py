@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,16 @@ mutation Deposit($input: DepositMoneyInput!) {
 
 
 @contextlib.asynccontextmanager
-async def running_stack() -> AsyncIterator[UpProcess]:
-    """`sagaline up` in a temp dir under /tmp, stopped and removed afterwards.
+async def running_stack(settings: Mapping[str, str] | None = None) -> AsyncIterator[UpProcess]:
+    """`sagaline up` in a temp dir under /tmp, stopped and removed afterwards; `settings` are
+    extra SAGALINE_* variables for it.
 
     Under /tmp, as in tests/e2e: embedded Postgres runs as an unprivileged account when we
     are root and must be able to reach its data.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="sagaline-bench-up-"))
-    stack = UpProcess(data_dir, StackPorts.free(), settings={"SAGALINE_API_TOKENS": API_TOKENS})
+    variables = {"SAGALINE_API_TOKENS": API_TOKENS, **(settings or {})}
+    stack = UpProcess(data_dir, StackPorts.free(), settings=variables)
     progress(f"starting `runtime.cli up` in {data_dir} (API on port {stack.ports.api})")
     started = time.monotonic()
     try:

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     graphiql_assets_dir: Path | None = None
     """Where GraphiQL's scripts were installed (default: build/graphiql in the checkout)."""
 
+    metrics: bool = True
+    """Record Prometheus metrics and serve them (the API's /metrics, a worker's ports);
+    false: every instrument is left out and nothing is served."""
     worker_metrics_host: str = "127.0.0.1"
     """Where a worker's metrics listen (0.0.0.0 in a container that Prometheus scrapes)."""
     worker_metrics_port: int = Field(default=9464, ge=0, le=65535)
@@ -102,6 +105,9 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = None
     """Where traces go over OTLP/HTTP, e.g. http://collector:4318 (unset: files in the data
     dir, when tracing is on)."""
+    trace_file_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """Size at which a process's trace file is renamed `<role>.1.jsonl` (replacing the one
+    before) and a new one begun: at most about twice this on disk per process role."""
 
     def require_database_url(self) -> str:
         """The database URL, which must be known by the time a process connects."""
@@ -156,6 +162,17 @@ class Settings(BaseSettings):
                     f"SAGALINE_API_CORS_ORIGINS: {origin!r} is not an http(s) origin or *"
                 )
         return [origin for origin in origins if origin]
+
+    def worker_metrics_ports(self) -> list[tuple[int, str]]:
+        """The ports a worker serves metrics on, each with its variable: none when
+        SAGALINE_METRICS is false or a port is 0."""
+        if not self.metrics:
+            return []
+        ports = [
+            (self.worker_metrics_port, "SAGALINE_WORKER_METRICS_PORT"),
+            (self.worker_temporal_metrics_port, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
+        ]
+        return [(port, variable) for port, variable in ports if port]
 
     def tracing_on(self) -> bool:
         """Whether this process records traces."""

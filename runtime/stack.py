@@ -90,16 +90,8 @@ def check_ports(settings: Settings) -> None:
     if not settings.kafka_bootstrap:
         ensure_port_free(LOCALHOST, settings.kafka_port, "SAGALINE_KAFKA_PORT")
     ensure_port_free(settings.api_host, settings.api_port, "SAGALINE_API_PORT")
-    for port, variable in _worker_metrics_ports(settings):
+    for port, variable in settings.worker_metrics_ports():
         ensure_port_free(settings.worker_metrics_host, port, variable)
-
-
-def _worker_metrics_ports(settings: Settings) -> list[tuple[int, str]]:
-    ports = [
-        (settings.worker_metrics_port, "SAGALINE_WORKER_METRICS_PORT"),
-        (settings.worker_temporal_metrics_port, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
-    ]
-    return [(port, variable) for port, variable in ports if port]
 
 
 async def _run(settings: Settings) -> int:
@@ -253,10 +245,14 @@ def _metrics_urls(settings: Settings, api_host: str) -> dict[str, str]:
     """Where `up`'s parts serve their metrics, and the API its status page."""
     api = f"http://{api_host}:{settings.api_port}"
     worker_host = _reachable_host(settings.worker_metrics_host)
-    urls = {"Status page": f"{api}/status", "API metrics": f"{api}/metrics"}
-    if settings.worker_metrics_port:
+    urls = {"Status page": f"{api}/status"}
+    if not settings.metrics:
+        return urls
+    urls["API metrics"] = f"{api}/metrics"
+    served = {port for port, _ in settings.worker_metrics_ports()}
+    if settings.worker_metrics_port in served:
         urls["Worker metrics"] = f"http://{worker_host}:{settings.worker_metrics_port}/metrics"
-    if settings.worker_temporal_metrics_port:
+    if settings.worker_temporal_metrics_port in served:
         urls["Temporal SDK metrics"] = (
             f"http://{worker_host}:{settings.worker_temporal_metrics_port}/metrics"
         )

@@ -47,7 +47,9 @@ def _exporter(settings: Settings, role: str) -> SpanExporter:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter(endpoint=otlp_traces_url(settings.otlp_endpoint))
-    return JsonLinesSpanExporter(settings.traces_dir() / f"{role}.jsonl")
+    return JsonLinesSpanExporter(
+        settings.traces_dir() / f"{role}.jsonl", settings.trace_file_max_bytes
+    )
 
 
 def otlp_traces_url(endpoint: str) -> str:
@@ -56,17 +58,45 @@ def otlp_traces_url(endpoint: str) -> str:
     return endpoint if endpoint.endswith(OTLP_TRACES_PATH) else endpoint + OTLP_TRACES_PATH
 
 
+def rotated_path(path: Path) -> Path:
+    """Where a full trace file goes: `api.jsonl` -> `api.1.jsonl`."""
+    return path.with_name(f"{path.stem}.1{path.suffix}")
+
+
 class JsonLinesSpanExporter(SpanExporter):
     """Appends every finished span to a file as one JSON object a line (`span_line`).
 
     Each export is written at once to a file opened for appending, so processes sharing the
-    file do not interleave inside a line.
+    file do not interleave inside a line. Once the file holds `max_bytes` or more, it is
+    renamed to `rotated_path` (replacing the one before) and a new file begun: spans on disk
+    stay under about twice `max_bytes`. A process that finds its file renamed by another one
+    sharing it opens the new file.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.max_bytes = max_bytes
+        self._fd: int | None = self._open()
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def _rotate_if_full(self, fd: int) -> None:
+        """Begin a new file if `fd`'s is full (or no longer at `path`)."""
+        if self.max_bytes is None:
+            return
+        mine = os.fstat(fd)
+        if mine.st_size < self.max_bytes:
+            return
+        try:
+            if os.stat(self.path).st_ino == mine.st_ino:
+                os.replace(self.path, rotated_path(self.path))
+        except FileNotFoundError:
+            pass
+        self._fd = None
+        os.close(fd)
+        self._fd = self._open()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._fd is None:
@@ -76,6 +106,7 @@ class JsonLinesSpanExporter(SpanExporter):
         try:
             while unwritten:
                 unwritten = unwritten[os.write(self._fd, unwritten) :]
+            self._rotate_if_full(self._fd)
         except OSError:
             return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS

@@ -91,16 +91,18 @@ SHARED_WORKFLOW_MODULES = (
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled; a metrics port that is taken stops it before it starts."""
-    for port, variable in (
-        (settings.worker_metrics_port, "SAGALINE_WORKER_METRICS_PORT"),
-        (settings.worker_temporal_metrics_port, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
-    ):
-        if port:
-            ensure_port_free(settings.worker_metrics_host, port, variable)
-    metrics = WorkerMetrics()
+    for port, variable in settings.worker_metrics_ports():
+        ensure_port_free(settings.worker_metrics_host, port, variable)
     engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
-    store = MeasuredEventStore(engine, metrics.appends)
-    metrics.watch_pools(engine, store)
+    # With SAGALINE_METRICS=false nothing is counted: the plain store, no saga interceptor,
+    # no consumer metrics, no /metrics server and the SDK's default runtime.
+    metrics = WorkerMetrics() if settings.metrics else None
+    store: PostgresEventStore
+    if metrics is None:
+        store = PostgresEventStore(engine)
+    else:
+        store = MeasuredEventStore(engine, metrics.appends)
+        metrics.watch_pools(engine, store)
     try:
         client = await connect(
             settings.require_temporal_address(),

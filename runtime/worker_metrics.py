@@ -39,7 +39,8 @@ def temporal_runtime(settings: Settings) -> Runtime | None:
 
     The SDK serves them itself, on their own port; durations are in seconds, as ours are.
     """
-    if not settings.worker_temporal_metrics_port:
+    served = {port for port, _ in settings.worker_metrics_ports()}
+    if settings.worker_temporal_metrics_port not in served:
         return None
     address = f"{settings.worker_metrics_host}:{settings.worker_temporal_metrics_port}"
     prometheus = PrometheusConfig(bind_address=address, durations_as_seconds=True)
@@ -47,9 +48,11 @@ def temporal_runtime(settings: Settings) -> Runtime | None:
 
 
 @asynccontextmanager
-async def serving_metrics(settings: Settings, metrics: WorkerMetrics) -> AsyncIterator[None]:
-    """Serve the worker's /metrics while the block runs (nothing when its port is 0)."""
-    if not settings.worker_metrics_port:
+async def serving_metrics(settings: Settings, metrics: WorkerMetrics | None) -> AsyncIterator[None]:
+    """Serve the worker's /metrics while the block runs (nothing when its port is 0 or
+    metrics are off)."""
+    served = {port for port, _ in settings.worker_metrics_ports()}
+    if metrics is None or settings.worker_metrics_port not in served:
         yield
         return
     server = MetricsServer(

@@ -14,7 +14,7 @@ from adapters.kafka import _trace_sends, cloudevent_headers
 from adapters.tracing import TRACEPARENT, current_traceparent, tracing_on, with_traceparent
 from domain.event_store import RecordedEvent
 from runtime.config import Settings
-from runtime.tracing import JsonLinesSpanExporter, otlp_traces_url
+from runtime.tracing import JsonLinesSpanExporter, otlp_traces_url, rotated_path
 
 TRACEPARENT_VALUE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -52,6 +52,33 @@ def test_spans_are_appended_to_the_file_one_json_object_a_line(tmp_path: Path) -
     assert inner["parent_id"] == written_outer["span_id"] == f"{context.span_id:016x}"
     assert inner["attributes"] == {"sagaline.events": 2}
     assert inner["end_unix_nano"] >= inner["start_unix_nano"]
+
+
+def test_a_full_trace_file_is_rotated_once_so_the_spans_on_disk_stay_bounded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "traces" / "api.jsonl"
+    provider = TracerProvider()
+    exporter = JsonLinesSpanExporter(path, max_bytes=2_000)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    names = [f"span-{index}" for index in range(60)]
+    for name in names:
+        with tracer.start_as_current_span(name):
+            pass
+    provider.shutdown()
+    rotated = rotated_path(path)
+    assert rotated == tmp_path / "traces" / "api.1.jsonl"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["api.1.jsonl", "api.jsonl"]
+    # Each file is cut after the export that filled it: under the bound plus one span line.
+    line_bytes = max(len(line) + 1 for line in rotated.read_text().splitlines())
+    for file in (path, rotated):
+        assert file.stat().st_size < 2_000 + line_bytes
+    kept = [
+        json.loads(line)["name"] for f in (rotated, path) for line in f.read_text().splitlines()
+    ]
+    # The newest spans are kept, in order, and the oldest were dropped with the oldest file.
+    assert kept == names[-len(kept) :] and len(kept) < len(names)
 
 
 def test_a_span_current_at_append_time_is_kept_in_the_events_metadata() -> None:
