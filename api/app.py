@@ -39,6 +39,7 @@ from api.schema import build_schema
 from api.sessions import Sessions
 from api.tracing import TraceRequests
 from api.websocket_auth import TokenAtConnectionInit
+from projections.consistency import CheckpointWakeups
 from runtime.config import Settings
 
 ANONYMOUS = Caller(Role.CLIENT, "anonymous")
@@ -223,6 +224,8 @@ def create_app(settings: Settings) -> Starlette:
         tokens = TokenCheck(parse_tokens(settings.api_tokens), sessions)
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
+        wakeups = CheckpointWakeups(settings.require_database_url())
+        await wakeups.start()
         reads = ReadPool(settings.require_read_database_url(), READ_CONNECTIONS)
         services = Services(
             settings=settings,
@@ -233,6 +236,7 @@ def create_app(settings: Settings) -> Starlette:
             graphql_metrics=metrics.graphql,
             read_models=read_models,
             reads=reads,
+            checkpoint_wakeups=wakeups,
         )
         state["services"] = services
         metrics.watch_pool(engine)
@@ -240,6 +244,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             metrics.forget_pool()
+            await wakeups.stop()
             await feed.stop()
             await reads.close()
             await engine.dispose()
