@@ -1,7 +1,8 @@
-"""Wake-ups from PostgreSQL LISTEN/NOTIFY, so followers need not poll."""
+"""Wake-ups from PostgreSQL LISTEN/NOTIFY, so followers and consistency waits need not poll."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from types import TracebackType
 
 import psycopg
@@ -34,6 +35,13 @@ class EventNotifications:
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
+
+    async def payloads(self) -> AsyncIterator[str]:
+        """Every notification's payload, as they come, until the connection fails."""
+        if self._conn is None:
+            raise RuntimeError("EventNotifications is not entered")
+        async for notify in self._conn.notifies():
+            yield notify.payload
 
     async def wait(self, seconds: float) -> bool:
         """Wait up to `seconds` for the next notification; False when none came."""

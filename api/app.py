@@ -39,6 +39,7 @@ from api.schema import build_schema
 from api.sessions import Sessions
 from api.tracing import TraceRequests
 from api.websocket_auth import TokenAtConnectionInit
+from projections.consistency import CheckpointWakeups
 from runtime.config import Settings
 
 ANONYMOUS = Caller(Role.CLIENT, "anonymous")
@@ -225,6 +226,8 @@ def create_app(settings: Settings) -> Starlette:
         tokens = TokenCheck(parse_tokens(settings.api_tokens), sessions)
         feed = EventFeed(PostgresEventStore(engine), settings.require_database_url())
         await feed.start()
+        wakeups = CheckpointWakeups(settings.require_database_url())
+        await wakeups.start()
         reads = ReadPool(settings.require_read_database_url(), READ_CONNECTIONS)
         services = Services(
             settings=settings,
@@ -235,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
             graphql_metrics=graphql_metrics,
             read_models=read_models,
             reads=reads,
+            checkpoint_wakeups=wakeups,
         )
         state["services"] = services
         if metrics is not None:
@@ -244,6 +248,7 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             if metrics is not None:
                 metrics.forget_pool()
+            await wakeups.stop()
             await feed.stop()
             await reads.close()
             await engine.dispose()

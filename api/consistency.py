@@ -42,7 +42,9 @@ async def ensure_consistent(
         return
     seconds = services.settings.consistency_timeout_seconds
     with services.consistency_waits.slot():
-        if not await wait_until_caught_up(services.read_engine, projections, position, seconds):
+        if not await wait_until_caught_up(
+            services.read_engine, projections, position, seconds, services.checkpoint_wakeups
+        ):
             raise ConsistencyTimeout(position, seconds)
 
 
@@ -63,6 +65,7 @@ async def read_after(
             [projection],
             position,
             services.settings.consistency_timeout_seconds,
+            services.checkpoint_wakeups,
         )
     async with services.read_engine.connect() as conn:
         return await fetch(conn)

@@ -18,6 +18,7 @@ from api.live import EventFeed
 from api.metrics import GraphQLMetrics
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
+from projections.consistency import CheckpointWakeups
 from projections.users import UserView, get_user, users_by_ids
 from runtime.config import Settings
 
@@ -41,6 +42,7 @@ class Services:
     reads: ReadPool
     graphql_metrics: GraphQLMetrics | None = None
     read_models: AsyncEngine | None = None
+    checkpoint_wakeups: CheckpointWakeups | None = None
 
     @property
     def read_engine(self) -> AsyncEngine:

@@ -9,9 +9,10 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from temporalio.client import WorkflowHandle
+from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.command_handling import CLIENT_MESSAGE, CommandResult
 from adapters.correlation import correlated
@@ -68,12 +69,52 @@ async def send(
     summary: str,
     result_type: type[R] = CommandOutcome,  # type: ignore[assignment]
     saga_type: str | None = None,
+    outcome_update: UpdateMethodMultiParam[[Any], R] | None = None,
 ) -> R | None:
-    """Run the command's workflow (or join the one already started); None if still running."""
+    """Run the command's workflow (or join the one already started); None if still running.
+
+    With `outcome_update` (an update of the workflow that answers with its result once it
+    has one) the workflow is started with that update in one call, which returns when the
+    update completes: in the workflow task that ends the workflow, without a second call
+    waiting on its history. Only the call that starts the workflow sends the update: one
+    that finds it started (the command sent again, while it runs or after it ended) waits on
+    its result instead, so a client that keeps asking about a long-running or parked saga
+    does not pile updates up in its history. A workflow that does not answer the update is
+    waited on in the same way.
+    """
     services = ctx.services
     attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
+    timeout = services.settings.command_timeout_seconds
     handle: WorkflowHandle[Any, R]
     with correlated(command_id, workflow_id):
+        if outcome_update is not None:
+            start = WithStartWorkflowOperation(
+                run,
+                command,
+                id=workflow_id,
+                task_queue=services.settings.temporal_task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=attributes,
+                static_summary=summary,
+            )
+            try:
+                outcome: R = await asyncio.wait_for(
+                    services.temporal.execute_update_with_start_workflow(
+                        outcome_update, start_workflow_operation=start
+                    ),
+                    timeout=timeout,
+                )
+                return outcome
+            except TimeoutError:
+                return None
+            except (WorkflowAlreadyStartedError, WorkflowUpdateFailedError):
+                pass
+            handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
+            try:
+                return await asyncio.wait_for(handle.result(), timeout=timeout)
+            except TimeoutError:
+                return None
         try:
             handle = await services.temporal.start_workflow(
                 run,
@@ -88,9 +129,7 @@ async def send(
         except WorkflowAlreadyStartedError:
             handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
         try:
-            return await asyncio.wait_for(
-                handle.result(), timeout=services.settings.command_timeout_seconds
-            )
+            return await asyncio.wait_for(handle.result(), timeout=timeout)
         except TimeoutError:
             return None
 

@@ -1,17 +1,31 @@
-"""Read-your-writes: waiting until projections have processed a global position."""
+"""Read-your-writes: waiting until projections have processed a global position.
+
+A projector that moves its checkpoint also sends a NOTIFY on CHECKPOINT_CHANNEL (payload:
+checkpoint name and position, delivered when its transaction commits). A process that waits
+often keeps one `CheckpointWakeups` listening to it, so a wait ends as soon as the position
+is reached instead of at its next poll; the poll stays, every POLL_SECONDS, for what a
+notification cannot tell (a replica that has not replayed the commit yet, a listener that
+reconnects).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.notifications import EventNotifications
 from adapters.schema import checkpoints
-from projections.projector import checkpoint_name
+from projections.projector import CHECKPOINT_CHANNEL, checkpoint_name
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.01
+RECONNECT_SECONDS = 1.0
 
 
 async def caught_up(engine: AsyncEngine, projections: Sequence[str], position: int) -> bool:
@@ -24,14 +38,81 @@ async def caught_up(engine: AsyncEngine, projections: Sequence[str], position: i
         return int((await conn.execute(query)).scalar_one()) == len(names)
 
 
+class CheckpointWakeups:
+    """Wakes waiters when a checkpoint they wait on is notified at or past their position."""
+
+    def __init__(self, database_url: str) -> None:
+        self._database_url = database_url
+        self._waiters: set[tuple[frozenset[str], int, asyncio.Future[None]]] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen from now on (in a task of its own, reconnecting after a failure)."""
+        self._task = asyncio.create_task(self._listen(), name="checkpoint-wakeups")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def wait(self, names: Sequence[str], position: int, seconds: float) -> None:
+        """Return when one of the checkpoints `names` is notified at `position` or past it,
+        or after `seconds`."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter = (frozenset(names), position, future)
+        self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(future, seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+
+    def notified(self, payload: str) -> None:
+        """A checkpoint moved: `payload` is its name and position, space-separated."""
+        name, _, position_text = payload.rpartition(" ")
+        if not position_text.isdigit():
+            return
+        position = int(position_text)
+        for names, wanted, future in list(self._waiters):
+            if name in names and position >= wanted and not future.done():
+                future.set_result(None)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with EventNotifications(self._database_url, CHECKPOINT_CHANNEL) as listen:
+                    async for payload in listen.payloads():
+                        self.notified(payload)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # waits fall back to polling meanwhile
+                log.warning("checkpoint notifications interrupted, listening again: %r", error)
+            await asyncio.sleep(RECONNECT_SECONDS)
+
+
 async def wait_until_caught_up(
-    engine: AsyncEngine, projections: Sequence[str], position: int, seconds: float
+    engine: AsyncEngine,
+    projections: Sequence[str],
+    position: int,
+    seconds: float,
+    wakeups: CheckpointWakeups | None = None,
 ) -> bool:
-    """Wait (bounded) until the projections have processed `position`; False on timeout."""
+    """Wait (bounded) until the projections have processed `position`; False on timeout.
+
+    With `wakeups`, a notification that a checkpoint reached the position ends the pause
+    between two checks early.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    names = [checkpoint_name(p) for p in projections]
     while not await caught_up(engine, projections, position):
         if loop.time() >= deadline:
             return False
-        await asyncio.sleep(POLL_SECONDS)
+        if wakeups is None:
+            await asyncio.sleep(POLL_SECONDS)
+        else:
+            await wakeups.wait(names, position, POLL_SECONDS)
     return True

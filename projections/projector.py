@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -29,6 +29,18 @@ log = logging.getLogger(__name__)
 # Errors that mean "the database is unreachable", not "this event breaks the projection":
 # the projector's caller retries them; they never stop the projection.
 OUTAGES = (OperationalError, InterfaceError, OSError)
+
+_START = (
+    "SELECT position, EXISTS (SELECT FROM projection_failures WHERE name = %(name)s)"
+    " FROM checkpoints WHERE name = %(name)s"
+)
+CHECKPOINT_CHANNEL = "sagaline_checkpoints"
+"""A projector's moves are notified here (payload "<checkpoint> <position>") when they commit."""
+_ADVANCE = (
+    "UPDATE checkpoints SET position = %(position)s, updated_at = now()"
+    " WHERE name = %(name)s AND position = %(expected)s"
+    f" RETURNING pg_notify('{CHECKPOINT_CHANNEL}', name || ' ' || position)"
+)
 
 
 class Projection(Protocol):
@@ -93,6 +105,10 @@ class Projector:
         self._projection = projection
         self._batch_size = batch_size
         self._checkpoint = checkpoint or checkpoint_name(projection.name)
+        # Every wake-up of the projector asks where to start, and a page without events of
+        # the projection's types only moves the checkpoint: both are one statement on the
+        # driver, outside a transaction, instead of a transaction through SQLAlchemy.
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
         # The next page is read while the current one is applied; the checkpoint still
         # decides where each batch starts.
         self._pages = ReadAhead(
@@ -109,17 +125,19 @@ class Projector:
 
     async def run_batch(self, wait_seconds: float = 0.5) -> int:
         """Apply the next batch; returns how far the checkpoint moved (0: up to date or stopped)."""
-        async with self._engine.begin() as conn:
-            if await _failure(conn, self._checkpoint) is not None:
-                return 0
-            position = await checkpoints.load(conn, self._checkpoint)
+        position = await self._start()
+        if position is None:
+            return 0
         page = await self._pages.page(position, wait_seconds)
         if page.next_position == position:
             return 0
+        if not page.events:
+            await self._advance_only(position, page.next_position)
+            return page.next_position - position
         try:
             async with self._engine.begin() as conn:
                 await self.apply_in(conn, page.events)
-                await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
+                await self._advance(conn, position, page.next_position)
         except OUTAGES:
             raise
         except checkpoints.CheckpointMoved:
@@ -127,6 +145,33 @@ class Projector:
         except Exception:
             return await self._one_by_one(position, page.events, page.next_position)
         return page.next_position - position
+
+    async def _start(self) -> int | None:
+        """The checkpoint's position, or None while the projection is stopped on an event."""
+        params = {"name": self._checkpoint}
+        async with self._autocommit.connect() as conn:
+            cursor = await (await _driver(conn)).execute(_START, params, prepare=True)
+            row = await cursor.fetchone()
+        if row is not None:
+            position, stopped = row
+            return None if stopped else int(position)
+        # The first batch ever: create the checkpoint.
+        async with self._engine.begin() as conn:
+            if await _failure(conn, self._checkpoint) is not None:
+                return None
+            return await checkpoints.load(conn, self._checkpoint)
+
+    async def _advance_only(self, position: int, next_position: int) -> None:
+        """Move the checkpoint past a page with nothing to apply (one atomic statement)."""
+        async with self._autocommit.connect() as conn:
+            await self._advance(conn, position, next_position)
+
+    async def _advance(self, conn: AsyncConnection, position: int, next_position: int) -> None:
+        """Move the checkpoint on `conn` (in its transaction, if any) and notify the move."""
+        params = {"name": self._checkpoint, "expected": position, "position": next_position}
+        cursor = await (await _driver(conn)).execute(_ADVANCE, params, prepare=True)
+        if cursor.rowcount != 1:
+            raise checkpoints.CheckpointMoved(self._checkpoint, position)
 
     async def stop_reading_ahead(self) -> None:
         """Cancel a read ahead that will not be used (the follower is done, or moved)."""
@@ -215,6 +260,11 @@ async def skip(engine: AsyncEngine, name: str) -> int | None:
             delete(projection_failures).where(projection_failures.c.name == checkpoint)
         )
     return failure.position
+
+
+async def _driver(conn: AsyncConnection) -> Any:
+    """The psycopg connection under `conn`, for the statements every batch runs."""
+    return (await conn.get_raw_connection()).driver_connection
 
 
 async def _failure(conn: AsyncConnection, checkpoint: str) -> ProjectionFailure | None:

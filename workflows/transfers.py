@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 from workflows import search_attributes
 from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
@@ -41,6 +41,7 @@ CANCELLED_TRANSFERS_RECORD_THEIR_END = "cancelled-transfers-record-their-end"
 CANCELLED_REASON = "the transfer was cancelled before the money reached the receiver"
 CANCELLED_TYPE = "TransferCancelled"
 STEPS_RUN_LOCALLY = "steps-run-locally"
+NO_OUTCOME = "TransferEndedWithoutOutcome"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
 # A transfer may name its own number of attempts (TransferMoney.compensation_attempts). A
@@ -77,9 +78,22 @@ class TransferSaga:
     def __init__(self) -> None:
         self._saga = Saga(SAGA_TYPE)
         self._local = False
+        self._outcome: TransferOutcome | None = None
+        self._ended = False
 
     @workflow.run
     async def run(self, command: TransferMoney) -> TransferOutcome:
+        try:
+            outcome = await self._transfer(command)
+        finally:
+            self._ended = True
+        self._outcome = outcome
+        # An `outcome` update waiting for it completes in this same workflow task. This
+        # issues no command, so histories from before replay as they ran.
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return outcome
+
+    async def _transfer(self, command: TransferMoney) -> TransferOutcome:
         saga = self._saga
         self._local = workflow.patched(STEPS_RUN_LOCALLY)
         attributes: list[SearchAttributeUpdate[Any]] = [
@@ -205,6 +219,20 @@ class TransferSaga:
     def state(self) -> SagaState:
         """The saga's status, current step, completed steps, compensations and error."""
         return self._saga.state
+
+    @workflow.update
+    async def outcome(self) -> TransferOutcome:
+        """How the transfer ended, once it has.
+
+        The API starts the saga with this update (update-with-start), so one call starts the
+        transfer and answers with its end, which arrives with the workflow task that ends it.
+        A cancelled transfer has no outcome: the update fails and the caller reads the
+        workflow's result instead.
+        """
+        await workflow.wait_condition(lambda: self._ended)
+        if self._outcome is None:
+            raise ApplicationError("the transfer ended without an outcome", type=NO_OUTCOME)
+        return self._outcome
 
     @workflow.update
     def retry(self) -> SagaState:

@@ -105,6 +105,7 @@ async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMon
         summary=f"Transfer {amount} from {command.from_account_id} to {command.to_account_id}",
         result_type=TransferOutcome,
         saga_type=TRANSFER_SAGA,
+        outcome_update=TransferSaga.outcome,
     )
     if outcome is None:
         transfer = await _transfer(ctx, command, 0)

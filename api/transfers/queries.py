@@ -83,6 +83,7 @@ class TransferSubscriptions:
                     READ_MODELS,
                     event.position,
                     services.settings.consistency_timeout_seconds,
+                    services.checkpoint_wakeups,
                 )
                 async with services.read_engine.connect() as conn:
                     view = await get_transfer(conn, str(id))

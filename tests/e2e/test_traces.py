@@ -37,8 +37,9 @@ def spans(stack: Stack) -> Iterator[dict[str, Any]]:
 def trace_of_workflow(stack: Stack, workflow_id: str) -> str | None:
     """The trace id of the span that started the workflow, once it was exported."""
     for span in spans(stack):
+        # A transfer is started with its outcome update: StartUpdateWithStartWorkflow:...
         if span["attributes"].get("temporalWorkflowID") == workflow_id and span["name"].startswith(
-            "StartWorkflow:"
+            ("StartWorkflow:", "StartUpdateWithStartWorkflow:")
         ):
             trace_id: str = span["trace_id"]
             return trace_id

@@ -40,7 +40,8 @@ mutation($from: ID!, $to: ID!) {
 
 
 class RecordingTemporal:
-    """Takes every workflow started; none of them ever finishes (the command stays pending)."""
+    """Takes every workflow started (alone or with an update); none of them ever finishes (the
+    command stays pending)."""
 
     def __init__(self) -> None:
         self.started: list[Any] = []
@@ -48,6 +49,13 @@ class RecordingTemporal:
     async def start_workflow(self, run: Any, command: Any, **options: Any) -> RecordingTemporal:
         self.started.append(command)
         return self
+
+    async def execute_update_with_start_workflow(
+        self, update: Any, *, start_workflow_operation: Any, **options: Any
+    ) -> None:
+        # How the API starts a transfer; the SDK keeps the start's arguments in its input.
+        self.started.append(start_workflow_operation._start_workflow_input.args[0])
+        await asyncio.Event().wait()
 
     async def result(self) -> None:
         await asyncio.Event().wait()
