@@ -9,7 +9,12 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from temporalio.client import WithStartWorkflowOperation, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import UpdateMethodMultiParam
@@ -56,6 +61,9 @@ def idempotency_key(command_id: str | None) -> str:
 def aggregate_id_for(kind: str, command_id: str) -> str:
     """A new aggregate's id, derived from the command that creates it (so retries agree)."""
     return str(uuid.uuid5(_AGGREGATE_NAMESPACE, f"{kind}/{command_id}"))
+
+
+SETTLED_START_SECONDS = 1.0
 
 
 async def send(
@@ -106,10 +114,14 @@ async def send(
                     timeout=timeout,
                 )
                 return outcome
-            except TimeoutError:
+            except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+                # wait_for cancels the call at the bound, which the SDK raises as the
+                # latter; a cancellation of this request itself arrives as CancelledError.
                 return None
             except (WorkflowAlreadyStartedError, WorkflowUpdateFailedError):
                 pass
+            finally:
+                await _settled(start)
             handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
             try:
                 return await asyncio.wait_for(handle.result(), timeout=timeout)
@@ -132,6 +144,23 @@ async def send(
             return await asyncio.wait_for(handle.result(), timeout=timeout)
         except TimeoutError:
             return None
+
+
+async def _settled(start: WithStartWorkflowOperation[Any, Any]) -> None:
+    """Take the start's outcome, which the SDK keeps in a future of its own: left unread, a
+    failed start is logged at ERROR as a "Future exception was never retrieved" when it is
+    collected. The SDK settles it before the call returns or raises; the bound is only for a
+    call cancelled before it began."""
+    try:
+        await asyncio.wait_for(start.workflow_handle(), SETTLED_START_SECONDS)
+    except asyncio.CancelledError:
+        # A start cut off by the bound of `send` holds a CancelledError; only a
+        # cancellation of this request itself goes on.
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+    except Exception:
+        pass
 
 
 async def execute(

@@ -37,13 +37,13 @@ from runtime.embedded.broker import EmbeddedBroker
 from runtime.launcher import PROJECT_ROOT, sagaline_command
 from runtime.ports import free_port
 from tests.e2e.conftest import OPERATOR_TOKEN, Stack
-from tests.e2e.test_bank_api import CLOSE, TRANSFER, open_account, payload
+from tests.e2e.test_bank_api import TRANSFER, payload
 from tests.e2e.test_operations_api import (
     REGISTER,
     RETRY,
-    new_user,
     refunds_failing,
     saga_with_status,
+    transfer_into_a_closed_account,
 )
 from tests.waiting import eventually
 
@@ -222,19 +222,8 @@ async def test_doctor_names_a_stopped_projection_and_the_event_it_failed_on(stac
 
 
 async def test_doctor_counts_a_parked_saga_and_links_it_in_the_temporal_ui(stack: Stack) -> None:
-    owner = new_user(stack)["id"]
-    source, closed = open_account(stack, owner, "30"), open_account(stack, owner)
-    closing = payload(stack, CLOSE, "closeAccount", {"in": {"accountId": closed}})
-    assert closing["__typename"] == "AccountClosed"
-    transfer_id = str(uuid.uuid4())
-    request = {
-        "in": {
-            "fromAccountId": source,
-            "toAccountId": closed,
-            "amount": "10",
-            "transferId": transfer_id,
-        }
-    }
+    into_closed = transfer_into_a_closed_account(stack)
+    source, transfer_id, request = into_closed.source, into_closed.transfer_id, into_closed.request
     link = f"{stack.temporal_ui_url}/namespaces/default/workflows/" + quote(
         f"transfer/{transfer_id}", safe=""
     )

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg import sql
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from tests.e2e.conftest import OPERATOR_TOKEN, Stack
 from tests.e2e.test_bank_api import (
@@ -228,7 +232,17 @@ def saga_with_status(stack: Stack, saga_id: str, status: str) -> dict[str, Any]:
         time.sleep(0.1)
 
 
-def test_an_operator_retry_lets_a_parked_transfer_finish_its_compensation(stack: Stack) -> None:
+@dataclass(frozen=True)
+class IntoClosedAccount:
+    """A transfer of 10 from an account holding 30 into a closed account: its deposit is
+    refused, so it compensates its withdrawal (and parks while refunds fail)."""
+
+    source: str
+    transfer_id: str
+    request: dict[str, Any]
+
+
+def transfer_into_a_closed_account(stack: Stack) -> IntoClosedAccount:
     owner = new_user(stack)["id"]
     source, closed = open_account(stack, owner, "30"), open_account(stack, owner)
     closing = payload(stack, CLOSE, "closeAccount", {"in": {"accountId": closed}})
@@ -242,6 +256,12 @@ def test_an_operator_retry_lets_a_parked_transfer_finish_its_compensation(stack:
             "transferId": transfer_id,
         }
     }
+    return IntoClosedAccount(source, transfer_id, request)
+
+
+def test_an_operator_retry_lets_a_parked_transfer_finish_its_compensation(stack: Stack) -> None:
+    into_closed = transfer_into_a_closed_account(stack)
+    source, transfer_id, request = into_closed.source, into_closed.transfer_id, into_closed.request
     with ThreadPoolExecutor(1) as background:
         with refunds_failing(stack, source):
             first_answer = background.submit(payload, stack, TRANSFER, "transferMoney", request)
@@ -270,6 +290,41 @@ def test_an_operator_retry_lets_a_parked_transfer_finish_its_compensation(stack:
         "SELECT count(*) FROM events WHERE stream_id = %s AND type = 'TransferRefunded'", source
     )
     assert refunds == 1
+
+
+def test_asking_again_about_a_parked_transfer_adds_nothing_to_its_history(stack: Stack) -> None:
+    # Only the call that starts a transfer waits on it through an update; calls that find it
+    # running wait on its result, so clients that keep asking pile nothing up in Temporal.
+    into_closed = transfer_into_a_closed_account(stack)
+    with ThreadPoolExecutor(3) as background:
+        with refunds_failing(stack, into_closed.source):
+            first = background.submit(
+                payload, stack, TRANSFER, "transferMoney", into_closed.request
+            )
+            saga_with_status(stack, into_closed.transfer_id, "NEEDS_ATTENTION")
+            again = [
+                background.submit(payload, stack, TRANSFER, "transferMoney", into_closed.request)
+                for _ in range(2)
+            ]
+            answers = [first.result()] + [answer.result() for answer in again]
+            updates = asyncio.run(updates_in_history(stack, f"transfer/{into_closed.transfer_id}"))
+        stack.data(RETRY, {"in": {"sagaId": into_closed.transfer_id}}, token=OPERATOR_TOKEN)
+    saga_with_status(stack, into_closed.transfer_id, "COMPENSATED")
+
+    assert [answer["__typename"] for answer in answers] == ["TransferPending"] * 3
+    assert updates == {"outcome": 1}
+
+
+async def updates_in_history(stack: Stack, workflow_id: str) -> dict[str, int]:
+    """How many updates of each name the workflow has accepted so far."""
+    client = await Client.connect(stack.temporal_address)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    accepted = [
+        event.workflow_execution_update_accepted_event_attributes.accepted_request.input.name
+        for event in history.events
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+    ]
+    return {name: accepted.count(name) for name in set(accepted)}
 
 
 def test_the_audit_history_of_an_account_is_in_order_and_paged(stack: Stack) -> None:
