@@ -49,9 +49,11 @@ class InputBoundary(FieldExtension):
     """Checks a root field's arguments and answers bad input as the field's contract says."""
 
     answers_invalid_input = False
+    _arguments: tuple[NameConverter, list[tuple[str, Any, str]]] | None = None
 
     def apply(self, field: StrawberryField) -> None:
         self.field = field
+        self._arguments = None
         members = field.type.types if isinstance(field.type, StrawberryUnion) else ()
         self.answers_invalid_input = InvalidInputPayload in members
 
@@ -70,15 +72,20 @@ class InputBoundary(FieldExtension):
 
     def _checked_arguments(self, names: NameConverter, kwargs: dict[str, Any]) -> dict[str, Any]:
         checked = dict(kwargs)
-        for argument in self.field.arguments:
-            if argument.python_name in kwargs:
-                checked[argument.python_name] = _checked(
-                    names,
-                    kwargs[argument.python_name],
-                    argument.type,
-                    names.from_argument(argument),
-                )
+        for python_name, type_, name in self._named_arguments(names):
+            if python_name in kwargs:
+                checked[python_name] = _checked(names, kwargs[python_name], type_, name)
         return checked
+
+    def _named_arguments(self, names: NameConverter) -> list[tuple[str, Any, str]]:
+        """The field's arguments (Python name, type, GraphQL name), named once per converter."""
+        known = self._arguments
+        if known is None or known[0] is not names:
+            arguments = [
+                (a.python_name, a.type, names.from_argument(a)) for a in self.field.arguments
+            ]
+            known = self._arguments = (names, arguments)
+        return known[1]
 
 
 def _checked(names: NameConverter, value: Any, type_: Any, name: str) -> Any:

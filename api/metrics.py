@@ -134,24 +134,44 @@ class OperationMetrics(SchemaExtension):
         started = time.perf_counter()
         yield
         context = self.execution_context
-        kind, operation = operation_label(
+        record_operation(
+            self._metrics,
+            context.schema,
             context.graphql_document,
             context.operation_name,
-            self._metrics.root_fields(context.schema),
+            context.pre_execution_errors,
+            context.result,
+            started,
         )
-        result = context.result
-        errors: list[GraphQLError] = list(context.pre_execution_errors or [])
-        if context.pre_execution_errors:
-            outcome = "invalid"
-        else:
-            errors += list(getattr(result, "errors", None) or [])
-            outcome = "error" if errors else "ok"
-        metrics = self._metrics
-        metrics.operations.labels(kind, operation, outcome).inc()
-        if kind != "subscription":
-            metrics.duration.labels(kind, operation).observe(time.perf_counter() - started)
-        for error in errors:
-            metrics.errors.labels(operation, error_type(error)).inc()
+
+
+def record_operation(
+    metrics: GraphQLMetrics,
+    schema: Any,
+    document: DocumentNode | None,
+    operation_name: str | None,
+    pre_execution_errors: list[GraphQLError] | None,
+    result: object,
+    started: float,
+) -> None:
+    """Count an operation that began at `started` (perf_counter), its duration and errors.
+
+    `pre_execution_errors` and `result` are what strawberry's execution context holds when
+    the operation ends: the errors before masking (parse, validation, and also execution
+    errors, which strawberry records there too), and the result.
+    """
+    kind, operation = operation_label(document, operation_name, metrics.root_fields(schema))
+    errors: list[GraphQLError] = list(pre_execution_errors or [])
+    if pre_execution_errors:
+        outcome = "invalid"
+    else:
+        errors += list(getattr(result, "errors", None) or [])
+        outcome = "error" if errors else "ok"
+    metrics.operations.labels(kind, operation, outcome).inc()
+    if kind != "subscription":
+        metrics.duration.labels(kind, operation).observe(time.perf_counter() - started)
+    for error in errors:
+        metrics.errors.labels(operation, error_type(error)).inc()
 
 
 def payload_type(result: object) -> str:

@@ -183,6 +183,27 @@ class DocumentChecks(SchemaExtension):
         yield
 
 
+def anonymised(error: GraphQLError) -> GraphQLError:
+    """What the client is told of an unexpected error: its correlation id, or the outage."""
+    service = unavailable_service(error.original_error)
+    if service is not None:
+        return service_unavailable(error, service)
+    correlation_id = report_unexpected(error)
+    return GraphQLError(
+        message=f"Unexpected error (correlation id {correlation_id}).",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "correlationId": correlation_id},
+    )
+
+
+def masked(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """The errors as the client gets them: each unexpected one anonymised."""
+    return [anonymised(error) if unexpected(error) else error for error in errors]
+
+
 class MaskUnexpectedErrors(MaskErrors):
     """Unexpected errors reach the client as a correlation id; the details go to the log
     (api/error_log.py, which logged them already as the operation's errors were processed).
@@ -191,18 +212,7 @@ class MaskUnexpectedErrors(MaskErrors):
     """
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        service = unavailable_service(error.original_error)
-        if service is not None:
-            return service_unavailable(error, service)
-        correlation_id = report_unexpected(error)
-        return GraphQLError(
-            message=f"Unexpected error (correlation id {correlation_id}).",
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "correlationId": correlation_id},
-        )
+        return anonymised(error)
 
 
 def unexpected(error: GraphQLError) -> bool:
@@ -212,11 +222,13 @@ def unexpected(error: GraphQLError) -> bool:
 
 
 def safety_extensions(
-    max_selection_cost: int = MAX_SELECTION_COST,
+    max_selection_cost: int = MAX_SELECTION_COST, checked: CheckedDocuments | None = None
 ) -> list[Callable[[], SchemaExtension]]:
     """Factories of the extensions every request runs with (fresh state per request), over
-    one cache of checked documents for the schema they are given to."""
-    checked = CheckedDocuments(max_selection_cost)
+    one cache of checked documents for the schema they are given to (`checked`, or a new
+    one with `max_selection_cost`)."""
+    if checked is None:
+        checked = CheckedDocuments(max_selection_cost)
     return [
         lambda: DocumentChecks(checked),
         lambda: MaskUnexpectedErrors(should_mask_error=unexpected),

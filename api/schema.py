@@ -10,10 +10,10 @@ from strawberry.tools import merge_types
 from api.accounts.mutations import AccountMutations
 from api.accounts.queries import AccountQueries
 from api.audit.resolvers import AuditQueries, AuditSubscriptions
-from api.error_log import LoggedSchema
+from api.execution import SagalineSchema
 from api.inputs import DECIMAL_SCALAR, guard
-from api.metrics import GraphQLMetrics, count_mutation_results, metrics_extensions
-from api.safety import MAX_SELECTION_COST, safety_extensions
+from api.metrics import GraphQLMetrics, count_mutation_results
+from api.safety import MAX_SELECTION_COST, CheckedDocuments
 from api.sagas.resolvers import SagaMutations, SagaQueries, SagaSubscriptions
 from api.system.resolvers import SystemMutations, SystemQueries
 from api.transfers.mutations import TransferMutations
@@ -51,10 +51,11 @@ def build_schema(
     )
     guard((query, mutation, subscription))
     count_mutation_results((mutation,))
-    return LoggedSchema(
+    return SagalineSchema(
+        checked=CheckedDocuments(max_selection_cost),
+        metrics=metrics,
         query=query,
         mutation=mutation,
         subscription=subscription,
-        extensions=[*metrics_extensions(metrics), *safety_extensions(max_selection_cost)],
         scalar_overrides={Decimal: DECIMAL_SCALAR},
     )
