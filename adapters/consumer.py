@@ -1,9 +1,11 @@
 """Consumers of the event topic in a Kafka consumer group, with effects that happen once.
 
 A message's effect is stored in a Postgres transaction that also records its event id as
-processed (`first_delivery`), so a redelivered message changes nothing. Consecutive messages
-of a partition share a transaction (up to `transaction_size`), claimed in one statement and
-given to a batch handler in one call; a failing one is taken out and handled alone. Offsets
+processed (`first_delivery`), so a redelivered message changes nothing. A fetch (every
+partition of it, up to `transaction_size` messages) shares one transaction: its ids claimed
+in one statement, its first deliveries given to a batch handler in one call, one commit.
+When that fails, the fetch is handled partition by partition: consecutive messages of a
+partition share a transaction, and a failing one is taken out and handled alone. Offsets
 are committed by hand, only after the effects of every message before them are stored. A
 message that keeps failing is copied to the dead-letter topic with the error in its headers,
 and the partition moves on. Outages (`adapters.outages`: the database or Temporal
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -134,11 +136,11 @@ class EventConsumer:
         retry_delay: float = 0.1,
         dead_letter_topic: str | None = None,
         transient: Callable[[BaseException], bool] = is_outage,
-        max_records: int = 500,
+        max_records: int = 2000,
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
-        transaction_size: int = 500,
+        transaction_size: int = 2000,
         metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._engine = engine
@@ -255,7 +257,8 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        await asyncio.gather(*(self._partition(records) for records in batch.values()))
+        if not await self._handle_fetch(batch):
+            await asyncio.gather(*(self._partition(records) for records in batch.values()))
         ends = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         if self._consumer is not None and ends:
             self._handled_up_to.update(ends)
@@ -283,6 +286,57 @@ class EventConsumer:
             if end is not None and handled_up_to is not None:
                 lag[tp.partition] = max(end - handled_up_to, 0)
         return lag
+
+    async def _handle_fetch(
+        self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> bool:
+        """Handle a whole fetch, every partition of it, in one transaction; False when it
+        cannot (too many messages, one undecodable, a handler failure), leaving nothing stored.
+
+        The usual case: one claim, one handler call and one commit per fetch, whatever the
+        number of partitions. What cannot go together goes partition by partition after it.
+        """
+        records = [record for partition in batch.values() for record in partition]
+        if not records or len(records) > self._transaction_size:
+            return False
+        try:
+            events = [decode(record) for record in records]
+        except UndecodableMessage:
+            return False
+        outages = 0
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    first = await self._first_of(conn, events)
+                    await self._run_handler(conn, events, first)
+            except _FailedAt:
+                return False  # rolled back; partition by partition finds the culprit
+            except Exception as error:
+                if not self._transient(error):
+                    raise
+                outages += 1
+                log.warning("%s: outage handling a fetch: %s", self._name, error)
+                await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
+                continue
+            self._count(len(first), len(events) - len(first))
+            return True
+
+    async def _first_of(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> list[int]:
+        """Claim the events' ids; the indexes of the first deliveries (a repeat of an id
+        within `events` is not one)."""
+        fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
+        first: list[int] = []
+        for index, event in enumerate(events):
+            if event.event_id in fresh:
+                fresh.discard(event.event_id)
+                first.append(index)
+        return first
+
+    def _count(self, processed: int, duplicates: int) -> None:
+        self.stats.processed += processed
+        self.stats.duplicates += duplicates
+        if self._metrics is not None:
+            self._metrics.handled(self._name, processed, duplicates)
 
     async def _partition(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         pending = list(records)
@@ -312,12 +366,7 @@ class EventConsumer:
             failed_at: int | None = None
             try:
                 async with self._engine.begin() as conn:
-                    fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
-                    first: list[int] = []
-                    for index, event in enumerate(events):
-                        if event.event_id in fresh:
-                            fresh.discard(event.event_id)
-                            first.append(index)
+                    first = await self._first_of(conn, events)
                     try:
                         await self._run_handler(conn, events, first)
                     except _FailedAt as failure:
@@ -333,11 +382,7 @@ class EventConsumer:
                     raise
                 events = events[:failed_at]
                 continue
-            processed, duplicates = len(first), len(events) - len(first)
-            self.stats.processed += processed
-            self.stats.duplicates += duplicates
-            if self._metrics is not None:
-                self._metrics.handled(self._name, processed, duplicates)
+            self._count(len(first), len(events) - len(first))
             return len(events)
         return 0
 
