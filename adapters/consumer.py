@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -30,14 +31,20 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
 from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
-from adapters.tracing import TRACEPARENT, remote_parent, tracer, tracing_on
+from adapters.tracing import (
+    TRACEPARENT,
+    remote_parent,
+    remote_span_context,
+    tracer,
+    tracing_on,
+)
 from domain.events import JsonDict
 
 log = logging.getLogger(__name__)
@@ -397,12 +404,9 @@ class EventConsumer:
         handler = self._handler
         if not first:
             return
-        # With tracing on, messages that carry a trace are handled one by one, each in its
-        # span, so what the handler does for one (a lock it starts) is in that one's trace.
-        traced = tracing_on() and any(events[i].traceparent is not None for i in first)
-        if isinstance(handler, BatchHandler) and not traced:
+        if isinstance(handler, BatchHandler):
             try:
-                await handler.handle_batch(conn, [events[i] for i in first])
+                await self._batch(handler, conn, [events[i] for i in first])
             except Exception as error:
                 if self._transient(error):
                     raise
@@ -415,6 +419,36 @@ class EventConsumer:
                 if self._transient(error):
                     raise
                 raise _FailedAt(index, error) from error
+
+    async def _batch(
+        self, handler: BatchHandler, conn: AsyncConnection, events: Sequence[ConsumedEvent]
+    ) -> None:
+        """Give `events` to a batch handler in one call; with tracing on, inside one span
+        linked to the trace of every message that carries one.
+
+        The handler stays in the messages' own traces where it acts for one of them (the lock
+        a match starts) through `message_span`."""
+        traced = [e.traceparent for e in events if e.traceparent is not None]
+        if not traced or not tracing_on():
+            await handler.handle_batch(conn, events)
+            return
+        token = _CONSUMING.set(_Consuming(self._group_id, self._name))
+        try:
+            with tracer().start_as_current_span(
+                f"process {events[0].topic}",
+                kind=SpanKind.CONSUMER,
+                links=[Link(remote_span_context(parent)) for parent in dict.fromkeys(traced)],
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.consumer.group.name": self._group_id,
+                    "messaging.destination.name": events[0].topic,
+                    "messaging.batch.message_count": len(events),
+                    "sagaline.consumer": self._name,
+                },
+            ):
+                await handler.handle_batch(conn, events)
+        finally:
+            _CONSUMING.reset(token)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -455,31 +489,21 @@ class EventConsumer:
         return True
 
     async def _handle_one(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
-        """Run the handler for one claimed message, in its trace if it carries one."""
+        """Run the handler for one claimed message, in its trace if it carries one (a batch
+        handler: in a span linked to it, see `_batch`)."""
+        if isinstance(self._handler, BatchHandler):
+            await self._batch(self._handler, conn, [event])
+            return
         if event.traceparent is None or not tracing_on():
-            await self._invoke(conn, event)
+            await self._handler(conn, event)
             return
         # The handling joins the trace of the command whose event this is.
         with tracer().start_as_current_span(
             f"process {event.topic}",
             context=remote_parent(event.traceparent),
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.consumer.group.name": self._group_id,
-                "messaging.destination.name": event.topic,
-                "messaging.kafka.offset": event.offset,
-                "messaging.kafka.message.key": event.stream_id,
-                "sagaline.consumer": self._name,
-                "sagaline.event.type": event.type,
-            },
+            attributes=_message_attributes(event, self._group_id, self._name),
         ):
-            await self._invoke(conn, event)
-
-    async def _invoke(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
-        if isinstance(self._handler, BatchHandler):
-            await self._handler.handle_batch(conn, [event])
-        else:
             await self._handler(conn, event)
 
     async def _dead_letter(
@@ -506,6 +530,49 @@ class EventConsumer:
         self.stats.dead_lettered += 1
         if self._metrics is not None:
             self._metrics.dead_lettered(self._name)
+
+
+@dataclass(frozen=True)
+class _Consuming:
+    """The consumer whose batch handler is running (for `message_span`)."""
+
+    group_id: str
+    name: str
+
+
+_CONSUMING: ContextVar[_Consuming | None] = ContextVar("sagaline_consuming", default=None)
+
+
+def message_span(event: ConsumedEvent) -> Span | None:
+    """A span in the trace of the message `event` came in, for what a batch handler does for
+    that one message (the lock a match starts); None when tracing is off, the message carries
+    no trace, or no consumer is handling a batch.
+
+    The span is started but not made current: the caller makes it current around the work
+    (`opentelemetry.trace.use_span`) and ends it. It has the attributes the consumer gives a
+    message's span when it handles messages one by one."""
+    consuming = _CONSUMING.get()
+    if event.traceparent is None or consuming is None or not tracing_on():
+        return None
+    return tracer().start_span(
+        f"process {event.topic}",
+        context=remote_parent(event.traceparent),
+        kind=SpanKind.CONSUMER,
+        attributes=_message_attributes(event, consuming.group_id, consuming.name),
+    )
+
+
+def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[str, Any]:
+    """The attributes of the span handling one message."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.consumer.group.name": group_id,
+        "messaging.destination.name": event.topic,
+        "messaging.kafka.offset": event.offset,
+        "messaging.kafka.message.key": event.stream_id,
+        "sagaline.consumer": name,
+        "sagaline.event.type": event.type,
+    }
 
 
 class _FailedAt(Exception):
