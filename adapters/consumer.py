@@ -96,9 +96,10 @@ class UndecodableMessage(ValueError):
 
 def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
-    headers = {name: value for name, value in record.headers}
+    headers = dict(record.headers)
     try:
         body = json.loads(record.value or b"")
+        data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
             event_id=headers["ce_id"].decode(),
@@ -107,8 +108,8 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
             stream_version=int(headers["sagaline_stream_version"]),
             position=int(headers["sagaline_position"]),
             recorded_at=datetime.fromisoformat(headers["ce_time"].decode()),
-            data=dict(body["data"]),
-            metadata=dict(body.get("metadata") or {}),
+            data=data if type(data) is dict else dict(data),
+            metadata=metadata if type(metadata) is dict else dict(metadata),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -306,17 +307,32 @@ class EventConsumer:
         records = [record for partition in batch.values() for record in partition]
         if not records or len(records) > self._transaction_size:
             return False
-        try:
-            events = [decode(record) for record in records]
-        except UndecodableMessage:
+        ids = [_event_id(record) for record in records]
+        if None in ids:
             return False
+        events: list[ConsumedEvent] | None = None
         outages = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    first = await self._first_of(conn, events)
+                    # The claim goes out first, and the messages are decoded while Postgres
+                    # runs it.
+                    claiming = asyncio.ensure_future(
+                        first_deliveries(conn, self._name, [i for i in ids if i is not None])
+                    )
+                    try:
+                        await asyncio.sleep(0)
+                        if events is None:
+                            events = _decoded(records)
+                        fresh = await claiming
+                    finally:
+                        if not claiming.done():
+                            claiming.cancel()
+                    if events is None:
+                        raise _Undecodable
+                    first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
-            except _FailedAt:
+            except (_FailedAt, _Undecodable):
                 return False  # rolled back; partition by partition finds the culprit
             except Exception as error:
                 if not self._transient(error):
@@ -327,17 +343,6 @@ class EventConsumer:
                 continue
             self._count(len(first), len(events) - len(first))
             return True
-
-    async def _first_of(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> list[int]:
-        """Claim the events' ids; the indexes of the first deliveries (a repeat of an id
-        within `events` is not one)."""
-        fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
-        first: list[int] = []
-        for index, event in enumerate(events):
-            if event.event_id in fresh:
-                fresh.discard(event.event_id)
-                first.append(index)
-        return first
 
     def _count(self, processed: int, duplicates: int) -> None:
         self.stats.processed += processed
@@ -373,7 +378,8 @@ class EventConsumer:
             failed_at: int | None = None
             try:
                 async with self._engine.begin() as conn:
-                    first = await self._first_of(conn, events)
+                    fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
+                    first = _first_deliveries(events, fresh)
                     try:
                         await self._run_handler(conn, events, first)
                     except _FailedAt as failure:
@@ -573,6 +579,41 @@ def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[
         "sagaline.consumer": name,
         "sagaline.event.type": event.type,
     }
+
+
+def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The event id in a message's headers, None when it has none."""
+    for name, value in record.headers:
+        if name == "ce_id":
+            try:
+                return str(value, "utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
+    """Every message's event, or None when one is undecodable."""
+    try:
+        return [decode(record) for record in records]
+    except UndecodableMessage:
+        return None
+
+
+def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[int]:
+    """The indexes of the events whose ids were claimed now (`fresh`); of events sharing an
+    id, the first."""
+    unseen = set(fresh)
+    first: list[int] = []
+    for index, event in enumerate(events):
+        if event.event_id in unseen:
+            unseen.discard(event.event_id)
+            first.append(index)
+    return first
+
+
+class _Undecodable(Exception):
+    """A message of a fetch is undecodable: the fetch goes partition by partition."""
 
 
 class _FailedAt(Exception):

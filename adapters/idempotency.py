@@ -41,5 +41,8 @@ async def first_deliveries(
     if not message_ids:
         return set()
     ids = list(dict.fromkeys(message_ids))
-    cursor = await (await driver_of(conn)).execute(_CLAIM_MANY, (handler, ids), prepare=True)
+    driver = await driver_of(conn)
+    # In a pipeline: the transaction's BEGIN goes in the same round trip.
+    async with driver.pipeline():
+        cursor = await driver.execute(_CLAIM_MANY, (handler, ids), prepare=True)
     return {row[0] for row in await cursor.fetchall()}
