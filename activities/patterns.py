@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid5
 
+from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
 from activities.following import FollowInput, heartbeating
 from adapters import pattern_windows
-from adapters.consumer import ConsumedEvent, EventConsumer
+from adapters.consumer import ConsumedEvent, EventConsumer, message_span
 from adapters.event_store import PostgresEventStore
-from adapters.tracing import with_traceparent
+from adapters.tracing import TRACEPARENT, traceparent_of, with_traceparent
 from domain.event_store import ANY, NewEvent, StreamAppend
 from domain.events import to_data, type_name
 from domain.patterns import Match, Occurrence, Pattern, observe
@@ -80,7 +82,7 @@ class PatternDetector:
         folded over those windows in memory, and what changed is stored in one DELETE and one
         INSERT; the matches' detection events go in one append.
         """
-        matches: list[tuple[int, int, Match, datetime]] = []
+        matches: list[tuple[int, int, Match, ConsumedEvent]] = []
         for rank, pattern in enumerate(self._patterns):
             counted = [
                 (index, key, event)
@@ -95,45 +97,67 @@ class PatternDetector:
             windows = {key: list(window) for key, window in stored.items()}
             for index, key, event in counted:
                 occurrence = Occurrence(event.recorded_at, event.event_id)
-                seen = observe(pattern, key, windows[key], occurrence)
-                window = [o for o in windows[key] if o not in seen.remove]
+                window = windows[key]
+                seen = observe(pattern, key, window, occurrence)
+                if seen.remove:
+                    window = windows[key] = [o for o in window if o not in seen.remove]
                 if seen.keep:
                     window.append(occurrence)
-                windows[key] = window
                 if seen.match is not None:
-                    matches.append((index, rank, seen.match, event.recorded_at))
-            await pattern_windows.change_many(
-                conn,
-                pattern.name,
-                removed={key: set(stored[key]) - set(w) for key, w in windows.items()},
-                added={key: set(w) - set(stored[key]) for key, w in windows.items()},
-            )
+                    matches.append((index, rank, seen.match, event))
+            removed: dict[str, set[Occurrence]] = {}
+            added: dict[str, set[Occurrence]] = {}
+            for key, window in windows.items():
+                before, after = set(stored[key]), set(window)
+                if before != after:
+                    removed[key] = before - after
+                    added[key] = after - before
+            await pattern_windows.change_many(conn, pattern.name, removed, added)
         if matches:
             matches.sort(key=lambda found: found[:2])
-            await self._react(conn, [(match, at) for _, _, match, at in matches])
+            await self._react(conn, [(match, event) for _, _, match, event in matches])
 
     async def _react(
-        self, conn: AsyncConnection, matches: Sequence[tuple[Match, datetime]]
+        self, conn: AsyncConnection, matches: Sequence[tuple[Match, ConsumedEvent]]
     ) -> None:
-        """Append the matches' detection events (one append) and start their lock commands."""
-        detections: dict[str, list[NewEvent]] = {}
-        for match, detected_at in matches:
-            found = detection(match, detected_at)
-            detections.setdefault(suspicious_activity_stream(match.key), []).append(
-                NewEvent(
-                    uuid5(DETECTION_NAMESPACE, match.match_id),
-                    type_name(found),
-                    to_data(found),
-                    with_traceparent(
-                        {"actor": DETECTOR_ACTOR, "causation_id": match.occurrences[-1].event_id}
-                    ),
+        """Append the matches' detection events (one append) and start their lock commands.
+
+        Each match's detection and lock are in the trace of the message that completed it
+        (`message_span`), when it carries one and tracing is on, even inside a batch."""
+        spans = [message_span(event) for _, event in matches]
+        try:
+            detections: dict[str, list[NewEvent]] = {}
+            for (match, event), span in zip(matches, spans, strict=True):
+                found = detection(match, event.recorded_at)
+                metadata: dict[str, Any] = {
+                    "actor": DETECTOR_ACTOR,
+                    "causation_id": match.occurrences[-1].event_id,
+                }
+                if span is None:
+                    with_traceparent(metadata)
+                else:
+                    metadata[TRACEPARENT] = traceparent_of(span)
+                detections.setdefault(suspicious_activity_stream(match.key), []).append(
+                    NewEvent(
+                        uuid5(DETECTION_NAMESPACE, match.match_id),
+                        type_name(found),
+                        to_data(found),
+                        metadata,
+                    )
                 )
+            await self._store.append_in(
+                conn, *(StreamAppend(stream, found, ANY) for stream, found in detections.items())
             )
-        await self._store.append_in(
-            conn, *(StreamAppend(stream, found, ANY) for stream, found in detections.items())
-        )
-        for match, _ in matches:
-            await self._lock_user(lock_command(match))
+            for (match, _), span in zip(matches, spans, strict=True):
+                if span is None:
+                    await self._lock_user(lock_command(match))
+                    continue
+                with trace.use_span(span, end_on_exit=True):
+                    await self._lock_user(lock_command(match))
+        finally:
+            for span in spans:
+                if span is not None and span.is_recording():
+                    span.end()
 
     async def sweep(self, engine: AsyncEngine) -> int:
         """Delete the windows of keys that went quiet: older than the newest event by 2 windows.

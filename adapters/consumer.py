@@ -1,9 +1,11 @@
 """Consumers of the event topic in a Kafka consumer group, with effects that happen once.
 
 A message's effect is stored in a Postgres transaction that also records its event id as
-processed (`first_delivery`), so a redelivered message changes nothing. Consecutive messages
-of a partition share a transaction (up to `transaction_size`), claimed in one statement and
-given to a batch handler in one call; a failing one is taken out and handled alone. Offsets
+processed (`first_delivery`), so a redelivered message changes nothing. A fetch (every
+partition of it, up to `transaction_size` messages) shares one transaction: its ids claimed
+in one statement, its first deliveries given to a batch handler in one call, one commit.
+When that fails, the fetch is handled partition by partition: consecutive messages of a
+partition share a transaction, and a failing one is taken out and handled alone. Offsets
 are committed by hand, only after the effects of every message before them are stored. A
 message that keeps failing is copied to the dead-letter topic with the error in its headers,
 and the partition moves on. Outages (`adapters.outages`: the database or Temporal
@@ -16,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -28,14 +31,20 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.errors import KafkaError
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
 from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
-from adapters.tracing import TRACEPARENT, remote_parent, tracer, tracing_on
+from adapters.tracing import (
+    TRACEPARENT,
+    remote_parent,
+    remote_span_context,
+    tracer,
+    tracing_on,
+)
 from domain.events import JsonDict
 
 log = logging.getLogger(__name__)
@@ -87,9 +96,10 @@ class UndecodableMessage(ValueError):
 
 def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
-    headers = {name: value for name, value in record.headers}
+    headers = dict(record.headers)
     try:
         body = json.loads(record.value or b"")
+        data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
             event_id=headers["ce_id"].decode(),
@@ -98,8 +108,8 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
             stream_version=int(headers["sagaline_stream_version"]),
             position=int(headers["sagaline_position"]),
             recorded_at=datetime.fromisoformat(headers["ce_time"].decode()),
-            data=dict(body["data"]),
-            metadata=dict(body.get("metadata") or {}),
+            data=data if type(data) is dict else dict(data),
+            metadata=metadata if type(metadata) is dict else dict(metadata),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -134,11 +144,11 @@ class EventConsumer:
         retry_delay: float = 0.1,
         dead_letter_topic: str | None = None,
         transient: Callable[[BaseException], bool] = is_outage,
-        max_records: int = 500,
+        max_records: int = 2000,
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
-        transaction_size: int = 500,
+        transaction_size: int = 2000,
         metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._engine = engine
@@ -255,7 +265,8 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        await asyncio.gather(*(self._partition(records) for records in batch.values()))
+        if not await self._handle_fetch(batch):
+            await asyncio.gather(*(self._partition(records) for records in batch.values()))
         ends = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         if self._consumer is not None and ends:
             self._handled_up_to.update(ends)
@@ -283,6 +294,61 @@ class EventConsumer:
             if end is not None and handled_up_to is not None:
                 lag[tp.partition] = max(end - handled_up_to, 0)
         return lag
+
+    async def _handle_fetch(
+        self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> bool:
+        """Handle a whole fetch, every partition of it, in one transaction; False when it
+        cannot (too many messages, one undecodable, a handler failure), leaving nothing stored.
+
+        The usual case: one claim, one handler call and one commit per fetch, whatever the
+        number of partitions. What cannot go together goes partition by partition after it.
+        """
+        records = [record for partition in batch.values() for record in partition]
+        if not records or len(records) > self._transaction_size:
+            return False
+        ids = [_event_id(record) for record in records]
+        if None in ids:
+            return False
+        events: list[ConsumedEvent] | None = None
+        outages = 0
+        while True:
+            try:
+                async with self._engine.begin() as conn:
+                    # The claim goes out first, and the messages are decoded while Postgres
+                    # runs it.
+                    claiming = asyncio.ensure_future(
+                        first_deliveries(conn, self._name, [i for i in ids if i is not None])
+                    )
+                    try:
+                        await asyncio.sleep(0)
+                        if events is None:
+                            events = _decoded(records)
+                        fresh = await claiming
+                    finally:
+                        if not claiming.done():
+                            claiming.cancel()
+                    if events is None:
+                        raise _Undecodable
+                    first = _first_deliveries(events, fresh)
+                    await self._run_handler(conn, events, first)
+            except (_FailedAt, _Undecodable):
+                return False  # rolled back; partition by partition finds the culprit
+            except Exception as error:
+                if not self._transient(error):
+                    raise
+                outages += 1
+                log.warning("%s: outage handling a fetch: %s", self._name, error)
+                await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
+                continue
+            self._count(len(first), len(events) - len(first))
+            return True
+
+    def _count(self, processed: int, duplicates: int) -> None:
+        self.stats.processed += processed
+        self.stats.duplicates += duplicates
+        if self._metrics is not None:
+            self._metrics.handled(self._name, processed, duplicates)
 
     async def _partition(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
         pending = list(records)
@@ -313,11 +379,7 @@ class EventConsumer:
             try:
                 async with self._engine.begin() as conn:
                     fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
-                    first: list[int] = []
-                    for index, event in enumerate(events):
-                        if event.event_id in fresh:
-                            fresh.discard(event.event_id)
-                            first.append(index)
+                    first = _first_deliveries(events, fresh)
                     try:
                         await self._run_handler(conn, events, first)
                     except _FailedAt as failure:
@@ -333,11 +395,7 @@ class EventConsumer:
                     raise
                 events = events[:failed_at]
                 continue
-            processed, duplicates = len(first), len(events) - len(first)
-            self.stats.processed += processed
-            self.stats.duplicates += duplicates
-            if self._metrics is not None:
-                self._metrics.handled(self._name, processed, duplicates)
+            self._count(len(first), len(events) - len(first))
             return len(events)
         return 0
 
@@ -352,12 +410,9 @@ class EventConsumer:
         handler = self._handler
         if not first:
             return
-        # With tracing on, messages that carry a trace are handled one by one, each in its
-        # span, so what the handler does for one (a lock it starts) is in that one's trace.
-        traced = tracing_on() and any(events[i].traceparent is not None for i in first)
-        if isinstance(handler, BatchHandler) and not traced:
+        if isinstance(handler, BatchHandler):
             try:
-                await handler.handle_batch(conn, [events[i] for i in first])
+                await self._batch(handler, conn, [events[i] for i in first])
             except Exception as error:
                 if self._transient(error):
                     raise
@@ -370,6 +425,36 @@ class EventConsumer:
                 if self._transient(error):
                     raise
                 raise _FailedAt(index, error) from error
+
+    async def _batch(
+        self, handler: BatchHandler, conn: AsyncConnection, events: Sequence[ConsumedEvent]
+    ) -> None:
+        """Give `events` to a batch handler in one call; with tracing on, inside one span
+        linked to the trace of every message that carries one.
+
+        The handler stays in the messages' own traces where it acts for one of them (the lock
+        a match starts) through `message_span`."""
+        traced = [e.traceparent for e in events if e.traceparent is not None]
+        if not traced or not tracing_on():
+            await handler.handle_batch(conn, events)
+            return
+        token = _CONSUMING.set(_Consuming(self._group_id, self._name))
+        try:
+            with tracer().start_as_current_span(
+                f"process {events[0].topic}",
+                kind=SpanKind.CONSUMER,
+                links=[Link(remote_span_context(parent)) for parent in dict.fromkeys(traced)],
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.consumer.group.name": self._group_id,
+                    "messaging.destination.name": events[0].topic,
+                    "messaging.batch.message_count": len(events),
+                    "sagaline.consumer": self._name,
+                },
+            ):
+                await handler.handle_batch(conn, events)
+        finally:
+            _CONSUMING.reset(token)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         try:
@@ -410,31 +495,21 @@ class EventConsumer:
         return True
 
     async def _handle_one(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
-        """Run the handler for one claimed message, in its trace if it carries one."""
+        """Run the handler for one claimed message, in its trace if it carries one (a batch
+        handler: in a span linked to it, see `_batch`)."""
+        if isinstance(self._handler, BatchHandler):
+            await self._batch(self._handler, conn, [event])
+            return
         if event.traceparent is None or not tracing_on():
-            await self._invoke(conn, event)
+            await self._handler(conn, event)
             return
         # The handling joins the trace of the command whose event this is.
         with tracer().start_as_current_span(
             f"process {event.topic}",
             context=remote_parent(event.traceparent),
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.consumer.group.name": self._group_id,
-                "messaging.destination.name": event.topic,
-                "messaging.kafka.offset": event.offset,
-                "messaging.kafka.message.key": event.stream_id,
-                "sagaline.consumer": self._name,
-                "sagaline.event.type": event.type,
-            },
+            attributes=_message_attributes(event, self._group_id, self._name),
         ):
-            await self._invoke(conn, event)
-
-    async def _invoke(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
-        if isinstance(self._handler, BatchHandler):
-            await self._handler.handle_batch(conn, [event])
-        else:
             await self._handler(conn, event)
 
     async def _dead_letter(
@@ -461,6 +536,84 @@ class EventConsumer:
         self.stats.dead_lettered += 1
         if self._metrics is not None:
             self._metrics.dead_lettered(self._name)
+
+
+@dataclass(frozen=True)
+class _Consuming:
+    """The consumer whose batch handler is running (for `message_span`)."""
+
+    group_id: str
+    name: str
+
+
+_CONSUMING: ContextVar[_Consuming | None] = ContextVar("sagaline_consuming", default=None)
+
+
+def message_span(event: ConsumedEvent) -> Span | None:
+    """A span in the trace of the message `event` came in, for what a batch handler does for
+    that one message (the lock a match starts); None when tracing is off, the message carries
+    no trace, or no consumer is handling a batch.
+
+    The span is started but not made current: the caller makes it current around the work
+    (`opentelemetry.trace.use_span`) and ends it. It has the attributes the consumer gives a
+    message's span when it handles messages one by one."""
+    consuming = _CONSUMING.get()
+    if event.traceparent is None or consuming is None or not tracing_on():
+        return None
+    return tracer().start_span(
+        f"process {event.topic}",
+        context=remote_parent(event.traceparent),
+        kind=SpanKind.CONSUMER,
+        attributes=_message_attributes(event, consuming.group_id, consuming.name),
+    )
+
+
+def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[str, Any]:
+    """The attributes of the span handling one message."""
+    return {
+        "messaging.system": "kafka",
+        "messaging.consumer.group.name": group_id,
+        "messaging.destination.name": event.topic,
+        "messaging.kafka.offset": event.offset,
+        "messaging.kafka.message.key": event.stream_id,
+        "sagaline.consumer": name,
+        "sagaline.event.type": event.type,
+    }
+
+
+def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
+    """The event id in a message's headers, None when it has none."""
+    for name, value in record.headers:
+        if name == "ce_id":
+            try:
+                return str(value, "utf-8")
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
+    """Every message's event, or None when one is undecodable."""
+    try:
+        return [decode(record) for record in records]
+    except UndecodableMessage:
+        return None
+
+
+def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[int]:
+    """The indexes of the events whose ids were claimed now (`fresh`); of events sharing an
+    id, the first."""
+    unseen = set(fresh)
+    first: list[int] = []
+    for index, event in enumerate(events):
+        if event.event_id in unseen:
+            unseen.discard(event.event_id)
+            first.append(index)
+    return first
+
+
+class _Undecodable(Exception):
+    """A message of a fetch is undecodable: the fetch goes partition by partition."""
 
 
 class _FailedAt(Exception):

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # How long a read waits for a free connection before it fails as an outage would.
 READ_CONNECT_TIMEOUT_SECONDS = 10.0
@@ -49,6 +49,15 @@ def create_engine(database_url: str, pool_size: int = 10, autocommit: bool = Fal
         skip_autocommit_rollback=autocommit,
         hide_parameters=True,
     )
+
+
+async def driver_of(conn: AsyncConnection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection under an engine connection, for statements on the hot path
+    sent as prepared statements inside the engine connection's transaction."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if not isinstance(driver, psycopg.AsyncConnection):
+        raise TypeError(f"not a psycopg 3 connection: {type(driver).__name__}")
+    return driver
 
 
 class ReadPool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.database import driver_of
 from adapters.schema import processed_messages
 
 
@@ -26,18 +26,23 @@ async def first_delivery(conn: AsyncConnection, handler: str, message_id: str) -
     return result.first() is not None
 
 
-_CLAIM_MANY = text(
+# Sent straight to the driver as a prepared statement: it runs once per consumer transaction.
+_CLAIM_MANY = (
     "INSERT INTO processed_messages (handler, message_id)"
-    " SELECT :handler, unnest(CAST(:ids AS text[])) ON CONFLICT DO NOTHING RETURNING message_id"
+    " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id"
 )
 
 
 async def first_deliveries(
     conn: AsyncConnection, handler: str, message_ids: Sequence[str]
 ) -> set[str]:
-    """Claim several messages in one statement; the ids not seen before."""
+    """Claim several messages in one statement inside the caller's transaction; the ids not
+    seen before."""
     if not message_ids:
         return set()
     ids = list(dict.fromkeys(message_ids))
-    result = await conn.execute(_CLAIM_MANY, {"handler": handler, "ids": ids})
-    return {row.message_id for row in result}
+    driver = await driver_of(conn)
+    # In a pipeline: the transaction's BEGIN goes in the same round trip.
+    async with driver.pipeline():
+        cursor = await driver.execute(_CLAIM_MANY, (handler, ids), prepare=True)
+    return {row[0] for row in await cursor.fetchall()}

@@ -7,7 +7,6 @@ more, whatever the number of keys.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 
@@ -15,30 +14,34 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.database import driver_of
 from adapters.schema import pattern_occurrences
 from domain.patterns import Occurrence
 
 _LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
+# The statements of a consumer's batch go to psycopg directly, prepared, and the lock and the
+# read in one pipeline (one round trip; the read still starts after every lock is held, so it
+# sees what the last holder of a key committed).
 # In the order given (sorted by the caller), so two transactions locking overlapping keys
 # take them in the same order and never deadlock.
-_LOCK_KEYS = text(
+_LOCK_KEYS = (
     "SELECT count(pg_advisory_xact_lock(hashtextextended(lock, 0)))"
-    " FROM (SELECT lock FROM unnest(CAST(:locks AS text[])) WITH ORDINALITY AS l(lock, n)"
+    " FROM (SELECT lock FROM unnest(%s::text[]) WITH ORDINALITY AS l(lock, n)"
     " ORDER BY n) AS ordered"
 )
-_LOAD_KEYS = text(
+_LOAD_KEYS = (
     "SELECT key, event_time, event_id FROM pattern_occurrences"
-    " WHERE pattern = :pattern AND key = ANY(CAST(:keys AS text[]))"
+    " WHERE pattern = %s AND key = ANY(%s::text[])"
 )
 # What a batch did to its keys' windows, in one statement: the two sets never overlap.
-_CHANGE_MANY = text(
+_CHANGE_MANY = (
     "WITH gone AS (DELETE FROM pattern_occurrences AS o"
-    " USING jsonb_to_recordset(CAST(:gone AS jsonb)) AS g(key text, event_id text)"
-    " WHERE o.pattern = :pattern AND o.key = g.key AND o.event_id = g.event_id)"
+    " USING unnest(%(gone_keys)s::text[], %(gone_ids)s::text[]) AS g(key, event_id)"
+    " WHERE o.pattern = %(pattern)s AND o.key = g.key AND o.event_id = g.event_id)"
     " INSERT INTO pattern_occurrences (pattern, key, event_id, event_time)"
-    " SELECT :pattern, a.key, a.event_id, a.event_time"
-    " FROM jsonb_to_recordset(CAST(:added AS jsonb))"
-    " AS a(key text, event_id text, event_time timestamptz)"
+    " SELECT %(pattern)s, a.key, a.event_id, a.event_time"
+    " FROM unnest(%(keys)s::text[], %(ids)s::text[], %(times)s::timestamptz[])"
+    " AS a(key, event_id, event_time)"
     " ON CONFLICT DO NOTHING"
 )
 
@@ -70,11 +73,15 @@ async def lock_and_load_many(
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    await conn.execute(_LOCK_KEYS, {"locks": [_lock_name(pattern, key) for key in ordered]})
-    rows = await conn.execute(_LOAD_KEYS, {"pattern": pattern, "keys": ordered})
+    driver = await driver_of(conn)
+    async with driver.pipeline():
+        await driver.execute(
+            _LOCK_KEYS, ([_lock_name(pattern, key) for key in ordered],), prepare=True
+        )
+        loaded = await driver.execute(_LOAD_KEYS, (pattern, ordered), prepare=True)
     found: dict[str, list[Occurrence]] = {key: [] for key in ordered}
-    for row in rows:
-        found[row.key].append(Occurrence(row.event_time, row.event_id))
+    for key, event_time, event_id in await loaded.fetchall():
+        found[key].append(Occurrence(event_time, event_id))
     return found
 
 
@@ -84,20 +91,20 @@ async def change_many(
     removed: Mapping[str, Collection[Occurrence]],
     added: Mapping[str, Collection[Occurrence]],
 ) -> None:
-    """Forget and store occurrences of many keys: one DELETE and one INSERT at most."""
-    gone = [
-        {"key": key, "event_id": o.event_id} for key, occurrences in removed.items()
-        for o in occurrences
-    ]  # fmt: skip
-    new = [
-        {"key": key, "event_id": o.event_id, "event_time": o.event_time.isoformat()}
-        for key, occurrences in added.items()
-        for o in occurrences
-    ]
-    if gone or new:
-        await conn.execute(
-            _CHANGE_MANY, {"pattern": pattern, "gone": json.dumps(gone), "added": json.dumps(new)}
-        )
+    """Forget and store occurrences of many keys: one statement, whatever their number."""
+    gone = [(key, o.event_id) for key, occurrences in removed.items() for o in occurrences]
+    new = [(key, o) for key, occurrences in added.items() for o in occurrences]
+    if not gone and not new:
+        return
+    params = {
+        "pattern": pattern,
+        "gone_keys": [key for key, _ in gone],
+        "gone_ids": [event_id for _, event_id in gone],
+        "keys": [key for key, _ in new],
+        "ids": [o.event_id for _, o in new],
+        "times": [o.event_time for _, o in new],
+    }
+    await (await driver_of(conn)).execute(_CHANGE_MANY, params, prepare=True)
 
 
 async def add(conn: AsyncConnection, pattern: str, key: str, occurrence: Occurrence) -> None:

@@ -69,6 +69,11 @@ def remote_parent(traceparent: str) -> Context:
     return TraceContextTextMapPropagator().extract({TRACEPARENT: traceparent})
 
 
+def remote_span_context(traceparent: str) -> trace.SpanContext:
+    """The span a `traceparent` value names, as a link target."""
+    return trace.get_current_span(remote_parent(traceparent)).get_span_context()
+
+
 def traceparent_of(span_: trace.Span) -> str:
     """A span as a `traceparent` value."""
     carrier: dict[str, str] = {}

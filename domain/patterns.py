@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from domain.events import JsonDict
 
@@ -48,9 +49,9 @@ class Pattern:
         return key
 
 
-@dataclass(frozen=True, order=True)
-class Occurrence:
-    """One counted event: when it happened (event time) and its id."""
+class Occurrence(NamedTuple):
+    """One counted event: when it happened (event time) and its id; ordered by time, then
+    id. A named tuple: windows compare, sort and hash many of them per batch."""
 
     event_time: datetime
     event_id: str

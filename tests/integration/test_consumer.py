@@ -215,3 +215,46 @@ async def test_a_batch_handler_gets_first_deliveries_together_and_poison_goes_al
     assert [call for call in recorder.calls if poison in call][-3:] == [[poison]] * 3
     dead = await read_topic(kafka_bootstrap, consumer.dead_letter_topic, 1)
     assert dict(dead[0].headers)["ce_id"] == poison.encode()
+
+
+class PartitionRecorder(BatchRecorder):
+    """A batch recorder noting where each event of a call came from."""
+
+    def __init__(self, handler: str) -> None:
+        super().__init__(handler)
+        self.origins: list[list[tuple[int, str, int]]] = []
+
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        self.origins.append([(e.partition, e.stream_id, e.stream_version) for e in events])
+        await super().handle_batch(conn, events)
+
+
+async def test_a_fetch_over_several_partitions_is_stored_in_one_handler_call(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"fetch-{uuid.uuid4()}" for _ in range(3))
+    events = [recorded(f"s-{i % 12}", i // 12 + 1, "Counted", {"n": i}) for i in range(120)]
+    await publish(kafka_bootstrap, topic, events, partitions=3)
+    recorder = PartitionRecorder(handler)
+    consumer = EventConsumer(
+        engine, kafka_bootstrap, topic, group, handler, recorder, partitions=3, **FAST_GROUP
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=120)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in events}
+    assert consumer.stats.processed == 120 and consumer.stats.dead_lettered == 0
+    assert any(len({partition for partition, _, _ in call}) > 1 for call in recorder.origins), (
+        "no call held messages of more than one partition"
+    )
+    # Each stream's events came in order, within and across calls.
+    versions: dict[str, list[int]] = {}
+    for call in recorder.origins:
+        for _, stream, version in call:
+            versions.setdefault(stream, []).append(version)
+    assert versions == {f"s-{n}": list(range(1, 11)) for n in range(12)}
+    offsets = [await committed(kafka_bootstrap, topic, group, p) for p in range(3)]
+    assert sum(offset or 0 for offset in offsets) == 120
