@@ -255,6 +255,36 @@ def test_reusing_another_customers_idempotency_keys_shows_nothing_of_theirs(
     assert stack.data(balance, {"id": carol["account"]})["account"]["balance"] == "30.00"
 
 
+def test_a_transfer_id_reused_for_another_transfer_is_refused_not_answered_as_done(
+    stack: Stack,
+) -> None:
+    ann, bob, carol = customer(stack), customer(stack), customer(stack)
+    transfer_id = f"t-{uuid.uuid4()}"
+    # Bob claims the id first, with a transfer that reaches Ann (so she may see it).
+    bobs = {"fromAccountId": bob["account"], "toAccountId": ann["account"], "amount": "3.00"}
+    first = stack.data(TRANSFER, {"in": {**bobs, "transferId": transfer_id}}, bob["token"])
+    assert first["transferMoney"]["__typename"] == "TransferCompleted", first
+    # Ann pays Carol under the same id: that is not a retry of Bob's transfer, so it must
+    # not answer TransferCompleted (Carol was never paid), nor move any money.
+    anns = {"fromAccountId": ann["account"], "toAccountId": carol["account"], "amount": "7.00"}
+    reused = stack.data(TRANSFER, {"in": {**anns, "transferId": transfer_id}}, ann["token"])
+    answer = reused["transferMoney"]
+    assert answer["__typename"] == "InvalidInput", answer
+    assert answer["field"] == "transferId"
+    # A client token reusing its own id with another amount is refused the same way, while a
+    # true retry (the same transfer again) still answers the first result.
+    again = stack.data(TRANSFER, {"in": {**bobs, "transferId": transfer_id}})
+    assert again["transferMoney"]["__typename"] == "TransferCompleted", again
+    other = stack.data(TRANSFER, {"in": {**bobs, "amount": "4.00", "transferId": transfer_id}})
+    assert other["transferMoney"]["__typename"] == "InvalidInput", other
+    balance = "query($id: ID!) { account(id: $id) { balance } }"
+    balances = [
+        stack.data(balance, {"id": who["account"]})["account"]["balance"]
+        for who in (ann, bob, carol)
+    ]
+    assert balances == ["33.00", "27.00", "30.00"]
+
+
 ACCOUNT_FEED = "subscription($id: ID) { eventAppended(streamId: $id) { type data } }"
 
 
