@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -223,6 +224,46 @@ def test_locking_a_user_revokes_its_sessions(stack: Stack) -> None:
     fresh = again["authenticate"]["token"]
     assert httpx_status(stack, fresh) == 200
     assert httpx_status(stack, ann["token"]) == 401, "a session from before the lock came back"
+
+
+def seconds_to_fail_signing_in(stack: Stack, email: str) -> float:
+    """How long a sign-in with a wrong password takes to be refused."""
+    started = time.monotonic()
+    answer = stack.data(AUTHENTICATE, {"in": {"email": email, "password": "wrong-password"}})
+    took = time.monotonic() - started
+    assert answer["authenticate"]["__typename"] == "AuthenticationFailed", answer
+    return took
+
+
+def test_a_failed_sign_in_takes_as_long_for_a_registered_email_as_for_an_unknown_one(
+    stack: Stack,
+) -> None:
+    # Each registered address is tried once (three failures would lock it), interleaved with
+    # unknown ones so that the machine's load weighs on both alike.
+    registered, unknown = [], []
+    for _ in range(9):
+        email = customer(stack)["email"]
+        registered.append(seconds_to_fail_signing_in(stack, email))
+        unknown.append(seconds_to_fail_signing_in(stack, f"nobody-{uuid.uuid4()}@example.com"))
+    # Both cost one password hash check; a registered address must not cost a round trip
+    # through its recording workflow on top (that took about as long as the hash itself).
+    known, unregistered = statistics.median(registered), statistics.median(unknown)
+    assert known < unregistered * 1.4, (registered, unknown)
+
+
+def test_a_locked_user_is_told_so_only_with_the_right_password(stack: Stack) -> None:
+    ann = customer(stack)
+    for _ in range(3):
+        seconds_to_fail_signing_in(stack, ann["email"])
+    status = "query($id: ID!) { user(id: $id) { status } }"
+    deadline = time.monotonic() + 30
+    while stack.data(status, {"id": ann["user"]})["user"]["status"] != "LOCKED":
+        assert time.monotonic() < deadline, "the user was never locked"
+        time.sleep(0.25)
+    # A guess learns nothing from the lock (an unknown address is never locked).
+    seconds_to_fail_signing_in(stack, ann["email"])
+    right = stack.data(AUTHENTICATE, {"in": {"email": ann["email"], "password": PASSWORD}})
+    assert right["authenticate"]["__typename"] == "UserLocked", right
 
 
 def test_reusing_another_customers_idempotency_keys_shows_nothing_of_theirs(
