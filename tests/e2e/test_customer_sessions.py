@@ -109,6 +109,20 @@ def test_another_customers_user_account_transfer_history_and_saga_read_as_missin
     assert by_email["userByEmail"] is None
 
 
+def test_the_histories_a_transfer_reaches_do_not_name_its_sender(stack: Stack) -> None:
+    ann, bob = customer(stack), customer(stack)
+    sent = send_money(stack, ann["token"], ann["account"], bob["account"])
+    history = "query($id: ID!) { events(streamId: $id) { edges { node { type metadata } } } }"
+    for stream in (sent["transfer"]["id"], bob["account"]):
+        seen = stack.data(history, {"id": stream}, bob["token"])["events"]["edges"]
+        assert seen, f"Bob sees no history of {stream}"
+        # Bob is never shown Ann's user (it reads as null to him), nor is it in the metadata.
+        assert ann["user"] not in json.dumps(seen), seen
+    # Ann's own history still says that she acted.
+    own = stack.data(history, {"id": sent["transfer"]["id"]}, ann["token"])["events"]["edges"]
+    assert own[0]["node"]["metadata"]["actor"] == f"customer:{ann['user']}"
+
+
 def test_a_customer_cannot_move_or_touch_another_customers_money(stack: Stack) -> None:
     ann, bob = customer(stack), customer(stack)
     token = bob["token"]
