@@ -127,23 +127,66 @@ async def send(
                 return await asyncio.wait_for(handle.result(), timeout=timeout)
             except TimeoutError:
                 return None
-        try:
-            handle = await services.temporal.start_workflow(
-                run,
-                command,
-                id=workflow_id,
-                task_queue=services.settings.temporal_task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=attributes,
-                static_summary=summary,
-            )
-        except WorkflowAlreadyStartedError:
-            handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
+        handle = await _start(
+            ctx,
+            run,
+            command,
+            workflow_id,
+            command_id,
+            aggregate_ids,
+            summary,
+            result_type,
+            saga_type,
+        )
         try:
             return await asyncio.wait_for(handle.result(), timeout=timeout)
         except TimeoutError:
             return None
+
+
+async def start(
+    ctx: Context,
+    run: Callable[[Any, C], Awaitable[Any]],
+    command: C,
+    *,
+    workflow_id: str,
+    command_id: str,
+    aggregate_ids: Sequence[str],
+    summary: str,
+) -> None:
+    """Start the command's workflow (Temporal then runs it to its end) without waiting for it."""
+    with correlated(command_id, workflow_id):
+        await _start(
+            ctx, run, command, workflow_id, command_id, aggregate_ids, summary, CommandOutcome
+        )
+
+
+async def _start(
+    ctx: Context,
+    run: Callable[[Any, C], Awaitable[R]],
+    command: C,
+    workflow_id: str,
+    command_id: str,
+    aggregate_ids: Sequence[str],
+    summary: str,
+    result_type: type[R],
+    saga_type: str | None = None,
+) -> WorkflowHandle[Any, R]:
+    services = ctx.services
+    attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
+    try:
+        return await services.temporal.start_workflow(
+            run,
+            command,
+            id=workflow_id,
+            task_queue=services.settings.temporal_task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=attributes,
+            static_summary=summary,
+        )
+    except WorkflowAlreadyStartedError:
+        return services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
 
 
 async def _settled(start: WithStartWorkflowOperation[Any, Any]) -> None:

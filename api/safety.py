@@ -22,9 +22,12 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
+    get_operation_ast,
     parse,
 )
+from starlette.requests import Request
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
@@ -179,7 +182,7 @@ class DocumentChecks(SchemaExtension):
         if document is not None and context.pre_execution_errors is None:
             context.pre_execution_errors = self.checked.errors(
                 context.schema._schema, context.query or "", document, context.validation_rules
-            )
+            ) or subscription_over_http(context.context, document, context.operation_name)
         yield
 
 
@@ -202,6 +205,27 @@ def anonymised(error: GraphQLError) -> GraphQLError:
 def masked(errors: list[GraphQLError]) -> list[GraphQLError]:
     """The errors as the client gets them: each unexpected one anonymised."""
     return [anonymised(error) if unexpected(error) else error for error in errors]
+
+
+def subscription_over_http(
+    context: object, document: DocumentNode, operation_name: str | None
+) -> list[GraphQLError]:
+    """The refusal of a subscription sent as an HTTP request: it is served over the
+    websocket only, where its caller's session is watched for as long as it runs."""
+    request = getattr(context, "request", None)
+    operation = get_operation_ast(document, operation_name)
+    if not isinstance(request, Request) or operation is None:
+        return []
+    if operation.operation is not OperationType.SUBSCRIPTION:
+        return []
+    return [
+        GraphQLError(
+            "subscriptions are served over a graphql-transport-ws websocket at this URL, "
+            "not over HTTP",
+            nodes=[operation],
+            extensions={"code": "BAD_REQUEST"},
+        )
+    ]
 
 
 class MaskUnexpectedErrors(MaskErrors):

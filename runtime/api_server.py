@@ -31,6 +31,9 @@ async def serve_api(settings: Settings) -> None:
         # JSON lines: uvicorn's loggers go to the root handler, in its format.
         log_config=LOGGING_CONFIG if settings.log_format == "text" else None,
         lifespan="on",
+        # A websocket message is bounded as an HTTP body is (api/edge.py): a larger one
+        # closes its socket with 1009 before it is parsed.
+        ws_max_size=settings.api_max_body_bytes,
     )
     freeze_startup_objects()
     await uvicorn.Server(config).serve()

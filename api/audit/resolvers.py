@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import cast
 
@@ -13,6 +13,7 @@ from strawberry.types import Info
 
 from adapters.event_store import PostgresEventStore
 from api.access import NotYours, require_operator, sees_stream
+from api.auth import Role
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
@@ -32,16 +33,35 @@ class Event:
     recorded_at: datetime
 
     @classmethod
-    def from_recorded(cls, event: RecordedEvent) -> Event:
+    def from_recorded(cls, event: RecordedEvent, viewer: str | None = None) -> Event:
+        """The event as shown to a caller; `viewer` is a customer's user (None: an API token)."""
         return cls(
             position=str(event.position),
             stream_id=strawberry.ID(event.stream_id),
             version=event.version,
             type=event.type,
             data=cast(JSON, current_payload(event)),
-            metadata=cast(JSON, event.metadata),
+            metadata=cast(JSON, metadata_for(event.metadata, viewer)),
             recorded_at=event.recorded_at,
         )
+
+
+def metadata_for(metadata: JsonDict, viewer: str | None) -> JsonDict:
+    """The metadata a caller sees: a customer is not told which other customer acted (a
+    transfer reaching it was sent by someone whose user reads as null to it)."""
+    actor = metadata.get("actor")
+    if viewer is None or not isinstance(actor, str):
+        return metadata
+    role, _, who = actor.partition(":")
+    if role != Role.CUSTOMER.value or who == viewer:
+        return metadata
+    return {**metadata, "actor": Role.CUSTOMER.value}
+
+
+def shown_to(ctx: Context) -> Callable[[RecordedEvent], Event]:
+    """How the caller's events are built."""
+    viewer = ctx.caller.customer
+    return lambda event: Event.from_recorded(event, viewer)
 
 
 def current_payload(event: RecordedEvent) -> JsonDict:
@@ -76,12 +96,12 @@ class AuditQueries:
         await ensure_consistent(info.context, consistent_with, projection_names())
         size = page_size(first)
         if not await sees_stream(info.context, str(stream_id)):
-            return connection([], size, lambda e: str(e.version), Event.from_recorded)
+            return connection([], size, lambda e: str(e.version), shown_to(info.context))
         store = PostgresEventStore(info.context.services.engine)
         recorded = await store.read_stream(
             str(stream_id), from_version=_version_after(after) + 1, limit=size + 1
         )
-        return connection(recorded, size, lambda e: str(e.version), Event.from_recorded)
+        return connection(recorded, size, lambda e: str(e.version), shown_to(info.context))
 
 
 @strawberry.type
@@ -94,7 +114,8 @@ class AuditSubscriptions:
             require_operator(info.context, "the whole store's feed")
         elif not await sees_stream(info.context, str(stream_id)):
             raise NotYours(f"stream {stream_id}")
+        shown = shown_to(info.context)
         async with info.context.services.feed.subscribe() as updates:
             async for event in updates:
                 if stream_id is None or event.stream_id == str(stream_id):
-                    yield Event.from_recorded(event)
+                    yield shown(event)

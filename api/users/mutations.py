@@ -17,7 +17,7 @@ from adapters.credentials import discard_held_credential, hold_credential, passw
 from api.access import sees_user
 from api.consistency import read_after, read_model_behind
 from api.context import Context
-from api.dispatch import aggregate_id_for, command_id_or_new, execute, send
+from api.dispatch import aggregate_id_for, command_id_or_new, execute, send, start
 from api.errors import CommandPending, Forbidden, UserNotFoundPayload, forbidden
 from api.rejections import invalid_input, payload_of
 from api.users.types import (
@@ -185,19 +185,34 @@ class UserMutations:
         locked = view.status is DomainUserStatus.LOCKED
         reason = "locked" if locked else ("" if matches else "wrong password")
         command_id = str(uuid.uuid4())
+        attempt = RecordLoginAttempt(command_id, user_id, matches and not locked, reason, ctx.actor)
+        workflow_id = user_command_workflow_id("record-login-attempt", command_id)
+        run = RecordLoginAttemptWorkflow.run
+        if not matches:
+            # Refused without waiting for the attempt's workflow (Temporal has it once it is
+            # started): waiting would tell a registered address from an unknown one by the
+            # time taken. Nor does a wrong password learn that the user is locked.
+            await start(
+                ctx,
+                run,
+                attempt,
+                workflow_id=workflow_id,
+                command_id=command_id,
+                aggregate_ids=[user_id],
+                summary="Sign-in attempt",
+            )
+            return failed
         await send(
             ctx,
-            RecordLoginAttemptWorkflow.run,
-            RecordLoginAttempt(command_id, user_id, matches and not locked, reason, ctx.actor),
-            workflow_id=user_command_workflow_id("record-login-attempt", command_id),
+            run,
+            attempt,
+            workflow_id=workflow_id,
             command_id=command_id,
             aggregate_ids=[user_id],
             summary="Sign-in attempt",
         )
         if locked:
             return payload_of(UserLockedError(user_id))  # type: ignore[no-any-return]
-        if not matches:
-            return failed
         sessions = ctx.services.tokens.sessions
         if sessions is None:
             raise RuntimeError("customer sessions are not configured (SAGALINE_SESSION_KEY)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -106,6 +107,20 @@ def test_another_customers_user_account_transfer_history_and_saga_read_as_missin
         "query($e: String!) { userByEmail(email: $e) { id } }", {"e": ann["email"]}, carol["token"]
     )
     assert by_email["userByEmail"] is None
+
+
+def test_the_histories_a_transfer_reaches_do_not_name_its_sender(stack: Stack) -> None:
+    ann, bob = customer(stack), customer(stack)
+    sent = send_money(stack, ann["token"], ann["account"], bob["account"])
+    history = "query($id: ID!) { events(streamId: $id) { edges { node { type metadata } } } }"
+    for stream in (sent["transfer"]["id"], bob["account"]):
+        seen = stack.data(history, {"id": stream}, bob["token"])["events"]["edges"]
+        assert seen, f"Bob sees no history of {stream}"
+        # Bob is never shown Ann's user (it reads as null to him), nor is it in the metadata.
+        assert ann["user"] not in json.dumps(seen), seen
+    # Ann's own history still says that she acted.
+    own = stack.data(history, {"id": sent["transfer"]["id"]}, ann["token"])["events"]["edges"]
+    assert own[0]["node"]["metadata"]["actor"] == f"customer:{ann['user']}"
 
 
 def test_a_customer_cannot_move_or_touch_another_customers_money(stack: Stack) -> None:
@@ -225,6 +240,46 @@ def test_locking_a_user_revokes_its_sessions(stack: Stack) -> None:
     assert httpx_status(stack, ann["token"]) == 401, "a session from before the lock came back"
 
 
+def seconds_to_fail_signing_in(stack: Stack, email: str) -> float:
+    """How long a sign-in with a wrong password takes to be refused."""
+    started = time.monotonic()
+    answer = stack.data(AUTHENTICATE, {"in": {"email": email, "password": "wrong-password"}})
+    took = time.monotonic() - started
+    assert answer["authenticate"]["__typename"] == "AuthenticationFailed", answer
+    return took
+
+
+def test_a_failed_sign_in_takes_as_long_for_a_registered_email_as_for_an_unknown_one(
+    stack: Stack,
+) -> None:
+    # Each registered address is tried once (three failures would lock it), interleaved with
+    # unknown ones so that the machine's load weighs on both alike.
+    registered, unknown = [], []
+    for _ in range(9):
+        email = customer(stack)["email"]
+        registered.append(seconds_to_fail_signing_in(stack, email))
+        unknown.append(seconds_to_fail_signing_in(stack, f"nobody-{uuid.uuid4()}@example.com"))
+    # Both cost one password hash check; a registered address must not cost a round trip
+    # through its recording workflow on top (that took about as long as the hash itself).
+    known, unregistered = statistics.median(registered), statistics.median(unknown)
+    assert known < unregistered * 1.4, (registered, unknown)
+
+
+def test_a_locked_user_is_told_so_only_with_the_right_password(stack: Stack) -> None:
+    ann = customer(stack)
+    for _ in range(3):
+        seconds_to_fail_signing_in(stack, ann["email"])
+    status = "query($id: ID!) { user(id: $id) { status } }"
+    deadline = time.monotonic() + 30
+    while stack.data(status, {"id": ann["user"]})["user"]["status"] != "LOCKED":
+        assert time.monotonic() < deadline, "the user was never locked"
+        time.sleep(0.25)
+    # A guess learns nothing from the lock (an unknown address is never locked).
+    seconds_to_fail_signing_in(stack, ann["email"])
+    right = stack.data(AUTHENTICATE, {"in": {"email": ann["email"], "password": PASSWORD}})
+    assert right["authenticate"]["__typename"] == "UserLocked", right
+
+
 def test_reusing_another_customers_idempotency_keys_shows_nothing_of_theirs(
     stack: Stack,
 ) -> None:
@@ -253,6 +308,36 @@ def test_reusing_another_customers_idempotency_keys_shows_nothing_of_theirs(
     assert joined["transferMoney"]["__typename"] == "AccountNotFound", joined
     balance = "query($id: ID!) { account(id: $id) { balance } }"
     assert stack.data(balance, {"id": carol["account"]})["account"]["balance"] == "30.00"
+
+
+def test_a_transfer_id_reused_for_another_transfer_is_refused_not_answered_as_done(
+    stack: Stack,
+) -> None:
+    ann, bob, carol = customer(stack), customer(stack), customer(stack)
+    transfer_id = f"t-{uuid.uuid4()}"
+    # Bob claims the id first, with a transfer that reaches Ann (so she may see it).
+    bobs = {"fromAccountId": bob["account"], "toAccountId": ann["account"], "amount": "3.00"}
+    first = stack.data(TRANSFER, {"in": {**bobs, "transferId": transfer_id}}, bob["token"])
+    assert first["transferMoney"]["__typename"] == "TransferCompleted", first
+    # Ann pays Carol under the same id: that is not a retry of Bob's transfer, so it must
+    # not answer TransferCompleted (Carol was never paid), nor move any money.
+    anns = {"fromAccountId": ann["account"], "toAccountId": carol["account"], "amount": "7.00"}
+    reused = stack.data(TRANSFER, {"in": {**anns, "transferId": transfer_id}}, ann["token"])
+    answer = reused["transferMoney"]
+    assert answer["__typename"] == "InvalidInput", answer
+    assert answer["field"] == "transferId"
+    # A client token reusing its own id with another amount is refused the same way, while a
+    # true retry (the same transfer again) still answers the first result.
+    again = stack.data(TRANSFER, {"in": {**bobs, "transferId": transfer_id}})
+    assert again["transferMoney"]["__typename"] == "TransferCompleted", again
+    other = stack.data(TRANSFER, {"in": {**bobs, "amount": "4.00", "transferId": transfer_id}})
+    assert other["transferMoney"]["__typename"] == "InvalidInput", other
+    balance = "query($id: ID!) { account(id: $id) { balance } }"
+    balances = [
+        stack.data(balance, {"id": who["account"]})["account"]["balance"]
+        for who in (ann, bob, carol)
+    ]
+    assert balances == ["33.00", "27.00", "30.00"]
 
 
 ACCOUNT_FEED = "subscription($id: ID) { eventAppended(streamId: $id) { type data } }"

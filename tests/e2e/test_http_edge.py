@@ -133,6 +133,20 @@ def test_graphql_response_media_type_answers_400_to_a_request_error(stack: Stack
     assert legacy.headers["content-type"].startswith("application/json")
 
 
+def test_a_subscription_sent_over_http_is_a_request_error_not_an_internal_one(
+    stack: Stack,
+) -> None:
+    subscription = {"query": 'subscription { eventAppended(streamId: "x") { type } }'}
+    accept = {"Accept": "application/graphql-response+json"}
+    refused = post(stack, subscription, accept)
+    assert refused.status_code == 400, refused.text
+    assert error_codes(refused.json()) == ["BAD_REQUEST"], refused.text
+    assert "websocket" in refused.json()["errors"][0]["message"]
+    legacy = post(stack, subscription)
+    assert legacy.status_code == 200, legacy.text
+    assert error_codes(legacy.json()) == ["BAD_REQUEST"], legacy.text
+
+
 def test_graphql_over_http_audit_finds_no_error_or_warning(stack: Stack) -> None:
     assert GRAPHQL_HTTP.is_dir(), "graphql-http is not installed: `make test-tools` installs it"
     audit = subprocess.run(

@@ -188,3 +188,26 @@ async def test_a_wrong_token_in_the_handshake_header_is_refused(stack: Stack) ->
             subprotocols=[PROTOCOL],  # type: ignore[list-item]
             additional_headers={"Authorization": "Bearer not-a-token"},
         )
+
+
+MAX_MESSAGE_BYTES = 1_048_576  # SAGALINE_API_MAX_BODY_BYTES's default
+
+
+async def test_a_websocket_message_over_the_body_limit_closes_the_socket(stack: Stack) -> None:
+    socket = await open_socket(stack, {}, {"Authorization": f"Bearer {CLIENT_TOKEN}"})
+    query = "subscription($id: ID) { eventAppended(streamId: $id) { type } }"
+    padding = "x" * MAX_MESSAGE_BYTES
+    with pytest.raises(ConnectionClosed) as closed:
+        await start(socket, query, {"id": "an-account", "padding": padding})
+        async with asyncio.timeout(20):
+            while True:
+                message = json.loads(await socket.recv())
+                assert message["type"] in ("ping", "pong"), message
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1009  # message too big
+    # A message under the limit is still served.
+    small = await subscribe(stack, query, {"id": "an-account", "padding": "x" * 1000})
+    try:
+        await small.ping()
+    finally:
+        await small.close()
