@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,11 +15,11 @@ from temporalio import activity
 from activities.following import FollowInput, follow
 from adapters import broker_loss, checkpoints, relay_ledger
 from adapters.broker_loss import Loss
-from adapters.kafka import KafkaEventPublisher
+from adapters.kafka import KafkaEventPublisher, encode_event
 from adapters.read_ahead import ReadAhead
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
-from adapters.relay_ledger import Ledger
-from domain.event_store import EventStore
+from adapters.relay_ledger import Ledger, PartitionAck
+from domain.event_store import EncodedPage, EventStore
 
 OUTAGE_PAUSE_SECONDS = 0.5
 BROKER_CHECK_SECONDS = 1.0
@@ -29,6 +31,36 @@ READ_WAIT_SECONDS = 0.5
 """How long a read waits for new events when the relay has caught up."""
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class EncodedReader(Protocol):
+    """A store that reads pages with their payloads as stored JSON (PostgresEventStore)."""
+
+    async def read_all_encoded(
+        self, after_position: int, limit: int, wait_seconds: float = 1.0
+    ) -> EncodedPage: ...
+
+
+def encoded_pages(store: EventStore, limit: int) -> Callable[[int, float], Awaitable[EncodedPage]]:
+    """How the relay reads a page: encoded by the store if it can, else encoded here."""
+    if isinstance(store, EncodedReader):
+        reader = store
+
+        async def read_encoded(position: int, wait: float) -> EncodedPage:
+            return await reader.read_all_encoded(position, limit, wait_seconds=wait)
+
+        return read_encoded
+
+    async def read_and_encode(position: int, wait: float) -> EncodedPage:
+        page = await store.read_all(position, limit, wait_seconds=wait)
+        return EncodedPage([encode_event(e) for e in page.events], page.next_position)
+
+    return read_and_encode
+
+
+Sent = tuple[EncodedPage, list[PartitionAck]]
+"""A page and what the broker acknowledged of it."""
 
 
 class RelayActivities:
@@ -53,12 +85,15 @@ class RelayActivities:
         self._ledger: Ledger | None = None
         self._next_check = 0.0
         self._pages_since_prune = 0
-        # Publishing stays one page at a time, in order; only the read of the next page
-        # overlaps the publish of the current one.
-        self._pages = ReadAhead(
-            lambda position, wait: store.read_all(position, batch_size, wait_seconds=wait),
+        # The read of the next page overlaps the publish of the current one.
+        read = encoded_pages(store, batch_size)
+        self._pages: ReadAhead[EncodedPage] = ReadAhead(
+            lambda position, wait: _coroutine(read(position, wait)),
             lambda _, page: len(page.events) >= batch_size,
         )
+        # The publish of the next page, started once the broker acknowledged the current
+        # one, while its checkpoint commits: (where it starts, the publish).
+        self._ahead: tuple[int, asyncio.Task[Sent]] | None = None
 
     @activity.defn
     async def relay_events(self, params: FollowInput) -> int:
@@ -71,6 +106,7 @@ class RelayActivities:
                 lambda: self.publish_batch(publisher), self._database_url, params.run_seconds
             )
         finally:
+            await self._settle_ahead()
             await self._pages.stop()
             await publisher.stop()
 
@@ -95,15 +131,14 @@ class RelayActivities:
             self._next_check = loop.time() + BROKER_CHECK_SECONDS
             if moved is not None:
                 return moved
-        page = await self._pages.page(position, READ_WAIT_SECONDS)
-        if page.next_position == position:
-            return 0
         try:
-            acks = await publisher.publish(page.events)
+            page, acks = await self._sent_from(publisher, position)
         except KafkaError as error:
             log.warning("relay: broker did not acknowledge, retrying: %r", error)
             self._next_check = 0.0
             await asyncio.sleep(OUTAGE_PAUSE_SECONDS)
+            return 0
+        if page.next_position == position:
             return 0
         ledger = await self._current_ledger()
         landed = {ack.partition: ack.base_offset for ack in acks}
@@ -113,6 +148,11 @@ class RelayActivities:
             loss = broker_loss.assess(ledger, state, landed)
             if loss is not None:
                 return await self._recover(publisher, position, loss, state.cluster_id)
+        if len(page.events) >= self._batch_size:
+            # Every partition's batches of this page are acknowledged, so the next page's
+            # may go out now, one after another as always; its checkpoint moves only after
+            # this one's, in the next call.
+            self._start_ahead(publisher, page.next_position)
         try:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
@@ -123,15 +163,47 @@ class RelayActivities:
         except checkpoints.CheckpointMoved:
             # Another relay, or an operator's rewind, moved it: follow it from the store.
             log.info("relay: checkpoint %s moved under the relay, reading it again", position)
+            await self._settle_ahead()
             self._forget()
             return 0
         except BaseException:
+            await self._settle_ahead()
             self._forget()
             raise
         ledger.acknowledge(acks)
         self._pages_since_prune = 0 if pruning else self._pages_since_prune + 1
         self._position = page.next_position
         return page.next_position - position
+
+    async def _sent_from(self, publisher: KafkaEventPublisher, position: int) -> Sent:
+        """The page after `position`, published: by the publish started ahead if it starts
+        there, else read and published now. KafkaError if the broker did not acknowledge."""
+        if self._ahead is not None and self._ahead[0] == position:
+            task = self._ahead[1]
+            self._ahead = None
+            return await task
+        await self._settle_ahead()
+        return await self._publish_from(publisher, position)
+
+    async def _publish_from(self, publisher: KafkaEventPublisher, position: int) -> Sent:
+        page = await self._pages.page(position, READ_WAIT_SECONDS)
+        if page.next_position == position:
+            return page, []
+        return page, await publisher.publish_encoded(page.events)
+
+    def _start_ahead(self, publisher: KafkaEventPublisher, position: int) -> None:
+        self._ahead = (position, asyncio.create_task(self._publish_from(publisher, position)))
+
+    async def _settle_ahead(self) -> None:
+        """Let a publish started ahead end, unused: whatever it sent reaches the broker
+        before anything sent after it (a recovery, a publish from another position), and is
+        published again from the checkpoint, as after any unacknowledged publish."""
+        if self._ahead is None:
+            return
+        task = self._ahead[1]
+        self._ahead = None
+        with contextlib.suppress(Exception):
+            await task
 
     async def _check_broker(self, publisher: KafkaEventPublisher, position: int) -> int | None:
         """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
@@ -161,6 +233,7 @@ class RelayActivities:
         and created empty, whatever the relay wrote since going with it, so the topic holds
         every event again in the order of the store.
         """
+        await self._settle_ahead()
         ledger = await self._current_ledger()
         if loss.everything:
             log.warning("relay: deleting topic and publishing every event again: %s", loss.reason)
@@ -216,3 +289,7 @@ class RelayActivities:
             async with self._engine.begin() as conn:
                 self._position = await checkpoints.load(conn, self._checkpoint)
         return self._position
+
+
+async def _coroutine(awaitable: Awaitable[EncodedPage]) -> EncodedPage:
+    return await awaitable

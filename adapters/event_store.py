@@ -19,6 +19,8 @@ from adapters.schema import events
 from adapters.tracing import span
 from domain.event_store import (
     AppendResult,
+    EncodedEvent,
+    EncodedPage,
     EventIdConflict,
     EventPage,
     RecordedEvent,
@@ -55,6 +57,13 @@ _READ_ALL = (
     " FROM events, LATERAL (SELECT CAST(%(types)s AS text[]) IS NULL"
     " OR type = ANY(CAST(%(types)s AS text[])) AS wanted) AS w"
     " WHERE position > %(after)s ORDER BY position LIMIT %(limit)s"
+)
+# The relay's page: every event with its payload as the stored JSON text, never decoded.
+_READ_ALL_ENCODED = (
+    "SELECT position, stream_id, version, event_id::text, type, schema_version, recorded_at,"
+    " '{\"data\": ' || data::text || ', \"metadata\": ' || metadata::text || '}',"
+    " metadata->>'traceparent'"
+    " FROM events WHERE position > %(after)s ORDER BY position LIMIT %(limit)s"
 )
 _READ_STREAMS = text(
     "SELECT e.* FROM events AS e"
@@ -223,23 +232,44 @@ class PostgresEventStore:
             "limit": limit,
             "types": None if types is None else list(types),
         }
-        async with self._autocommit.connect() as conn:
-            # The page's rows straight from the driver: they are many, and this is the hot
-            # path of the relay and the projectors.
-            driver = (await conn.get_raw_connection()).driver_connection
-            rows = await _page_rows(driver, params)
-            taken = _walk(rows, after_position, horizon=after_position)
-            if len(taken) < len(rows):
-                horizon = rows[-1][0]
-                writers = (await conn.execute(_WRITERS)).scalar_one()
-                if await _wait_for_writers(conn, writers, wait_seconds):
-                    rows = await _page_rows(driver, params)
-                    taken = _walk(rows, after_position, horizon)
+        taken = await self._gap_safe_rows(_READ_ALL, params, after_position, wait_seconds)
         next_position = taken[-1][0] if taken else after_position
         if types is None:
             return EventPage([_read(row) for row in taken], next_position)
         wanted = set(types)
         return EventPage([_read(row) for row in taken if row[4] in wanted], next_position)
+
+    async def read_all_encoded(
+        self, after_position: int, limit: int, wait_seconds: float = 1.0
+    ) -> EncodedPage:
+        """`read_all` of every type, each payload left as the JSON the store holds.
+
+        For the relay, which passes payloads on to the broker: the server writes the
+        message body from the stored JSON, so nothing is decoded here to be encoded again.
+        The same gap-safe walk as `read_all`.
+        """
+        params = {"after": after_position, "limit": limit}
+        taken = await self._gap_safe_rows(_READ_ALL_ENCODED, params, after_position, wait_seconds)
+        next_position = taken[-1][0] if taken else after_position
+        return EncodedPage([_encoded(row) for row in taken], next_position)
+
+    async def _gap_safe_rows(
+        self, query: str, params: Mapping[str, Any], after_position: int, wait_seconds: float
+    ) -> Sequence[PageRow]:
+        """The rows of a page query (position first) up to where no writer can fill a gap."""
+        async with self._autocommit.connect() as conn:
+            # The page's rows straight from the driver: they are many, and this is the hot
+            # path of the relay and the projectors.
+            driver = (await conn.get_raw_connection()).driver_connection
+            rows = await _page_rows(driver, query, params)
+            taken = _walk(rows, after_position, horizon=after_position)
+            if len(taken) < len(rows):
+                horizon = rows[-1][0]
+                writers = (await conn.execute(_WRITERS)).scalar_one()
+                if await _wait_for_writers(conn, writers, wait_seconds):
+                    rows = await _page_rows(driver, query, params)
+                    taken = _walk(rows, after_position, horizon)
+        return taken
 
     async def head_position(self) -> int:
         """The highest committed position."""
@@ -315,8 +345,8 @@ PageRow = tuple[Any, ...]
 """A row of `_READ_ALL`: position first, type fifth."""
 
 
-async def _page_rows(driver: Any, params: Mapping[str, Any]) -> list[PageRow]:
-    cursor = await driver.execute(_READ_ALL, params, prepare=True)
+async def _page_rows(driver: Any, query: str, params: Mapping[str, Any]) -> list[PageRow]:
+    cursor = await driver.execute(query, params, prepare=True)
     return list(await cursor.fetchall())
 
 
@@ -334,6 +364,15 @@ def _read(row: PageRow) -> RecordedEvent:
         metadata=meta,
         recorded_at=recorded_at,
     )
+
+
+def _encoded(row: PageRow) -> EncodedEvent:
+    """A row of `_READ_ALL_ENCODED`."""
+    position, stream_id, version, event_id, kind, schema_version, recorded_at, body, trace = row
+    return EncodedEvent(
+        position, stream_id, version, event_id, kind, schema_version, recorded_at,
+        body.encode(), trace,
+    )  # fmt: skip
 
 
 def _walk(rows: Sequence[PageRow], after: int, horizon: int) -> Sequence[PageRow]:

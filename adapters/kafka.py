@@ -7,7 +7,6 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -18,7 +17,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from adapters.broker_loss import TopicState
 from adapters.relay_ledger import PartitionAck
 from adapters.tracing import TRACEPARENT, remote_parent, traceparent_of, tracer, tracing_on
-from domain.event_store import RecordedEvent
+from domain.event_store import EncodedEvent, RecordedEvent
 
 CLOUDEVENTS_SPEC_VERSION = "1.0"
 MAX_BATCH_BYTES = 512 * 1024
@@ -29,19 +28,30 @@ DELETION_CHECK_SECONDS = 0.1
 """How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
 
 
+_SPEC_VERSION_HEADER = ("ce_specversion", CLOUDEVENTS_SPEC_VERSION.encode())
+_CONTENT_TYPE_HEADER = ("content-type", b"application/json")
+
+
 def cloudevent_headers(
     event: RecordedEvent, source: str, traceparent: bytes | None = None
 ) -> list[tuple[str, bytes]]:
     """CloudEvents binary-mode headers plus the event's stream version and global position,
     and the W3C `traceparent` of its trace when it has one."""
+    return encoded_headers(encode_event(event), source.encode(), traceparent)
+
+
+def encoded_headers(
+    event: EncodedEvent, source: bytes, traceparent: bytes | None = None
+) -> list[tuple[str, bytes]]:
+    """`cloudevent_headers` of an encoded event, `source` already encoded."""
     headers = [
-        ("ce_specversion", CLOUDEVENTS_SPEC_VERSION.encode()),
-        ("ce_id", str(event.event_id).encode()),
+        _SPEC_VERSION_HEADER,
+        ("ce_id", event.event_id.encode()),
         ("ce_type", event.type.encode()),
-        ("ce_source", source.encode()),
+        ("ce_source", source),
         ("ce_time", event.recorded_at.isoformat().encode()),
         ("ce_subject", event.stream_id.encode()),
-        ("content-type", b"application/json"),
+        _CONTENT_TYPE_HEADER,
         ("sagaline_stream_version", str(event.version).encode()),
         ("sagaline_position", str(event.position).encode()),
         ("sagaline_schema_version", str(event.schema_version).encode()),
@@ -54,6 +64,22 @@ def cloudevent_headers(
 def message_value(event: RecordedEvent) -> bytes:
     """The message body: the event's payload and metadata as JSON."""
     return json.dumps({"data": event.data, "metadata": event.metadata}).encode()
+
+
+def encode_event(event: RecordedEvent) -> EncodedEvent:
+    """A decoded event in the form the publisher sends."""
+    stored = (event.metadata or {}).get(TRACEPARENT)
+    return EncodedEvent(
+        event.position,
+        event.stream_id,
+        event.version,
+        str(event.event_id),
+        event.type,
+        event.schema_version,
+        event.recorded_at,
+        message_value(event),
+        stored if isinstance(stored, str) else None,
+    )
 
 
 class KafkaEventPublisher:
@@ -168,11 +194,15 @@ class KafkaEventPublisher:
 
     async def publish(self, events: Sequence[RecordedEvent]) -> list[PartitionAck]:
         """Send every event; what the broker acknowledged, or KafkaError if not all of it."""
+        return await self.publish_encoded([encode_event(event) for event in events])
+
+    async def publish_encoded(self, events: Sequence[EncodedEvent]) -> list[PartitionAck]:
+        """`publish` of events read encoded (`read_all_encoded`): their bodies go as stored."""
         partitions = sorted(await self._producer.partitions_for(self._topic))
         if partitions != self._known_partitions or len(self._stream_partitions) > MAX_CACHED:
             self._known_partitions = partitions
             self._stream_partitions = {}
-        by_partition: dict[int, list[RecordedEvent]] = defaultdict(list)
+        by_partition: dict[int, list[EncodedEvent]] = defaultdict(list)
         for event in events:
             by_partition[self._partition_of(event.stream_id, partitions)].append(event)
         traceparents, spans = _trace_sends(events, self._topic)
@@ -199,17 +229,18 @@ class KafkaEventPublisher:
         return partition
 
     async def _send_in_order(
-        self, partition: int, events: Sequence[RecordedEvent], traceparents: dict[UUID, bytes]
+        self, partition: int, events: Sequence[EncodedEvent], traceparents: dict[int, bytes]
     ) -> PartitionAck:
         offsets: list[tuple[int, int]] = []
+        source = self._source.encode()
         batch = self._producer.create_batch()
         for event in events:
-            traceparent = traceparents.get(event.event_id)
-            if self._append(batch, event, traceparent):
+            traceparent = traceparents.get(event.position) if traceparents else None
+            if self._append(batch, event, source, traceparent):
                 continue
             offsets.append(await self._send(batch, partition))
             batch = self._producer.create_batch()
-            if not self._append(batch, event, traceparent):
+            if not self._append(batch, event, source, traceparent):
                 raise MessageSizeTooLargeError(f"event {event.event_id} does not fit a batch")
         if batch.record_count():
             offsets.append(await self._send(batch, partition))
@@ -217,12 +248,13 @@ class KafkaEventPublisher:
             partition, offsets[0][0], offsets[-1][1], offsets[-1][0], events[0].position
         )
 
-    def _append(self, batch: Any, event: RecordedEvent, traceparent: bytes | None) -> bool:
+    @staticmethod
+    def _append(batch: Any, event: EncodedEvent, source: bytes, traceparent: bytes | None) -> bool:
         appended = batch.append(
             timestamp=None,
             key=event.stream_id.encode(),
-            value=message_value(event),
-            headers=cloudevent_headers(event, self._source, traceparent),
+            value=event.body,
+            headers=encoded_headers(event, source, traceparent),
         )
         return appended is not None
 
@@ -235,21 +267,21 @@ class KafkaEventPublisher:
 
 
 def _trace_sends(
-    events: Sequence[RecordedEvent], topic: str
-) -> tuple[dict[UUID, bytes], dict[UUID, Span]]:
+    events: Sequence[EncodedEvent], topic: str
+) -> tuple[dict[int, bytes], dict[int, Span]]:
     """The `traceparent` header of each event appended within a trace, and the spans of the
-    sends.
+    sends, by position.
 
     An event's metadata keeps the trace of the activity that appended it. With tracing on,
     its send is a span in that trace and the header names the send; with tracing off, the
     header passes on the stored value.
     """
-    traceparents: dict[UUID, bytes] = {}
-    spans: dict[UUID, Span] = {}
+    traceparents: dict[int, bytes] = {}
+    spans: dict[int, Span] = {}
     traced = tracing_on()
     for event in events:
-        stored = (event.metadata or {}).get(TRACEPARENT)
-        if not isinstance(stored, str):
+        stored = event.traceparent
+        if stored is None:
             continue
         if traced:
             send = tracer().start_span(
@@ -264,16 +296,16 @@ def _trace_sends(
                     "sagaline.position": event.position,
                 },
             )
-            spans[event.event_id] = send
+            spans[event.position] = send
             stored = traceparent_of(send)
-        traceparents[event.event_id] = stored.encode()
+        traceparents[event.position] = stored.encode()
     return traceparents, spans
 
 
-def _end_sends(spans: dict[UUID, Span], events: Sequence[RecordedEvent], outcome: object) -> None:
+def _end_sends(spans: dict[int, Span], events: Sequence[EncodedEvent], outcome: object) -> None:
     """End the send spans of one partition's events, as failed if its publish failed."""
     for event in events:
-        send = spans.get(event.event_id)
+        send = spans.get(event.position)
         if send is None:
             continue
         if isinstance(outcome, BaseException):

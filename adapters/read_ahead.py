@@ -10,26 +10,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from typing import Any
-
-from domain.event_store import EventPage
+from typing import Any, Generic, Protocol, TypeVar
 
 
-class ReadAhead:
+class Page(Protocol):
+    """A page of the global order: where the next one starts."""
+
+    @property
+    def next_position(self) -> int: ...
+
+
+P = TypeVar("P", bound=Page)
+
+
+class ReadAhead(Generic[P]):
     """Pages from `read(position, wait_seconds)`; after a page `full(position, page)` calls
     full, the page after it is read meanwhile."""
 
     def __init__(
         self,
-        read: Callable[[int, float], Coroutine[Any, Any, EventPage]],
-        full: Callable[[int, EventPage], bool],
+        read: Callable[[int, float], Coroutine[Any, Any, P]],
+        full: Callable[[int, P], bool],
     ) -> None:
         self._read = read
         self._full = full
         # The next page: (its start, the read).
-        self._ahead: tuple[int, asyncio.Task[EventPage]] | None = None
+        self._ahead: tuple[int, asyncio.Task[P]] | None = None
 
-    async def page(self, position: int, wait_seconds: float) -> EventPage:
+    async def page(self, position: int, wait_seconds: float) -> P:
         """The page after `position`, from the read ahead when it started there."""
         if self._ahead is not None and self._ahead[0] == position:
             task = self._ahead[1]

@@ -77,6 +77,33 @@ class EventPage:
     next_position: int
 
 
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    """An event as stored, its payload still the JSON the store holds, for passing it on.
+
+    `body` is `{"data": ..., "metadata": ...}` as UTF-8 JSON, and `traceparent` the
+    metadata's `traceparent` when it has one: a publisher needs nothing decoded.
+    """
+
+    position: int
+    stream_id: str
+    version: int
+    event_id: str
+    type: str
+    schema_version: int
+    recorded_at: datetime
+    body: bytes
+    traceparent: str | None
+
+
+@dataclass(frozen=True)
+class EncodedPage:
+    """A gap-safe slice of the global order, its events encoded, and where to continue."""
+
+    events: list[EncodedEvent]
+    next_position: int
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """An aggregate's state at a version, so loading need not replay every event."""

@@ -23,7 +23,7 @@ from activities.relay import RelayActivities
 from adapters import checkpoints
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher, PartitionAck
-from domain.event_store import NewEvent, RecordedEvent, StreamAppend
+from domain.event_store import EncodedEvent, NewEvent, StreamAppend
 from runtime.embedded.broker import EmbeddedBroker
 
 EVENTS = 5_000
@@ -42,9 +42,9 @@ class WatchedPublisher(KafkaEventPublisher):
         super().__init__(*args, **kwargs)
         self.failed = asyncio.Event()
 
-    async def publish(self, events: Sequence[RecordedEvent]) -> list[PartitionAck]:
+    async def publish_encoded(self, events: Sequence[EncodedEvent]) -> list[PartitionAck]:
         try:
-            return await super().publish(events)
+            return await super().publish_encoded(events)
         except KafkaError:
             self.failed.set()
             raise

@@ -10,7 +10,7 @@ from uuid import uuid4
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from adapters.kafka import _trace_sends, cloudevent_headers
+from adapters.kafka import _trace_sends, cloudevent_headers, encode_event
 from adapters.tracing import TRACEPARENT, current_traceparent, tracing_on, with_traceparent
 from domain.event_store import RecordedEvent
 from runtime.config import Settings
@@ -19,9 +19,9 @@ from runtime.tracing import JsonLinesSpanExporter, otlp_traces_url, rotated_path
 TRACEPARENT_VALUE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def recorded(metadata: dict[str, object]) -> RecordedEvent:
+def recorded(metadata: dict[str, object], position: int = 7) -> RecordedEvent:
     return RecordedEvent(
-        position=7,
+        position=position,
         stream_id="Account-1",
         version=2,
         event_id=uuid4(),
@@ -92,12 +92,12 @@ def test_a_span_current_at_append_time_is_kept_in_the_events_metadata() -> None:
 
 def test_with_tracing_off_the_stored_trace_context_travels_on_as_the_header() -> None:
     assert not tracing_on()
-    traced, untraced = recorded({TRACEPARENT: TRACEPARENT_VALUE}), recorded({"actor": "a"})
-    headers, spans = _trace_sends([traced, untraced], "sagaline.events")
-    assert headers == {traced.event_id: TRACEPARENT_VALUE.encode()}
+    traced, untraced = recorded({TRACEPARENT: TRACEPARENT_VALUE}), recorded({"actor": "a"}, 8)
+    headers, spans = _trace_sends([encode_event(traced), encode_event(untraced)], "sagaline.events")
+    assert headers == {traced.position: TRACEPARENT_VALUE.encode()}
     assert spans == {}
     assert (TRACEPARENT, TRACEPARENT_VALUE.encode()) in cloudevent_headers(
-        traced, "sagaline", headers[traced.event_id]
+        traced, "sagaline", headers[traced.position]
     )
     assert TRACEPARENT not in dict(cloudevent_headers(untraced, "sagaline"))
 
