@@ -28,9 +28,11 @@ T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 OTHERS = 30
 
 
-def traced_failure(user: str, version: int, minute: int, traceparent: str) -> RecordedEvent:
+def traced_failure(
+    position: int, user: str, version: int, minute: int, traceparent: str
+) -> RecordedEvent:
     return RecordedEvent(
-        position=version,
+        position=position,
         stream_id=user,
         version=version,
         event_id=uuid.uuid4(),
@@ -61,8 +63,10 @@ async def test_a_traced_batch_is_handled_together_and_a_lock_joins_its_login_tra
     logins = [tracer.start_span(f"login {n}") for n in range(3 + OTHERS)]
     for login in logins:
         login.end()
-    events = [traced_failure(mallory, n + 1, n, traceparent_of(logins[n])) for n in range(3)] + [
-        traced_failure(f"user-{run}-{n}", 1, 0, traceparent_of(logins[3 + n]))
+    events = [
+        traced_failure(n + 1, mallory, n + 1, n, traceparent_of(logins[n])) for n in range(3)
+    ] + [
+        traced_failure(4 + n, f"user-{run}-{n}", 1, 0, traceparent_of(logins[3 + n]))
         for n in range(OTHERS)
     ]
     await publish(kafka_bootstrap, topic, events, partitions=2)
