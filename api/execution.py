@@ -41,7 +41,7 @@ from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from api.error_log import LoggedSchema
 from api.metrics import GraphQLMetrics, metrics_extensions, record_operation
-from api.safety import CheckedDocuments, masked, safety_extensions
+from api.safety import CheckedDocuments, masked, safety_extensions, subscription_over_http
 
 VALIDATION_RULES = tuple(specified_rules)
 """The rules strawberry's execution context validates with by default."""
@@ -110,7 +110,9 @@ class SagalineSchema(LoggedSchema):
             raise CannotGetOperationTypeError(name) from error
         if operation_type not in allowed:
             raise InvalidOperationTypeError(operation_type)
-        errors = self._checked.errors(self._schema, query, document, VALIDATION_RULES)
+        errors = self._checked.errors(
+            self._schema, query, document, VALIDATION_RULES
+        ) or subscription_over_http(context_value, document, name)
         if errors:
             return self._refused(document, name, errors, started)
         try:
