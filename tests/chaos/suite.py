@@ -54,7 +54,8 @@ class ChaosConfig:
     baseline_seconds: float = 20.0
     """Workload without faults first: the latency before faults."""
     planned_seconds: float = 240.0
-    """The transfers are paced to last about this long, until the faults are over."""
+    """The transfers are paced to last about this long; if the faults outlast it, more are
+    sent at the same pace until they are over."""
     plan: FaultPlan = field(default_factory=FaultPlan)
     seed: int = 12
 

@@ -78,7 +78,11 @@ class TransferAttempt:
 
 
 class Pacer:
-    """Hands out transfer numbers at a steady rate until `release`, then as fast as asked."""
+    """Hands out transfer numbers at a steady rate until `release`, then as fast as asked.
+
+    `total` is a minimum: until `release` the numbers go on at that rate past it, so work
+    keeps flowing through every fault however long the faults take (each fault waits for a
+    transfer to finish after it); after `release` none is handed out past it."""
 
     def __init__(self, total: int, per_second: float) -> None:
         self.total = total
@@ -95,7 +99,7 @@ class Pacer:
         return self._issued
 
     async def next(self) -> int | None:
-        if self._issued >= self.total:
+        if self._issued >= self.total and self._released.is_set():
             return None
         number = self._issued
         self._issued += 1
