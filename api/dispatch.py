@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from temporalio.client import (
     WithStartWorkflowOperation,
@@ -15,7 +15,11 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import UpdateMethodMultiParam
 
@@ -91,21 +95,20 @@ async def send(
     waited on in the same way.
     """
     services = ctx.services
-    attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
     timeout = services.settings.command_timeout_seconds
     handle: WorkflowHandle[Any, R]
     with correlated(command_id, workflow_id):
         if outcome_update is not None:
-            start = WithStartWorkflowOperation(
-                run,
-                command,
-                id=workflow_id,
-                task_queue=services.settings.temporal_task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=attributes,
-                static_summary=summary,
+            options = start_options(
+                ctx,
+                workflow_id,
+                command_id,
+                aggregate_ids,
+                summary,
+                saga_type,
+                WorkflowIDConflictPolicy.FAIL,
             )
+            start = WithStartWorkflowOperation(run, command, **options)
             try:
                 outcome: R = await asyncio.wait_for(
                     services.temporal.execute_update_with_start_workflow(
@@ -173,20 +176,51 @@ async def _start(
     saga_type: str | None = None,
 ) -> WorkflowHandle[Any, R]:
     services = ctx.services
-    attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
+    options = start_options(
+        ctx,
+        workflow_id,
+        command_id,
+        aggregate_ids,
+        summary,
+        saga_type,
+        WorkflowIDConflictPolicy.USE_EXISTING,
+    )
     try:
-        return await services.temporal.start_workflow(
-            run,
-            command,
-            id=workflow_id,
-            task_queue=services.settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=attributes,
-            static_summary=summary,
-        )
+        return await services.temporal.start_workflow(run, command, **options)
     except WorkflowAlreadyStartedError:
         return services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
+
+
+class StartOptions(TypedDict):
+    """How a command's workflow is started, alone or with its outcome update."""
+
+    id: str
+    task_queue: str
+    id_conflict_policy: WorkflowIDConflictPolicy
+    id_reuse_policy: WorkflowIDReusePolicy
+    search_attributes: TypedSearchAttributes
+    static_summary: str
+
+
+def start_options(
+    ctx: Context,
+    workflow_id: str,
+    command_id: str,
+    aggregate_ids: Sequence[str],
+    summary: str,
+    saga_type: str | None,
+    on_conflict: WorkflowIDConflictPolicy,
+) -> StartOptions:
+    """The options of a command's workflow start: once per id (a closed one is never run
+    again), on the API's task queue, with the search attributes operators find it by."""
+    return StartOptions(
+        id=workflow_id,
+        task_queue=ctx.services.settings.temporal_task_queue,
+        id_conflict_policy=on_conflict,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search_attributes.at_start(command_id, aggregate_ids, saga_type),
+        static_summary=summary,
+    )
 
 
 async def _settled(start: WithStartWorkflowOperation[Any, Any]) -> None:
