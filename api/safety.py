@@ -39,6 +39,7 @@ from strawberry.schema.schema import validate_document
 from adapters.outages import unavailable_service
 from api.error_log import report_unexpected
 from api.outages import service_unavailable
+from api.schema_disclosure import disclosed, rules_for
 
 MAX_DEPTH = 8
 MAX_TOKENS = 2_000
@@ -180,10 +181,18 @@ class DocumentChecks(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
-            context.pre_execution_errors = self.checked.errors(
-                context.schema._schema, context.query or "", document, context.validation_rules
+            rules = rules_for(context.context, context.validation_rules)
+            errors = self.checked.errors(
+                context.schema._schema, context.query or "", document, rules
             ) or subscription_over_http(context.context, document, context.operation_name)
+            context.pre_execution_errors = disclosed(context.context, errors)
         yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = disclosed(self.execution_context.context, list(result.errors))
 
 
 def anonymised(error: GraphQLError) -> GraphQLError:
