@@ -8,7 +8,9 @@ extensions do (api/metrics.py, api/safety.py), in the same order, as plain calls
 
 1. the query text's parsed document from the shared cache (`CheckedDocuments`), a syntax
    error or too many tokens being a request error;
-2. the operation type, refused as strawberry refuses it (CannotGetOperationTypeError,
+2. a document of several operations without an operationName refused as a request error
+   (strawberry's own path would run the first: `DocumentChecks` refuses it there), then
+   the operation type, refused as strawberry refuses it (CannotGetOperationTypeError,
    InvalidOperationTypeError: the HTTP view answers 400);
 3. the cached validation (limits, cost, depth, aliases and graphql-core's rules, with
    introspection refused to a customer: api/schema_disclosure.py);
@@ -43,7 +45,13 @@ from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from api.error_log import LoggedSchema
 from api.metrics import GraphQLMetrics, metrics_extensions, record_operation
-from api.safety import CheckedDocuments, masked, safety_extensions, subscription_over_http
+from api.safety import (
+    CheckedDocuments,
+    masked,
+    safety_extensions,
+    subscription_over_http,
+    unchosen_operation,
+)
 from api.schema_disclosure import disclosed, rules_for
 
 VALIDATION_RULES = tuple(specified_rules)
@@ -107,6 +115,9 @@ class SagalineSchema(LoggedSchema):
         except Exception as error:  # strawberry answers any parse failure as one
             return self._refused(None, operation_name, [_coerced(error)], started, context_value)
         name = operation_name if operation_name is not None else _first_operation_name(document)
+        unchosen = unchosen_operation(document, operation_name)
+        if unchosen:
+            return self._refused(document, name, unchosen, started, context_value)
         try:
             operation_type = get_operation_type(document, name)
         except RuntimeError as error:

@@ -182,9 +182,14 @@ class DocumentChecks(SchemaExtension):
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
             rules = rules_for(context.context, context.validation_rules)
-            errors = self.checked.errors(
-                context.schema._schema, context.query or "", document, rules
-            ) or subscription_over_http(context.context, document, context.operation_name)
+            # `operation_name` falls back to the first operation's; what the client sent is
+            # kept apart (strawberry has no public name for it).
+            sent_name = context._provided_operation_name
+            errors = (
+                unchosen_operation(document, sent_name)
+                or self.checked.errors(context.schema._schema, context.query or "", document, rules)
+                or subscription_over_http(context.context, document, context.operation_name)
+            )
             context.pre_execution_errors = disclosed(context.context, errors)
         yield
 
@@ -214,6 +219,19 @@ def anonymised(error: GraphQLError) -> GraphQLError:
 def masked(errors: list[GraphQLError]) -> list[GraphQLError]:
     """The errors as the client gets them: each unexpected one anonymised."""
     return [anonymised(error) if unexpected(error) else error for error in errors]
+
+
+MISSING_OPERATION_NAME = "Must provide operation name if query contains multiple operations."
+
+
+def unchosen_operation(document: DocumentNode, operation_name: str | None) -> list[GraphQLError]:
+    """The refusal of a document of several operations sent without an operationName:
+    running the first would guess which one the client meant (GraphQL over HTTP makes it a
+    request error; graphql-core's `execute` refuses it in these words)."""
+    if operation_name is not None:
+        return []
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return [GraphQLError(MISSING_OPERATION_NAME)] if len(operations) > 1 else []
 
 
 def subscription_over_http(

@@ -275,3 +275,18 @@ async def test_a_customer_is_refused_introspection_and_told_no_field_names(path:
         assert [e.message for e in hinted.errors or []] == [
             "Cannot query field 'ech' on type 'Query'. Did you mean 'echo'?"
         ]
+
+
+async def test_two_operations_without_an_operation_name_are_a_request_error() -> None:
+    # Running the first would guess which one the client meant (GraphQL over HTTP: the
+    # request is in error). Both paths refuse it before execution.
+    through_extensions, direct, _ = schemas()
+    for schema in (through_extensions, direct):
+        result = await schema.execute(DOCUMENTS["named of two"][0])
+        assert result.data is None
+        assert [e.message for e in result.errors or []] == [
+            "Must provide operation name if query contains multiple operations."
+        ]
+        assert result.errors and result.errors[0].path is None
+        one = await schema.execute('query A { echo(text: "a") }')
+        assert one.data == {"echo": "a"}

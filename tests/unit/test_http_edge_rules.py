@@ -179,6 +179,18 @@ def test_a_request_with_two_authorization_headers_is_refused_as_ambiguous() -> N
     assert closed.value.code == 4401 and closed.value.reason == AMBIGUOUS_CREDENTIAL
 
 
+def test_two_operations_without_an_operation_name_answer_400_with_the_reason() -> None:
+    client = websocket_client(Settings())
+    two = {"query": "query A { __typename } query B { __typename }"}
+    accept = {"Accept": "application/graphql-response+json"}
+    refused = client.post("/", json=two, headers=accept)
+    assert refused.status_code == 400
+    message = "Must provide operation name if query contains multiple operations."
+    assert refused.json() == {"errors": [{"message": message}]}
+    named = client.post("/", json={**two, "operationName": "B"}, headers=accept)
+    assert named.status_code == 200 and named.json() == {"data": {"__typename": "Query"}}
+
+
 def test_websockets_from_a_listed_origin_are_accepted_and_others_refused() -> None:
     client = websocket_client(Settings(api_cors_origins=ORIGIN))
     with client.websocket_connect(
