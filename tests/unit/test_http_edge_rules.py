@@ -207,6 +207,28 @@ def test_websockets_from_a_listed_origin_are_accepted_and_others_refused() -> No
         pass
 
 
+def test_a_caller_over_its_websocket_bound_is_closed_with_4429_until_one_closes() -> None:
+    client = websocket_client(Settings(api_max_websockets_per_caller=2))
+    init = {"type": "connection_init", "payload": {"Authorization": "Bearer t"}}
+    protocol = ["graphql-transport-ws"]
+    with client.websocket_connect("/", subprotocols=protocol) as first:
+        first.send_json(init)
+        assert first.receive_json()["type"] == "connection_ack"
+        with client.websocket_connect("/", subprotocols=protocol) as second:
+            second.send_json(init)
+            assert second.receive_json()["type"] == "connection_ack"
+            with client.websocket_connect("/", subprotocols=protocol) as third:
+                third.send_json(init)
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    third.receive_json()
+            assert closed.value.code == 4429
+            assert closed.value.reason == "too many websockets open for this caller (at most 2)"
+        # The second socket closed, so its place is free again.
+        with client.websocket_connect("/", subprotocols=protocol) as again:
+            again.send_json(init)
+            assert again.receive_json()["type"] == "connection_ack"
+
+
 def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
     template = get_graphql_ide_html("graphiql")
     assets = page_assets(template)
