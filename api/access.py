@@ -50,11 +50,14 @@ async def may_use_account(ctx: Context, account_id: str) -> bool:
 
 async def sees_transfer(ctx: Context, transfer: TransferView) -> bool:
     """Whether the caller may see this transfer: it touches one of the caller's accounts."""
+    return await sees_transfer_between(ctx, transfer.from_account_id, transfer.to_account_id)
+
+
+async def sees_transfer_between(ctx: Context, from_account_id: str, to_account_id: str) -> bool:
+    """Whether the caller may see a transfer between these accounts: one of them is its own."""
     if ctx.caller.customer is None:
         return True
-    return await may_use_account(ctx, transfer.from_account_id) or await may_use_account(
-        ctx, transfer.to_account_id
-    )
+    return await may_use_account(ctx, from_account_id) or await may_use_account(ctx, to_account_id)
 
 
 async def sees_stream(ctx: Context, stream_id: str) -> bool:

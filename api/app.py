@@ -26,7 +26,7 @@ from adapters.database import ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
 from adapters.tracing import tracing_on
-from api.auth import Caller, Role, TokenCheck, parse_tokens
+from api.auth import AMBIGUOUS_CREDENTIAL, Caller, Role, TokenCheck, ambiguous, parse_tokens
 from api.consistency import CONSISTENT_WITH_HEADER
 from api.context import Context, Services
 from api.edge import BodyLimit
@@ -185,12 +185,13 @@ class TokenGuard:
         if wants_page or token_later or caller is not None:
             await self._app(scope, receive, send)
             return
+        reason = AMBIGUOUS_CREDENTIAL if ambiguous(headers) else "missing or invalid bearer token"
         if scope["type"] == "websocket":
-            close = WebSocketClose(code=4401, reason="missing or invalid bearer token")
+            close = WebSocketClose(code=4401, reason=reason)
             await close(scope, receive, send)
             return
         refusal = JSONResponse(
-            {"errors": [{"message": "missing or invalid bearer token"}]},
+            {"errors": [{"message": reason}]},
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
         )

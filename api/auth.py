@@ -48,6 +48,18 @@ class Caller:
         return self.user_id if self.role is Role.CUSTOMER else None
 
 
+AMBIGUOUS_CREDENTIAL = "more than one Authorization header: send exactly one bearer token"
+
+
+def ambiguous(headers: Headers) -> bool:
+    """Whether a request carries more than one Authorization header.
+
+    Which one counts would be a guess (proxies and frameworks disagree on first or last),
+    so such a request is refused rather than admitted as either caller.
+    """
+    return len(headers.getlist("authorization")) > 1
+
+
 class TokenConfigurationError(ValueError):
     """SAGALINE_API_TOKENS is not a list of token:role pairs."""
 
@@ -77,7 +89,10 @@ class TokenCheck:
         self.sessions = sessions
 
     def caller(self, headers: Headers) -> Caller | None:
-        """The caller behind the request's Authorization header, or None."""
+        """The caller behind the request's Authorization header, or None (also when it has
+        more than one: an ambiguous credential names no one, see `ambiguous`)."""
+        if ambiguous(headers):
+            return None
         return self._bearer(headers.get("authorization", ""))
 
     def caller_in_connection_params(self, params: Mapping[str, object]) -> Caller | None:
@@ -86,11 +101,18 @@ class TokenCheck:
         Browsers cannot set headers on a websocket, so the payload carries the header instead:
         `{"Authorization": "Bearer <token>"}` (the key in any letter case), or just
         `{"token": "<token>"}`.
+
+        Like the header, the payload must name one credential: two `Authorization` keys
+        (in different letter cases), or one besides a `token`, name no one.
         """
-        header = next((v for k, v in params.items() if k.lower() == "authorization"), None)
-        if isinstance(header, str):
-            return self._bearer(header)
-        token = params.get("token")
+        headers = [v for k, v in params.items() if k.lower() == "authorization"]
+        credentials = len(headers) + ("token" in params)
+        if credentials != 1:
+            return None
+        if headers:
+            header = headers[0]
+            return self._bearer(header) if isinstance(header, str) else None
+        token = params["token"]
         return self.caller_for(token) if isinstance(token, str) and token else None
 
     def caller_for(self, token: str) -> Caller | None:

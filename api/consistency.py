@@ -7,8 +7,9 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.event_store import head_position
 from api.context import Context
-from api.errors import BadPosition, CommandPending, ConsistencyTimeout
+from api.errors import BadPosition, CommandPending, ConsistencyTimeout, PositionAhead
 from projections.consistency import caught_up, wait_until_caught_up
 
 MAX_POSITION_DIGITS = 18
@@ -29,7 +30,10 @@ async def ensure_consistent(
     """Wait for the projections to reach the position, or raise once the bound passes.
 
     The position comes from the `consistentWith` argument, else from the Consistent-With
-    header. A query whose read models are already there takes no wait slot.
+    header. A query whose read models are already there takes no wait slot, nor does one
+    naming a position past the event store's head, which is refused at once: every position
+    a mutation answers with was committed on the primary before the answer went out, so it
+    is at most the primary's head read after it (a replica's may lag; it is not asked).
     """
     if consistent_with is None:
         header = ctx.request.headers.get(CONSISTENT_WITH_HEADER)
@@ -40,6 +44,10 @@ async def ensure_consistent(
     services = ctx.services
     if await caught_up(services.read_engine, projections, position):
         return
+    async with services.engine.connect() as conn:
+        head = await head_position(conn)
+    if position > head:
+        raise PositionAhead(position, head)
     seconds = services.settings.consistency_timeout_seconds
     with services.consistency_waits.slot():
         if not await wait_until_caught_up(

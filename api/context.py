@@ -16,6 +16,7 @@ from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
 from api.metrics import GraphQLMetrics
+from api.websocket_limits import SocketsPerCaller
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.consistency import CheckpointWakeups
@@ -64,6 +65,11 @@ class Services:
     def consistency_waits(self) -> ConsistencyWaits:
         """The bound on concurrent `consistentWith` waits, shared by every request."""
         return ConsistencyWaits(self.settings.api_max_consistency_waits)
+
+    @cached_property
+    def sockets_per_caller(self) -> SocketsPerCaller:
+        """The bound on each caller's open websockets, shared by every socket."""
+        return SocketsPerCaller(self.settings.api_max_websockets_per_caller)
 
 
 @dataclass(frozen=True)

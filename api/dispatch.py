@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from temporalio.client import (
     WithStartWorkflowOperation,
@@ -15,7 +15,11 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import UpdateMethodMultiParam
 
@@ -23,7 +27,8 @@ from activities.command_handling import CLIENT_MESSAGE, CommandResult
 from adapters.correlation import correlated
 from api.context import Context
 from api.errors import CommandFailed, CommandPending
-from api.rejections import rejection_payload
+from api.rejections import invalid_input, rejection_payload
+from api.retries import CommandIdReused, ensure_retry
 from domain.errors import InvalidInput
 from workflows import search_attributes
 from workflows.command_outcomes import CommandOutcome, Failure
@@ -81,6 +86,9 @@ async def send(
 ) -> R | None:
     """Run the command's workflow (or join the one already started); None if still running.
 
+    Joining needs the same request: a command that is not a retry of the one that started
+    the workflow raises CommandIdReused (api/retries.py).
+
     With `outcome_update` (an update of the workflow that answers with its result once it
     has one) the workflow is started with that update in one call, which returns when the
     update completes: in the workflow task that ends the workflow, without a second call
@@ -91,21 +99,19 @@ async def send(
     waited on in the same way.
     """
     services = ctx.services
-    attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
     timeout = services.settings.command_timeout_seconds
     handle: WorkflowHandle[Any, R]
     with correlated(command_id, workflow_id):
         if outcome_update is not None:
-            start = WithStartWorkflowOperation(
-                run,
-                command,
-                id=workflow_id,
-                task_queue=services.settings.temporal_task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=attributes,
-                static_summary=summary,
+            options = start_options(
+                ctx,
+                workflow_id,
+                command_id,
+                aggregate_ids,
+                summary,
+                saga_type,
             )
+            start = WithStartWorkflowOperation(run, command, **options)
             try:
                 outcome: R = await asyncio.wait_for(
                     services.temporal.execute_update_with_start_workflow(
@@ -118,10 +124,14 @@ async def send(
                 # wait_for cancels the call at the bound, which the SDK raises as the
                 # latter; a cancellation of this request itself arrives as CancelledError.
                 return None
-            except (WorkflowAlreadyStartedError, WorkflowUpdateFailedError):
-                pass
+            except WorkflowAlreadyStartedError:
+                joined = True
+            except WorkflowUpdateFailedError:
+                joined = False
             finally:
                 await _settled(start)
+            if joined:
+                await ensure_retry(services.temporal, workflow_id, command)
             handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
             try:
                 return await asyncio.wait_for(handle.result(), timeout=timeout)
@@ -173,20 +183,51 @@ async def _start(
     saga_type: str | None = None,
 ) -> WorkflowHandle[Any, R]:
     services = ctx.services
-    attributes = search_attributes.at_start(command_id, aggregate_ids, saga_type)
+    options = start_options(
+        ctx,
+        workflow_id,
+        command_id,
+        aggregate_ids,
+        summary,
+        saga_type,
+    )
     try:
-        return await services.temporal.start_workflow(
-            run,
-            command,
-            id=workflow_id,
-            task_queue=services.settings.temporal_task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=attributes,
-            static_summary=summary,
-        )
+        return await services.temporal.start_workflow(run, command, **options)
     except WorkflowAlreadyStartedError:
+        await ensure_retry(services.temporal, workflow_id, command)
         return services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
+
+
+class StartOptions(TypedDict):
+    """How a command's workflow is started, alone or with its outcome update."""
+
+    id: str
+    task_queue: str
+    id_conflict_policy: WorkflowIDConflictPolicy
+    id_reuse_policy: WorkflowIDReusePolicy
+    search_attributes: TypedSearchAttributes
+    static_summary: str
+
+
+def start_options(
+    ctx: Context,
+    workflow_id: str,
+    command_id: str,
+    aggregate_ids: Sequence[str],
+    summary: str,
+    saga_type: str | None,
+) -> StartOptions:
+    """The options of a command's workflow start: once per id (one running or closed under
+    it is not started again, and the start says so, for `ensure_retry`), on the API's task
+    queue, with the search attributes operators find it by."""
+    return StartOptions(
+        id=workflow_id,
+        task_queue=ctx.services.settings.temporal_task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=search_attributes.at_start(command_id, aggregate_ids, saga_type),
+        static_summary=summary,
+    )
 
 
 async def _settled(start: WithStartWorkflowOperation[Any, Any]) -> None:
@@ -220,18 +261,22 @@ async def execute(
     """Send a command; answer with the member of the mutation's `union` it ended as.
 
     That is CommandPending while it runs, the type its rejection has, CommandFailed if it
-    failed, or what `success` makes of its result.
+    failed, what `success` makes of its result, or InvalidInput on `commandId` if the id
+    was first used by a command asking for something else.
     """
     command_id: str = command.command_id
-    outcome = await send(
-        ctx,
-        run,
-        command,
-        workflow_id=workflow_id,
-        command_id=command_id,
-        aggregate_ids=aggregate_ids,
-        summary=summary,
-    )
+    try:
+        outcome = await send(
+            ctx,
+            run,
+            command,
+            workflow_id=workflow_id,
+            command_id=command_id,
+            aggregate_ids=aggregate_ids,
+            summary=summary,
+        )
+    except CommandIdReused:
+        return invalid_input(InvalidInput("commandId", "was already used by another command"))
     if outcome is None:
         return CommandPending(message="the command is still running", command_id=command_id)
     if outcome.rejection is not None:

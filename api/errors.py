@@ -51,6 +51,17 @@ class BadPosition(GraphQLError):
         )
 
 
+class PositionAhead(GraphQLError):
+    """A `consistentWith` position past the event store's head: no mutation returned it."""
+
+    def __init__(self, position: int, head: int) -> None:
+        super().__init__(
+            f"consistentWith {position} is past the event store's head ({head}): "
+            "it is not a position a mutation returned",
+            extensions={"code": "BAD_USER_INPUT"},
+        )
+
+
 @strawberry.type(name="UserNotFound", description="No user has this id.")
 class UserNotFoundPayload:
     message: str

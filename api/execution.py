@@ -8,13 +8,17 @@ extensions do (api/metrics.py, api/safety.py), in the same order, as plain calls
 
 1. the query text's parsed document from the shared cache (`CheckedDocuments`), a syntax
    error or too many tokens being a request error;
-2. the operation type, refused as strawberry refuses it (CannotGetOperationTypeError,
+2. a document of several operations without an operationName refused as a request error
+   (strawberry's own path would run the first: `DocumentChecks` refuses it there), then
+   the operation type, refused as strawberry refuses it (CannotGetOperationTypeError,
    InvalidOperationTypeError: the HTTP view answers 400);
-3. the cached validation (limits, cost, depth, aliases and graphql-core's rules);
+3. the cached validation (limits, cost, depth, aliases and graphql-core's rules, with
+   introspection refused to a customer: api/schema_disclosure.py);
 4. graphql-core's `execute` with the arguments strawberry passes it (no middleware: none of
    the schema's extensions resolves fields);
 5. every error logged by `process_errors` (api/error_log.py), then the unexpected ones
-   masked, then the operation counted and timed from the errors before masking.
+   masked (and a customer's stripped of suggested names), then the operation counted and
+   timed from the errors before masking.
 
 Subscriptions (`subscribe`) keep strawberry's path with the same extensions. So does
 `execute` itself if the schema was given other extensions or directives after it was built.
@@ -41,7 +45,14 @@ from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from api.error_log import LoggedSchema
 from api.metrics import GraphQLMetrics, metrics_extensions, record_operation
-from api.safety import CheckedDocuments, masked, safety_extensions, subscription_over_http
+from api.safety import (
+    CheckedDocuments,
+    masked,
+    safety_extensions,
+    subscription_over_http,
+    unchosen_operation,
+)
+from api.schema_disclosure import disclosed, rules_for
 
 VALIDATION_RULES = tuple(specified_rules)
 """The rules strawberry's execution context validates with by default."""
@@ -102,8 +113,11 @@ class SagalineSchema(LoggedSchema):
         try:
             document = self._checked.document(query)
         except Exception as error:  # strawberry answers any parse failure as one
-            return self._refused(None, operation_name, [_coerced(error)], started)
+            return self._refused(None, operation_name, [_coerced(error)], started, context_value)
         name = operation_name if operation_name is not None else _first_operation_name(document)
+        unchosen = unchosen_operation(document, operation_name)
+        if unchosen:
+            return self._refused(document, name, unchosen, started, context_value)
         try:
             operation_type = get_operation_type(document, name)
         except RuntimeError as error:
@@ -111,10 +125,10 @@ class SagalineSchema(LoggedSchema):
         if operation_type not in allowed:
             raise InvalidOperationTypeError(operation_type)
         errors = self._checked.errors(
-            self._schema, query, document, VALIDATION_RULES
+            self._schema, query, document, rules_for(context_value, VALIDATION_RULES)
         ) or subscription_over_http(context_value, document, name)
         if errors:
-            return self._refused(document, name, errors, started)
+            return self._refused(document, name, errors, started, context_value)
         try:
             outcome = await await_maybe(
                 execute(
@@ -130,14 +144,13 @@ class SagalineSchema(LoggedSchema):
                 )
             )
         except Exception as error:  # answered as an error, as strawberry does
-            return self._refused(document, name, [_coerced(error)], started)
+            return self._refused(document, name, [_coerced(error)], started, context_value)
         assert isinstance(outcome, GraphQLExecutionResult)
         original = outcome.errors
         if original:
             self._process_errors(original)
-        result = ExecutionResult(
-            data=outcome.data, errors=masked(original) if original else original, extensions={}
-        )
+        answered = disclosed(context_value, masked(original)) if original else original
+        result = ExecutionResult(data=outcome.data, errors=answered, extensions={})
         if self._metrics is not None:
             record_operation(
                 self._metrics, self, document, name, original or None, outcome, started
@@ -150,10 +163,12 @@ class SagalineSchema(LoggedSchema):
         operation_name: str | None,
         errors: list[GraphQLError],
         started: float,
+        context: object,
     ) -> ExecutionResult:
         """The answer to an operation that stopped before or outside execution."""
         self._process_errors(errors)
-        result = PreExecutionError(data=None, errors=masked(errors), extensions={})
+        answered = disclosed(context, masked(errors))
+        result = PreExecutionError(data=None, errors=answered, extensions={})
         if self._metrics is not None:
             record_operation(self._metrics, self, document, operation_name, errors, result, started)
         return result

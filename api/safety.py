@@ -39,6 +39,7 @@ from strawberry.schema.schema import validate_document
 from adapters.outages import unavailable_service
 from api.error_log import report_unexpected
 from api.outages import service_unavailable
+from api.schema_disclosure import disclosed, rules_for
 
 MAX_DEPTH = 8
 MAX_TOKENS = 2_000
@@ -180,10 +181,23 @@ class DocumentChecks(SchemaExtension):
         context = self.execution_context
         document = context.graphql_document
         if document is not None and context.pre_execution_errors is None:
-            context.pre_execution_errors = self.checked.errors(
-                context.schema._schema, context.query or "", document, context.validation_rules
-            ) or subscription_over_http(context.context, document, context.operation_name)
+            rules = rules_for(context.context, context.validation_rules)
+            # `operation_name` falls back to the first operation's; what the client sent is
+            # kept apart (strawberry has no public name for it).
+            sent_name = context._provided_operation_name
+            errors = (
+                unchosen_operation(document, sent_name)
+                or self.checked.errors(context.schema._schema, context.query or "", document, rules)
+                or subscription_over_http(context.context, document, context.operation_name)
+            )
+            context.pre_execution_errors = disclosed(context.context, errors)
         yield
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is not None and result.errors:
+            result.errors = disclosed(self.execution_context.context, list(result.errors))
 
 
 def anonymised(error: GraphQLError) -> GraphQLError:
@@ -205,6 +219,19 @@ def anonymised(error: GraphQLError) -> GraphQLError:
 def masked(errors: list[GraphQLError]) -> list[GraphQLError]:
     """The errors as the client gets them: each unexpected one anonymised."""
     return [anonymised(error) if unexpected(error) else error for error in errors]
+
+
+MISSING_OPERATION_NAME = "Must provide operation name if query contains multiple operations."
+
+
+def unchosen_operation(document: DocumentNode, operation_name: str | None) -> list[GraphQLError]:
+    """The refusal of a document of several operations sent without an operationName:
+    running the first would guess which one the client meant (GraphQL over HTTP makes it a
+    request error; graphql-core's `execute` refuses it in these words)."""
+    if operation_name is not None:
+        return []
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    return [GraphQLError(MISSING_OPERATION_NAME)] if len(operations) > 1 else []
 
 
 def subscription_over_http(

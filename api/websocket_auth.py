@@ -10,6 +10,9 @@ A customer session is checked for as long as its socket is open, not just when i
 before every message with data and at least every SESSION_CHECK_SECONDS. Once the session
 has expired the socket is closed with 4401 Unauthorized; once it is revoked (its user locked
 since it was issued) with 4403 Forbidden. Nothing more is sent on it either way.
+
+A caller holding SAGALINE_API_MAX_WEBSOCKETS_PER_CALLER sockets already has one more closed
+with 4429 (too many) at its connection_init, before it is acknowledged.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
+TOO_MANY_SOCKETS = 4429
 SESSION_CHECK_SECONDS = 2.0
 
 
@@ -43,6 +47,8 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
 
     _session_watch: asyncio.Task[None] | None = None
     _session_ended = False
+    _counted_as: str | None = None
+    """The caller whose open sockets count this one (from its connection_init on)."""
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Name the socket's caller, or close the socket, before the protocol goes on."""
@@ -57,6 +63,12 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
             if caller is None:
                 await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
                 return
+            sockets = services.sockets_per_caller
+            if not sockets.open(caller.name):
+                reason = f"too many websockets open for this caller (at most {sockets.limit})"
+                await self.websocket.close(code=TOO_MANY_SOCKETS, reason=reason)
+                return
+            self._counted_as = caller.name
         await super().handle_connection_init(message)
         customer = self.context.caller.customer is not None
         if self.connection_acknowledged and customer and self._session_watch is None:
@@ -71,6 +83,9 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
         await super().send_message(message)
 
     async def shutdown(self) -> None:
+        if self._counted_as is not None:
+            self.context.services.sockets_per_caller.close(self._counted_as)
+            self._counted_as = None
         if self._session_watch is not None:
             self._session_watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     """Most fields one GraphQL document may select, fragments counted where spread."""
     api_max_consistency_waits: int = Field(default=8, gt=0)
     """Queries that may wait on `consistentWith` at once; one more is refused at once."""
+    api_max_websockets_per_caller: int = Field(default=16, gt=0)
+    """Websockets one caller (an API token, or a customer's user over all its sessions) may
+    hold open at once; one more is closed with 4429 before it is acknowledged."""
     api_cors_origins: str = ""
     """Comma-separated origins whose browser pages may call the API ("*": any)."""
     graphiql_assets_dir: Path | None = None

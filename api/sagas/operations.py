@@ -86,5 +86,16 @@ def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
         error=state.error,
         started_at=state.started_at,
         closed_at=state.closed_at,
-        temporal_ui_url=ctx.services.settings.temporal_workflow_url(workflow_id),
+        temporal_ui_url=temporal_ui_url(ctx, workflow_id),
     )
+
+
+def temporal_ui_url(ctx: Context, workflow_id: str) -> str | None:
+    """The saga's page in the Temporal UI for an operator; None for anyone else.
+
+    The Temporal UI is the operators' tool at an internal address: a client back end (which
+    would pass it on) or a customer has no use for the link, and it names that address.
+    """
+    if not ctx.caller.is_operator:
+        return None
+    return ctx.services.settings.temporal_workflow_url(workflow_id)

@@ -21,7 +21,9 @@ class Saga:
     error: str | None
     started_at: datetime | None
     closed_at: datetime | None
-    temporal_ui_url: str
+    temporal_ui_url: str | None = strawberry.field(
+        description="The saga's workflow in the Temporal UI; operators only (null for others)."
+    )
 
 
 @strawberry.input

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 import strawberry
 from strawberry.types import Info
 
-from adapters.event_store import PostgresEventStore
-from api.access import may_use_account, sees_transfer
+from api.access import may_use_account, sees_transfer, sees_transfer_between
 from api.consistency import read_after
 from api.context import Context
 from api.dispatch import command_failed, idempotency_key, send
 from api.errors import AccountNotFoundPayload
 from api.rejections import invalid_input, rejection_payload
+from api.retries import CommandIdReused
 from api.transfers.types import (
     Transfer,
     TransferCompletedPayload,
@@ -37,27 +36,6 @@ class NotTheCallers(Exception):
     """The transfer behind a reused transferId is another customer's: it is not shown."""
 
 
-class ReusedTransferId(Exception):
-    """The transferId names a transfer of other accounts or another amount: the request is
-    not a retry of it, and answering with that transfer's outcome would report a payment
-    that never happened."""
-
-
-def _requested(command: TransferMoney) -> tuple[str, str, Decimal]:
-    return command.from_account_id, command.to_account_id, command.amount
-
-
-async def _recorded_request(ctx: Context, transfer_id: str) -> tuple[str, str, Decimal] | None:
-    """What the transfer's first event says was asked for, from the event store; None if
-    the transfer was never recorded (it was refused before its first step)."""
-    store = PostgresEventStore(ctx.services.engine)
-    first = await store.read_stream(transfer_id, from_version=1, limit=1)
-    if not first or first[0].type != "TransferRequested":
-        return None
-    data = first[0].data
-    return data["from_account_id"], data["to_account_id"], Decimal(data["amount"])
-
-
 async def _transfer(
     ctx: Context, command: TransferMoney, position: int, outcome: TransferOutcome | None = None
 ) -> Transfer:
@@ -68,14 +46,7 @@ async def _transfer(
     if view is not None:
         if not await sees_transfer(ctx, view):
             raise NotTheCallers(command.from_account_id)
-        if (view.from_account_id, view.to_account_id, view.amount) != _requested(command):
-            raise ReusedTransferId(command.transfer_id)
         return Transfer.from_view(view)
-    if outcome is not None:
-        # The read model is behind: the event store says which transfer the saga ran.
-        recorded = await _recorded_request(ctx, command.transfer_id)
-        if recorded is not None and recorded != _requested(command):
-            raise ReusedTransferId(command.transfer_id)
     return Transfer(
         id=strawberry.ID(command.transfer_id),
         from_account_id=strawberry.ID(command.from_account_id),
@@ -101,9 +72,16 @@ class TransferMutations:
             return await _send_transfer(info.context, input)
         except NotTheCallers:
             return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
-        except ReusedTransferId:
-            reused = InvalidInput("transferId", "was already used by another transfer")
-            return invalid_input(reused)
+        except CommandIdReused as reused:
+            # The id is another transfer's: one the caller may not see is not shown even by
+            # saying so (as NotTheCallers).
+            first: TransferMoney = reused.first
+            if not await sees_transfer_between(
+                info.context, first.from_account_id, first.to_account_id
+            ):
+                return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
+            taken = InvalidInput("transferId", "was already used by another transfer")
+            return invalid_input(taken)
 
 
 async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMoneyPayload:

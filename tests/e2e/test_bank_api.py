@@ -144,6 +144,28 @@ def test_a_deposit_held_up_past_the_wait_bound_is_pending_then_completes_once(
     assert stack.sql("SELECT count(*) FROM events WHERE stream_id = %s", account) == 2
 
 
+def test_a_command_id_reused_for_another_command_is_refused_not_answered_as_done(
+    stack: Stack,
+) -> None:
+    account = open_account(stack, register(stack))
+    command_id = str(uuid.uuid4())
+    first = {"accountId": account, "amount": "10.00", "commandId": command_id}
+    done = payload(stack, DEPOSIT, "depositMoney", {"in": first})
+    assert done["__typename"] == "MoneyDeposited" and done["account"]["balance"] == "10.00"
+    # Another amount under the same id is not a retry: answering MoneyDeposited would report
+    # a deposit of 25.00 that never happened.
+    other = payload(stack, DEPOSIT, "depositMoney", {"in": {**first, "amount": "25.00"}})
+    assert other == {
+        "__typename": "InvalidInput",
+        "field": "commandId",
+        "message": "commandId: was already used by another command",
+    }
+    # The same request again is a retry, answered as the first time (written as "10" now).
+    again = payload(stack, DEPOSIT, "depositMoney", {"in": {**first, "amount": "10"}})
+    assert again == done
+    assert stack.sql("SELECT count(*) FROM events WHERE stream_id = %s", account) == 2
+
+
 def test_a_transfer_moves_money_and_repeating_its_id_changes_nothing(stack: Stack) -> None:
     owner = register(stack)
     source, destination = open_account(stack, owner, "100"), open_account(stack, owner)

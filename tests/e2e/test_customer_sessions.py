@@ -14,7 +14,13 @@ import psycopg
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from tests.e2e.conftest import COMMAND_TIMEOUT_SECONDS, OPERATOR_TOKEN, SESSION_TTL_SECONDS, Stack
+from tests.e2e.conftest import (
+    CLIENT_TOKEN,
+    COMMAND_TIMEOUT_SECONDS,
+    OPERATOR_TOKEN,
+    SESSION_TTL_SECONDS,
+    Stack,
+)
 from tests.e2e.test_bank_api import DEPOSIT, OPEN, TRANSFER
 from tests.e2e.test_no_password_hashes import AUTHENTICATE, REGISTER
 from tests.e2e.test_subscriptions import open_socket, start
@@ -151,6 +157,24 @@ def test_operator_feeds_and_status_are_refused_to_a_session(stack: Stack) -> Non
     unlock = """mutation($in: UnlockUserInput!) { unlockUser(input: $in) { __typename } }"""
     answer = stack.data(unlock, {"in": {"userId": ann["user"]}}, ann["token"])
     assert answer["unlockUser"]["__typename"] == "Forbidden"
+
+
+def test_a_session_cannot_introspect_the_schema_nor_get_field_names_suggested(
+    stack: Stack,
+) -> None:
+    ann = customer(stack)
+    schema = "{ __schema { mutationType { fields { name } } } }"
+    refused = stack.graphql(schema, token=ann["token"])
+    assert "data" not in refused or refused["data"] is None, refused
+    assert "introspection has been disabled" in refused["errors"][0]["message"]
+    typo = stack.graphql("{ systemStatu { headPosition } }", token=ann["token"])
+    assert typo["errors"][0]["message"] == "Cannot query field 'systemStatu' on type 'Query'."
+    # An operator (GraphiQL) and a client back end keep both.
+    for token in (OPERATOR_TOKEN, CLIENT_TOKEN):
+        fields = stack.data(schema, token=token)["__schema"]["mutationType"]["fields"]
+        assert "unlockUser" in {field["name"] for field in fields}
+        hinted = stack.graphql("{ systemStatu { headPosition } }", token=token)
+        assert "Did you mean 'systemStatus'?" in hinted["errors"][0]["message"]
 
 
 async def first_message(stack: Stack, token: str, query: str, variables: dict[str, Any]) -> Any:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from starlette.datastructures import Headers
 
-from api.auth import Role, TokenCheck, TokenConfigurationError, parse_tokens
+from api.auth import Role, TokenCheck, TokenConfigurationError, ambiguous, parse_tokens
 from api.sessions import Sessions
 
 
@@ -31,6 +31,25 @@ def test_only_a_known_bearer_token_identifies_a_caller() -> None:
     assert check.caller(Headers({"authorization": "Bearer wrong"})) is None
     assert check.caller(Headers({"authorization": "Basic secret"})) is None
     assert check.caller(Headers({})) is None
+
+
+def test_two_authorization_headers_name_no_caller_even_if_both_are_valid() -> None:
+    check = TokenCheck({"secret": Role.OPERATOR, "other": Role.CLIENT})
+    for values in (("secret", "other"), ("other", "secret"), ("secret", "secret")):
+        raw = [(b"authorization", f"Bearer {value}".encode()) for value in values]
+        headers = Headers(raw=raw)
+        assert ambiguous(headers)
+        assert check.caller(headers) is None, values
+
+
+def test_a_connection_init_payload_naming_two_credentials_names_no_caller() -> None:
+    check = TokenCheck({"secret": Role.OPERATOR, "other": Role.CLIENT})
+    for params in (
+        {"Authorization": "Bearer secret", "authorization": "Bearer other"},
+        {"Authorization": "Bearer other", "token": "secret"},
+        {"token": "secret", "authorization": "Bearer secret"},
+    ):
+        assert check.caller_in_connection_params(params) is None, params
 
 
 def test_a_connection_init_payload_names_its_caller_like_the_header_or_by_token() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from strawberry.types.graphql import OperationType
 
 import api.outages
 from adapters.metrics import new_registry
+from api.auth import Caller, Role
 from api.error_log import LoggedSchema
 from api.errors import BadPosition
 from api.execution import SagalineSchema
@@ -234,3 +236,57 @@ async def test_an_extension_added_later_takes_strawberry_s_path() -> None:
     result = await direct.execute('{ echo(text: "x") }')
     assert result.data == {"echo": "x"}
     assert seen == ["operation"]
+
+
+@dataclass(frozen=True)
+class CallerOnly:
+    """A context naming only its caller (what the schema's checks read of it)."""
+
+    caller: Caller
+
+
+CUSTOMER = CallerOnly(Caller(Role.CUSTOMER, "customer:u", "u"))
+CLIENT = CallerOnly(Caller(Role.CLIENT, "client:c"))
+INTROSPECTION = "{ __schema { queryType { name } } }"
+TYPO = '{ ech(text: "x") }'
+
+
+@pytest.mark.parametrize("path", ["through extensions", "direct"])
+async def test_a_customer_is_refused_introspection_and_told_no_field_names(path: str) -> None:
+    through_extensions, direct, _ = schemas()
+    schema = direct if path == "direct" else through_extensions
+    for _ in range(2):  # the second answer comes from the cached checks
+        refused = await schema.execute(INTROSPECTION, context_value=CUSTOMER)
+        assert refused.data is None and refused.errors
+        assert "introspection has been disabled" in refused.errors[0].message
+        typo = await schema.execute(TYPO, context_value=CUSTOMER)
+        assert [e.message for e in typo.errors or []] == [
+            "Cannot query field 'ech' on type 'Query'."
+        ]
+        named = await schema.execute("{ __typename }", context_value=CUSTOMER)
+        assert named.data == {"__typename": "Query"}
+    # An API token's caller (an operator's GraphiQL, a client back end) keeps both, and the
+    # customer's answers did not change the checks cached for everyone.
+    for context in (CLIENT, None):
+        described = await schema.execute(INTROSPECTION, context_value=context)
+        assert described.errors is None
+        assert described.data == {"__schema": {"queryType": {"name": "Query"}}}
+        hinted = await schema.execute(TYPO, context_value=context)
+        assert [e.message for e in hinted.errors or []] == [
+            "Cannot query field 'ech' on type 'Query'. Did you mean 'echo'?"
+        ]
+
+
+async def test_two_operations_without_an_operation_name_are_a_request_error() -> None:
+    # Running the first would guess which one the client meant (GraphQL over HTTP: the
+    # request is in error). Both paths refuse it before execution.
+    through_extensions, direct, _ = schemas()
+    for schema in (through_extensions, direct):
+        result = await schema.execute(DOCUMENTS["named of two"][0])
+        assert result.data is None
+        assert [e.message for e in result.errors or []] == [
+            "Must provide operation name if query contains multiple operations."
+        ]
+        assert result.errors and result.errors[0].path is None
+        one = await schema.execute('query A { echo(text: "a") }')
+        assert one.data == {"echo": "a"}

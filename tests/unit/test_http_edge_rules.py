@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import httpx
 import pytest
 from graphql import parse
 from starlette.applications import Starlette
@@ -15,8 +16,8 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.app import SagalineGraphQL, accepts_graphql_response, create_app
-from api.auth import TokenCheck, parse_tokens
+from api.app import SagalineGraphQL, TokenGuard, accepts_graphql_response, create_app
+from api.auth import AMBIGUOUS_CREDENTIAL, TokenCheck, parse_tokens
 from api.consistency_waits import ConsistencyWaits, TooManyConsistencyWaits
 from api.context import Services
 from api.edge import BodyLimit
@@ -141,8 +142,9 @@ def test_no_cors_headers_without_configured_origins() -> None:
     assert "access-control-allow-origin" not in response.headers
 
 
-def websocket_client(settings: Settings) -> TestClient:
-    services = Services(
+def services_without_backends(settings: Settings) -> Services:
+    """Services knowing the client token `t`, with nothing behind them to connect to."""
+    return Services(
         settings=settings,
         engine=cast(Any, None),
         temporal=cast(Any, None),
@@ -150,8 +152,43 @@ def websocket_client(settings: Settings) -> TestClient:
         feed=cast(Any, None),
         reads=cast(Any, None),
     )
-    view = SagalineGraphQL({"services": services}, settings)
+
+
+def websocket_client(settings: Settings) -> TestClient:
+    view = SagalineGraphQL({"services": services_without_backends(settings)}, settings)
     return TestClient(view)
+
+
+def test_a_request_with_two_authorization_headers_is_refused_as_ambiguous() -> None:
+    settings = Settings()
+    state = {"services": services_without_backends(settings)}
+    client = TestClient(TokenGuard(SagalineGraphQL(state, settings), state))
+    query = {"query": "{ __typename }"}
+    one = client.post("/", json=query, headers={"Authorization": "Bearer t"})
+    assert one.status_code == 200 and one.json()["data"] == {"__typename": "Query"}
+    two = httpx.Headers([("Authorization", "Bearer t"), ("Authorization", "Bearer t")])
+    refused = client.post("/", json=query, headers=two)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == "Bearer"
+    assert refused.json() == {"errors": [{"message": AMBIGUOUS_CREDENTIAL}]}
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/", subprotocols=["graphql-transport-ws"], headers=two),
+    ):
+        pass
+    assert closed.value.code == 4401 and closed.value.reason == AMBIGUOUS_CREDENTIAL
+
+
+def test_two_operations_without_an_operation_name_answer_400_with_the_reason() -> None:
+    client = websocket_client(Settings())
+    two = {"query": "query A { __typename } query B { __typename }"}
+    accept = {"Accept": "application/graphql-response+json"}
+    refused = client.post("/", json=two, headers=accept)
+    assert refused.status_code == 400
+    message = "Must provide operation name if query contains multiple operations."
+    assert refused.json() == {"errors": [{"message": message}]}
+    named = client.post("/", json={**two, "operationName": "B"}, headers=accept)
+    assert named.status_code == 200 and named.json() == {"data": {"__typename": "Query"}}
 
 
 def test_websockets_from_a_listed_origin_are_accepted_and_others_refused() -> None:
@@ -168,6 +205,28 @@ def test_websockets_from_a_listed_origin_are_accepted_and_others_refused() -> No
         ),
     ):
         pass
+
+
+def test_a_caller_over_its_websocket_bound_is_closed_with_4429_until_one_closes() -> None:
+    client = websocket_client(Settings(api_max_websockets_per_caller=2))
+    init = {"type": "connection_init", "payload": {"Authorization": "Bearer t"}}
+    protocol = ["graphql-transport-ws"]
+    with client.websocket_connect("/", subprotocols=protocol) as first:
+        first.send_json(init)
+        assert first.receive_json()["type"] == "connection_ack"
+        with client.websocket_connect("/", subprotocols=protocol) as second:
+            second.send_json(init)
+            assert second.receive_json()["type"] == "connection_ack"
+            with client.websocket_connect("/", subprotocols=protocol) as third:
+                third.send_json(init)
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    third.receive_json()
+            assert closed.value.code == 4429
+            assert closed.value.reason == "too many websockets open for this caller (at most 2)"
+        # The second socket closed, so its place is free again.
+        with client.websocket_connect("/", subprotocols=protocol) as again:
+            again.send_json(init)
+            assert again.receive_json()["type"] == "connection_ack"
 
 
 def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
