@@ -147,7 +147,7 @@ async def start_followers(client: Client, task_queue: str, projections: list[str
         ended = [
             workflow_id
             for workflow_id in starts
-            if await end_if_elsewhere(client, workflow_id, task_queue)
+            if await _end_if_elsewhere(client, workflow_id, task_queue)
         ]
         if ended:
             log.info("moving followers to task queue %s: %s", task_queue, ", ".join(ended))
@@ -171,7 +171,7 @@ def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
     }
 
 
-async def end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -> bool:
+async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -> bool:
     """End the follower's run if it runs on another task queue; whether it did (or another
     process ended that run meanwhile)."""
     try:
