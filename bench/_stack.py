@@ -95,8 +95,8 @@ def api_pid(stack: UpProcess) -> int:
 def stack_cpu(stack: UpProcess) -> dict[int, tuple[str, float]]:
     """CPU seconds (user + system) so far of every process of the stack, by pid, with its role.
 
-    The role is `worker`, `api` or `up` for the sagaline processes, else the program's name
-    (`postgres`, `temporal`, the broker's); `bench` is this process.
+    The role is `worker`, `followers`, `api` or `up` for the sagaline processes, else the
+    program's name (`postgres`, `temporal`, the broker's); `bench` is this process.
     """
     found: dict[int, tuple[str, float]] = {}
     root = psutil.Process(stack.pid)

@@ -1,7 +1,8 @@
 """transferMoney latency through the GraphQL API, against the bare TransferSaga run directly.
 
 One stack, started as `python -m runtime.cli up` starts it (see `_stack.running_stack`:
-embedded Postgres, Temporal, Kafka broker, worker and API on free ports, data under /tmp).
+embedded Postgres, Temporal, Kafka broker, worker, followers and API on free ports, data
+under /tmp).
 ACCOUNTS accounts are opened and funded through GraphQL, with ample balance and daily limit.
 
 - The project: the `transferMoney` mutation POSTed to the API over HTTP (httpx). The API starts

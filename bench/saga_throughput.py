@@ -5,8 +5,11 @@ ports, started here), the machine's Postgres (or an embedded one, see `_support`
 broker (embedded, see `_kafka`), and two in-process workers on the same client:
 - the project: `runtime.worker.create_worker(...)` on its own task queue,
   i.e. the real TransferActivities over the real repository, event store and snapshot store,
-  with the relay and the projectors started on that queue as `run_worker` starts them, so
-  they publish and project every transfer's events while both sides run;
+  with the relay, the projectors and the pattern detector in a followers' worker
+  (`runtime.followers.create_followers_worker`) on a queue of their own, started as
+  `run_followers` starts them, so they publish and project every transfer's events while
+  both sides run. Unlike a deployment, where they have a process of their own, they share
+  this process and its event loop (the figures compare with the earlier ones);
 - baseline: a bare workflow running 5 no-op activities one after the other, with the same
   timeout and retry policy and the same `TransferMoney` argument, on a second task queue,
   in a worker with the same slots (activities, local activities, workflow tasks).
@@ -71,9 +74,10 @@ with workflow.unsafe.imports_passed_through():
     from projections.catalog import projection_names
     from runtime.config import Settings
     from runtime.embedded.temporal import EmbeddedTemporal
+    from runtime.followers import create_followers_worker, start_followers
     from runtime.ports import free_port
     from runtime.startup import freeze_startup_objects
-    from runtime.worker import POOL_SIZE, create_worker, start_followers
+    from runtime.worker import POOL_SIZE, create_worker
     from workflows import search_attributes
     from workflows.command_outcomes import COMMAND_RETRY, COMMAND_TIMEOUT
     from workflows.transfers import SAGA_TYPE, TransferOutcome, TransferSaga, transfer_workflow_id
@@ -265,6 +269,7 @@ async def measure(url: str, server: EmbeddedTemporal, bootstrap: str) -> None:
         sampler = Sampler(server.pid)
         rss_before_workers = sampler.rss()
         project_worker = create_worker(settings, client, engine, store)
+        followers_worker = create_followers_worker(settings, client, engine, store)
         baseline_worker = temporal_worker.Worker(
             client,
             task_queue=baseline_queue,
@@ -276,8 +281,8 @@ async def measure(url: str, server: EmbeddedTemporal, bootstrap: str) -> None:
         )
         sides = Sides(client, accounts, project_queue, baseline_queue)
         freeze_startup_objects()  # as runtime.worker.run_worker, for both workers
-        async with project_worker, baseline_worker:
-            await start_followers(client, project_queue, projection_names())
+        async with project_worker, followers_worker, baseline_worker:
+            await start_followers(client, settings.followers_task_queue(), projection_names())
             for side in ("project", "baseline"):
                 warm = await run_round(side, sides.starters(side, WARMUP), sampler)
                 progress(f"warm-up {side}: {warm.rate:.1f}/s")

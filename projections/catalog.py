@@ -10,7 +10,7 @@ from projections.users import UsersProjection
 
 
 def all_projections() -> list[Projection]:
-    """Every projection the worker keeps up to date."""
+    """Every projection the followers keep up to date."""
     return [
         UsersProjection(),
         AccountsProjection(),

@@ -1,4 +1,4 @@
-"""The `sagaline` command line: up, worker, api, migrate, projections, relay, doctor."""
+"""The `sagaline` command line: up, worker, followers, api, migrate, projections, relay, doctor."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     for name, handler, summary in (
         ("up", _up, "run the whole stack locally (embedded Postgres, Temporal, Kafka)"),
-        ("worker", _worker, "run the Temporal worker, relay and projectors"),
+        ("worker", _worker, "run the Temporal worker of the commands and sagas"),
+        ("followers", _followers, "run the relay, projectors and pattern detector"),
         ("api", _api, "serve the GraphQL API"),
         ("migrate", _migrate, "apply database migrations"),
         ("schema", _schema, "print the GraphQL schema (SDL)"),
@@ -148,6 +149,14 @@ def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
     with traced(settings, "worker"):
         return _serve_until_signalled(lambda: run_worker(settings))
+
+
+def _followers(settings: Settings, args: argparse.Namespace) -> int:
+    from runtime.followers import run_followers
+    from runtime.tracing import traced
+
+    with traced(settings, "followers"):
+        return _serve_until_signalled(lambda: run_followers(settings))
 
 
 def _api(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Generous: on a loaded 2-core machine the embedded components and the Python processes
@@ -32,6 +33,10 @@ class Settings(BaseSettings):
     temporal_address: str | None = None
     temporal_namespace: str = "default"
     temporal_task_queue: str = "sagaline"
+    """The commands' and sagas' task queue, polled by `sagaline worker`."""
+    temporal_followers_task_queue: str | None = None
+    """The followers' task queue (relay, projectors, pattern detector, projection rebuilds),
+    polled by `sagaline followers` (unset: the commands' queue with "-followers" added)."""
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     temporal_ui_url: str | None = None
@@ -78,6 +83,10 @@ class Settings(BaseSettings):
     """Port of a worker's /metrics (0: none)."""
     worker_temporal_metrics_port: int = Field(default=9465, ge=0, le=65535)
     """Port of the Temporal SDK's own metrics in a worker, at /metrics (0: none)."""
+    followers_metrics_port: int = Field(default=9466, ge=0, le=65535)
+    """Port of the followers process's /metrics (0: none); it listens on the worker's host."""
+    followers_temporal_metrics_port: int = Field(default=9467, ge=0, le=65535)
+    """Port of the Temporal SDK's own metrics in the followers process (0: none)."""
 
     snapshot_every: str = ""
     """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
@@ -166,16 +175,40 @@ class Settings(BaseSettings):
                 )
         return [origin for origin in origins if origin]
 
-    def worker_metrics_ports(self) -> list[tuple[int, str]]:
-        """The ports a worker serves metrics on, each with its variable: none when
-        SAGALINE_METRICS is false or a port is 0."""
-        if not self.metrics:
-            return []
-        ports = [
-            (self.worker_metrics_port, "SAGALINE_WORKER_METRICS_PORT"),
-            (self.worker_temporal_metrics_port, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
-        ]
-        return [(port, variable) for port, variable in ports if port]
+    @model_validator(mode="after")
+    def _followers_have_a_queue_of_their_own(self) -> Settings:
+        # One queue for both would hand a saga's tasks to the followers process and the
+        # followers' to the worker, and each fails the tasks it has no code for.
+        if self.followers_task_queue() == self.temporal_task_queue:
+            raise ValueError(
+                "SAGALINE_TEMPORAL_FOLLOWERS_TASK_QUEUE must differ from"
+                f" SAGALINE_TEMPORAL_TASK_QUEUE ({self.temporal_task_queue!r})"
+            )
+        return self
+
+    def followers_task_queue(self) -> str:
+        """The followers' task queue: set, else the commands' one with "-followers" added."""
+        return self.temporal_followers_task_queue or f"{self.temporal_task_queue}-followers"
+
+    def process_metrics(self, role: WorkerRole) -> ProcessMetrics:
+        """Where the worker or the followers process serves its metrics."""
+        if role == "worker":
+            return ProcessMetrics(
+                self.metrics,
+                self.worker_metrics_host,
+                self.worker_metrics_port,
+                self.worker_temporal_metrics_port,
+                "SAGALINE_WORKER_METRICS_PORT",
+                "SAGALINE_WORKER_TEMPORAL_METRICS_PORT",
+            )
+        return ProcessMetrics(
+            self.metrics,
+            self.worker_metrics_host,
+            self.followers_metrics_port,
+            self.followers_temporal_metrics_port,
+            "SAGALINE_FOLLOWERS_METRICS_PORT",
+            "SAGALINE_FOLLOWERS_TEMPORAL_METRICS_PORT",
+        )
 
     def tracing_on(self) -> bool:
         """Whether this process records traces."""
@@ -196,6 +229,39 @@ class Settings(BaseSettings):
         namespace = quote(self.temporal_namespace, safe="")
         workflow = quote(workflow_id, safe="")
         return f"{self.temporal_ui_base()}/namespaces/{namespace}/workflows/{workflow}"
+
+
+WorkerRole = Literal["worker", "followers"]
+"""The two processes that poll Temporal: commands and sagas, and the followers."""
+
+
+@dataclass(frozen=True)
+class ProcessMetrics:
+    """Where one worker process serves its /metrics and the Temporal SDK's metrics."""
+
+    enabled: bool
+    host: str
+    port: int
+    """Our /metrics (0: not served)."""
+    temporal_port: int
+    """The SDK's own metrics (0: not served)."""
+    port_variable: str
+    temporal_port_variable: str
+
+    def ports(self) -> list[tuple[int, str]]:
+        """The ports served, each with its variable: none when metrics are off or a port is 0."""
+        if not self.enabled:
+            return []
+        ports = [(self.port, self.port_variable), (self.temporal_port, self.temporal_port_variable)]
+        return [(port, variable) for port, variable in ports if port]
+
+    def serves(self) -> bool:
+        """Whether our /metrics is served."""
+        return self.enabled and bool(self.port)
+
+    def serves_temporal(self) -> bool:
+        """Whether the SDK's metrics are served."""
+        return self.enabled and bool(self.temporal_port)
 
 
 class ConfigurationError(RuntimeError):

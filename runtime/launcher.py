@@ -42,7 +42,7 @@ def sagaline_command(*arguments: str) -> list[str]:
 def sagaline_process(
     role: str, log_path: Path, env: Mapping[str, str], *, tail_lines: int = LOG_TAIL_LINES
 ) -> ChildProcess:
-    """`sagaline <role>` (worker, api, up) as a child process logging to `log_path`."""
+    """`sagaline <role>` (worker, followers, api, up) as a child process logging to `log_path`."""
     return ChildProcess(
         role, sagaline_command(role), log_path, env=env, cwd=PROJECT_ROOT, tail_lines=tail_lines
     )
@@ -99,14 +99,17 @@ class StackPorts:
     temporal_ui: int
     kafka: int
     worker_metrics: int = 0
-    """The worker's /metrics and the Temporal SDK's metrics (0: not served)."""
+    """The worker's /metrics and the Temporal SDK's metrics in it (0: not served)."""
     temporal_metrics: int = 0
+    followers_metrics: int = 0
+    """The followers process's /metrics and the Temporal SDK's metrics in it (0: not served)."""
+    followers_temporal_metrics: int = 0
 
     @classmethod
     def free(cls) -> StackPorts:
-        """Seven different ports nobody listens on right now."""
+        """Nine different ports nobody listens on right now."""
         ports: list[int] = []
-        while len(ports) < 7:
+        while len(ports) < 9:
             port = free_port()
             if port not in ports:
                 ports.append(port)
@@ -152,6 +155,10 @@ class UpProcess:
         return f"http://{LOCALHOST}:{self.ports.temporal_metrics}/metrics"
 
     @property
+    def followers_metrics_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ports.followers_metrics}/metrics"
+
+    @property
     def temporal_address(self) -> str:
         return f"{LOCALHOST}:{self.ports.temporal}"
 
@@ -169,7 +176,7 @@ class UpProcess:
 
     @property
     def pid(self) -> int:
-        """Process id of `up`; the worker and API are its children."""
+        """Process id of `up`; the worker, the followers and the API are its children."""
         return self._process.pid
 
     @property
@@ -191,6 +198,10 @@ class UpProcess:
                 "SAGALINE_KAFKA_PORT": str(self.ports.kafka),
                 "SAGALINE_WORKER_METRICS_PORT": str(self.ports.worker_metrics),
                 "SAGALINE_WORKER_TEMPORAL_METRICS_PORT": str(self.ports.temporal_metrics),
+                "SAGALINE_FOLLOWERS_METRICS_PORT": str(self.ports.followers_metrics),
+                "SAGALINE_FOLLOWERS_TEMPORAL_METRICS_PORT": str(
+                    self.ports.followers_temporal_metrics
+                ),
                 "SAGALINE_STARTUP_TIMEOUT_SECONDS": str(self.startup_within),
                 **self.settings,
                 "PYTHONUNBUFFERED": "1",

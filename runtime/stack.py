@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from runtime.config import Settings
+from runtime.config import Settings, WorkerRole
 from runtime.embedded.process import (
     ChildProcess,
     ComponentStartError,
@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 LOCALHOST = "127.0.0.1"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 CHILD_GRACE = 30.0
+WORKER_ROLES: tuple[WorkerRole, ...] = ("worker", "followers")
+"""The processes `up` runs that poll Temporal: the commands and sagas, and the followers."""
 
 
 class Watched(Protocol):
@@ -90,8 +92,10 @@ def check_ports(settings: Settings) -> None:
     if not settings.kafka_bootstrap:
         ensure_port_free(LOCALHOST, settings.kafka_port, "SAGALINE_KAFKA_PORT")
     ensure_port_free(settings.api_host, settings.api_port, "SAGALINE_API_PORT")
-    for port, variable in settings.worker_metrics_ports():
-        ensure_port_free(settings.worker_metrics_host, port, variable)
+    for role in WORKER_ROLES:
+        served = settings.process_metrics(role)
+        for port, variable in served.ports():
+            ensure_port_free(served.host, port, variable)
 
 
 async def _run(settings: Settings) -> int:
@@ -131,7 +135,7 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
     """Start every part within one bound; `running` stops them in reverse.
 
     Postgres (then the migrations), Temporal and the broker need nothing from each other, so
-    they start together; the worker and the API need all three.
+    they start together; the worker, the followers and the API need all three.
     """
     deadline = Deadline(settings.startup_timeout_seconds)
     data_dir = settings.data_dir.absolute()
@@ -205,7 +209,7 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
     endpoints.graphql_url = f"http://{api_host}:{settings.api_port}/graphql"
     endpoints.metrics_urls = _metrics_urls(settings, api_host)
     children: dict[str, ChildProcess] = {}
-    for role in ("worker", "api"):
+    for role in (*WORKER_ROLES, "api"):
         child = sagaline_process(role, data_dir / "logs" / f"{role}.log", env)
         _say(f"starting the {role}")
         running.push_async_callback(_stopping, role, functools.partial(child.stop, CHILD_GRACE))
@@ -217,9 +221,9 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
     async def api_answers() -> bool:
         return await http_answers(api_host, settings.api_port, "/graphql")
 
-    async def restart_worker() -> None:
-        await children["worker"].stop(CHILD_GRACE)
-        children["worker"].start()
+    async def restart(role: WorkerRole) -> None:
+        await children[role].stop(CHILD_GRACE)
+        children[role].start()
 
     async def restart_api() -> None:
         await api.stop(CHILD_GRACE)
@@ -228,7 +232,9 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
             api_answers, within=settings.startup_timeout_seconds, interval=READY_POLL_SECONDS
         )
 
-    endpoints.restarts.update(worker=restart_worker, api=restart_api)
+    endpoints.restarts.update(
+        {role: functools.partial(restart, role) for role in WORKER_ROLES}, api=restart_api
+    )
 
     async def api_answers_while_all_run() -> bool:
         _raise_if_any_died(endpoints)
@@ -244,18 +250,18 @@ async def _start(settings: Settings, running: contextlib.AsyncExitStack) -> Endp
 def _metrics_urls(settings: Settings, api_host: str) -> dict[str, str]:
     """Where `up`'s parts serve their metrics, and the API its status page."""
     api = f"http://{api_host}:{settings.api_port}"
-    worker_host = _reachable_host(settings.worker_metrics_host)
     urls = {"Status page": f"{api}/status"}
     if not settings.metrics:
         return urls
     urls["API metrics"] = f"{api}/metrics"
-    served = {port for port, _ in settings.worker_metrics_ports()}
-    if settings.worker_metrics_port in served:
-        urls["Worker metrics"] = f"http://{worker_host}:{settings.worker_metrics_port}/metrics"
-    if settings.worker_temporal_metrics_port in served:
-        urls["Temporal SDK metrics"] = (
-            f"http://{worker_host}:{settings.worker_temporal_metrics_port}/metrics"
-        )
+    for role in WORKER_ROLES:
+        label = role.capitalize()
+        served = settings.process_metrics(role)
+        host = _reachable_host(served.host)
+        if served.serves():
+            urls[f"{label} metrics"] = f"http://{host}:{served.port}/metrics"
+        if served.serves_temporal():
+            urls[f"{label} Temporal SDK metrics"] = f"http://{host}:{served.temporal_port}/metrics"
     return urls
 
 
@@ -309,7 +315,8 @@ def _raise_if_any_died(endpoints: Endpoints) -> None:
 
 
 def _child_env(settings: Settings, endpoints: Endpoints) -> dict[str, str]:
-    """The worker's and API's environment: ours, plus where each component runs."""
+    """The worker's, the followers' and the API's environment: ours, plus where each
+    component runs."""
     project_root = str(Path(__file__).resolve().parent.parent)
     python_path = os.pathsep.join(p for p in (project_root, os.environ.get("PYTHONPATH")) if p)
     return {

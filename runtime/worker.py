@@ -1,4 +1,8 @@
-"""The worker process: command and saga workflows, their activities, the followers."""
+"""The worker process: the command and saga workflows and their activities.
+
+The followers (relay, projectors, pattern detector) run in a process of their own on their
+own task queue (`runtime.followers`), so their batches never hold up a saga's steps.
+"""
 
 from __future__ import annotations
 
@@ -7,28 +11,21 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
-from activities.projections import ProjectionActivities
-from activities.relay import RelayActivities
 from activities.transfers import TransferActivities
 from activities.users import UserActivities
 from adapters.credentials import PostgresCredentials
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
-from adapters.kafka import KafkaEventPublisher
 from adapters.snapshots import PostgresSnapshotStore
 from adapters.store_metrics import MeasuredEventStore
 from adapters.temporal import connect
 from domain.aggregate_cache import AggregateCache
 from domain.repository import Repository
-from projections.catalog import all_projections, projection_names
-from projections.projector import Projector
 from runtime.config import Settings
-from runtime.patterns import pattern_activities
 from runtime.ports import ensure_port_free
 from runtime.saga_metrics import SagaMetricsInterceptor
 from runtime.startup import freeze_startup_objects
@@ -39,14 +36,6 @@ from workflows.accounts import (
     OpenAccountWorkflow,
     WithdrawMoneyWorkflow,
 )
-from workflows.followers import (
-    RELAY_WORKFLOW_ID,
-    ProjectorWorkflow,
-    RebuildProjectionWorkflow,
-    RelayWorkflow,
-    projector_workflow_id,
-)
-from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 from workflows.transfers import TransferSaga
 from workflows.users import (
     ChangeUserEmailWorkflow,
@@ -72,10 +61,6 @@ WORKFLOWS = [
     WithdrawMoneyWorkflow,
     CloseAccountWorkflow,
     TransferSaga,
-    RelayWorkflow,
-    ProjectorWorkflow,
-    RebuildProjectionWorkflow,
-    PatternDetectorWorkflow,
 ]
 
 # Helpers the workflows share that keep no state between runs: imported once for all runs,
@@ -91,8 +76,9 @@ SHARED_WORKFLOW_MODULES = (
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled; a metrics port that is taken stops it before it starts."""
-    for port, variable in settings.worker_metrics_ports():
-        ensure_port_free(settings.worker_metrics_host, port, variable)
+    served = settings.process_metrics("worker")
+    for port, variable in served.ports():
+        ensure_port_free(served.host, port, variable)
     engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
     # With SAGALINE_METRICS=false nothing is counted: the plain store, no saga interceptor,
     # no consumer metrics, no /metrics server and the SDK's default runtime.
@@ -107,11 +93,10 @@ async def run_worker(settings: Settings) -> None:
         client = await connect(
             settings.require_temporal_address(),
             settings.temporal_namespace,
-            runtime=temporal_runtime(settings),
+            runtime=temporal_runtime(served),
         )
         worker = create_worker(settings, client, engine, store, metrics)
-        await start_followers(client, settings.temporal_task_queue, projection_names())
-        async with serving_metrics(settings, metrics):
+        async with serving_metrics(served, metrics.registry if metrics else None):
             freeze_startup_objects()
             log.info("worker polling task queue %s", settings.temporal_task_queue)
             await worker.run()
@@ -127,24 +112,11 @@ def create_worker(
     store: PostgresEventStore,
     metrics: WorkerMetrics | None = None,
 ) -> Worker:
-    """A worker for every workflow and activity, its activities wired to real adapters.
+    """A worker for every command and saga workflow and activity, wired to real adapters.
 
     The caller owns `engine` and `store` (whose append connections it closes after the run).
-    With `metrics`, sagas and the pattern detector's consumer report into them.
+    With `metrics`, sagas report into them.
     """
-    database_url = settings.require_database_url()
-    kafka_bootstrap = settings.require_kafka_bootstrap()
-    projectors = {p.name: Projector(engine, store, p) for p in all_projections()}
-
-    def publisher() -> KafkaEventPublisher:
-        return KafkaEventPublisher(
-            kafka_bootstrap,
-            settings.kafka_topic,
-            settings.kafka_partitions,
-            idempotent=settings.kafka_idempotent_producer,
-            request_timeout_ms=settings.kafka_request_timeout_ms,
-        )
-
     cache = AggregateCache(settings.aggregate_cache_size) if settings.aggregate_cache_size else None
     repository = Repository(
         store, PostgresSnapshotStore(engine), settings.snapshot_intervals(), cache
@@ -152,11 +124,6 @@ def create_worker(
     users = UserActivities(repository, PostgresCredentials(engine, store))
     accounts = AccountActivities(repository)
     transfers = TransferActivities(repository)
-    relay = RelayActivities(engine, store, database_url, publisher)
-    projection_activities = ProjectionActivities(projectors, database_url, engine, store)
-    patterns = pattern_activities(
-        settings, client, engine, store, metrics.consumers if metrics else None
-    )
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
@@ -172,10 +139,6 @@ def create_worker(
             accounts.withdraw_money,
             accounts.close_account,
             *transfers.all(),
-            relay.relay_events,
-            projection_activities.project_events,
-            projection_activities.rebuild_projection,
-            patterns.detect_patterns,
         ],
         # No more activities at once than the pool has connections, so none waits on a
         # connection past its timeout; the same for the saga steps run as local activities.
@@ -193,27 +156,3 @@ def create_worker(
             )
         ),
     )
-
-
-async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:
-    """Start the relay, pattern detector and projector singletons unless already running."""
-    await client.start_workflow(
-        RelayWorkflow.run,
-        id=RELAY_WORKFLOW_ID,
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    await client.start_workflow(
-        PatternDetectorWorkflow.run,
-        id=PATTERN_DETECTOR_WORKFLOW_ID,
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    for name in projections:
-        await client.start_workflow(
-            ProjectorWorkflow.run,
-            name,
-            id=projector_workflow_id(name),
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )

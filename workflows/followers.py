@@ -1,8 +1,10 @@
 """Singleton followers of the global order: the relay and one projector per projection.
 
-Each is a workflow with a fixed id; its activity runs a heartbeating loop for a few minutes
-and returns, and the workflow starts it again (continuing as new when history grows). If a
-worker dies, the heartbeat times out within seconds and the activity resumes on another worker.
+Each is a workflow with a fixed id on the followers' task queue (`sagaline followers`, not the
+sagas' worker); its activity runs a heartbeating loop for a few minutes and returns, and the
+workflow starts it again (continuing as new, on the same queue, when history grows). If its
+followers process dies, the heartbeat times out within seconds and the activity resumes in
+another one.
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class SystemMutations:
             RebuildProjectionWorkflow.run,
             input.name,
             id=workflow_id,
-            task_queue=ctx.services.settings.temporal_task_queue,
+            task_queue=ctx.services.settings.followers_task_queue(),
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
             static_summary=f"Rebuild projection {input.name}",
         )

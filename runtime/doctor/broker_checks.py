@@ -68,7 +68,7 @@ class BrokerExamination:
             return problem(
                 TOPIC,
                 f"{topic} does not exist",
-                "The relay creates it when it starts: start a worker (`sagaline worker`)",
+                "The relay creates it when it starts: start the followers (`sagaline followers`)",
             )
         try:
             found = len(await bounded(self._partitions(topic), self.within))

@@ -13,7 +13,7 @@ from runtime.doctor import database_checks, temporal_checks
 from runtime.doctor.broker_checks import BrokerExamination
 from runtime.doctor.database_checks import DatabaseFacts
 from runtime.doctor.findings import Finding, not_checked, ok, problem
-from runtime.doctor.temporal_checks import START_A_WORKER, FollowerRun, TemporalFacts
+from runtime.doctor.temporal_checks import START_THE_FOLLOWERS, FollowerRun, TemporalFacts
 from workflows.followers import RELAY_WORKFLOW_ID, projector_workflow_id
 from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID
 
@@ -66,16 +66,17 @@ async def examine(settings: Settings, within: float = CHECK_SECONDS) -> list[Fin
     return [
         *database.findings,
         *(f for f in temporal.findings if f not in parked),
-        *follower_findings(database, temporal, projections),
+        *follower_findings(database, temporal, projections, settings.followers_task_queue()),
         *parked,
         *broker_findings,
     ]
 
 
 def follower_findings(
-    database: DatabaseFacts, temporal: TemporalFacts, projections: list[str]
+    database: DatabaseFacts, temporal: TemporalFacts, projections: list[str], task_queue: str
 ) -> list[Finding]:
-    """One line per projection, the relay and the pattern detector: running, position, lag."""
+    """One line per projection, the relay and the pattern detector: running (on the
+    followers' `task_queue`), position, lag."""
     findings: list[Finding] = []
     positions = {status.name: status for status in database.projections}
     for name in projections:
@@ -98,7 +99,8 @@ def follower_findings(
                 )
             )
             continue
-        findings.append(_follower(check, where, run, temporal, projector_workflow_id(name)))
+        workflow_id = projector_workflow_id(name)
+        findings.append(_follower(check, where, run, temporal, workflow_id, task_queue))
     relay = database.relay
     run = temporal.followers.get(RELAY_WORKFLOW_ID)
     if relay is None:
@@ -107,14 +109,22 @@ def follower_findings(
         where = f"position {relay.position}, lag {relay.lag}"
         if relay.recoveries:
             where += f", refilled a broker that lost events {relay.recoveries} times"
-        findings.append(_follower("relay", where, run, temporal, RELAY_WORKFLOW_ID))
+        findings.append(_follower("relay", where, run, temporal, RELAY_WORKFLOW_ID, task_queue))
     run = temporal.followers.get(PATTERN_DETECTOR_WORKFLOW_ID)
-    findings.append(_follower(PATTERN_DETECTOR, "", run, temporal, PATTERN_DETECTOR_WORKFLOW_ID))
+    detector = _follower(
+        PATTERN_DETECTOR, "", run, temporal, PATTERN_DETECTOR_WORKFLOW_ID, task_queue
+    )
+    findings.append(detector)
     return findings
 
 
 def _follower(
-    check: str, where: str, run: FollowerRun | None, temporal: TemporalFacts, workflow_id: str
+    check: str,
+    where: str,
+    run: FollowerRun | None,
+    temporal: TemporalFacts,
+    workflow_id: str,
+    task_queue: str,
 ) -> Finding:
     suffix = f", {where}" if where else ""
     if run is None:
@@ -125,13 +135,19 @@ def _follower(
         return problem(
             check,
             f"its workflow {workflow_id} is {run.status}{suffix}",
-            START_A_WORKER + "; it starts the followers",
+            START_THE_FOLLOWERS + "; it starts them",
+        )
+    if run.task_queue != task_queue:
+        return problem(
+            check,
+            f"runs on task queue {run.task_queue}, not the followers' {task_queue}{suffix}",
+            START_THE_FOLLOWERS + "; it moves them onto their task queue",
         )
     if run.failing is not None:
         return problem(
             check,
             f"running but failing ({run.failing}){suffix}",
-            "See the worker's log for the cause",
+            "See the followers' log for the cause",
         )
     return ok(check, f"running{suffix}")
 

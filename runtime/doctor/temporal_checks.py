@@ -1,5 +1,5 @@
-"""Checks on Temporal: reachable, the namespace and search attributes exist, workers poll,
-the followers run, and which sagas are parked for an operator."""
+"""Checks on Temporal: reachable, the namespace and search attributes exist, workers poll
+both task queues, the followers run, and which sagas are parked for an operator."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ TEMPORAL = "temporal"
 NAMESPACE = "namespace"
 SEARCH_ATTRIBUTES = "search attributes"
 WORKERS = "workers"
+FOLLOWERS_PROCESS = "followers process"
 PARKED_SAGAS = "parked sagas"
 PARKED_LINKS_SHOWN = 10
 POLLER_SEEN_WITHIN_SECONDS = 120.0
 """A worker's long poll lasts about a minute; one not seen for longer has gone."""
 START_A_WORKER = "Start a worker (`sagaline worker`, or `sagaline up`)"
+START_THE_FOLLOWERS = "Start the followers (`sagaline followers`, or `sagaline up`)"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class FollowerRun:
     running: bool
     status: str
     failing: str | None = None
+    task_queue: str = ""
+    """The task queue of its running workflow."""
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,13 @@ async def examine(
                 ),
                 *(
                     not_checked(name, because)
-                    for name in (NAMESPACE, SEARCH_ATTRIBUTES, WORKERS, PARKED_SAGAS)
+                    for name in (
+                        NAMESPACE,
+                        SEARCH_ATTRIBUTES,
+                        WORKERS,
+                        FOLLOWERS_PROCESS,
+                        PARKED_SAGAS,
+                    )
                 ),
             ],
             unasked_because=because,
@@ -77,15 +87,20 @@ async def examine(
     findings.append(namespace_found)
     if namespace_found.is_problem:
         because = "the namespace check found a problem"
-        findings += [not_checked(name, because) for name in (SEARCH_ATTRIBUTES, WORKERS)]
+        findings += [
+            not_checked(name, because) for name in (SEARCH_ATTRIBUTES, WORKERS, FOLLOWERS_PROCESS)
+        ]
         findings.append(not_checked(PARKED_SAGAS, because))
         return TemporalFacts(findings, unasked_because=because)
     findings.append(
         await _checked(SEARCH_ATTRIBUTES, _search_attributes(client, namespace), within)
     )
-    findings.append(
-        await _checked(WORKERS, _pollers(client, namespace, settings.temporal_task_queue), within)
-    )
+    for check, task_queue, start in (
+        (WORKERS, settings.temporal_task_queue, START_A_WORKER),
+        (FOLLOWERS_PROCESS, settings.followers_task_queue(), START_THE_FOLLOWERS),
+    ):
+        pollers = _pollers(client, namespace, check, task_queue, start)
+        findings.append(await _checked(check, pollers, within))
     followers: dict[str, FollowerRun] = {}
     unasked_because = ""
     try:
@@ -143,7 +158,9 @@ async def _search_attributes(client: Client, namespace: str) -> Finding:
     return ok(SEARCH_ATTRIBUTES, f"registered ({names})")
 
 
-async def _pollers(client: Client, namespace: str, task_queue: str) -> Finding:
+async def _pollers(
+    client: Client, namespace: str, check: str, task_queue: str, start: str
+) -> Finding:
     """Whether workers poll the task queue for both workflow and activity tasks."""
     seen_since = time.time() - POLLER_SEEN_WITHIN_SECONDS
     counts: dict[str, int] = {}
@@ -164,11 +181,11 @@ async def _pollers(client: Client, namespace: str, task_queue: str) -> Finding:
     if not all(counts.values()):
         idle = " and ".join(kind for kind, count in counts.items() if not count)
         return problem(
-            WORKERS,
+            check,
             f"no worker polls task queue {task_queue} for {idle} tasks",
-            START_A_WORKER + ", with the same SAGALINE_TEMPORAL_TASK_QUEUE",
+            start + ", with the same SAGALINE_TEMPORAL_TASK_QUEUE",
         )
-    return ok(WORKERS, f"{max(counts.values())} polling task queue {task_queue}")
+    return ok(check, f"{max(counts.values())} polling task queue {task_queue}")
 
 
 async def _follower(client: Client, workflow_id: str) -> FollowerRun:
@@ -182,13 +199,16 @@ async def _follower(client: Client, workflow_id: str) -> FollowerRun:
     if status is not WorkflowExecutionStatus.RUNNING:
         name = status.name.lower().replace("_", " ") if status else "unknown"
         return FollowerRun(running=False, status=name)
+    task_queue = described.task_queue
     for activity in described.raw_description.pending_activities:
         waiting = activity.state == PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
         if waiting and activity.attempt > 1 and activity.HasField("last_failure"):
             failure = activity.last_failure.message.strip().splitlines()
             cause = failure[0] if failure else "an unnamed failure"
-            return FollowerRun(True, "running", f"attempt {activity.attempt} failed: {cause}")
-    return FollowerRun(running=True, status="running")
+            return FollowerRun(
+                True, "running", f"attempt {activity.attempt} failed: {cause}", task_queue
+            )
+    return FollowerRun(running=True, status="running", task_queue=task_queue)
 
 
 async def _parked(client: Client, settings: Settings) -> Finding:

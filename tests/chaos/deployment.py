@@ -2,7 +2,8 @@
 
 Postgres (embedded, so the suite owns its cluster), the Temporal dev server (persisted to its
 database file) and the Tansu broker (memory-only) run as separate processes, then
-`sagaline migrate`, N `sagaline worker` and M `sagaline api` processes.
+`sagaline migrate`, N `sagaline worker`, F `sagaline followers` and M `sagaline api`
+processes.
 """
 
 from __future__ import annotations
@@ -43,18 +44,20 @@ def distinct_free_ports(count: int) -> list[int]:
 
 
 class Deployment:
-    """The whole system in `data_dir`, with `workers` workers and `apis` APIs."""
+    """The whole system in `data_dir`: `workers` workers, `followers` followers processes
+    and `apis` APIs."""
 
     def __init__(
         self,
         data_dir: Path,
         *,
         workers: int = 2,
+        followers: int = 2,
         apis: int = 2,
         settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.absolute()
-        ports = distinct_free_ports(3 + apis + 2 * workers)
+        ports = distinct_free_ports(3 + apis + 2 * (workers + followers))
         self.postgres = EmbeddedPostgres(self.data_dir, ports[0])
         self.temporal = EmbeddedTemporal(
             self.data_dir / "temporal", ports[1], free_port(), headless=True
@@ -69,9 +72,18 @@ class Deployment:
             sagaline_process(
                 "worker",
                 logs / f"worker-{n + 1}.log",
-                self._worker_env(metrics_ports[2 * n], metrics_ports[2 * n + 1]),
+                self._worker_env("WORKER", metrics_ports[2 * n], metrics_ports[2 * n + 1]),
             )
             for n in range(workers)
+        ]
+        metrics_ports = metrics_ports[2 * workers :]
+        self.followers = [
+            sagaline_process(
+                "followers",
+                logs / f"followers-{n + 1}.log",
+                self._worker_env("FOLLOWERS", metrics_ports[2 * n], metrics_ports[2 * n + 1]),
+            )
+            for n in range(followers)
         ]
         self.apis = [
             sagaline_process("api", logs / f"api-{n + 1}.log", self._env(port))
@@ -86,12 +98,13 @@ class Deployment:
     def graphql_urls(self) -> list[str]:
         return [f"http://{LOCALHOST}:{port}/graphql" for port in self.api_ports]
 
-    def _worker_env(self, metrics: int, temporal_metrics: int) -> dict[str, str]:
-        """A worker's environment: metrics on ports of its own, kept across its restarts."""
+    def _worker_env(self, role: str, metrics: int, temporal_metrics: int) -> dict[str, str]:
+        """A worker's or followers process's environment (`role` WORKER or FOLLOWERS): metrics
+        on ports of its own, kept across its restarts."""
         return {
             **self._env(),
-            "SAGALINE_WORKER_METRICS_PORT": str(metrics),
-            "SAGALINE_WORKER_TEMPORAL_METRICS_PORT": str(temporal_metrics),
+            f"SAGALINE_{role}_METRICS_PORT": str(metrics),
+            f"SAGALINE_{role}_TEMPORAL_METRICS_PORT": str(temporal_metrics),
         }
 
     def _env(self, api_port: int | None = None) -> dict[str, str]:
@@ -115,14 +128,14 @@ class Deployment:
         return env
 
     async def start(self) -> None:
-        """Start the components together, migrate, then the workers and APIs."""
+        """Start the components together, migrate, then the workers, followers and APIs."""
         await asyncio.gather(
             self.postgres.start(READY_WITHIN),
             self.temporal.start(READY_WITHIN),
             self.broker.start(READY_WITHIN),
         )
         await asyncio.to_thread(self._migrate)
-        for worker in self.workers:
+        for worker in [*self.workers, *self.followers]:
             worker.start()
         await asyncio.gather(*(self.start_api(n) for n in range(len(self.apis))))
 
@@ -141,7 +154,7 @@ class Deployment:
 
     async def stop(self) -> None:
         """Stop everything, the APIs and workers first; a frozen broker is thawed first."""
-        for child in [*self.apis, *self.workers]:
+        for child in [*self.apis, *self.workers, *self.followers]:
             with contextlib.suppress(Exception):
                 await child.stop(STOP_GRACE)
         for component in (self.broker, self.temporal, self.postgres):
@@ -157,6 +170,8 @@ class Deployment:
         }
         for n, worker in enumerate(self.workers):
             parts[f"worker-{n + 1}"] = worker.returncode
+        for n, follower in enumerate(self.followers):
+            parts[f"followers-{n + 1}"] = follower.returncode
         for n, api in enumerate(self.apis):
             parts[f"api-{n + 1}"] = api.returncode
         return [name for name, code in parts.items() if code is not None]
@@ -164,12 +179,13 @@ class Deployment:
     # The faults. Each returns once the fault is in place.
 
     async def kill(self, child: ChildProcess) -> None:
-        """SIGKILL a worker or an API, as a crash would."""
+        """SIGKILL a worker, a followers process or an API, as a crash would."""
         await child.kill()
 
-    async def start_worker(self, n: int) -> None:
-        await self.workers[n].stop(STOP_GRACE)
-        self.workers[n].start()
+    async def restart(self, child: ChildProcess) -> None:
+        """Start a worker or followers process again (stopping it first if it runs)."""
+        await child.stop(STOP_GRACE)
+        child.start()
 
     async def start_api(self, n: int) -> None:
         api = self.apis[n]

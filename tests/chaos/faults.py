@@ -1,8 +1,9 @@
 """The faults, one after another, each followed by a bounded wait until work moves again.
 
-While a worker dies, the singletons it ran (relay, projectors, pattern detector) are watched
-in Temporal: the failover time is from the SIGKILL until another worker started the
-singleton's activity again, and, for the relay, until its checkpoint moved again.
+While a followers process dies, the singletons it ran (relay, projectors, pattern detector)
+are watched in Temporal: the failover time is from the SIGKILL until another followers
+process started the singleton's activity again, and, for the relay, until its checkpoint
+moved again. A killed worker's sagas go on on the other worker.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID
 RECOVERY_WITHIN = 240.0
 """Bound of the wait, after a fault ends, for a transfer to finish and the relay to move."""
 FAILOVER_WATCH = 60.0
-"""How long a killed worker's singletons are watched for their move to another worker."""
+"""How long a killed followers process's singletons are watched for their move."""
 POLL = 0.25
 TASK_QUEUE = "sagaline"
 """The workers' task queue (SAGALINE_TEMPORAL_TASK_QUEUE's default, which the suite keeps)."""
+FOLLOWERS_TASK_QUEUE = "sagaline-followers"
+"""The followers' task queue (derived from TASK_QUEUE by default, which the suite keeps)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,8 @@ class FaultPlan:
     """What to break, and for how long."""
 
     kill_every_worker: bool = True
-    """Each worker once; otherwise only the one running the relay."""
+    """Each worker and each followers process once; otherwise the first worker and the
+    followers process running the relay."""
     restart_after: float = 5.0
     broker_frozen_for: float = 20.0
     temporal_down_for: float = 15.0
@@ -58,9 +62,9 @@ class FaultWindow:
 
 @dataclass
 class Failover:
-    """One killed worker's singletons and how long each took to run elsewhere."""
+    """One killed followers process's singletons and how long each took to run elsewhere."""
 
-    worker: str
+    process: str
     resumed_after: dict[str, float | None] = field(default_factory=dict)
     relay_moved_after: float | None = None
 
@@ -110,11 +114,19 @@ class FaultSchedule:
         """Every fault in order; each waits for recovery before the next begins."""
         d = self.deployment
         plan = self.plan
-        victims = range(len(d.workers)) if plan.kill_every_worker else [await self._relay_worker()]
-        for n in victims:
+        workers = range(len(d.workers)) if plan.kill_every_worker else [0]
+        for n in workers:
             await self._fault(
                 f"SIGKILL worker-{n + 1}, restarted after {plan.restart_after:g}s",
                 functools.partial(self._kill_worker, n),
+            )
+        followers = (
+            range(len(d.followers)) if plan.kill_every_worker else [await self._relay_followers()]
+        )
+        for n in followers:
+            await self._fault(
+                f"SIGKILL followers-{n + 1}, restarted after {plan.restart_after:g}s",
+                functools.partial(self._kill_followers, n),
             )
         await self._fault(f"SIGKILL api-1, restarted after {plan.restart_after:g}s", self._kill_api)
         await self._fault(f"broker frozen (SIGSTOP) for {plan.broker_frozen_for:g}s", self._freeze)
@@ -150,34 +162,46 @@ class FaultSchedule:
         d = self.deployment
         worker = d.workers[n]
         client = await Client.connect(d.temporal.address)
-        held = await _held_by(client, worker.pid)
-        failover = Failover(f"worker-{n + 1}")
+        await d.kill(worker)
+        await asyncio.sleep(self.plan.restart_after)
+        await d.restart(worker)
+        # The next fault may kill the other worker: this one must be polling by then, or
+        # the sagas would have no live worker to go on on.
+        await _until_polling(client, worker.pid, TASK_QUEUE)
+
+    async def _kill_followers(self, n: int) -> None:
+        d = self.deployment
+        followers = d.followers[n]
+        client = await Client.connect(d.temporal.address)
+        held = await _held_by(client, followers.pid)
+        failover = Failover(f"followers-{n + 1}")
         self.failovers.append(failover)
         relay_before = await relay_checkpoint(d.database_url)
-        killed_pid = worker.pid
+        killed_pid = followers.pid
         killed_at = time.time()
-        await d.kill(worker)
+        await d.kill(followers)
         watch = asyncio.create_task(
             _watch_failover(
                 client, d.database_url, held, killed_pid, killed_at, relay_before, failover
             )
         )
         await asyncio.sleep(self.plan.restart_after)
-        await d.start_worker(n)
+        await d.restart(followers)
         await watch
-        # The next fault may kill the other worker: this one must be polling by then, or
-        # the singletons would have no live worker to move to.
-        await _until_polling(client, d.workers[n].pid)
+        # The next fault may kill the other followers process: this one must be polling by
+        # then, or the singletons would have nowhere to move to.
+        await _until_polling(client, followers.pid, FOLLOWERS_TASK_QUEUE)
 
-    async def _relay_worker(self) -> int:
-        """The worker running the relay now (the first one if none is seen within a minute)."""
+    async def _relay_followers(self) -> int:
+        """The followers process running the relay now (the first if none is seen within a
+        minute)."""
         d = self.deployment
         client = await Client.connect(d.temporal.address)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             identity = await _runner(client, RELAY_WORKFLOW_ID)
-            for n, worker in enumerate(d.workers):
-                if identity is not None and identity.startswith(f"{worker.pid}@"):
+            for n, followers in enumerate(d.followers):
+                if identity is not None and identity.startswith(f"{followers.pid}@"):
                     return n
             await asyncio.sleep(POLL)
         return 0
@@ -205,11 +229,13 @@ class FaultSchedule:
         await self.deployment.start_temporal()
 
 
-async def _until_polling(client: Client, pid: int, within: float = RECOVERY_WITHIN) -> None:
+async def _until_polling(
+    client: Client, pid: int, task_queue: str, within: float = RECOVERY_WITHIN
+) -> None:
     """Wait until the worker with this pid polls the task queue for activities."""
     request = DescribeTaskQueueRequest(
         namespace=client.namespace,
-        task_queue=TaskQueue(name=TASK_QUEUE),
+        task_queue=TaskQueue(name=task_queue),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
     )
     deadline = time.monotonic() + within
@@ -232,7 +258,7 @@ async def _runner(client: Client, workflow_id: str) -> str | None:
 
 
 async def _held_by(client: Client, pid: int) -> list[str]:
-    """The singletons whose activity runs on the worker with this pid."""
+    """The singletons whose activity runs on the followers process with this pid."""
     held = []
     for workflow_id in singleton_ids():
         identity = await _runner(client, workflow_id)
@@ -270,7 +296,7 @@ async def _watch_failover(
 
 
 async def _resumed_at(client: Client, workflow_id: str, killed_pid: int) -> float | None:
-    """When the singleton's activity last started on a worker other than the killed one."""
+    """When the singleton's activity last started in a process other than the killed one."""
     with contextlib.suppress(Exception):
         description = await client.get_workflow_handle(workflow_id).describe()
         for pending in description.raw_description.pending_activities:

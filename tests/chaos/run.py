@@ -1,6 +1,7 @@
 """`make chaos`: the full chaos run (or `--quick`), its summary, exit status 1 on a violation.
 
-.venv/bin/python -m tests.chaos.run [--quick] [--workers N] [--apis M] [--transfers T]
+.venv/bin/python -m tests.chaos.run [--quick] [--workers N] [--followers F] [--apis M]
+    [--transfers T]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="each fault once, fewer transfers")
     parser.add_argument("--workers", type=int, help="sagaline worker processes (2)")
+    parser.add_argument("--followers", type=int, help="sagaline followers processes (2)")
     parser.add_argument("--apis", type=int, help="sagaline api processes (2)")
     parser.add_argument("--transfers", type=int, help="transfers to send (1500; quick 300)")
     parser.add_argument("--clients", type=int, help="concurrent GraphQL clients (12)")
@@ -27,7 +29,7 @@ def main() -> int:
     config = QUICK if args.quick else ChaosConfig()
     changes = {
         name: getattr(args, name)
-        for name in ("workers", "apis", "transfers", "clients", "seed")
+        for name in ("workers", "followers", "apis", "transfers", "clients", "seed")
         if getattr(args, name) is not None
     }
     config = dataclasses.replace(config, **changes)

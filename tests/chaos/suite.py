@@ -33,8 +33,9 @@ from tests.chaos.workload import (
 )
 
 FAILOVER_BOUND = 8.0
-"""Seconds within which a dead worker's singletons run on another worker: the followers'
-3 s heartbeat timeout, their first retry after 0.5 s, and slack for a busy machine."""
+"""Seconds within which a dead followers process's singletons run in the other one: the
+followers' 3 s heartbeat timeout, their first retry after 0.5 s, and slack for a busy
+machine."""
 CEP_WITHIN = 120.0
 """Bound of the wait for three failed logins to lock their user."""
 # The deployment's own settings: a mutation waits 5 s before answering pending.
@@ -46,6 +47,7 @@ class ChaosConfig:
     """The size of one run."""
 
     workers: int = 2
+    followers: int = 2
     apis: int = 2
     accounts: int = 40
     transfers: int = 1500
@@ -91,7 +93,8 @@ class Report:
     def summary(self) -> str:
         c = self.config
         lines = [
-            f"chaos run: {c.workers} workers, {c.apis} APIs, {c.accounts} accounts, "
+            f"chaos run: {c.workers} workers, {c.followers} followers processes, {c.apis} APIs,"
+            f" {c.accounts} accounts, "
             f"{c.transfers} transfers from {c.clients} clients, {c.refusals:.0%} refused on "
             "purpose",
             "  " + ", ".join(f"{name} {value:.0f}s" for name, value in self.seconds.items()),
@@ -102,7 +105,7 @@ class Report:
             lines.append(
                 f"  {w.began:6.1f}-{w.ended:6.1f}s  {w.name}; work resumed after {recovered}"
             )
-        lines.append("singleton failover (SIGKILL until another worker runs it):")
+        lines.append("singleton failover (SIGKILL until another followers process runs it):")
         for f in self.failovers:
             parts = [
                 f"{name} {'-' if s is None else f'{s:.1f}s'}" for name, s in f.resumed_after.items()
@@ -110,7 +113,7 @@ class Report:
             relay = (
                 "" if f.relay_moved_after is None else f"; relay moved {f.relay_moved_after:.1f}s"
             )
-            lines.append(f"  {f.worker}: {', '.join(parts) or 'ran no singleton'}{relay}")
+            lines.append(f"  {f.process}: {', '.join(parts) or 'ran no singleton'}{relay}")
         lines.append("latency of a transfer, first request to final answer:")
         lines += [f"  {phase}: {figures}" for phase, figures in self.latency.items()]
         lines.append(
@@ -141,7 +144,11 @@ async def run_chaos(config: ChaosConfig, keep_data: bool = False) -> Report:
     report = Report(config)
     data_dir = Path(tempfile.mkdtemp(prefix="sagaline-chaos-"))
     deployment = Deployment(
-        data_dir, workers=config.workers, apis=config.apis, settings=DEPLOYMENT_SETTINGS
+        data_dir,
+        workers=config.workers,
+        followers=config.followers,
+        apis=config.apis,
+        settings=DEPLOYMENT_SETTINGS,
     )
     tally = Tally()
     api = Api(deployment.graphql_urls, CLIENT_TOKEN, tally)

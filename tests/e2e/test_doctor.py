@@ -130,7 +130,8 @@ async def test_doctor_finds_nothing_wrong_with_the_healthy_stack(stack: Stack) -
     assert healthy.status == 0, healthy.output
     lines = healthy.output.splitlines()
     assert all(line.startswith("ok ") for line in lines[:-1]), healthy.output
-    for check in ("postgres", "migrations", "temporal", "workers", "relay", "dead letters"):
+    checks = ("postgres", "migrations", "temporal", "workers", "followers process", "relay")
+    for check in (*checks, "dead letters"):
         assert healthy.line(check).startswith("ok "), healthy.output
     assert "search attributes: registered (SagaType, SagaStatus" in healthy.output
     assert f"topic: {TOPIC} has its {PARTITIONS} partitions" in healthy.output

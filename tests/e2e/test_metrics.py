@@ -1,4 +1,4 @@
-"""/metrics of the API and the worker (and the Temporal SDK's) after a transfer; /status."""
+"""/metrics of the API, the worker, the followers and the Temporal SDK after a transfer; /status."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from runtime.followers import POOL_SIZE as FOLLOWERS_POOL
 from tests.dashboard_queries import metric_names
 from tests.e2e.conftest import Stack
 from tests.e2e.test_bank_api import CLOSE, TRANSFER, open_account, register
@@ -77,10 +78,13 @@ def transfer(stack: Stack, source: str, destination: str, amount: str) -> str:
     return typename
 
 
-async def test_a_transfer_moves_the_counters_of_the_api_and_the_worker(stack: Stack) -> None:
+async def test_a_transfer_moves_the_counters_of_the_api_the_worker_and_the_followers(
+    stack: Stack,
+) -> None:
     api_url = stack.api_url + "/metrics"
     api_before = await scrape_when_up(api_url)
     worker_before = await scrape_when_up(stack.worker_metrics_url)
+    followers_before = await scrape_when_up(stack.followers_metrics_url)
 
     owner = register(stack)
     source = open_account(stack, owner, deposit="100.00")
@@ -134,18 +138,22 @@ async def test_a_transfer_moves_the_counters_of_the_api_and_the_worker(stack: St
         compensated = {**saga, "step": step, "outcome": "succeeded"}
         assert moved("sagaline_saga_compensations_total", compensated) >= 1
     assert value(worker_after, "sagaline_db_pool_connections", {"pool": "appends"}) >= 1
+    assert not [k for k in worker_after if k[0].startswith("sagaline_consumer_")]
 
-    # The pattern detector consumes every event from Kafka, after the relay published it.
-    consumed_before = value(worker_before, "sagaline_consumer_messages_total")
+    # The pattern detector, in the followers process, consumes every event from Kafka after
+    # the relay published it.
+    consumed_before = value(followers_before, "sagaline_consumer_messages_total")
     latest: list[Samples] = []
 
     async def consumer_moved() -> bool:
-        latest.append(scrape(stack.worker_metrics_url))
+        latest.append(scrape(stack.followers_metrics_url))
         return value(latest[-1], "sagaline_consumer_messages_total") >= consumed_before + 8
 
     await eventually(consumer_moved, 60, "the pattern detector's consumer counted the events")
     lags = [k for k in latest[-1] if k[0] == "sagaline_consumer_lag_messages"]
     assert lags and all(("consumer", "pattern-detector") in labels for _, labels in lags)
+    pool = {"pool": "followers"}
+    assert value(latest[-1], "sagaline_db_pool_size_connections", pool) == FOLLOWERS_POOL // 2
 
     temporal = await scrape_when_up(stack.temporal_metrics_url)
     assert any(name.startswith("temporal_") for name, _ in temporal)
@@ -156,7 +164,12 @@ async def test_every_metric_the_dashboard_queries_is_exported(stack: Stack) -> N
     owner = register(stack)
     source = open_account(stack, owner, deposit="10.00")
     assert transfer(stack, source, open_account(stack, owner), "1.00") == "TransferCompleted"
-    urls = (stack.api_url + "/metrics", stack.worker_metrics_url, stack.temporal_metrics_url)
+    urls = (
+        stack.api_url + "/metrics",
+        stack.worker_metrics_url,
+        stack.followers_metrics_url,
+        stack.temporal_metrics_url,
+    )
     for url in urls:
         await scrape_when_up(url)
     exported = set().union(*(exported_names(url) for url in urls))

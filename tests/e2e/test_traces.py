@@ -120,7 +120,8 @@ async def test_one_trace_holds_a_transfer_from_the_api_to_the_kafka_message(
     assert {f"RunActivity:{name}" for name in TRANSFER_ACTIVITIES} <= appending
     sends = trace[f"send {TOPIC}"]
     assert {by_id[span["parent_id"]]["name"] for span in sends} <= appending
-    assert all(span["service"] == "sagaline-worker" for span in sends)
+    # The relay sends, in the followers process.
+    assert all(span["service"] == "sagaline-followers" for span in sends)
 
     headers = await kafka_traceparents(stack, workflow_id, len(TRANSFER_ACTIVITIES))
     send_ids = {span["span_id"] for span in sends}
@@ -132,7 +133,7 @@ async def test_one_trace_holds_a_transfer_from_the_api_to_the_kafka_message(
     # The pattern detector handles a fetch of messages as one batch: its `process` span
     # links to the span that sent each message (the messaging conventions for batches).
     processing = await batch_spans_linking(stack, trace_id, send_ids)
-    assert all(span["service"] == "sagaline-worker" for span in processing)
+    assert all(span["service"] == "sagaline-followers" for span in processing)
 
 
 async def batch_spans_linking(

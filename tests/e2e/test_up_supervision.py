@@ -1,7 +1,9 @@
-"""`up` supervises its parts: a crashed worker is reported and restarted, and work resumes.
+"""`up` supervises its parts: a crashed worker or followers process is reported and
+restarted, and work resumes.
 
-This kills the session stack's worker; the test only ends well once a new worker runs and a
-mutation completes again, so the tests after it find the stack healthy.
+This kills the session stack's worker, then its followers; each test only ends well once a
+new one runs and a mutation completes again (read back through the projector), so the
+tests after it find the stack healthy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import signal
 import uuid
 from pathlib import Path
+
+import pytest
 
 from tests.e2e.conftest import Stack
 from tests.e2e.test_bank_api import REGISTER
@@ -36,24 +40,27 @@ def child_pid(parent: int, role: str) -> int | None:
     return None
 
 
-async def test_up_restarts_a_killed_worker_and_mutations_complete_again(stack: Stack) -> None:
-    worker = child_pid(stack.pid, "worker")
-    assert worker is not None, "the stack runs no worker"
-    reported_before = stack.log_path.read_text().count("worker was killed by SIGKILL")
+@pytest.mark.parametrize("role", ["worker", "followers"])
+async def test_up_restarts_a_killed_worker_and_mutations_complete_again(
+    stack: Stack, role: str
+) -> None:
+    worker = child_pid(stack.pid, role)
+    assert worker is not None, f"the stack runs no {role}"
+    reported_before = stack.log_path.read_text().count(f"{role} was killed by SIGKILL")
     os.kill(worker, signal.SIGKILL)
 
     async def reported() -> bool:
         text = stack.log_path.read_text()
-        return text.count("worker was killed by SIGKILL; restarting it in") > reported_before
+        return text.count(f"{role} was killed by SIGKILL; restarting it in") > reported_before
 
-    await eventually(reported, 60, "`up` reported the killed worker")
+    await eventually(reported, 60, f"`up` reported the killed {role}")
     line = [ln for ln in stack.log_path.read_text().splitlines() if "was killed" in ln][-1]
-    assert "logs/worker.log" in line, line
+    assert f"logs/{role}.log" in line, line
 
     async def worker_back() -> bool:
-        return child_pid(stack.pid, "worker") not in (None, worker)
+        return child_pid(stack.pid, role) not in (None, worker)
 
-    await eventually(worker_back, RESTART_WITHIN, "a new worker runs")
+    await eventually(worker_back, RESTART_WITHIN, f"a new {role} runs")
     email = f"{uuid.uuid4()}@example.com"
     variables = {
         "in": {
@@ -66,10 +73,10 @@ async def test_up_restarts_a_killed_worker_and_mutations_complete_again(stack: S
 
     async def registers() -> bool:
         # The same command until it completes: a pending one is joined, never run twice.
-        # Until the projector runs again on the new worker, reading the user back may fail.
+        # Until the projector runs again in the new followers, reading the user back may fail.
         body = await asyncio.to_thread(stack.graphql, REGISTER, variables)
         payload = (body.get("data") or {}).get("registerUser") or {}
         return bool(payload.get("__typename") == "UserRegistered")
 
-    await eventually(registers, RESTART_WITHIN, "a mutation completes with the new worker")
-    assert "worker restarted" in stack.log_path.read_text()
+    await eventually(registers, RESTART_WITHIN, f"a mutation completes with the new {role}")
+    assert f"{role} restarted" in stack.log_path.read_text()

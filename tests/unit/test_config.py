@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from runtime.config import ConfigurationError, Settings
 
@@ -16,3 +17,39 @@ def test_snapshot_intervals_are_parsed_per_aggregate_type() -> None:
 def test_malformed_snapshot_intervals_are_a_configuration_error(value: str) -> None:
     with pytest.raises(ConfigurationError):
         Settings(snapshot_every=value).snapshot_intervals()
+
+
+def test_the_followers_task_queue_is_derived_from_the_commands_queue_unless_set() -> None:
+    assert Settings().followers_task_queue() == "sagaline-followers"
+    assert Settings(temporal_task_queue="bank").followers_task_queue() == "bank-followers"
+    named = Settings(temporal_task_queue="bank", temporal_followers_task_queue="bank-cqrs")
+    assert named.followers_task_queue() == "bank-cqrs"
+
+
+def test_the_followers_task_queue_is_read_from_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SAGALINE_TEMPORAL_FOLLOWERS_TASK_QUEUE", "followers-2")
+    assert Settings().followers_task_queue() == "followers-2"
+
+
+def test_one_task_queue_for_the_sagas_and_the_followers_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must differ from SAGALINE_TEMPORAL_TASK_QUEUE"):
+        Settings(temporal_task_queue="bank", temporal_followers_task_queue="bank")
+
+
+def test_the_worker_and_the_followers_serve_metrics_on_ports_of_their_own() -> None:
+    settings = Settings(worker_metrics_host="0.0.0.0")
+    worker, followers = settings.process_metrics("worker"), settings.process_metrics("followers")
+    assert worker.ports() == [
+        (9464, "SAGALINE_WORKER_METRICS_PORT"),
+        (9465, "SAGALINE_WORKER_TEMPORAL_METRICS_PORT"),
+    ]
+    assert followers.ports() == [
+        (9466, "SAGALINE_FOLLOWERS_METRICS_PORT"),
+        (9467, "SAGALINE_FOLLOWERS_TEMPORAL_METRICS_PORT"),
+    ]
+    assert followers.host == "0.0.0.0"
+    quiet = Settings(followers_metrics_port=0).process_metrics("followers")
+    assert (quiet.serves(), quiet.serves_temporal()) == (False, True)
+    assert Settings(metrics=False).process_metrics("followers").ports() == []

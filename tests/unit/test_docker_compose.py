@@ -27,7 +27,13 @@ COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
 
 INFRASTRUCTURE = ("postgres", "temporal", "temporal-ui", "kafka")
-APP_COMMANDS = {"worker": "sagaline worker", "api": "sagaline api", "migrate": "sagaline migrate"}
+APP_COMMANDS = {
+    "worker": "sagaline worker",
+    "followers": "sagaline followers",
+    "api": "sagaline api",
+    "migrate": "sagaline migrate",
+}
+WORKERS_AND_API = ("worker", "followers", "api")
 CONNECTION_SETTINGS = (
     "SAGALINE_DATABASE_URL",
     "SAGALINE_TEMPORAL_ADDRESS",
@@ -109,7 +115,7 @@ def _cli_type_name(key: Any) -> str:
 
 
 @pytest.mark.parametrize(
-    "name", [*INFRASTRUCTURE, "worker", "api", "migrate", SEARCH_ATTRIBUTE_SERVICE]
+    "name", [*INFRASTRUCTURE, *WORKERS_AND_API, "migrate", SEARCH_ATTRIBUTE_SERVICE]
 )
 def test_service_exists(name: str) -> None:
     assert name in _services(), f"service {name!r} missing from docker-compose.yml"
@@ -188,7 +194,7 @@ def test_every_app_service_is_checked() -> None:
     assert set(APP_COMMANDS) <= set(_app_services())
 
 
-@pytest.mark.parametrize("name", ["worker", "api"])
+@pytest.mark.parametrize("name", WORKERS_AND_API)
 @pytest.mark.parametrize("var", CONNECTION_SETTINGS)
 def test_worker_and_api_get_connection_settings(name: str, var: str) -> None:
     assert _environment(_service(name)).get(var), f"{name} does not set {var}"
@@ -199,7 +205,7 @@ def test_database_url_targets_the_postgres_service() -> None:
     assert re.fullmatch(r"postgresql://[^:@/]+:[^@/]+@postgres:5432/\S+", url), url
 
 
-@pytest.mark.parametrize("name", ["worker", "api"])
+@pytest.mark.parametrize("name", WORKERS_AND_API)
 def test_real_kafka_uses_idempotent_producer(name: str) -> None:
     env = _environment(_service(name))
     assert env.get("SAGALINE_KAFKA_IDEMPOTENT_PRODUCER", "").lower() == "true"
@@ -229,8 +235,8 @@ def test_api_listens_on_all_interfaces_and_is_published() -> None:
     assert env.get("SAGALINE_API_TOKENS")
 
 
-@pytest.mark.parametrize("name", ["worker", "api"])
-def test_worker_and_api_run_two_replicas(name: str) -> None:
+@pytest.mark.parametrize("name", WORKERS_AND_API)
+def test_worker_followers_and_api_run_two_replicas(name: str) -> None:
     service = _service(name)
     assert _replicas(service) == 2
     assert "container_name" not in service, "a fixed container name allows one replica only"
@@ -248,17 +254,30 @@ def test_api_replicas_share_one_session_key() -> None:
     assert _environment(_service("api")).get("SAGALINE_SESSION_KEY")
 
 
-@pytest.mark.parametrize("name", ["worker", "api"])
+@pytest.mark.parametrize("name", WORKERS_AND_API)
 def test_app_waits_for_migrations_and_search_attributes(name: str) -> None:
     deps = _depends_on(_service(name))
     assert deps.get("migrate") == "service_completed_successfully"
     assert deps.get(SEARCH_ATTRIBUTE_SERVICE) == "service_completed_successfully"
 
 
-def test_worker_depends_on_temporal_and_kafka() -> None:
-    deps = _depends_on(_service("worker"))
+@pytest.mark.parametrize("name", ["worker", "followers"])
+def test_workers_depend_on_temporal_and_kafka(name: str) -> None:
+    deps = _depends_on(_service(name))
     assert "temporal" in deps
     assert "kafka" in deps
+
+
+def test_the_followers_and_the_sagas_have_task_queues_of_their_own() -> None:
+    from runtime.config import Settings
+
+    for name in WORKERS_AND_API:
+        env = _environment(_service(name))
+        settings = Settings(
+            temporal_task_queue=env["SAGALINE_TEMPORAL_TASK_QUEUE"],
+            temporal_followers_task_queue=env["SAGALINE_TEMPORAL_FOLLOWERS_TASK_QUEUE"],
+        )
+        assert settings.followers_task_queue() != settings.temporal_task_queue
 
 
 def test_migrate_waits_for_healthy_postgres_and_runs_once() -> None:
@@ -370,7 +389,7 @@ def _mounted(service: dict[str, Any]) -> dict[str, Path]:
     return mounts
 
 
-def test_prometheus_scrapes_the_api_the_workers_and_the_temporal_sdk() -> None:
+def test_prometheus_scrapes_the_api_the_workers_the_followers_and_the_temporal_sdk() -> None:
     config_path = _mounted(_service("prometheus"))["/etc/prometheus/prometheus.yml"]
     config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
     targets = {
@@ -381,11 +400,15 @@ def test_prometheus_scrapes_the_api_the_workers_and_the_temporal_sdk() -> None:
     from runtime.config import Settings
 
     fields = Settings.model_fields
-    worker_port = fields["worker_metrics_port"].default
-    temporal_port = fields["worker_temporal_metrics_port"].default
-    assert targets == {("api", 8000), ("worker", worker_port), ("worker", temporal_port)}
-    worker_env = _environment(_service("worker"))
-    assert worker_env.get("SAGALINE_WORKER_METRICS_HOST") == "0.0.0.0"
+    assert targets == {
+        ("api", 8000),
+        ("worker", fields["worker_metrics_port"].default),
+        ("worker", fields["worker_temporal_metrics_port"].default),
+        ("followers", fields["followers_metrics_port"].default),
+        ("followers", fields["followers_temporal_metrics_port"].default),
+    }
+    for name in ("worker", "followers"):
+        assert _environment(_service(name)).get("SAGALINE_WORKER_METRICS_HOST") == "0.0.0.0"
 
 
 def test_grafana_is_provisioned_with_prometheus_jaeger_and_the_dashboard() -> None:

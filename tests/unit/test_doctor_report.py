@@ -13,7 +13,8 @@ from runtime.doctor.findings import Verdict, failure_text, not_checked, ok, prob
 from runtime.doctor.temporal_checks import FollowerRun, TemporalFacts
 from runtime.migrate import head_revision
 
-RUNNING = FollowerRun(running=True, status="running")
+QUEUE = "sagaline-followers"
+RUNNING = FollowerRun(running=True, status="running", task_queue=QUEUE)
 FOLLOWERS = {
     "projector/users": RUNNING,
     "projector/accounts": RUNNING,
@@ -62,7 +63,7 @@ def test_a_stopped_projection_names_its_event_and_the_commands_that_move_it_on()
     stopped = ProjectionStatus("users", 41, 3, failure)
 
     [users, relay, detector] = follower_findings(
-        facts(stopped), TemporalFacts([], FOLLOWERS), ["users"]
+        facts(stopped), TemporalFacts([], FOLLOWERS), ["users"], QUEUE
     )
 
     assert users.verdict is Verdict.PROBLEM
@@ -78,31 +79,46 @@ def test_a_stopped_projection_names_its_event_and_the_commands_that_move_it_on()
 def test_a_follower_whose_workflow_is_gone_or_failing_is_a_problem() -> None:
     followers = {
         "projector/users": FollowerRun(running=False, status="terminated"),
-        "projector/accounts": FollowerRun(True, "running", "attempt 3 failed: no broker"),
+        "projector/accounts": FollowerRun(True, "running", "attempt 3 failed: no broker", QUEUE),
         "relay": RUNNING,
         "pattern-detector": RUNNING,
     }
     statuses = (ProjectionStatus("users", 5, 5, None), ProjectionStatus("accounts", 7, 3, None))
 
     users, accounts, *_ = follower_findings(
-        facts(*statuses), TemporalFacts([], followers), ["users", "accounts"]
+        facts(*statuses), TemporalFacts([], followers), ["users", "accounts"], QUEUE
     )
 
     assert users.lines() == [
         "PROBLEM  projection users: its workflow projector/users is terminated, position 5,"
-        " lag 5. Start a worker (`sagaline worker`, or `sagaline up`); it starts the followers"
+        " lag 5. Start the followers (`sagaline followers`, or `sagaline up`); it starts them"
     ]
     assert accounts.verdict is Verdict.PROBLEM
     assert "running but failing (attempt 3 failed: no broker), position 7, lag 3" in accounts.says
+
+
+def test_a_follower_still_on_the_shared_task_queue_is_a_problem_the_followers_fix() -> None:
+    followers = {**FOLLOWERS, "relay": FollowerRun(True, "running", task_queue="sagaline")}
+
+    _, relay, detector = follower_findings(
+        facts(ProjectionStatus("users", 5, 0, None)), TemporalFacts([], followers), ["users"], QUEUE
+    )
+
+    assert relay.lines() == [
+        "PROBLEM  relay: runs on task queue sagaline, not the followers' sagaline-followers,"
+        " position 10, lag 0. Start the followers (`sagaline followers`, or `sagaline up`);"
+        " it moves them onto their task queue"
+    ]
+    assert detector.verdict is Verdict.OK
 
 
 def test_without_temporal_the_positions_are_still_shown_and_without_postgres_they_are_not() -> None:
     unasked = TemporalFacts([], unasked_because="Temporal is not reachable")
     status = ProjectionStatus("users", 9, 1, None)
 
-    users, _, detector = follower_findings(facts(status), unasked, ["users"])
+    users, _, detector = follower_findings(facts(status), unasked, ["users"], QUEUE)
     unread = DatabaseFacts([], unread_because="Postgres is not reachable")
-    nothing = follower_findings(unread, unasked, ["users"])
+    nothing = follower_findings(unread, unasked, ["users"], QUEUE)
 
     assert users.lines() == [
         "ok       projection users: position 9, lag 1 (whether it runs: Temporal is not reachable)"

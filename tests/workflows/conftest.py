@@ -16,6 +16,7 @@ from adapters.event_store import PostgresEventStore
 from adapters.temporal import connect
 from domain.repository import Repository
 from runtime.config import Settings
+from runtime.followers import create_followers_worker
 from runtime.worker import create_worker
 from tests.workflows.bank import RefundBlocked, StepsHeld
 from workflows.transfers import TransferSaga
@@ -59,6 +60,25 @@ async def worker(
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
+
+
+@pytest.fixture(scope="session")
+def followers_queue() -> str:
+    return f"test-followers-{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="session")
+async def followers(
+    settings: Settings,
+    client: Client,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    followers_queue: str,
+) -> AsyncIterator[None]:
+    """The followers' worker on a queue of its own (the followers themselves not started)."""
+    queue_settings = settings.model_copy(update={"temporal_followers_task_queue": followers_queue})
+    async with create_followers_worker(queue_settings, client, engine, store):
+        yield
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from domain.users import (
     RegisterUser,
     UnlockUser,
 )
+from runtime.followers import FOLLOWER_WORKFLOWS
 from runtime.worker import WORKFLOWS
 from tests.waiting import eventually
 from tests.workflows.bank import Bank, RefundBlocked, cancellation_seen
@@ -70,13 +71,15 @@ RECORD_INTO = os.environ.get("SAGALINE_RECORD_HISTORIES")
 async def test_recorded_histories_of_every_workflow_type_replay() -> None:
     files = sorted(HISTORIES.glob("*.json"))
     recorded_types = set()
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[*WORKFLOWS, *FOLLOWER_WORKFLOWS], data_converter=pydantic_data_converter
+    )
     for path in files:
         document = json.loads(path.read_text())
         history = WorkflowHistory.from_json(document["workflow_id"], document["history"])
         await replayer.replay_workflow(history)
         recorded_types.add(document["workflow_type"])
-    assert recorded_types == {w.__name__ for w in WORKFLOWS}
+    assert recorded_types == {w.__name__ for w in [*WORKFLOWS, *FOLLOWER_WORKFLOWS]}
 
 
 # Histories of transfers whose steps ran as local activities (since STEPS_RUN_LOCALLY).
@@ -109,11 +112,12 @@ def test_transfers_with_local_steps_are_among_the_recorded_histories(name: str) 
 @pytest.mark.skipif(
     not RECORD_INTO, reason="set SAGALINE_RECORD_HISTORIES to a directory to record histories"
 )
-@pytest.mark.usefixtures("worker")
+@pytest.mark.usefixtures("worker", "followers")
 async def test_record_histories(
     store: PostgresEventStore,
     client: Client,
     task_queue: str,
+    followers_queue: str,
     blocked_refunds_queue: str,
     held_steps_queue: str,
 ) -> None:
@@ -209,7 +213,10 @@ async def test_record_histories(
         await save(cancelled, f"transfer_cancelled_during_{step}")
 
     rebuild = await client.start_workflow(
-        RebuildProjectionWorkflow.run, "transfers", id="history-rebuild", task_queue=task_queue
+        RebuildProjectionWorkflow.run,
+        "transfers",
+        id="history-rebuild",
+        task_queue=followers_queue,
     )
     await rebuild.result()
     await save(rebuild, "rebuild_projection")
@@ -223,7 +230,7 @@ async def test_record_histories(
             workflow.run,  # type: ignore[attr-defined]
             *([] if arg is None else [arg]),
             id=f"history-{name}",
-            task_queue=task_queue,
+            task_queue=followers_queue,
         )
         started = partial(has_started_an_activity, handle)
         await eventually(started, 60, f"{name} started its activity")

@@ -1,0 +1,223 @@
+"""The followers process: the relay, the projectors and the pattern detector, on a task queue
+of their own, so that their batches run beside the sagas rather than on their event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.projections import ProjectionActivities
+from activities.relay import RelayActivities
+from adapters.database import create_engine
+from adapters.event_store import PostgresEventStore
+from adapters.kafka import KafkaEventPublisher
+from adapters.temporal import connect
+from projections.catalog import all_projections, projection_names
+from projections.projector import Projector
+from runtime.config import Settings
+from runtime.patterns import pattern_activities
+from runtime.ports import ensure_port_free
+from runtime.startup import freeze_startup_objects
+from runtime.worker_metrics import FollowerMetrics, serving_metrics, temporal_runtime
+from workflows.followers import (
+    HEARTBEAT,
+    RELAY_WORKFLOW_ID,
+    ProjectorWorkflow,
+    RebuildProjectionWorkflow,
+    RelayWorkflow,
+    projector_workflow_id,
+)
+from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
+
+log = logging.getLogger(__name__)
+
+POOL_SIZE = 12
+"""Database connections of the followers process (pool plus overflow): the relay, three
+projectors, the pattern detector and a rebuild each hold at most two at once."""
+
+FOLLOWER_WORKFLOWS = [
+    RelayWorkflow,
+    ProjectorWorkflow,
+    RebuildProjectionWorkflow,
+    PatternDetectorWorkflow,
+]
+
+HANDOVER = HEARTBEAT
+"""After ending a follower's run on another task queue, how long to wait before starting it
+here: the heartbeat timeout, within which an activity of the ended run that still runs on
+an older worker hears of the end and stops, as Temporal waits before moving a follower off
+a worker that stopped heartbeating."""
+MOVE_ATTEMPTS = 3
+"""Rounds of moving followers that an older worker starts again on its queue meanwhile."""
+
+FollowerStart = Callable[[Client, str], Awaitable[object]]
+
+
+async def run_followers(settings: Settings) -> None:
+    """Run the followers' worker until cancelled, having started (or moved) the followers."""
+    served = settings.process_metrics("followers")
+    for port, variable in served.ports():
+        ensure_port_free(served.host, port, variable)
+    engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
+    metrics = FollowerMetrics() if settings.metrics else None
+    if metrics is not None:
+        metrics.watch_pool(engine)
+    store = PostgresEventStore(engine)
+    task_queue = settings.followers_task_queue()
+    try:
+        client = await connect(
+            settings.require_temporal_address(),
+            settings.temporal_namespace,
+            runtime=temporal_runtime(served),
+        )
+        worker = create_followers_worker(settings, client, engine, store, metrics)
+        async with serving_metrics(served, metrics.registry if metrics else None):
+            freeze_startup_objects()
+            await start_followers(client, task_queue, projection_names())
+            log.info("followers polling task queue %s", task_queue)
+            await worker.run()
+    finally:
+        await store.close()
+        await engine.dispose()
+
+
+def create_followers_worker(
+    settings: Settings,
+    client: Client,
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    metrics: FollowerMetrics | None = None,
+) -> Worker:
+    """A worker for the followers' workflows and activities on the followers' task queue.
+
+    The caller owns `engine` and `store`. With `metrics`, the pattern detector's consumer
+    reports into them.
+    """
+    database_url = settings.require_database_url()
+    kafka_bootstrap = settings.require_kafka_bootstrap()
+    projectors = {p.name: Projector(engine, store, p) for p in all_projections()}
+
+    def publisher() -> KafkaEventPublisher:
+        return KafkaEventPublisher(
+            kafka_bootstrap,
+            settings.kafka_topic,
+            settings.kafka_partitions,
+            idempotent=settings.kafka_idempotent_producer,
+            request_timeout_ms=settings.kafka_request_timeout_ms,
+        )
+
+    relay = RelayActivities(engine, store, database_url, publisher)
+    projection_activities = ProjectionActivities(projectors, database_url, engine, store)
+    patterns = pattern_activities(
+        settings, client, engine, store, metrics.consumers if metrics else None
+    )
+    return Worker(
+        client,
+        task_queue=settings.followers_task_queue(),
+        workflows=FOLLOWER_WORKFLOWS,
+        activities=[
+            relay.relay_events,
+            projection_activities.project_events,
+            projection_activities.rebuild_projection,
+            patterns.detect_patterns,
+        ],
+        max_concurrent_activities=POOL_SIZE,
+        graceful_shutdown_timeout=timedelta(seconds=5),
+    )
+
+
+async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:
+    """Run the relay, pattern detector and projector singletons on `task_queue`.
+
+    Each is started unless it runs already. One that runs on another task queue (the queue
+    all of them shared with the sagas before they had their own) is ended and started on
+    this one: it goes on from its checkpoint in Postgres, so nothing is lost or done twice.
+    """
+    starts = follower_starts(projections)
+    for _ in range(MOVE_ATTEMPTS):
+        ended = [
+            workflow_id
+            for workflow_id in starts
+            if await _end_if_elsewhere(client, workflow_id, task_queue)
+        ]
+        if ended:
+            log.info("moving followers to task queue %s: %s", task_queue, ", ".join(ended))
+            await asyncio.sleep(HANDOVER.total_seconds())
+        for start in starts.values():
+            await start(client, task_queue)
+        if not ended:
+            return
+    log.warning("followers were started on another task queue again while being moved")
+
+
+def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
+    """Every singleton follower's workflow id, with how to start it on a task queue."""
+    return {
+        RELAY_WORKFLOW_ID: _start_relay,
+        PATTERN_DETECTOR_WORKFLOW_ID: _start_pattern_detector,
+        **{
+            projector_workflow_id(name): functools.partial(_start_projector, name)
+            for name in projections
+        },
+    }
+
+
+async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -> bool:
+    """End the follower's run if it runs on another task queue; whether it did (or another
+    process ended that run meanwhile)."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return False
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        return False
+    if described.task_queue == task_queue:
+        return False
+    # By run id: a process moving the followers at the same time may have started the new
+    # run already, and that one must not be ended.
+    run = client.get_workflow_handle(workflow_id, run_id=described.run_id)
+    try:
+        await run.terminate(reason=f"moved from task queue {described.task_queue} to {task_queue}")
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+    return True
+
+
+async def _start_relay(client: Client, task_queue: str) -> object:
+    return await client.start_workflow(
+        RelayWorkflow.run,
+        id=RELAY_WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def _start_pattern_detector(client: Client, task_queue: str) -> object:
+    return await client.start_workflow(
+        PatternDetectorWorkflow.run,
+        id=PATTERN_DETECTOR_WORKFLOW_ID,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+
+
+async def _start_projector(projection: str, client: Client, task_queue: str) -> object:
+    return await client.start_workflow(
+        ProjectorWorkflow.run,
+        projection,
+        id=projector_workflow_id(projection),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )

@@ -1,0 +1,180 @@
+"""How `start_followers` moves followers off another task queue, against an in-memory Temporal.
+
+The real move, with workers and checkpoints, is in tests/workflows/test_follower_queue.py;
+these cover the races of a rolling upgrade that a real server makes hard to time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
+
+from runtime import followers
+from runtime.followers import follower_starts, start_followers
+
+OURS = "sagaline-followers"
+SHARED = "sagaline"
+PROJECTIONS = ["users"]
+RUN_IDS = itertools.count(1)
+
+
+@dataclass
+class Run:
+    """One run of a workflow id, as `describe` tells it."""
+
+    task_queue: str
+    status: WorkflowExecutionStatus = WorkflowExecutionStatus.RUNNING
+    run_id: str = field(default_factory=lambda: f"run-{next(RUN_IDS)}")
+
+
+class Handle:
+    def __init__(self, temporal: FakeTemporal, workflow_id: str, run_id: str | None) -> None:
+        self._temporal = temporal
+        self._workflow_id = workflow_id
+        self._run_id = run_id
+
+    async def describe(self) -> Run:
+        runs = self._temporal.runs.get(self._workflow_id)
+        if not runs:
+            raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
+        return runs[-1]
+
+    async def terminate(self, reason: str = "") -> None:
+        runs = self._temporal.runs.get(self._workflow_id, [])
+        # Without a run id, Temporal ends the latest run of the id.
+        latest = runs[-1] if runs else None
+        run = (
+            latest
+            if self._run_id is None
+            else next((r for r in runs if r.run_id == self._run_id), None)
+        )
+        if run is None or run.status is not WorkflowExecutionStatus.RUNNING:
+            raise RPCError("workflow execution already completed", RPCStatusCode.NOT_FOUND, b"")
+        run.status = WorkflowExecutionStatus.TERMINATED
+        self._temporal.terminated.append(self._workflow_id)
+        self._temporal.after_terminate(self._temporal, self._workflow_id)
+
+
+@dataclass
+class FakeTemporal:
+    """Runs by workflow id (the latest last); `after_terminate` plays whatever else happens
+    right after a terminate (another process, an older worker)."""
+
+    runs: dict[str, list[Run]] = field(default_factory=dict)
+    terminated: list[str] = field(default_factory=list)
+    after_terminate: Callable[[FakeTemporal, str], None] = lambda temporal, workflow_id: None
+
+    def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None) -> Handle:
+        return Handle(self, workflow_id, run_id)
+
+    async def start_workflow(
+        self, _run: Any, *_args: Any, id: str, task_queue: str, **_: Any
+    ) -> None:
+        self.start(id, task_queue)
+
+    def start(self, workflow_id: str, task_queue: str) -> None:
+        """Start a run unless one runs (USE_EXISTING)."""
+        runs = self.runs.setdefault(workflow_id, [])
+        if not runs or runs[-1].status is not WorkflowExecutionStatus.RUNNING:
+            runs.append(Run(task_queue))
+
+    def queues(self) -> dict[str, str]:
+        """The task queue of each workflow id's running run."""
+        return {
+            workflow_id: runs[-1].task_queue
+            for workflow_id, runs in self.runs.items()
+            if runs and runs[-1].status is WorkflowExecutionStatus.RUNNING
+        }
+
+
+@pytest.fixture(autouse=True)
+def no_handover_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(followers, "HANDOVER", timedelta(0))
+
+
+def every_follower() -> list[str]:
+    return list(follower_starts(PROJECTIONS))
+
+
+async def test_followers_never_started_are_started_on_their_queue() -> None:
+    temporal = FakeTemporal()
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
+    assert temporal.terminated == []
+
+
+async def test_followers_on_the_shared_queue_are_ended_and_started_on_their_own() -> None:
+    temporal = FakeTemporal()
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, SHARED)
+    old = {workflow_id: runs[-1] for workflow_id, runs in temporal.runs.items()}
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
+    assert sorted(temporal.terminated) == sorted(every_follower())
+    assert all(run.status is WorkflowExecutionStatus.TERMINATED for run in old.values())
+
+
+async def test_followers_already_on_their_queue_are_left_running() -> None:
+    temporal = FakeTemporal()
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, OURS)
+    before = {workflow_id: runs[-1].run_id for workflow_id, runs in temporal.runs.items()}
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    assert {w: runs[-1].run_id for w, runs in temporal.runs.items()} == before
+    assert temporal.terminated == []
+
+
+async def test_a_follower_an_older_worker_starts_again_on_the_shared_queue_is_moved_again() -> None:
+    restarted: list[str] = []
+
+    def older_worker_restarts_the_relay(temporal: FakeTemporal, workflow_id: str) -> None:
+        if workflow_id == "relay" and not restarted:
+            restarted.append(workflow_id)
+            temporal.start(workflow_id, SHARED)
+
+    temporal = FakeTemporal(after_terminate=older_worker_restarts_the_relay)
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, SHARED)
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
+    assert temporal.terminated.count("relay") == 2
+
+
+async def test_a_run_another_process_moved_meanwhile_is_left_to_it() -> None:
+    # Another followers process ends the relay's old run and starts the new one between our
+    # describe and our terminate: ours must not end that new run.
+    temporal = FakeTemporal()
+    temporal.start("relay", SHARED)
+    describe = Handle.describe
+
+    async def moved_by_another_after_describe(handle: Handle) -> Run:
+        described = await describe(handle)
+        if described.task_queue == SHARED:
+            described.status = WorkflowExecutionStatus.TERMINATED
+            temporal.start("relay", OURS)
+            return Run(SHARED, run_id=described.run_id)
+        return described
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Handle, "describe", moved_by_another_after_describe)
+        await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    relay_runs = temporal.runs["relay"]
+    assert [run.task_queue for run in relay_runs] == [SHARED, OURS]
+    assert relay_runs[-1].status is WorkflowExecutionStatus.RUNNING
+    assert temporal.terminated == []
