@@ -348,7 +348,9 @@ PageRow = tuple[Any, ...]
 
 
 async def _page_rows(driver: Any, query: str, params: Mapping[str, Any]) -> list[PageRow]:
-    cursor = await driver.execute(query, params, prepare=True)
+    # Binary results: the server sends positions, ids and times without formatting them,
+    # and the driver takes them without parsing text.
+    cursor = await driver.execute(query, params, prepare=True, binary=True)
     return list(await cursor.fetchall())
 
 
