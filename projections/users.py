@@ -103,7 +103,7 @@ class UsersProjection:
                     "id": event.stream_id,
                     "email": event.data["email"],
                     "name": event.data["name"],
-                    "status": UserStatus.ACTIVE.value,
+                    "status": _ACTIVE,
                     "registered_at": event.recorded_at,
                     "last_updated": event.recorded_at,
                     "version": event.version,
@@ -146,6 +146,9 @@ _TYPES = {
     "version": "integer", "locked_version": "integer",
 }  # fmt: skip
 _CHANGED = ("email", "status", "locked_version", "last_updated", "version")
+# The statuses as the rows store them (an enum member's `.value` is a slow property).
+_ACTIVE: str = UserStatus.ACTIVE.value
+_LOCKED: str = UserStatus.LOCKED.value
 
 
 def _unnest(columns: Sequence[str]) -> str:
@@ -181,10 +184,10 @@ def _change(event: RecordedEvent) -> dict[str, Any]:
     if event.type == "UserEmailChanged":
         change["email"] = event.data["new_email"]
     elif event.type == "UserLocked":
-        change["status"] = UserStatus.LOCKED.value
+        change["status"] = _LOCKED
         change["locked_version"] = event.version
     elif event.type == "UserUnlocked":
-        change["status"] = UserStatus.ACTIVE.value
+        change["status"] = _ACTIVE
     return change
 
 
