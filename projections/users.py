@@ -95,43 +95,42 @@ class UsersProjection:
         final state; other users get their final changes. The version guard makes every
         statement a no-op for events already applied.
         """
-        new_rows: dict[str, dict[str, Any]] = {}
-        changes: dict[str, dict[str, Any]] = {}
+        # Each user's folded row, laid out as _COLUMNS; in `changes`, None is "not changed".
+        new_rows: dict[str, list[Any]] = {}
+        changes: dict[str, list[Any]] = {}
         for event in events:
+            stream_id, version, at = event.stream_id, event.version, event.recorded_at
             if event.type == "UserRegistered":
-                new_rows[event.stream_id] = {
-                    "id": event.stream_id,
-                    "email": event.data["email"],
-                    "name": event.data["name"],
-                    "status": _ACTIVE,
-                    "registered_at": event.recorded_at,
-                    "last_updated": event.recorded_at,
-                    "version": event.version,
-                    "locked_version": 0,
-                }
+                data = event.data
+                new_rows[stream_id] = [
+                    stream_id, data["email"], data["name"], _ACTIVE, at, at, version, 0,
+                ]  # fmt: skip
                 continue
-            change = _change(event)
-            row = new_rows.get(event.stream_id)
-            if row is not None:
-                row.update(change)
-            else:
-                changes.setdefault(
-                    event.stream_id, {"email": None, "status": None, "locked_version": None}
-                ).update(change)
+            row = new_rows.get(stream_id)
+            if row is None:
+                row = changes.get(stream_id)
+                if row is None:
+                    row = changes[stream_id] = [stream_id] + [None] * (len(_COLUMNS) - 1)
+            row[_LAST_UPDATED], row[_VERSION] = at, version
+            if event.type == "UserEmailChanged":
+                row[_EMAIL] = event.data["new_email"]
+            elif event.type == "UserLocked":
+                row[_STATUS], row[_LOCKED_VERSION] = _LOCKED, version
+            elif event.type == "UserUnlocked":
+                row[_STATUS] = _ACTIVE
         if not new_rows and not changes:
             return
         # On the driver, with binary arrays: SQLAlchemy's execute path and psycopg's text
         # arrays (escaped element by element) cost more than the statements themselves.
         driver = await driver_of(conn)
         if new_rows:
-            rows = list(new_rows.values())
-            params = {column: [row[column] for row in rows] for column in _COLUMNS}
-            await driver.execute(self._insert, params, prepare=True)
+            columns = [list(column) for column in zip(*new_rows.values(), strict=True)]
+            await driver.execute(
+                self._insert, dict(zip(_COLUMNS, columns, strict=True)), prepare=True
+            )
         if changes:
-            params = {
-                "id": list(changes),
-                **{column: [change[column] for change in changes.values()] for column in _CHANGED},
-            }
+            columns = [list(column) for column in zip(*changes.values(), strict=True)]
+            params = {name: columns[_COLUMNS.index(name)] for name in ("id", *_CHANGED)}
             await driver.execute(self._update, params, prepare=True)
 
 
@@ -146,6 +145,9 @@ _TYPES = {
     "version": "integer", "locked_version": "integer",
 }  # fmt: skip
 _CHANGED = ("email", "status", "locked_version", "last_updated", "version")
+_EMAIL, _STATUS, _LAST_UPDATED, _VERSION, _LOCKED_VERSION = (
+    _COLUMNS.index(c) for c in ("email", "status", "last_updated", "version", "locked_version")
+)
 # The statuses as the rows store them (an enum member's `.value` is a slow property).
 _ACTIVE: str = UserStatus.ACTIVE.value
 _LOCKED: str = UserStatus.LOCKED.value
@@ -176,19 +178,6 @@ def _update_rows(table: str) -> str:
         f" FROM {_unnest(('id', *_CHANGED))}"
         " WHERE u.id = batch.id AND u.version < batch.version"
     )
-
-
-def _change(event: RecordedEvent) -> dict[str, Any]:
-    """The columns one non-registration event sets."""
-    change: dict[str, Any] = {"last_updated": event.recorded_at, "version": event.version}
-    if event.type == "UserEmailChanged":
-        change["email"] = event.data["new_email"]
-    elif event.type == "UserLocked":
-        change["status"] = _LOCKED
-        change["locked_version"] = event.version
-    elif event.type == "UserUnlocked":
-        change["status"] = _ACTIVE
-    return change
 
 
 async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:
