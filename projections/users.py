@@ -15,12 +15,11 @@ from sqlalchemy import (
     RowMapping,
     Table,
     Text,
-    TextClause,
     select,
-    text,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.database import driver_of
 from domain.event_store import RecordedEvent
 from domain.users import UserStatus
 
@@ -76,7 +75,8 @@ class UsersProjection:
 
     def __init__(self, table: Table = users) -> None:
         self._table = table
-        quoted = '"' + table.name.replace('"', '""') + '"'
+        # Quoted for SQL, and `%` doubled: the statements are psycopg's, with placeholders.
+        quoted = '"' + table.name.replace('"', '""').replace("%", "%%") + '"'
         self._insert = _insert_rows(quoted)
         self._update = _update_rows(quoted)
 
@@ -95,45 +95,43 @@ class UsersProjection:
         final state; other users get their final changes. The version guard makes every
         statement a no-op for events already applied.
         """
-        new_rows: dict[str, dict[str, Any]] = {}
-        changes: dict[str, dict[str, Any]] = {}
+        # Each user's folded row, laid out as _COLUMNS; in `changes`, None is "not changed".
+        new_rows: dict[str, list[Any]] = {}
+        changes: dict[str, list[Any]] = {}
         for event in events:
+            stream_id, version, at = event.stream_id, event.version, event.recorded_at
             if event.type == "UserRegistered":
-                new_rows[event.stream_id] = {
-                    "id": event.stream_id,
-                    "email": event.data["email"],
-                    "name": event.data["name"],
-                    "status": UserStatus.ACTIVE.value,
-                    "registered_at": event.recorded_at,
-                    "last_updated": event.recorded_at,
-                    "version": event.version,
-                    "locked_version": 0,
-                }
+                data = event.data
+                new_rows[stream_id] = [
+                    stream_id, data["email"], data["name"], _ACTIVE, at, at, version, 0,
+                ]  # fmt: skip
                 continue
-            change = _change(event)
-            row = new_rows.get(event.stream_id)
-            if row is not None:
-                row.update(change)
-            else:
-                changes.setdefault(
-                    event.stream_id, {"email": None, "status": None, "locked_version": None}
-                ).update(change)
+            row = new_rows.get(stream_id)
+            if row is None:
+                row = changes.get(stream_id)
+                if row is None:
+                    row = changes[stream_id] = [stream_id] + [None] * (len(_COLUMNS) - 1)
+            row[_LAST_UPDATED], row[_VERSION] = at, version
+            if event.type == "UserEmailChanged":
+                row[_EMAIL] = event.data["new_email"]
+            elif event.type == "UserLocked":
+                row[_STATUS], row[_LOCKED_VERSION] = _LOCKED, version
+            elif event.type == "UserUnlocked":
+                row[_STATUS] = _ACTIVE
+        if not new_rows and not changes:
+            return
+        # On the driver, with binary arrays: SQLAlchemy's execute path and psycopg's text
+        # arrays (escaped element by element) cost more than the statements themselves.
+        driver = await driver_of(conn)
         if new_rows:
-            rows = list(new_rows.values())
-            await conn.execute(
-                self._insert, {column: [row[column] for row in rows] for column in _COLUMNS}
+            columns = [list(column) for column in zip(*new_rows.values(), strict=True)]
+            await driver.execute(
+                self._insert, dict(zip(_COLUMNS, columns, strict=True)), prepare=True
             )
         if changes:
-            await conn.execute(
-                self._update,
-                {
-                    "id": list(changes),
-                    **{
-                        column: [change[column] for change in changes.values()]
-                        for column in _CHANGED
-                    },
-                },
-            )
+            columns = [list(column) for column in zip(*changes.values(), strict=True)]
+            params = {name: columns[_COLUMNS.index(name)] for name in ("id", *_CHANGED)}
+            await driver.execute(self._update, params, prepare=True)
 
 
 # A batch's rows go as one array per column, so each statement is the same text (prepared
@@ -147,26 +145,32 @@ _TYPES = {
     "version": "integer", "locked_version": "integer",
 }  # fmt: skip
 _CHANGED = ("email", "status", "locked_version", "last_updated", "version")
+_EMAIL, _STATUS, _LAST_UPDATED, _VERSION, _LOCKED_VERSION = (
+    _COLUMNS.index(c) for c in ("email", "status", "last_updated", "version", "locked_version")
+)
+# The statuses as the rows store them (an enum member's `.value` is a slow property).
+_ACTIVE: str = UserStatus.ACTIVE.value
+_LOCKED: str = UserStatus.LOCKED.value
 
 
 def _unnest(columns: Sequence[str]) -> str:
-    arrays = ", ".join(f"CAST(:{c} AS {_TYPES[c]}[])" for c in columns)
+    arrays = ", ".join(f"CAST(%({c})b AS {_TYPES[c]}[])" for c in columns)
     return f"unnest({arrays}) AS batch({', '.join(columns)})"
 
 
-def _insert_rows(table: str) -> TextClause:
+def _insert_rows(table: str) -> str:
     """Insert users registered in the batch; an older existing row takes the newer state."""
     columns = ", ".join(_COLUMNS)
     updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c != "id")
-    return text(
+    return (
         f"INSERT INTO {table} AS u ({columns}) SELECT {columns} FROM {_unnest(_COLUMNS)}"
         f" ON CONFLICT (id) DO UPDATE SET {updates} WHERE u.version < excluded.version"
     )
 
 
-def _update_rows(table: str) -> TextClause:
+def _update_rows(table: str) -> str:
     """Apply other users' folded changes; a NULL column is one the batch did not change."""
-    return text(
+    return (
         f"UPDATE {table} AS u SET email = coalesce(batch.email, u.email),"
         " status = coalesce(batch.status, u.status),"
         " locked_version = coalesce(batch.locked_version, u.locked_version),"
@@ -174,19 +178,6 @@ def _update_rows(table: str) -> TextClause:
         f" FROM {_unnest(('id', *_CHANGED))}"
         " WHERE u.id = batch.id AND u.version < batch.version"
     )
-
-
-def _change(event: RecordedEvent) -> dict[str, Any]:
-    """The columns one non-registration event sets."""
-    change: dict[str, Any] = {"last_updated": event.recorded_at, "version": event.version}
-    if event.type == "UserEmailChanged":
-        change["email"] = event.data["new_email"]
-    elif event.type == "UserLocked":
-        change["status"] = UserStatus.LOCKED.value
-        change["locked_version"] = event.version
-    elif event.type == "UserUnlocked":
-        change["status"] = UserStatus.ACTIVE.value
-    return change
 
 
 async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:

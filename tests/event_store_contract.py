@@ -382,6 +382,39 @@ class EventStoreContract:
         assert seen[-1].position == last.position
         assert await store.head_position() >= last.position
 
+    async def test_read_all_gives_each_event_of_a_page_its_own_payload(
+        self, store: EventStore
+    ) -> None:
+        wanted, other = f"Wanted-{uuid.uuid4()}", f"Other-{uuid.uuid4()}"
+        stream = new_stream()
+        start = await store.head_position()
+        payloads = [
+            ({"n": 1, "text": 'a "quoted", [bracketed] ü'}, {"actor": "first"}),
+            ({"n": 2, "nested": {"list": [1, {"x": None}]}}, {}),
+            ({"n": 3}, {"actor": "third", "traceparent": "00-ab-cd-01"}),
+        ]
+        kinds = [wanted, other, wanted]
+        new = [
+            NewEvent(uuid.uuid4(), kind, data, metadata)
+            for kind, (data, metadata) in zip(kinds, payloads, strict=True)
+        ]
+        result = await store.append(StreamAppend(stream, new, NO_STREAM))
+
+        every = await store.read_all(start, limit=100, wait_seconds=5.0)
+        some = await store.read_all(start, limit=100, types=[wanted], wait_seconds=5.0)
+
+        assert [(e.type, e.data, e.metadata) for e in every.events if e.stream_id == stream] == [
+            (kind, data, metadata) for kind, (data, metadata) in zip(kinds, payloads, strict=True)
+        ]
+        assert [(e.data, e.metadata) for e in some.events if e.stream_id == stream] == [
+            payloads[0],
+            payloads[2],
+        ]
+        assert {e.event_id for e in every.events if e.stream_id == stream} == {
+            n.event_id for n in new
+        }
+        assert some.next_position >= result.position
+
     async def test_read_all_skips_other_types_but_moves_past_them(self, store: EventStore) -> None:
         wanted, other = f"Wanted-{uuid.uuid4()}", f"Other-{uuid.uuid4()}"
         stream = new_stream()

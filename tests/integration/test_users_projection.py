@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters.event_store import PostgresEventStore
 from domain.event_store import NO_STREAM, NewEvent, StreamAppend
 from domain.events import to_data
-from domain.users import UserEmailChanged, UserLocked, UserRegistered, UserStatus
+from domain.users import UserEmailChanged, UserLocked, UserRegistered, UserStatus, UserUnlocked
 from projections.projector import Projector
 from projections.users import UsersProjection, get_user, get_user_by_email
 
@@ -69,3 +69,49 @@ async def test_a_batch_replayed_over_an_older_row_still_applies_its_newer_events
         view = await get_user(conn, user_id)
     assert view is not None
     assert (view.email, view.version) == (new, 2)
+
+
+async def test_one_batch_folds_new_and_existing_users_to_their_final_rows(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    known, locked, fresh = (f"user-{uuid.uuid4()}" for _ in range(3))
+    emails = {user: f"{uuid.uuid4()}@example.com" for user in (known, locked, fresh)}
+    moved = f"{uuid.uuid4()}@example.com"
+    for user in (known, locked):
+        await store.append(
+            StreamAppend(user, [as_new(UserRegistered(user, emails[user], "Old"))], NO_STREAM)
+        )
+    before = [e for user in (known, locked) for e in await store.read_stream(user)]
+    await store.append(
+        StreamAppend(known, [as_new(UserEmailChanged(known, emails[known], moved))], 1),
+        StreamAppend(
+            locked,
+            [as_new(UserLocked(locked, "fraud")), as_new(UserUnlocked(locked)),
+             as_new(UserLocked(locked, "again"))],
+            1,
+        ),
+        StreamAppend(
+            fresh,
+            [as_new(UserRegistered(fresh, emails[fresh], "New")),
+             as_new(UserLocked(fresh, "fraud")), as_new(UserUnlocked(fresh))],
+            NO_STREAM,
+        ),
+    )  # fmt: skip
+    batch = [e for user in (known, locked, fresh) for e in await store.read_stream(user)]
+    batch = sorted((e for e in batch if e not in before), key=lambda e: e.position)
+    projection = UsersProjection()
+    async with engine.begin() as conn:
+        await projection.apply_batch(conn, before)
+        await projection.apply_batch(conn, batch)
+        views = {user: await get_user(conn, user) for user in (known, locked, fresh)}
+
+    rows = {
+        user: (v.email, v.name, v.status, v.version, v.locked_version)
+        for user, v in views.items()
+        if v is not None
+    }
+    assert rows == {
+        known: (moved, "Old", UserStatus.ACTIVE, 2, 0),
+        locked: (emails[locked], "Old", UserStatus.LOCKED, 4, 4),
+        fresh: (emails[fresh], "New", UserStatus.ACTIVE, 3, 2),
+    }
