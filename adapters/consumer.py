@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -55,9 +55,9 @@ END_CHECK_SECONDS = 2.0
 """How often a running consumer checks that its positions are not past the log's end."""
 
 
-@dataclass(frozen=True)
-class ConsumedEvent:
-    """A stored event as it arrived from Kafka, decoded from its CloudEvents headers."""
+class ConsumedEvent(NamedTuple):
+    """A stored event as it arrived from Kafka, decoded from its CloudEvents headers. A
+    named tuple: one is built per message, and a frozen dataclass costs several times more."""
 
     event_id: str
     type: str
@@ -98,7 +98,8 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
     headers = dict(record.headers)
     try:
-        body = json.loads(record.value or b"")
+        # From text: `json.loads` of bytes first guesses their encoding, in Python.
+        body = json.loads(str(record.value or b"", "utf-8"))
         data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
@@ -144,11 +145,11 @@ class EventConsumer:
         retry_delay: float = 0.1,
         dead_letter_topic: str | None = None,
         transient: Callable[[BaseException], bool] = is_outage,
-        max_records: int = 2000,
+        max_records: int = 6000,
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
-        transaction_size: int = 2000,
+        transaction_size: int = 1000,
         metrics: ConsumerMetrics | None = None,
     ) -> None:
         self._engine = engine
@@ -265,8 +266,14 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        if not await self._handle_fetch(batch):
-            await asyncio.gather(*(self._partition(records) for records in batch.values()))
+        stored = await self._handle_fetch(batch)
+        rest: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for records in batch.values():
+            for record in records[max(stored, 0) :]:
+                rest.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+            stored -= len(records)
+        if rest:
+            await asyncio.gather(*(self._partition(records) for records in rest.values()))
         ends = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         if self._consumer is not None and ends:
             self._handled_up_to.update(ends)
@@ -297,29 +304,67 @@ class EventConsumer:
 
     async def _handle_fetch(
         self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-    ) -> bool:
-        """Handle a whole fetch, every partition of it, in one transaction; False when it
-        cannot (too many messages, one undecodable, a handler failure), leaving nothing stored.
+    ) -> int:
+        """Handle a whole fetch, every partition of it, in as few transactions as it takes;
+        how many of its messages (in the fetch's order) got stored, the rest left untouched.
 
-        The usual case: one claim, one handler call and one commit per fetch, whatever the
-        number of partitions. What cannot go together goes partition by partition after it.
+        The usual case: the fetch's messages in transactions of up to `transaction_size`,
+        one claim, one handler call and one commit each. The next transaction claims and
+        decodes its messages while the one before it is handled and commits; its handler
+        runs only after that commit. What cannot go together (a message undecodable, a
+        handler failure) and what comes after it goes partition by partition after this.
         """
         records = [record for partition in batch.values() for record in partition]
-        if not records or len(records) > self._transaction_size:
-            return False
+        if not records:
+            return 0
         ids = [_event_id(record) for record in records]
         if None in ids:
-            return False
+            return 0
+        size = max(self._transaction_size, 1)
+        running: list[asyncio.Task[bool]] = []
+        try:
+            previous: asyncio.Task[bool] | None = None
+            for start in range(0, len(records), size):
+                chunk = records[start : start + size]
+                claims = [i for i in ids[start : start + size] if i is not None]
+                task = asyncio.create_task(self._handle_chunk(chunk, claims, previous))
+                running.append(task)
+                if previous is not None and not await _succeeded(previous):
+                    break
+                previous = task
+            await asyncio.wait(running)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        for task in running:
+            if (error := task.exception()) is not None:
+                raise error
+        stored = 0
+        for task in running:
+            if not task.result():
+                break
+            stored += 1
+        return min(stored * size, len(records))
+
+    async def _handle_chunk(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        ids: Sequence[str],
+        previous: asyncio.Task[bool] | None,
+    ) -> bool:
+        """Store consecutive messages of a fetch in one transaction, once the transaction of
+        the messages before them (`previous`) committed; False when it cannot (one
+        undecodable, a handler failure, `previous` not stored), leaving nothing stored."""
         events: list[ConsumedEvent] | None = None
         outages = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
                     # The claim goes out first, and the messages are decoded while Postgres
-                    # runs it.
-                    claiming = asyncio.ensure_future(
-                        first_deliveries(conn, self._name, [i for i in ids if i is not None])
-                    )
+                    # runs it. A message already claimed by `previous`, still open, waits
+                    # for its outcome in Postgres and is then found processed.
+                    claiming = asyncio.ensure_future(first_deliveries(conn, self._name, ids))
                     try:
                         await asyncio.sleep(0)
                         if events is None:
@@ -330,9 +375,11 @@ class EventConsumer:
                             claiming.cancel()
                     if events is None:
                         raise _Undecodable
+                    if previous is not None and not await _succeeded(previous):
+                        raise _Abandoned
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
-            except (_FailedAt, _Undecodable):
+            except (_FailedAt, _Undecodable, _Abandoned):
                 return False  # rolled back; partition by partition finds the culprit
             except Exception as error:
                 if not self._transient(error):
@@ -592,6 +639,12 @@ def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
     return None
 
 
+async def _succeeded(task: asyncio.Task[bool]) -> bool:
+    """Whether a transaction of a fetch got stored, waiting for it; False when it failed."""
+    await asyncio.wait([task])
+    return not task.cancelled() and task.exception() is None and task.result()
+
+
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
     """Every message's event, or None when one is undecodable."""
     try:
@@ -614,6 +667,11 @@ def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[
 
 class _Undecodable(Exception):
     """A message of a fetch is undecodable: the fetch goes partition by partition."""
+
+
+class _Abandoned(Exception):
+    """The messages before a transaction's were not stored: it rolls back, and they and it
+    go partition by partition."""
 
 
 class _FailedAt(Exception):

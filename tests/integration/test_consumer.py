@@ -258,3 +258,42 @@ async def test_a_fetch_over_several_partitions_is_stored_in_one_handler_call(
     assert versions == {f"s-{n}": list(range(1, 11)) for n in range(12)}
     offsets = [await committed(kafka_bootstrap, topic, group, p) for p in range(3)]
     assert sum(offset or 0 for offset in offsets) == 120
+
+
+async def test_a_failing_transaction_of_a_fetch_keeps_those_before_it_and_redoes_the_rest(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"chunks-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [
+        recorded(stream, n, "Counted", {"poison": True} if n == 25 else {"n": n})
+        for n in range(1, 41)
+    ]
+    await publish(kafka_bootstrap, topic, events)
+    ids = [str(event.event_id) for event in events]
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        retry_delay=0.05,
+        transaction_size=10,
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=40)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {i: 1 for i in ids if i != ids[24]}
+    assert consumer.stats.dead_lettered == 1 and consumer.stats.duplicates == 0
+    # The fetch's transactions of ten, in order, until the poison's failed; the one after it
+    # was never handled, and what the first two stored was not handled again.
+    assert recorder.calls[:3] == [ids[0:10], ids[10:20], ids[20:30]]
+    assert all(i not in call for call in recorder.calls[3:] for i in ids[:20])
+    assert [call for call in recorder.calls if ids[24] in call][-3:] == [[ids[24]]] * 3
+    assert await committed(kafka_bootstrap, topic, group) == 40
