@@ -103,18 +103,18 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
         data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
-            event_id=headers["ce_id"].decode(),
-            type=headers["ce_type"].decode(),
-            stream_id=(record.key or headers["ce_subject"]).decode(),
-            stream_version=int(headers["sagaline_stream_version"]),
-            position=int(headers["sagaline_position"]),
-            recorded_at=datetime.fromisoformat(headers["ce_time"].decode()),
-            data=data if type(data) is dict else dict(data),
-            metadata=metadata if type(metadata) is dict else dict(metadata),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            traceparent=None if traceparent is None else traceparent.decode(),
+            headers["ce_id"].decode(),
+            headers["ce_type"].decode(),
+            (record.key or headers["ce_subject"]).decode(),
+            int(headers["sagaline_stream_version"]),
+            int(headers["sagaline_position"]),
+            datetime.fromisoformat(headers["ce_time"].decode()),
+            data if type(data) is dict else dict(data),
+            metadata if type(metadata) is dict else dict(metadata),
+            record.topic,
+            record.partition,
+            record.offset,
+            None if traceparent is None else traceparent.decode(),
         )
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
         raise UndecodableMessage(f"{type(error).__name__}: {error}") from error

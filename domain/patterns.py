@@ -79,9 +79,8 @@ class Match:
         return f"{self.pattern}/{self.key}/{self.occurrences[0].event_id}"
 
 
-@dataclass(frozen=True)
-class Observation:
-    """What one new occurrence does to a key's window state."""
+class Observation(NamedTuple):
+    """What one new occurrence does to a key's window state (a named tuple: one per event)."""
 
     keep: bool
     """Whether to store the new occurrence (False when late, a repeat, or consumed)."""
