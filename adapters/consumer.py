@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,6 +127,8 @@ class ConsumerStats:
     processed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    skipped: int = 0
+    """Messages of types the handler does not watch, passed over without being read."""
 
 
 class EventConsumer:
@@ -149,8 +151,9 @@ class EventConsumer:
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
-        transaction_size: int = 1000,
+        transaction_size: int = 2000,
         metrics: ConsumerMetrics | None = None,
+        event_types: Collection[str] | None = None,
     ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
@@ -169,6 +172,11 @@ class EventConsumer:
         self._transaction_size = transaction_size
         self.stats = ConsumerStats()
         self._metrics = metrics
+        # The types the handler acts on (None: all). Others are passed over on their
+        # `ce_type` header alone: not decoded, not claimed, their offsets committed.
+        self._event_types = (
+            None if event_types is None else frozenset(t.encode() for t in event_types)
+        )
         # Per partition, the offset after the last message handled (for the lag).
         self._handled_up_to: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -266,9 +274,10 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        stored = await self._handle_fetch(batch)
+        watched = self._watched(batch)
+        stored = await self._handle_fetch(watched)
         rest: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
-        for records in batch.values():
+        for records in watched.values():
             for record in records[max(stored, 0) :]:
                 rest.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
             stored -= len(records)
@@ -287,6 +296,24 @@ class EventConsumer:
         if self._metrics is not None:
             self._metrics.set_lag(self._name, self.lag())
         return sum(len(records) for records in batch.values())
+
+    def _watched(
+        self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]:
+        """The fetch without the messages of types the handler does not watch (a message
+        without a `ce_type` header stays, to be dead-lettered as undecodable)."""
+        types = self._event_types
+        if types is None:
+            return batch
+        watched = {
+            tp: [record for record in records if _is_watched(record, types)]
+            for tp, records in batch.items()
+        }
+        skipped = sum(len(records) for records in batch.values()) - sum(
+            len(records) for records in watched.values()
+        )
+        self.stats.skipped += skipped
+        return watched
 
     def lag(self) -> dict[int, int]:
         """Per assigned partition, messages past the last one handled, as of the last fetch
@@ -643,6 +670,14 @@ async def _succeeded(task: asyncio.Task[bool]) -> bool:
     """Whether a transaction of a fetch got stored, waiting for it; False when it failed."""
     await asyncio.wait([task])
     return not task.cancelled() and task.exception() is None and task.result()
+
+
+def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -> bool:
+    """Whether a message's `ce_type` header is one of `types`; True when it has none."""
+    for name, value in record.headers:
+        if name == "ce_type":
+            return value in types
+    return True
 
 
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:

@@ -110,7 +110,9 @@ async def detect(
     """Messages/s of the detector's consumer in a fresh group over the topic."""
     timed = TimedDetector(detector)
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    consumer = EventConsumer(engine, bootstrap, topic, group, group, timed)
+    consumer = EventConsumer(
+        engine, bootstrap, topic, group, group, timed, event_types=detector.event_types
+    )
     await consumer.start()
     try:
         while consumer.stats.processed < count:

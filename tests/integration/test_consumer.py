@@ -297,3 +297,50 @@ async def test_a_failing_transaction_of_a_fetch_keeps_those_before_it_and_redoes
     assert all(i not in call for call in recorder.calls[3:] for i in ids[:20])
     assert [call for call in recorder.calls if ids[24] in call][-3:] == [[ids[24]]] * 3
     assert await committed(kafka_bootstrap, topic, group) == 40
+
+
+async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unread(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"watch-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    watched = [recorded(stream, n, "Counted", {"n": n}) for n in (1, 3)]
+    other = recorded(stream, 2, "Ignored", {"n": 2})
+    await publish(kafka_bootstrap, topic, [watched[0], other, watched[1]])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        # Not JSON: a message the consumer decoded would go to the dead-letter topic.
+        await producer.send_and_wait(
+            topic, b"not json", key=stream.encode(), headers=[("ce_type", b"Ignored")]
+        )
+    finally:
+        await producer.stop()
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        event_types={"Counted"},
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while consumer.stats.processed + consumer.stats.skipped < 4:
+                await consumer.poll(0.5)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in watched}
+    assert (consumer.stats.processed, consumer.stats.skipped) == (2, 2)
+    assert consumer.stats.dead_lettered == 0
+    async with engine.connect() as conn:
+        claimed = await conn.execute(
+            text("SELECT message_id FROM processed_messages WHERE handler = :h"), {"h": handler}
+        )
+        assert {row.message_id for row in claimed} == {str(e.event_id) for e in watched}
+    assert await committed(kafka_bootstrap, topic, group) == 4
