@@ -2,10 +2,13 @@
 
 A message's effect is stored in a Postgres transaction that also records its event id as
 processed (`first_delivery`), so a redelivered message changes nothing. A fetch (every
-partition of it, up to `transaction_size` messages) shares one transaction: its ids claimed
-in one statement, its first deliveries given to a batch handler in one call, one commit.
-When that fails, the fetch is handled partition by partition: consecutive messages of a
-partition share a transaction, and a failing one is taken out and handled alone. Offsets
+partition of it) is stored in transactions of up to `transaction_size` messages: their ids
+claimed in one statement, their first deliveries given to a batch handler in one call, one
+commit; the next one claims and decodes while the one before it is handled, and is handled
+only after that commit. From a transaction that fails on, the fetch is handled partition by
+partition: consecutive messages of a partition share a transaction, and a failing one is
+taken out and handled alone. Messages of types the handler does not watch (`event_types`)
+are passed over unread. Offsets
 are committed by hand, only after the effects of every message before them are stored. A
 message that keeps failing is copied to the dead-letter topic with the error in its headers,
 and the partition moves on. Outages (`adapters.outages`: the database or Temporal
