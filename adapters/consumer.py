@@ -352,11 +352,19 @@ class EventConsumer:
             return 0
         size = max(self._transaction_size, 1)
         running: list[asyncio.Task[bool]] = []
+        # Each id is claimed by the first transaction holding it. A later copy in the same
+        # fetch is a duplicate, whether the transaction before stores it or fails (and the
+        # later ones with it), so two transactions open at once never wait for each other's
+        # rows: the later one also waits for the earlier one in Python.
+        claimed: set[str] = set()
         try:
             previous: asyncio.Task[bool] | None = None
             for start in range(0, len(records), size):
                 chunk = records[start : start + size]
-                claims = [i for i in ids[start : start + size] if i is not None]
+                claims = [
+                    i for i in ids[start : start + size] if i is not None and i not in claimed
+                ]
+                claimed.update(claims)
                 task = asyncio.create_task(self._handle_chunk(chunk, claims, previous))
                 running.append(task)
                 if previous is not None and not await _succeeded(previous):
@@ -392,8 +400,8 @@ class EventConsumer:
             try:
                 async with self._engine.begin() as conn:
                     # The claim goes out first, and the messages are decoded while Postgres
-                    # runs it. A message already claimed by `previous`, still open, waits
-                    # for its outcome in Postgres and is then found processed.
+                    # runs it. A message whose id is not in `ids` (an earlier transaction of
+                    # the fetch claims it) counts as a duplicate.
                     claiming = asyncio.ensure_future(first_deliveries(conn, self._name, ids))
                     try:
                         await asyncio.sleep(0)

@@ -344,3 +344,36 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
         )
         assert {row.message_id for row in claimed} == {str(e.event_id) for e in watched}
     assert await committed(kafka_bootstrap, topic, group) == 4
+
+
+async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"copies-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [recorded(stream, n, "Counted", {"n": n}) for n in range(1, 7)]
+    # Transactions of four: the second holds two originals and two copies of the first's.
+    await publish(kafka_bootstrap, topic, [*events, *events])
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        transaction_size=4,
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=12)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in events}
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (6, 6)
+    assert sorted(i for call in recorder.calls for i in call) == sorted(
+        str(e.event_id) for e in events
+    )
+    assert await committed(kafka_bootstrap, topic, group) == 12
