@@ -72,6 +72,11 @@ class PatternDetector:
         self._patterns = patterns
         self._lock_user = lock_user
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The event types its patterns count; its consumer passes over the others."""
+        return frozenset().union(*(pattern.event_types for pattern in self._patterns))
+
     async def __call__(self, conn: AsyncConnection, event: ConsumedEvent) -> None:
         await self.handle_batch(conn, [event])
 

@@ -2,10 +2,13 @@
 
 A message's effect is stored in a Postgres transaction that also records its event id as
 processed (`first_delivery`), so a redelivered message changes nothing. A fetch (every
-partition of it, up to `transaction_size` messages) shares one transaction: its ids claimed
-in one statement, its first deliveries given to a batch handler in one call, one commit.
-When that fails, the fetch is handled partition by partition: consecutive messages of a
-partition share a transaction, and a failing one is taken out and handled alone. Offsets
+partition of it) is stored in transactions of up to `transaction_size` messages: their ids
+claimed in one statement, their first deliveries given to a batch handler in one call, one
+commit; the next one claims and decodes while the one before it is handled, and is handled
+only after that commit. From a transaction that fails on, the fetch is handled partition by
+partition: consecutive messages of a partition share a transaction, and a failing one is
+taken out and handled alone. Messages of types the handler does not watch (`event_types`)
+are passed over unread. Offsets
 are committed by hand, only after the effects of every message before them are stored. A
 message that keeps failing is copied to the dead-letter topic with the error in its headers,
 and the partition moves on. Outages (`adapters.outages`: the database or Temporal
@@ -18,11 +21,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -55,9 +58,9 @@ END_CHECK_SECONDS = 2.0
 """How often a running consumer checks that its positions are not past the log's end."""
 
 
-@dataclass(frozen=True)
-class ConsumedEvent:
-    """A stored event as it arrived from Kafka, decoded from its CloudEvents headers."""
+class ConsumedEvent(NamedTuple):
+    """A stored event as it arrived from Kafka, decoded from its CloudEvents headers. A
+    named tuple: one is built per message, and a frozen dataclass costs several times more."""
 
     event_id: str
     type: str
@@ -98,22 +101,23 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
     headers = dict(record.headers)
     try:
-        body = json.loads(record.value or b"")
+        # From text: `json.loads` of bytes first guesses their encoding, in Python.
+        body = json.loads(str(record.value or b"", "utf-8"))
         data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
-            event_id=headers["ce_id"].decode(),
-            type=headers["ce_type"].decode(),
-            stream_id=(record.key or headers["ce_subject"]).decode(),
-            stream_version=int(headers["sagaline_stream_version"]),
-            position=int(headers["sagaline_position"]),
-            recorded_at=datetime.fromisoformat(headers["ce_time"].decode()),
-            data=data if type(data) is dict else dict(data),
-            metadata=metadata if type(metadata) is dict else dict(metadata),
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            traceparent=None if traceparent is None else traceparent.decode(),
+            headers["ce_id"].decode(),
+            headers["ce_type"].decode(),
+            (record.key or headers["ce_subject"]).decode(),
+            int(headers["sagaline_stream_version"]),
+            int(headers["sagaline_position"]),
+            datetime.fromisoformat(headers["ce_time"].decode()),
+            data if type(data) is dict else dict(data),
+            metadata if type(metadata) is dict else dict(metadata),
+            record.topic,
+            record.partition,
+            record.offset,
+            None if traceparent is None else traceparent.decode(),
         )
     except (KeyError, ValueError, TypeError, UnicodeDecodeError) as error:
         raise UndecodableMessage(f"{type(error).__name__}: {error}") from error
@@ -126,6 +130,8 @@ class ConsumerStats:
     processed: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    skipped: int = 0
+    """Messages of types the handler does not watch, passed over without being read."""
 
 
 class EventConsumer:
@@ -144,12 +150,13 @@ class EventConsumer:
         retry_delay: float = 0.1,
         dead_letter_topic: str | None = None,
         transient: Callable[[BaseException], bool] = is_outage,
-        max_records: int = 2000,
+        max_records: int = 6000,
         partitions: int = 1,
         session_timeout_ms: int = 10_000,
         rebalance_timeout_ms: int | None = None,
         transaction_size: int = 2000,
         metrics: ConsumerMetrics | None = None,
+        event_types: Collection[str] | None = None,
     ) -> None:
         self._engine = engine
         self._bootstrap = bootstrap
@@ -168,6 +175,11 @@ class EventConsumer:
         self._transaction_size = transaction_size
         self.stats = ConsumerStats()
         self._metrics = metrics
+        # The types the handler acts on (None: all). Others are passed over on their
+        # `ce_type` header alone: not decoded, not claimed, their offsets committed.
+        self._event_types = (
+            None if event_types is None else frozenset(t.encode() for t in event_types)
+        )
         # Per partition, the offset after the last message handled (for the lag).
         self._handled_up_to: dict[TopicPartition, int] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -265,8 +277,15 @@ class EventConsumer:
         batch = await self._consumer.getmany(
             timeout_ms=int(wait_seconds * 1000), max_records=self._max_records
         )
-        if not await self._handle_fetch(batch):
-            await asyncio.gather(*(self._partition(records) for records in batch.values()))
+        watched = self._watched(batch)
+        stored = await self._handle_fetch(watched)
+        rest: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]] = {}
+        for records in watched.values():
+            for record in records[max(stored, 0) :]:
+                rest.setdefault(TopicPartition(record.topic, record.partition), []).append(record)
+            stored -= len(records)
+        if rest:
+            await asyncio.gather(*(self._partition(records) for records in rest.values()))
         ends = {tp: records[-1].offset + 1 for tp, records in batch.items() if records}
         if self._consumer is not None and ends:
             self._handled_up_to.update(ends)
@@ -280,6 +299,24 @@ class EventConsumer:
         if self._metrics is not None:
             self._metrics.set_lag(self._name, self.lag())
         return sum(len(records) for records in batch.values())
+
+    def _watched(
+        self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
+    ) -> Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]:
+        """The fetch without the messages of types the handler does not watch (a message
+        without a `ce_type` header stays, to be dead-lettered as undecodable)."""
+        types = self._event_types
+        if types is None:
+            return batch
+        watched = {
+            tp: [record for record in records if _is_watched(record, types)]
+            for tp, records in batch.items()
+        }
+        skipped = sum(len(records) for records in batch.values()) - sum(
+            len(records) for records in watched.values()
+        )
+        self.stats.skipped += skipped
+        return watched
 
     def lag(self) -> dict[int, int]:
         """Per assigned partition, messages past the last one handled, as of the last fetch
@@ -297,29 +334,75 @@ class EventConsumer:
 
     async def _handle_fetch(
         self, batch: Mapping[TopicPartition, Sequence[ConsumerRecord[bytes, bytes]]]
-    ) -> bool:
-        """Handle a whole fetch, every partition of it, in one transaction; False when it
-        cannot (too many messages, one undecodable, a handler failure), leaving nothing stored.
+    ) -> int:
+        """Handle a whole fetch, every partition of it, in as few transactions as it takes;
+        how many of its messages (in the fetch's order) got stored, the rest left untouched.
 
-        The usual case: one claim, one handler call and one commit per fetch, whatever the
-        number of partitions. What cannot go together goes partition by partition after it.
+        The usual case: the fetch's messages in transactions of up to `transaction_size`,
+        one claim, one handler call and one commit each. The next transaction claims and
+        decodes its messages while the one before it is handled and commits; its handler
+        runs only after that commit. What cannot go together (a message undecodable, a
+        handler failure) and what comes after it goes partition by partition after this.
         """
         records = [record for partition in batch.values() for record in partition]
-        if not records or len(records) > self._transaction_size:
-            return False
+        if not records:
+            return 0
         ids = [_event_id(record) for record in records]
         if None in ids:
-            return False
+            return 0
+        size = max(self._transaction_size, 1)
+        running: list[asyncio.Task[bool]] = []
+        # Each id is claimed by the first transaction holding it. A later copy in the same
+        # fetch is a duplicate, whether the transaction before stores it or fails (and the
+        # later ones with it), so two transactions open at once never wait for each other's
+        # rows: the later one also waits for the earlier one in Python.
+        claimed: set[str] = set()
+        try:
+            previous: asyncio.Task[bool] | None = None
+            for start in range(0, len(records), size):
+                chunk = records[start : start + size]
+                claims = [
+                    i for i in ids[start : start + size] if i is not None and i not in claimed
+                ]
+                claimed.update(claims)
+                task = asyncio.create_task(self._handle_chunk(chunk, claims, previous))
+                running.append(task)
+                if previous is not None and not await _succeeded(previous):
+                    break
+                previous = task
+            await asyncio.wait(running)
+        finally:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+        for task in running:
+            if (error := task.exception()) is not None:
+                raise error
+        stored = 0
+        for task in running:
+            if not task.result():
+                break
+            stored += 1
+        return min(stored * size, len(records))
+
+    async def _handle_chunk(
+        self,
+        records: Sequence[ConsumerRecord[bytes, bytes]],
+        ids: Sequence[str],
+        previous: asyncio.Task[bool] | None,
+    ) -> bool:
+        """Store consecutive messages of a fetch in one transaction, once the transaction of
+        the messages before them (`previous`) committed; False when it cannot (one
+        undecodable, a handler failure, `previous` not stored), leaving nothing stored."""
         events: list[ConsumedEvent] | None = None
         outages = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
                     # The claim goes out first, and the messages are decoded while Postgres
-                    # runs it.
-                    claiming = asyncio.ensure_future(
-                        first_deliveries(conn, self._name, [i for i in ids if i is not None])
-                    )
+                    # runs it. A message whose id is not in `ids` (an earlier transaction of
+                    # the fetch claims it) counts as a duplicate.
+                    claiming = asyncio.ensure_future(first_deliveries(conn, self._name, ids))
                     try:
                         await asyncio.sleep(0)
                         if events is None:
@@ -330,9 +413,11 @@ class EventConsumer:
                             claiming.cancel()
                     if events is None:
                         raise _Undecodable
+                    if previous is not None and not await _succeeded(previous):
+                        raise _Abandoned
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
-            except (_FailedAt, _Undecodable):
+            except (_FailedAt, _Undecodable, _Abandoned):
                 return False  # rolled back; partition by partition finds the culprit
             except Exception as error:
                 if not self._transient(error):
@@ -592,6 +677,20 @@ def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
     return None
 
 
+async def _succeeded(task: asyncio.Task[bool]) -> bool:
+    """Whether a transaction of a fetch got stored, waiting for it; False when it failed."""
+    await asyncio.wait([task])
+    return not task.cancelled() and task.exception() is None and task.result()
+
+
+def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -> bool:
+    """Whether a message's `ce_type` header is one of `types`; True when it has none."""
+    for name, value in record.headers:
+        if name == "ce_type":
+            return value in types
+    return True
+
+
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
     """Every message's event, or None when one is undecodable."""
     try:
@@ -614,6 +713,11 @@ def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[
 
 class _Undecodable(Exception):
     """A message of a fetch is undecodable: the fetch goes partition by partition."""
+
+
+class _Abandoned(Exception):
+    """The messages before a transaction's were not stored: it rolls back, and they and it
+    go partition by partition."""
 
 
 class _FailedAt(Exception):

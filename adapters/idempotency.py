@@ -27,9 +27,11 @@ async def first_delivery(conn: AsyncConnection, handler: str, message_id: str) -
 
 
 # Sent straight to the driver as a prepared statement: it runs once per consumer transaction.
+# The ids go in binary (`%b`): psycopg writes a text array of thousands of ids several times
+# faster than in its text form.
 _CLAIM_MANY = (
     "INSERT INTO processed_messages (handler, message_id)"
-    " SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING RETURNING message_id"
+    " SELECT %s, unnest(%b::text[]) ON CONFLICT DO NOTHING RETURNING message_id"
 )
 
 

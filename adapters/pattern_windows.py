@@ -23,24 +23,25 @@ _LOCK_KEY = text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
 # read in one pipeline (one round trip; the read still starts after every lock is held, so it
 # sees what the last holder of a key committed).
 # In the order given (sorted by the caller), so two transactions locking overlapping keys
-# take them in the same order and never deadlock.
+# take them in the same order and never deadlock. Arrays go in binary (`%b`), which psycopg
+# writes several times faster than their text form.
 _LOCK_KEYS = (
     "SELECT count(pg_advisory_xact_lock(hashtextextended(lock, 0)))"
-    " FROM (SELECT lock FROM unnest(%s::text[]) WITH ORDINALITY AS l(lock, n)"
+    " FROM (SELECT lock FROM unnest(%b::text[]) WITH ORDINALITY AS l(lock, n)"
     " ORDER BY n) AS ordered"
 )
 _LOAD_KEYS = (
     "SELECT key, event_time, event_id FROM pattern_occurrences"
-    " WHERE pattern = %s AND key = ANY(%s::text[])"
+    " WHERE pattern = %s AND key = ANY(%b::text[])"
 )
 # What a batch did to its keys' windows, in one statement: the two sets never overlap.
 _CHANGE_MANY = (
     "WITH gone AS (DELETE FROM pattern_occurrences AS o"
-    " USING unnest(%(gone_keys)s::text[], %(gone_ids)s::text[]) AS g(key, event_id)"
+    " USING unnest(%(gone_keys)b::text[], %(gone_ids)b::text[]) AS g(key, event_id)"
     " WHERE o.pattern = %(pattern)s AND o.key = g.key AND o.event_id = g.event_id)"
     " INSERT INTO pattern_occurrences (pattern, key, event_id, event_time)"
     " SELECT %(pattern)s, a.key, a.event_id, a.event_time"
-    " FROM unnest(%(keys)s::text[], %(ids)s::text[], %(times)s::timestamptz[])"
+    " FROM unnest(%(keys)b::text[], %(ids)b::text[], %(times)b::timestamptz[])"
     " AS a(key, event_id, event_time)"
     " ON CONFLICT DO NOTHING"
 )

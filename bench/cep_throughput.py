@@ -6,7 +6,8 @@ A tenth of the users fail a minute apart (3 matches each: a `SuspiciousUserActiv
 a lock command issued); the others fail three minutes apart (no match; windows expire).
 Both sides read that same topic, each in a consumer group of its own (order alternated):
 - the project: `EventConsumer` running `PatternDetector` over `SUSPICIOUS_LOGINS` (window
-  state in Postgres, committed with the messages' processed ids). Lock commands go to a
+  state in Postgres, committed with the messages' processed ids; the consumer given the
+  detector's event types, as the service wires it). Lock commands go to a
   recorder instead of Temporal, so the figure is the detector's, not the workflow start's;
 - baseline: a plain `AIOKafkaConsumer` in its own group, as a user would write the least
   consumer: `getmany` (500 records), the JSON body of each message decoded, the offsets
@@ -110,7 +111,9 @@ async def detect(
     """Messages/s of the detector's consumer in a fresh group over the topic."""
     timed = TimedDetector(detector)
     group = f"bench-{uuid.uuid4().hex[:8]}"
-    consumer = EventConsumer(engine, bootstrap, topic, group, group, timed)
+    consumer = EventConsumer(
+        engine, bootstrap, topic, group, group, timed, event_types=detector.event_types
+    )
     await consumer.start()
     try:
         while consumer.stats.processed < count:

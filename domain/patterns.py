@@ -79,9 +79,8 @@ class Match:
         return f"{self.pattern}/{self.key}/{self.occurrences[0].event_id}"
 
 
-@dataclass(frozen=True)
-class Observation:
-    """What one new occurrence does to a key's window state."""
+class Observation(NamedTuple):
+    """What one new occurrence does to a key's window state (a named tuple: one per event)."""
 
     keep: bool
     """Whether to store the new occurrence (False when late, a repeat, or consumed)."""
@@ -94,19 +93,31 @@ def observe(
     pattern: Pattern, key: str, stored: Sequence[Occurrence], new: Occurrence
 ) -> Observation:
     """Add `new` to a key's stored occurrences: expiries, and the match it completes if any."""
-    if any(o.event_id == new.event_id for o in stored):
-        return Observation(keep=False, remove=(), match=None)
-    newest = max([new.event_time, *(o.event_time for o in stored)])
+    # Plain loops: this runs once per counted event, over a window of a few occurrences.
+    newest = new.event_time
+    for o in stored:
+        if o.event_id == new.event_id:
+            return _REPEAT
+        if o.event_time > newest:
+            newest = o.event_time
     horizon = newest - pattern.window
     expired = tuple(o for o in stored if o.event_time < horizon)
     if new.event_time < horizon:
-        return Observation(keep=False, remove=expired, match=None)
-    live = sorted([*(o for o in stored if o.event_time >= horizon), new])
+        return Observation(False, expired, None)
+    live = [o for o in stored if o.event_time >= horizon]
+    if len(live) + 1 < pattern.count:
+        return Observation(True, expired, None)
+    live.append(new)
+    live.sort()
     run = _earliest_run_with(live, new, pattern.count, pattern.window)
     if run is None:
-        return Observation(keep=True, remove=expired, match=None)
+        return Observation(True, expired, None)
     consumed = tuple(o for o in run if o != new)
-    return Observation(keep=False, remove=expired + consumed, match=Match(pattern.name, key, run))
+    return Observation(False, expired + consumed, Match(pattern.name, key, run))
+
+
+_REPEAT = Observation(keep=False, remove=(), match=None)
+"""A repeat of an occurrence the window holds: nothing changes."""
 
 
 def _earliest_run_with(

@@ -70,6 +70,7 @@ def pattern_consumer(
         session_timeout_ms=settings.kafka_consumer_session_timeout_ms,
         rebalance_timeout_ms=settings.kafka_consumer_session_timeout_ms // 3,
         metrics=metrics,
+        event_types=detector.event_types,
     )
 
 

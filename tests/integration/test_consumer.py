@@ -258,3 +258,122 @@ async def test_a_fetch_over_several_partitions_is_stored_in_one_handler_call(
     assert versions == {f"s-{n}": list(range(1, 11)) for n in range(12)}
     offsets = [await committed(kafka_bootstrap, topic, group, p) for p in range(3)]
     assert sum(offset or 0 for offset in offsets) == 120
+
+
+async def test_a_failing_transaction_of_a_fetch_keeps_those_before_it_and_redoes_the_rest(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"chunks-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [
+        recorded(stream, n, "Counted", {"poison": True} if n == 25 else {"n": n})
+        for n in range(1, 41)
+    ]
+    await publish(kafka_bootstrap, topic, events)
+    ids = [str(event.event_id) for event in events]
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        retry_delay=0.05,
+        transaction_size=10,
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=40)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {i: 1 for i in ids if i != ids[24]}
+    assert consumer.stats.dead_lettered == 1 and consumer.stats.duplicates == 0
+    # The fetch's transactions of ten, in order, until the poison's failed; the one after it
+    # was never handled, and what the first two stored was not handled again.
+    assert recorder.calls[:3] == [ids[0:10], ids[10:20], ids[20:30]]
+    assert all(i not in call for call in recorder.calls[3:] for i in ids[:20])
+    assert [call for call in recorder.calls if ids[24] in call][-3:] == [[ids[24]]] * 3
+    assert await committed(kafka_bootstrap, topic, group) == 40
+
+
+async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unread(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"watch-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    watched = [recorded(stream, n, "Counted", {"n": n}) for n in (1, 3)]
+    other = recorded(stream, 2, "Ignored", {"n": 2})
+    await publish(kafka_bootstrap, topic, [watched[0], other, watched[1]])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        # Not JSON: a message the consumer decoded would go to the dead-letter topic.
+        await producer.send_and_wait(
+            topic, b"not json", key=stream.encode(), headers=[("ce_type", b"Ignored")]
+        )
+    finally:
+        await producer.stop()
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        event_types={"Counted"},
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while consumer.stats.processed + consumer.stats.skipped < 4:
+                await consumer.poll(0.5)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in watched}
+    assert (consumer.stats.processed, consumer.stats.skipped) == (2, 2)
+    assert consumer.stats.dead_lettered == 0
+    async with engine.connect() as conn:
+        claimed = await conn.execute(
+            text("SELECT message_id FROM processed_messages WHERE handler = :h"), {"h": handler}
+        )
+        assert {row.message_id for row in claimed} == {str(e.event_id) for e in watched}
+    assert await committed(kafka_bootstrap, topic, group) == 4
+
+
+async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"copies-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [recorded(stream, n, "Counted", {"n": n}) for n in range(1, 7)]
+    # Transactions of four: the second holds two originals and two copies of the first's.
+    await publish(kafka_bootstrap, topic, [*events, *events])
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        transaction_size=4,
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        await drain(consumer, until=12)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in events}
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (6, 6)
+    assert sorted(i for call in recorder.calls for i in call) == sorted(
+        str(e.event_id) for e in events
+    )
+    assert await committed(kafka_bootstrap, topic, group) == 12
