@@ -79,9 +79,21 @@ class ReadPool:
         )
         self._opening: asyncio.Future[None] | None = None
 
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    def connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
         """A connection for the block, back in the pool afterwards."""
+        opening = self._opening
+        if (
+            opening is not None
+            and opening.done()
+            and not opening.cancelled()
+            and not opening.exception()
+        ):
+            # Once open, the pool's own checkout, without a second generator around it.
+            return self._pool.connection()
+        return self._opened_connection()
+
+    @contextlib.asynccontextmanager
+    async def _opened_connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._pool.open())
         await self._opening

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from cross_web import HTTPException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -14,12 +15,12 @@ from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketClose
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from adapters.database import ReadPool, create_engine
@@ -30,8 +31,10 @@ from api.auth import AMBIGUOUS_CREDENTIAL, Caller, Role, TokenCheck, ambiguous, 
 from api.consistency import CONSISTENT_WITH_HEADER
 from api.context import Context, Services
 from api.edge import BodyLimit
+from api.execution import SagalineSchema
 from api.exposition import ApiMetrics, observability_routes
 from api.graphiql import ASSETS_PATH, DEFAULT_ASSETS_DIR, GraphiQLPage
+from api.json_posts import plain_operation
 from api.live import EventFeed
 from api.metrics import GraphQLMetrics
 from api.outages import AnswerOutages, nothing_ran, retry_after_headers
@@ -105,6 +108,49 @@ class SagalineGraphQL(GraphQL[Context, None]):
         )
         self._state = state
         self.graphiql = GraphiQLPage(settings.graphiql_assets_dir or DEFAULT_ASSETS_DIR)
+        # No streamed answers over HTTP (multipart, SSE): a plain POST is answered in one.
+        self._streams = bool(self._stream_transport_map)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # As strawberry's ASGI app answers HTTP, with plain JSON POSTs taken straight to
+        # execution (api/json_posts.py); the view gets the same Request, body already read.
+        request = Request(scope=scope, receive=receive)
+        try:
+            operation = None if not self._plain_posts() else await plain_operation(request)
+            if operation is None:
+                response = await self.run(request)
+            else:
+                response = await self._answer(request, operation)
+        except HTTPException as error:
+            response = PlainTextResponse(error.reason, status_code=error.status_code)
+        await response(scope, receive, send)
+
+    def _plain_posts(self) -> bool:
+        return (
+            not self._streams
+            and isinstance(self.schema, SagalineSchema)
+            and self.schema.runs_directly()
+        )
+
+    async def _answer(self, request: Request, operation: GraphQLRequestData) -> Response:
+        """What the view's `run` answers to a plain JSON POST, by the same steps."""
+        sub_response = await self.get_sub_response(request)
+        context = await self.get_context(request, response=sub_response)
+        result = await self.execute_single(
+            request=request,
+            request_adapter=self.request_adapter_class(request),
+            sub_response=sub_response,
+            context=context,
+            root_value=None,
+            request_data=operation,
+        )
+        response_data = await self.process_result(request=request, result=result)
+        if result.errors:
+            self._handle_errors(result.errors, response_data)
+        return self.create_response(response_data=response_data, sub_response=sub_response)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         return self.graphiql.render()

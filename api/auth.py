@@ -60,6 +60,11 @@ def ambiguous(headers: Headers) -> bool:
     return len(headers.getlist("authorization")) > 1
 
 
+def fingerprint(token: str) -> str:
+    """A stable, non-secret name for an API token (the start of its SHA-256)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
 class TokenConfigurationError(ValueError):
     """SAGALINE_API_TOKENS is not a list of token:role pairs."""
 
@@ -85,7 +90,11 @@ class TokenCheck:
     """
 
     def __init__(self, tokens: dict[str, Role], sessions: Sessions | None = None) -> None:
-        self._tokens = tokens
+        # Each API token's caller is named once: its fingerprint is a hash of the token.
+        self._callers = {
+            token.encode(): Caller(role, f"{role.value}:{fingerprint(token)}")
+            for token, role in tokens.items()
+        }
         self.sessions = sessions
 
     def caller(self, headers: Headers) -> Caller | None:
@@ -117,10 +126,10 @@ class TokenCheck:
 
     def caller_for(self, token: str) -> Caller | None:
         """The caller a raw token stands for, or None."""
-        for known, role in self._tokens.items():
-            if hmac.compare_digest(known.encode(), token.encode()):
-                fingerprint = hashlib.sha256(token.encode()).hexdigest()[:12]
-                return Caller(role, f"{role.value}:{fingerprint}")
+        presented = token.encode()
+        for known, caller in self._callers.items():
+            if hmac.compare_digest(known, presented):
+                return caller
         session = None if self.sessions is None else self.sessions.verify(token)
         if session is None:
             return None

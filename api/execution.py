@@ -75,7 +75,8 @@ class SagalineSchema(LoggedSchema):
         self._metrics = metrics
         self._own_extensions = tuple(self.extensions)
 
-    def _runs_directly(self) -> bool:
+    def runs_directly(self) -> bool:
+        """Whether `execute` takes the direct path (it answers an ExecutionResult then)."""
         return (
             self.extensions == self._own_extensions
             and not self.directives
@@ -92,7 +93,7 @@ class SagalineSchema(LoggedSchema):
         allowed_operation_types: Iterable[OperationType] | None = None,
         operation_extensions: dict[str, Any] | None = None,
     ) -> ExecutionResult:
-        if not self._runs_directly():
+        if not self.runs_directly():
             return await super().execute(
                 query,
                 variable_values,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -50,6 +51,17 @@ def test_a_connection_init_payload_naming_two_credentials_names_no_caller() -> N
         {"token": "secret", "authorization": "Bearer secret"},
     ):
         assert check.caller_in_connection_params(params) is None, params
+
+
+def test_an_api_token_is_named_by_its_role_and_the_start_of_its_sha256_on_every_request() -> None:
+    check = TokenCheck({"secret": Role.CLIENT, "other": Role.OPERATOR})
+    digest = hashlib.sha256(b"secret").hexdigest()[:12]
+    for _ in range(2):
+        caller = check.caller(Headers({"authorization": "Bearer secret"}))
+        assert caller is not None and caller.name == f"client:{digest}"
+    operator = check.caller_for("other")
+    assert operator is not None and operator.role is Role.OPERATOR
+    assert operator.name == f"operator:{hashlib.sha256(b'other').hexdigest()[:12]}"
 
 
 def test_a_connection_init_payload_names_its_caller_like_the_header_or_by_token() -> None:

@@ -176,7 +176,7 @@ async def test_each_operation_is_answered_logged_and_counted_as_through_the_exte
 
 async def test_limits_masking_and_outages_hold_on_the_direct_path() -> None:
     _, direct, _ = schemas()
-    assert direct._runs_directly()
+    assert direct.runs_directly()
     deep = await direct.execute(nested(MAX_DEPTH + 1))
     assert deep.data is None
     assert deep.errors
@@ -232,7 +232,7 @@ async def test_an_extension_added_later_takes_strawberry_s_path() -> None:
             yield
 
     direct.extensions = (*direct.extensions, Watch)
-    assert not direct._runs_directly()
+    assert not direct.runs_directly()
     result = await direct.execute('{ echo(text: "x") }')
     assert result.data == {"echo": "x"}
     assert seen == ["operation"]
