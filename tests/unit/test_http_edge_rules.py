@@ -16,7 +16,14 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.app import SagalineGraphQL, TokenGuard, accepts_graphql_response, create_app
+from api.app import (
+    NOT_A_REQUEST,
+    NOT_AN_OPERATION_NAME,
+    SagalineGraphQL,
+    TokenGuard,
+    accepts_graphql_response,
+    create_app,
+)
 from api.auth import AMBIGUOUS_CREDENTIAL, TokenCheck, parse_tokens
 from api.consistency_waits import ConsistencyWaits, TooManyConsistencyWaits
 from api.context import Services
@@ -239,3 +246,24 @@ def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
         assert f'"/graphiql/{asset.path}"' in page.html
     assert page.missing() == npm_specs(assets)
     assert page.render().status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'"a string"', NOT_A_REQUEST),
+        (b"null", NOT_A_REQUEST),
+        (b"12", NOT_A_REQUEST),
+        (b'{"query": "{ __typename }"}\xff', "Unable to parse request body as JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "Unable to parse request body as JSON"),
+        (
+            b'{"query": "query A { __typename }", "operationName": "\\ud800"}',
+            NOT_AN_OPERATION_NAME,
+        ),
+        (b'{"query": "query A { __typename }", "operationName": 3}', NOT_AN_OPERATION_NAME),
+    ],
+)
+def test_a_body_that_is_not_a_graphql_request_answers_400_not_500(body: bytes, reason: str) -> None:
+    client = websocket_client(Settings())
+    response = client.post("/", content=body, headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.text) == (400, reason)
