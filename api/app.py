@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -40,6 +38,7 @@ from api.json_posts import plain_operation
 from api.live import EventFeed
 from api.metrics import GraphQLMetrics
 from api.outages import AnswerOutages, nothing_ran, retry_after_headers
+from api.request_shapes import decoded_json, operation_request
 from api.schema import build_schema
 from api.sessions import Sessions
 from api.tracing import TraceRequests
@@ -56,35 +55,6 @@ READ_CONNECTIONS = 10
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
-GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
-NOT_A_REQUEST = "The GraphQL request must be a JSON object (or a list of them)."
-NOT_AN_OPERATION_NAME = (
-    "The GraphQL operation's `operationName` must be a GraphQL name or null, if provided."
-)
-
-
-def decoded_json(data: str | bytes) -> object:
-    """A request body or websocket message as JSON; text that is not UTF-8, or nested too
-    deeply for the decoder, is refused as JSON that does not parse (HTTP 400, close 4400)."""
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, RecursionError) as error:
-        raise json.JSONDecodeError(f"not JSON: {type(error).__name__}", "", 0) from None
-
-
-def operation_request(data: object) -> object:
-    """An HTTP request's parsed body, if it has the form of a GraphQL request (or a batch of
-    them, which strawberry refuses itself); else HTTP 400 instead of an internal error."""
-    if isinstance(data, list):
-        return data
-    if not isinstance(data, dict):
-        raise HTTPException(400, NOT_A_REQUEST)
-    name = data.get("operationName")
-    if name is not None and not (isinstance(name, str) and GRAPHQL_NAME.fullmatch(name)):
-        # Strawberry would echo it in a plain-text 400 ("Unknown operation named ..."),
-        # which a lone surrogate cannot be encoded in.
-        raise HTTPException(400, NOT_AN_OPERATION_NAME)
-    return data
 
 
 def accepts_graphql_response(accept: str) -> bool:

@@ -3,6 +3,7 @@ GraphiQL's page pointing at local assets."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import httpx
@@ -16,19 +17,13 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
 
-from api.app import (
-    NOT_A_REQUEST,
-    NOT_AN_OPERATION_NAME,
-    SagalineGraphQL,
-    TokenGuard,
-    accepts_graphql_response,
-    create_app,
-)
+from api.app import SagalineGraphQL, TokenGuard, accepts_graphql_response, create_app
 from api.auth import AMBIGUOUS_CREDENTIAL, TokenCheck, parse_tokens
 from api.consistency_waits import ConsistencyWaits, TooManyConsistencyWaits
 from api.context import Services
 from api.edge import BodyLimit
 from api.graphiql import GraphiQLPage, npm_specs, page_assets
+from api.request_shapes import NOT_A_REQUEST, NOT_AN_OPERATION_NAME
 from api.safety import selection_cost
 from api.schema import build_schema
 from runtime.config import ConfigurationError, Settings
@@ -267,3 +262,79 @@ def test_a_body_that_is_not_a_graphql_request_answers_400_not_500(body: bytes, r
     client = websocket_client(Settings())
     response = client.post("/", content=body, headers={"Content-Type": "application/json"})
     assert (response.status_code, response.text) == (400, reason)
+
+
+INIT = {"type": "connection_init", "payload": {"Authorization": "Bearer t"}}
+
+
+def closed_after(client: TestClient, *messages: str) -> tuple[int, str]:
+    """The code and reason a socket is closed with after the messages, sent after its init."""
+    with client.websocket_connect("/", subprotocols=["graphql-transport-ws"]) as socket:
+        socket.send_json(INIT)
+        assert socket.receive_json()["type"] == "connection_ack"
+        for message in messages:
+            socket.send_text(message)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    return closed.value.code, closed.value.reason
+
+
+SUBSCRIPTION = 'subscription S { eventAppended(streamId: "x") { type } }'
+LONE_SURROGATE = "<lone surrogate>"
+
+
+def message(**fields: Any) -> str:
+    """A message's JSON text; LONE_SURROGATE in it stands for a lone surrogate's escape."""
+    return json.dumps(fields).replace(LONE_SURROGATE, "\\ud800")
+
+
+def subscribe(operation_id: object = "1", **payload: Any) -> str:
+    return message(type="subscribe", id=operation_id, payload={"query": SUBSCRIPTION, **payload})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "null",
+        "[1, 2]",
+        "[" * 100_000 + "]" * 100_000,
+        message(type=1),
+        subscribe(1),
+        subscribe("x" * 100),
+        subscribe(LONE_SURROGATE),
+        message(type="subscribe", id="1", payload="x"),
+        message(type="subscribe", id="1", payload={"query": 5}),
+        subscribe(variables="x"),
+        subscribe(operationName=LONE_SURROGATE),
+        message(type="complete", id=7),
+    ],
+)
+def test_a_websocket_message_not_of_the_protocols_shape_closes_the_socket_with_4400(
+    text: str,
+) -> None:
+    code, _ = closed_after(websocket_client(Settings()), text)
+    assert code == 4400
+
+
+def test_a_subscription_naming_no_operation_of_its_document_is_refused_as_such() -> None:
+    # As a syntax error is: the protocol closes the socket with the reason (strawberry tells
+    # these apart by their original error, which masking them as a bug lost).
+    client = websocket_client(Settings())
+    unknown = closed_after(client, subscribe(operationName="Other"))
+    assert unknown == (4400, 'Unknown operation named "Other".')
+    long_name = closed_after(client, subscribe(operationName="O" * 200))
+    assert long_name[0] == 4400
+    fragment_only = message(
+        type="subscribe", id="1", payload={"query": "fragment F on Query { a }"}
+    )
+    assert closed_after(client, fragment_only)[0] == 4400
+
+
+def test_a_connection_init_token_that_is_not_text_names_no_caller() -> None:
+    client = websocket_client(Settings())
+    for payload in ('{"token": "\\ud800"}', '{"Authorization": "Bearer \\ud800"}'):
+        with client.websocket_connect("/", subprotocols=["graphql-transport-ws"]) as socket:
+            socket.send_text(f'{{"type": "connection_init", "payload": {payload}}}')
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive_json()
+        assert closed.value.code == 4403
