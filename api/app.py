@@ -11,7 +11,7 @@ from cross_web import HTTPException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -226,10 +226,13 @@ class TokenGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         services = self._state.get("services")
+        # Only the page itself: a GET naming a `query` is an operation (validated, then
+        # refused, by strawberry), which needs a token like any other.
         wants_page = (
             scope["type"] == "http"
             and scope["method"] == "GET"
             and "text/html" in headers.get("accept", "")
+            and "query" not in QueryParams(scope["query_string"])
         )
         token_later = scope["type"] == "websocket" and "authorization" not in headers
         caller = None

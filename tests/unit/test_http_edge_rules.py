@@ -338,3 +338,15 @@ def test_a_connection_init_token_that_is_not_text_names_no_caller() -> None:
             with pytest.raises(WebSocketDisconnect) as closed:
                 socket.receive_json()
         assert closed.value.code == 4403
+
+
+def test_a_get_naming_a_query_needs_a_token_even_asking_for_the_page(tmp_path: Any) -> None:
+    settings = Settings(graphiql_assets_dir=tmp_path)
+    state = {"services": services_without_backends(settings)}
+    client = TestClient(TokenGuard(SagalineGraphQL(state, settings), state))
+    html = {"Accept": "text/html"}
+    # The page is open to all (here it says its assets are missing from tmp_path).
+    assert "GraphiQL's assets are not installed" in client.get("/", headers=html).text
+    # An operation is not: its validation errors would describe the schema to anyone.
+    probe = client.get("/", params={"query": "subscription { eventAppende }"}, headers=html)
+    assert probe.status_code == 401 and "Did you mean" not in probe.text
