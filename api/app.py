@@ -43,6 +43,7 @@ from api.schema import build_schema
 from api.sessions import Sessions
 from api.tracing import TraceRequests
 from api.websocket_auth import TokenAtConnectionInit
+from api.websocket_limits import BoundedCloseReasons
 from projections.consistency import CheckpointWakeups
 from runtime.config import Settings
 
@@ -90,6 +91,7 @@ class SagalineGraphQL(GraphQL[Context, None]):
     and GraphiQL loading its assets from the API."""
 
     graphql_transport_ws_handler_class = TokenAtConnectionInit
+    websocket_adapter_class = BoundedCloseReasons
 
     def __init__(
         self,

@@ -26,6 +26,7 @@ from api.graphiql import GraphiQLPage, npm_specs, page_assets
 from api.request_shapes import NOT_A_REQUEST, NOT_AN_OPERATION_NAME
 from api.safety import selection_cost
 from api.schema import build_schema
+from api.websocket_limits import close_reason
 from runtime.config import ConfigurationError, Settings
 
 ORIGIN = "https://app.example.com"
@@ -350,3 +351,11 @@ def test_a_get_naming_a_query_needs_a_token_even_asking_for_the_page(tmp_path: A
     # An operation is not: its validation errors would describe the schema to anyone.
     probe = client.get("/", params={"query": "subscription { eventAppende }"}, headers=html)
     assert probe.status_code == 401 and "Did you mean" not in probe.text
+
+
+def test_a_close_reason_is_cut_to_what_a_close_frame_holds() -> None:
+    assert close_reason("Forbidden") == "Forbidden"
+    assert close_reason("\ud800") == "?"
+    for long in ("B" * 300, "é" * 100, "\ud800" * 150):
+        cut = close_reason(long)
+        assert len(cut.encode()) <= 123 and cut.endswith("...")
