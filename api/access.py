@@ -8,6 +8,8 @@ missing (null, an empty connection), so a customer cannot even learn that it exi
 
 from __future__ import annotations
 
+import re
+
 from graphql import GraphQLError
 
 from api.context import Context
@@ -70,6 +72,29 @@ async def sees_stream(ctx: Context, stream_id: str) -> bool:
     async with ctx.services.engine.connect() as conn:
         transfer = await get_transfer(conn, stream_id)
     return transfer is not None and await sees_transfer(ctx, transfer)
+
+
+ACCOUNT_NAMED = re.compile(r"\baccount ([A-Za-z0-9._:/-]+)")
+"""How a refusal names the account whose rule refused (domain/accounts.py's messages)."""
+AMOUNT = re.compile(r"-?[0-9]+\.[0-9]+")
+HIDDEN_AMOUNT = "(hidden)"
+
+
+async def reason_shown(ctx: Context, reason: str | None) -> str | None:
+    """A refusal's reason (a rejected transfer's, a saga's error) as the caller may read it.
+
+    Such a reason names the account whose rule refused and that account's figures ("account
+    A has 90.00, cannot withdraw 1000.00", "... may send 300.00 more today", "... holds ...;
+    with ... more it would pass the ceiling"). A customer reading about an account that is
+    not its own (the sender's, as the receiver of a transfer, or the other way round) gets
+    the reason with every amount hidden: it learns why, not what the other customer holds.
+    """
+    if reason is None or ctx.caller.customer is None:
+        return reason
+    for named in ACCOUNT_NAMED.finditer(reason):
+        if not await may_use_account(ctx, named.group(1)):
+            return AMOUNT.sub(HIDDEN_AMOUNT, reason)
+    return reason
 
 
 def require_operator(ctx: Context, what: str) -> None:

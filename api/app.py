@@ -11,7 +11,7 @@ from cross_web import HTTPException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
+from starlette.datastructures import Headers, QueryParams
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -38,10 +38,12 @@ from api.json_posts import plain_operation
 from api.live import EventFeed
 from api.metrics import GraphQLMetrics
 from api.outages import AnswerOutages, nothing_ran, retry_after_headers
+from api.request_shapes import decoded_json, operation_request
 from api.schema import build_schema
 from api.sessions import Sessions
 from api.tracing import TraceRequests
 from api.websocket_auth import TokenAtConnectionInit
+from api.websocket_limits import BoundedCloseReasons
 from projections.consistency import CheckpointWakeups
 from runtime.config import Settings
 
@@ -89,6 +91,7 @@ class SagalineGraphQL(GraphQL[Context, None]):
     and GraphiQL loading its assets from the API."""
 
     graphql_transport_ws_handler_class = TokenAtConnectionInit
+    websocket_adapter_class = BoundedCloseReasons
 
     def __init__(
         self,
@@ -155,6 +158,13 @@ class SagalineGraphQL(GraphQL[Context, None]):
     async def render_graphql_ide(self, request: Request) -> Response:
         return self.graphiql.render()
 
+    def decode_json(self, data: str | bytes) -> object:
+        return decoded_json(data)
+
+    def parse_json(self, data: str | bytes) -> object:
+        # Also parses a GET's `variables`, which must be an object as well.
+        return operation_request(super().parse_json(data))
+
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         if not accepts_graphql_response(request.headers.get("accept", "")):
             return await super().get_sub_response(request)
@@ -218,10 +228,13 @@ class TokenGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
         services = self._state.get("services")
+        # Only the page itself: a GET naming a `query` is an operation (validated, then
+        # refused, by strawberry), which needs a token like any other.
         wants_page = (
             scope["type"] == "http"
             and scope["method"] == "GET"
             and "text/html" in headers.get("accept", "")
+            and "query" not in QueryParams(scope["query_string"])
         )
         token_later = scope["type"] == "websocket" and "authorization" not in headers
         caller = None

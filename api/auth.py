@@ -126,7 +126,10 @@ class TokenCheck:
 
     def caller_for(self, token: str) -> Caller | None:
         """The caller a raw token stands for, or None."""
-        presented = token.encode()
+        try:
+            presented = token.encode()
+        except UnicodeEncodeError:  # a lone surrogate, from a connection_init payload
+            return None
         for known, caller in self._callers.items():
             if hmac.compare_digest(known, presented):
                 return caller

@@ -5,16 +5,16 @@ multipart uploads, streamed answers); for each request it parses the Content-Typ
 `email.message`, looks for a streaming transport in the Accept header and checks the result
 against its streaming protocols. For a POST of `application/json` holding one operation
 none of that changes the answer, so `SagalineGraphQL` answers it by the steps the view would
-take (api/app.py). Anything else, a malformed body included, goes through the view, which
-answers it as before.
+take (api/app.py). Anything else, a malformed body included (api/request_shapes.py's rules
+decide), goes through the view, which refuses it.
 """
 
 from __future__ import annotations
 
-import json
-
 from starlette.requests import Request
 from strawberry.http import GraphQLRequestData
+
+from api.request_shapes import decoded_json, is_operation_name
 
 JSON = "application/json"
 PLAIN_PARAMETERS = ("", "charset=utf-8")
@@ -34,7 +34,7 @@ async def plain_operation(request: Request) -> GraphQLRequestData | None:
     if request.method != "POST" or not is_json(request.headers.get("content-type", "")):
         return None
     try:
-        data = json.loads(await request.body())
+        data = decoded_json(await request.body())
     except ValueError:
         return None
     if type(data) is not dict:
@@ -46,7 +46,7 @@ async def plain_operation(request: Request) -> GraphQLRequestData | None:
     if (
         not isinstance(query, str)
         or not isinstance(variables, dict | None)
-        or not isinstance(operation_name, str | None)
+        or not is_operation_name(operation_name)
         or not isinstance(extensions, dict | None)
     ):
         return None

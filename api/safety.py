@@ -28,12 +28,14 @@ from graphql import (
     parse,
 )
 from starlette.requests import Request
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.schema.schema import validate_document
 
 from adapters.outages import unavailable_service
@@ -49,6 +51,10 @@ MAX_SELECTION_COST = 300
 # are parsed and checked every time, so the cache stays small whatever clients send.
 CACHED_DOCUMENTS = 256
 MAX_CACHED_QUERY_CHARS = 20_000
+REQUEST_REFUSALS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
+"""Strawberry's refusals of a request before execution. Over HTTP the view answers them with
+400; on a websocket they reach the client as an `error` message, in words strawberry made
+for the client ('Unknown operation named "B".'), so they are not masked as a bug."""
 
 
 def selection_cost(document: DocumentNode) -> int:
@@ -269,7 +275,7 @@ class MaskUnexpectedErrors(MaskErrors):
 def unexpected(error: GraphQLError) -> bool:
     """Whether an error came from a bug or an outage rather than from the request."""
     original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    return original is not None and not isinstance(original, (GraphQLError, *REQUEST_REFUSALS))
 
 
 def safety_extensions(

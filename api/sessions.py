@@ -54,6 +54,8 @@ class Sessions:
 
     def verify(self, token: str, now: datetime | None = None) -> Session | None:
         """The session behind a token, or None if it is forged, malformed or expired."""
+        if not token.isascii():  # every token `issue` makes is
+            return None
         body, _, signature = token.rpartition(".")
         parts = body.split(".")
         if len(parts) != 5 or parts[0] != PREFIX:

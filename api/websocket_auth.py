@@ -32,6 +32,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
 )
 
 from api.context import Context
+from api.request_shapes import malformed_message
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,15 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
     _session_ended = False
     _counted_as: str | None = None
     """The caller whose open sockets count this one (from its connection_init on)."""
+
+    async def handle_message(self, message: Message) -> None:
+        """Close with 4400 on a message not of its type's shape (api/request_shapes.py),
+        which strawberry would fail on with an internal error."""
+        problem = malformed_message(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Name the socket's caller, or close the socket, before the protocol goes on."""

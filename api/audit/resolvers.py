@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncGenerator, Callable
 from datetime import datetime
 from typing import cast
@@ -12,7 +13,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from adapters.event_store import PostgresEventStore
-from api.access import NotYours, require_operator, sees_stream
+from api.access import NotYours, reason_shown, require_operator, sees_stream
 from api.auth import Role
 from api.consistency import ensure_consistent
 from api.context import Context
@@ -64,6 +65,20 @@ def shown_to(ctx: Context) -> Callable[[RecordedEvent], Event]:
     return lambda event: Event.from_recorded(event, viewer)
 
 
+async def reason_hidden(ctx: Context, event: RecordedEvent) -> RecordedEvent:
+    """The event with its `reason` (a rejected transfer's) as the caller may read it: a
+    customer reads no amounts of an account that is not its own (api/access.py)."""
+    reason = event.data.get("reason")
+    if not isinstance(reason, str):
+        return event
+    shown = await reason_shown(ctx, reason)
+    return (
+        event
+        if shown == reason
+        else dataclasses.replace(event, data={**event.data, "reason": shown})
+    )
+
+
 def current_payload(event: RecordedEvent) -> JsonDict:
     """The payload in its type's current schema version: that is how a version 1
     UserRegistered loses its password hash. A type this code does not know shows as stored."""
@@ -101,6 +116,7 @@ class AuditQueries:
         recorded = await store.read_stream(
             str(stream_id), from_version=_version_after(after) + 1, limit=size + 1
         )
+        recorded = [await reason_hidden(info.context, event) for event in recorded]
         return connection(recorded, size, lambda e: str(e.version), shown_to(info.context))
 
 
@@ -118,4 +134,4 @@ class AuditSubscriptions:
         async with info.context.services.feed.subscribe() as updates:
             async for event in updates:
                 if stream_id is None or event.stream_id == str(stream_id):
-                    yield shown(event)
+                    yield shown(await reason_hidden(info.context, event))

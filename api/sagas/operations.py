@@ -9,6 +9,7 @@ import strawberry
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.access import reason_shown
 from api.context import Context
 from api.sagas.types import Saga
 from workflows.saga import SagaState
@@ -46,7 +47,7 @@ async def read_saga(ctx: Context, saga_id: str) -> Saga:
         if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
             raise NoSuchSaga(saga_id) from None
         raise
-    return _saga(ctx, handle.id, state)
+    return await _saga(ctx, handle.id, state)
 
 
 async def wait_for_saga_end(ctx: Context, saga_id: str) -> None:
@@ -72,10 +73,10 @@ async def retry_saga(ctx: Context, saga_id: str) -> Saga:
         # A saga that has ended answers updates with NOT_FOUND too.
         await read_saga(ctx, saga_id)
         raise SagaNotWaiting(saga_id) from error
-    return _saga(ctx, handle.id, state)
+    return await _saga(ctx, handle.id, state)
 
 
-def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
+async def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
     return Saga(
         id=strawberry.ID(workflow_id),
         type=state.saga_type,
@@ -83,7 +84,7 @@ def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
         current_step=state.current_step,
         completed_steps=state.completed_steps,
         compensations=state.compensations,
-        error=state.error,
+        error=await reason_shown(ctx, state.error),
         started_at=state.started_at,
         closed_at=state.closed_at,
         temporal_ui_url=temporal_ui_url(ctx, workflow_id),

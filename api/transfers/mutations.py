@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
-from api.access import may_use_account, sees_transfer, sees_transfer_between
+from api.access import may_use_account, reason_shown, sees_transfer, sees_transfer_between
 from api.consistency import read_after
 from api.context import Context
 from api.dispatch import command_failed, idempotency_key, send
@@ -53,7 +53,7 @@ async def _transfer(
         to_account_id=strawberry.ID(command.to_account_id),
         amount=command.amount,
         status=TransferStatus.REQUESTED if outcome is None else TransferStatus(outcome.status),
-        reason=None if outcome is None else outcome.reason,
+        stored_reason=None if outcome is None else outcome.reason,
         steps=[],
         created_at=None,
         updated_at=None,
@@ -127,7 +127,8 @@ async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMon
     transfer = await _transfer(ctx, command, outcome.position, outcome)
     if outcome.status == "COMPLETED":
         return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))
-    rejection = Rejection(outcome.error_type or "Rejected", outcome.reason or "transfer rejected")
+    reason = await reason_shown(ctx, outcome.reason) or "transfer rejected"
+    rejection = Rejection(outcome.error_type or "Rejected", reason)
     return transfer_rejection(rejection, transfer, str(outcome.position))
 
 

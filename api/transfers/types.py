@@ -10,7 +10,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from api.access import sees_account
+from api.access import reason_shown, sees_account
 from api.accounts.types import Account
 from api.context import Context
 from api.errors import (
@@ -36,10 +36,14 @@ class Transfer:
     to_account_id: strawberry.ID
     amount: Decimal
     status: TransferStatus
-    reason: str | None
+    stored_reason: strawberry.Private[str | None]
     steps: list[str]
     created_at: datetime | None
     updated_at: datetime | None
+
+    @strawberry.field(description="Why it was rejected; a customer sees no other's amounts.")
+    async def reason(self, info: Info[Context, None]) -> str | None:
+        return await reason_shown(info.context, self.stored_reason)
 
     @strawberry.field(description="The account the money leaves.")
     async def from_account(self, info: Info[Context, None]) -> Account | None:
@@ -67,7 +71,7 @@ class Transfer:
             to_account_id=strawberry.ID(view.to_account_id),
             amount=view.amount,
             status=TransferStatus(view.status.value),
-            reason=view.reason,
+            stored_reason=view.reason,
             steps=view.steps,
             created_at=view.created_at,
             updated_at=view.updated_at,

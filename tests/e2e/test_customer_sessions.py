@@ -129,6 +129,44 @@ def test_the_histories_a_transfer_reaches_do_not_name_its_sender(stack: Stack) -
     assert own[0]["node"]["metadata"]["actor"] == f"customer:{ann['user']}"
 
 
+REFUSAL = """
+query($id: ID!) {
+  transfer(id: $id) { status reason }
+  saga(id: $id) { error }
+  events(streamId: $id) { edges { node { type data } } }
+}"""
+
+
+def test_the_receiver_of_a_refused_transfer_is_not_told_the_senders_balance(
+    stack: Stack,
+) -> None:
+    ann, bob = customer(stack), customer(stack)
+    transfer_id = f"t-{uuid.uuid4()}"
+    variables = {
+        "in": {
+            "fromAccountId": ann["account"],
+            "toAccountId": bob["account"],
+            "amount": "1000.00",
+            "transferId": transfer_id,
+        }
+    }
+    refused = stack.data(TRANSFER, variables, ann["token"])["transferMoney"]
+    assert refused["__typename"] == "InsufficientFunds", refused
+    # The sender reads its own balance in the reason; the receiver reads why, not how much.
+    for who, told in ((ann, "has 30.00, cannot withdraw 1000.00"), (bob, "has (hidden), cannot")):
+        seen = stack.data(REFUSAL, {"id": transfer_id}, who["token"])
+        rejected = [
+            e["node"]["data"]["reason"]
+            for e in seen["events"]["edges"]
+            if e["node"]["type"] == "TransferRejected"
+        ]
+        assert seen["transfer"]["status"] == "REJECTED"
+        reasons = [seen["transfer"]["reason"], seen["saga"]["error"], *rejected]
+        assert len(reasons) == 3 and all(told in reason for reason in reasons), (who, reasons)
+        if who is bob:
+            assert not any("30.00" in reason for reason in reasons), reasons
+
+
 def test_a_customer_cannot_move_or_touch_another_customers_money(stack: Stack) -> None:
     ann, bob = customer(stack), customer(stack)
     token = bob["token"]

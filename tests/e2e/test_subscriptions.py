@@ -211,3 +211,21 @@ async def test_a_websocket_message_over_the_body_limit_closes_the_socket(stack: 
         await small.ping()
     finally:
         await small.close()
+
+
+async def test_a_refusal_echoing_a_long_operation_name_still_closes_with_its_code(
+    stack: Stack,
+) -> None:
+    # The reason ('Unknown operation named "BBB...".') is cut to fit the close frame; uncut,
+    # the server dropped the connection with a protocol error and no code.
+    socket = await open_socket(stack, {}, {"Authorization": f"Bearer {CLIENT_TOKEN}"})
+    payload = {"query": "subscription A { eventAppended { type } }", "operationName": "B" * 300}
+    await socket.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(20):
+            while True:
+                await socket.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4400
+    assert closed.value.rcvd.reason.startswith('Unknown operation named "BBBB')
+    assert len(closed.value.rcvd.reason.encode()) <= 123

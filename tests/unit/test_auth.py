@@ -132,3 +132,11 @@ def test_a_session_token_is_a_customer_caller_bound_to_its_user() -> None:
 def test_customer_is_not_a_role_an_api_token_can_have() -> None:
     with pytest.raises(TokenConfigurationError):
         parse_tokens("abc:customer")
+
+
+def test_a_token_holding_a_lone_surrogate_names_no_caller() -> None:
+    sessions = Sessions(b"k" * 32, timedelta(minutes=5))
+    check = TokenCheck(parse_tokens("t:client"), sessions)
+    assert check.caller_in_connection_params({"token": "\ud800"}) is None
+    assert check.caller_in_connection_params({"Authorization": "Bearer t\ud800"}) is None
+    assert sessions.verify("s2.\ud800.1.0.x.y") is None

@@ -3,6 +3,7 @@ GraphiQL's page pointing at local assets."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import httpx
@@ -22,8 +23,10 @@ from api.consistency_waits import ConsistencyWaits, TooManyConsistencyWaits
 from api.context import Services
 from api.edge import BodyLimit
 from api.graphiql import GraphiQLPage, npm_specs, page_assets
+from api.request_shapes import NOT_A_REQUEST, NOT_AN_OPERATION_NAME
 from api.safety import selection_cost
 from api.schema import build_schema
+from api.websocket_limits import close_reason
 from runtime.config import ConfigurationError, Settings
 
 ORIGIN = "https://app.example.com"
@@ -239,3 +242,120 @@ def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
         assert f'"/graphiql/{asset.path}"' in page.html
     assert page.missing() == npm_specs(assets)
     assert page.render().status_code == 503
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b'"a string"', NOT_A_REQUEST),
+        (b"null", NOT_A_REQUEST),
+        (b"12", NOT_A_REQUEST),
+        (b'{"query": "{ __typename }"}\xff', "Unable to parse request body as JSON"),
+        (b"[" * 100_000 + b"]" * 100_000, "Unable to parse request body as JSON"),
+        (
+            b'{"query": "query A { __typename }", "operationName": "\\ud800"}',
+            NOT_AN_OPERATION_NAME,
+        ),
+        (b'{"query": "query A { __typename }", "operationName": 3}', NOT_AN_OPERATION_NAME),
+    ],
+)
+def test_a_body_that_is_not_a_graphql_request_answers_400_not_500(body: bytes, reason: str) -> None:
+    client = websocket_client(Settings())
+    response = client.post("/", content=body, headers={"Content-Type": "application/json"})
+    assert (response.status_code, response.text) == (400, reason)
+
+
+INIT = {"type": "connection_init", "payload": {"Authorization": "Bearer t"}}
+
+
+def closed_after(client: TestClient, *messages: str) -> tuple[int, str]:
+    """The code and reason a socket is closed with after the messages, sent after its init."""
+    with client.websocket_connect("/", subprotocols=["graphql-transport-ws"]) as socket:
+        socket.send_json(INIT)
+        assert socket.receive_json()["type"] == "connection_ack"
+        for message in messages:
+            socket.send_text(message)
+        with pytest.raises(WebSocketDisconnect) as closed:
+            socket.receive_json()
+    return closed.value.code, closed.value.reason
+
+
+SUBSCRIPTION = 'subscription S { eventAppended(streamId: "x") { type } }'
+LONE_SURROGATE = "<lone surrogate>"
+
+
+def message(**fields: Any) -> str:
+    """A message's JSON text; LONE_SURROGATE in it stands for a lone surrogate's escape."""
+    return json.dumps(fields).replace(LONE_SURROGATE, "\\ud800")
+
+
+def subscribe(operation_id: object = "1", **payload: Any) -> str:
+    return message(type="subscribe", id=operation_id, payload={"query": SUBSCRIPTION, **payload})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "null",
+        "[1, 2]",
+        "[" * 100_000 + "]" * 100_000,
+        message(type=1),
+        subscribe(1),
+        subscribe("x" * 100),
+        subscribe(LONE_SURROGATE),
+        message(type="subscribe", id="1", payload="x"),
+        message(type="subscribe", id="1", payload={"query": 5}),
+        subscribe(variables="x"),
+        subscribe(operationName=LONE_SURROGATE),
+        message(type="complete", id=7),
+    ],
+)
+def test_a_websocket_message_not_of_the_protocols_shape_closes_the_socket_with_4400(
+    text: str,
+) -> None:
+    code, _ = closed_after(websocket_client(Settings()), text)
+    assert code == 4400
+
+
+def test_a_subscription_naming_no_operation_of_its_document_is_refused_as_such() -> None:
+    # As a syntax error is: the protocol closes the socket with the reason (strawberry tells
+    # these apart by their original error, which masking them as a bug lost).
+    client = websocket_client(Settings())
+    unknown = closed_after(client, subscribe(operationName="Other"))
+    assert unknown == (4400, 'Unknown operation named "Other".')
+    long_name = closed_after(client, subscribe(operationName="O" * 200))
+    assert long_name[0] == 4400
+    fragment_only = message(
+        type="subscribe", id="1", payload={"query": "fragment F on Query { a }"}
+    )
+    assert closed_after(client, fragment_only)[0] == 4400
+
+
+def test_a_connection_init_token_that_is_not_text_names_no_caller() -> None:
+    client = websocket_client(Settings())
+    for payload in ('{"token": "\\ud800"}', '{"Authorization": "Bearer \\ud800"}'):
+        with client.websocket_connect("/", subprotocols=["graphql-transport-ws"]) as socket:
+            socket.send_text(f'{{"type": "connection_init", "payload": {payload}}}')
+            with pytest.raises(WebSocketDisconnect) as closed:
+                socket.receive_json()
+        assert closed.value.code == 4403
+
+
+def test_a_get_naming_a_query_needs_a_token_even_asking_for_the_page(tmp_path: Any) -> None:
+    settings = Settings(graphiql_assets_dir=tmp_path)
+    state = {"services": services_without_backends(settings)}
+    client = TestClient(TokenGuard(SagalineGraphQL(state, settings), state))
+    html = {"Accept": "text/html"}
+    # The page is open to all (here it says its assets are missing from tmp_path).
+    assert "GraphiQL's assets are not installed" in client.get("/", headers=html).text
+    # An operation is not: its validation errors would describe the schema to anyone.
+    probe = client.get("/", params={"query": "subscription { eventAppende }"}, headers=html)
+    assert probe.status_code == 401 and "Did you mean" not in probe.text
+
+
+def test_a_close_reason_is_cut_to_what_a_close_frame_holds() -> None:
+    assert close_reason("Forbidden") == "Forbidden"
+    assert close_reason("\ud800") == "?"
+    for long in ("B" * 300, "é" * 100, "\ud800" * 150):
+        cut = close_reason(long)
+        assert len(cut.encode()) <= 123 and cut.endswith("...")

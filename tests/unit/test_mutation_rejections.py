@@ -142,7 +142,7 @@ def test_each_rejection_of_a_transfer_answers_a_typed_member_of_its_union(
         to_account_id=strawberry.ID("account-2"),
         amount=Decimal("1.00"),
         status=TransferStatus.REJECTED,
-        reason=rejection.message,
+        stored_reason=rejection.message,
         steps=[],
         created_at=None,
         updated_at=None,
