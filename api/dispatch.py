@@ -27,7 +27,7 @@ from activities.command_handling import CLIENT_MESSAGE, CommandResult
 from adapters.correlation import correlated
 from api.context import Context
 from api.errors import CommandFailed, CommandPending
-from api.rejections import invalid_input, rejection_payload
+from api.rejections import command_id_reused, rejection_payload
 from api.retries import CommandIdReused, ensure_retry
 from domain.errors import InvalidInput
 from workflows import search_attributes
@@ -276,7 +276,7 @@ async def execute(
             summary=summary,
         )
     except CommandIdReused:
-        return invalid_input(InvalidInput("commandId", "was already used by another command"))
+        return command_id_reused()
     if outcome is None:
         return CommandPending(message="the command is still running", command_id=command_id)
     if outcome.rejection is not None:
