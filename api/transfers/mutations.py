@@ -75,10 +75,9 @@ class TransferMutations:
         except CommandIdReused as reused:
             # The id is another transfer's: one the caller may not see is not shown even by
             # saying so (as NotTheCallers).
-            first: TransferMoney = reused.first
-            if not await sees_transfer_between(
-                info.context, first.from_account_id, first.to_account_id
-            ):
+            first = reused.first
+            source, destination = first.get("from_account_id"), first.get("to_account_id")
+            if not await sees_transfer_between(info.context, str(source), str(destination)):
                 return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
             taken = InvalidInput("transferId", "was already used by another transfer")
             return invalid_input(taken)
