@@ -18,10 +18,25 @@ from typing import Any
 import pydantic
 from temporalio.client import Client
 
-NOT_ASKED = frozenset({"actor", "day", "compensation_attempts", "password_hash"})
-"""Fields of a command the caller does not choose: who sent it, and what the API adds (the
-day a transfer counts against, the saga's compensation budget, a hash that older commands
-carried). A retry may differ in them."""
+from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
+from domain.transfers import TransferMoney
+from domain.users import ChangeUserEmail, LockUser, RecordLoginAttempt, RegisterUser, UnlockUser
+
+CHOSEN_BY_CALLER: dict[type, frozenset[str]] = {
+    OpenAccount: frozenset({"command_id", "account_id", "owner_id", "currency"}),
+    DepositMoney: frozenset({"command_id", "account_id", "amount"}),
+    WithdrawMoney: frozenset({"command_id", "account_id", "amount"}),
+    CloseAccount: frozenset({"command_id", "account_id"}),
+    TransferMoney: frozenset({"transfer_id", "from_account_id", "to_account_id", "amount"}),
+    RegisterUser: frozenset({"command_id", "user_id", "email", "name"}),
+    ChangeUserEmail: frozenset({"command_id", "user_id", "new_email", "expected_version"}),
+    LockUser: frozenset({"command_id", "user_id", "reason"}),
+    UnlockUser: frozenset({"command_id", "user_id"}),
+    RecordLoginAttempt: frozenset({"command_id", "user_id", "succeeded", "reason"}),
+}
+"""Per command, the fields its caller chooses: only these are compared. The rest are the
+API's (who sent it, the day a transfer counts against, the saga's compensation budget, a new
+account's daily limit, a hash older commands carried), and may differ across a deploy."""
 
 
 class CommandIdReused(Exception):
@@ -41,8 +56,9 @@ def asks_the_same(first: dict[str, Any], command: Any) -> bool:
     compares by what both ask for; one that does not read as this version's field differs.
     """
     types = typing.get_type_hints(type(command))
+    chosen = CHOSEN_BY_CALLER[type(command)]
     for field in dataclasses.fields(command):
-        if field.name in NOT_ASKED:
+        if field.name not in chosen:
             continue
         if field.name in first:
             try:

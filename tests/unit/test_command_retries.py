@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from types import SimpleNamespace
@@ -15,11 +16,15 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+import domain.accounts
+import domain.transfers
+import domain.users
 from api.auth import Caller, Role
 from api.context import Context, Services
 from api.dispatch import send
-from api.retries import CommandIdReused, ensure_retry
-from domain.accounts import DepositMoney
+from api.retries import CHOSEN_BY_CALLER, CommandIdReused, ensure_retry
+from domain.accounts import DepositMoney, OpenAccount
+from domain.events import DomainEvent
 from domain.transfers import TransferMoney
 from runtime.config import Settings
 from workflows.accounts import DepositMoneyWorkflow
@@ -135,3 +140,28 @@ async def test_a_retry_whose_history_does_not_come_in_the_command_timeout_is_pen
         summary="Deposit",
     )
     assert await asyncio.wait_for(sent, timeout=5) is None
+
+
+def test_every_command_names_the_fields_its_caller_chooses() -> None:
+    commands = {
+        kind
+        for module in (domain.accounts, domain.transfers, domain.users)
+        for kind in vars(module).values()
+        if dataclasses.is_dataclass(kind)
+        and isinstance(kind, type)
+        and not issubclass(kind, DomainEvent)
+        and kind.__module__ == module.__name__
+    }
+    assert commands == set(CHOSEN_BY_CALLER)
+    for kind, chosen in CHOSEN_BY_CALLER.items():
+        assert chosen <= {field.name for field in dataclasses.fields(kind)}, kind
+
+
+async def test_an_account_opened_again_after_its_default_daily_limit_changed_is_a_retry() -> None:
+    first = OpenAccount("c", "account-1", "user-1", "EUR", daily_limit=Decimal("1000.00"))
+    again = OpenAccount("c", "account-1", "user-1", "EUR", daily_limit=Decimal("5000.00"))
+    await ensure_retry(temporal(first), "open-account/c", again)
+    with pytest.raises(CommandIdReused):
+        await ensure_retry(
+            temporal(first), "open-account/c", OpenAccount("c", "account-1", "user-1", "USD")
+        )
