@@ -4,8 +4,14 @@ A client's `commandId` (or `transferId`) makes a retry safe: sent again, the com
 the workflow its id started and answers with that outcome. A different command under the
 same id is no retry: answering it with the first one's outcome would report a change that
 never happened (a deposit of another amount, a transfer to someone else). The first command
-is the input its workflow started with, in the workflow's history, so every command ever
-started under the id is compared, however long ago and whatever API version sent it.
+is the input its workflow started with, in the workflow's history, whatever API version sent
+it.
+
+That history is there while the workflow runs and, once it closed, for the Temporal
+namespace's retention period; the start (REJECT_DUPLICATE) sees no further. Past retention
+the id is unknown to Temporal: a command sent under it starts a new workflow and is compared
+with nothing, so a different command is no longer refused here (registerUser and openAccount
+still are, by their activity: their new aggregate's id comes from the command id).
 """
 
 from __future__ import annotations
