@@ -47,7 +47,7 @@ async def ensure_consistent(
     async with services.engine.connect() as conn:
         head = await head_position(conn)
     if position > head:
-        raise PositionAhead(position, head)
+        raise PositionAhead(position)
     seconds = services.settings.consistency_timeout_seconds
     with services.consistency_waits.slot():
         if not await wait_until_caught_up(
