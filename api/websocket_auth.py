@@ -4,7 +4,8 @@ Browsers cannot set an Authorization header on a websocket, so a socket opened w
 names its token in the graphql-transport-ws `connection_init` payload instead:
 `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`). A socket with neither is
 closed with 4403 Forbidden before its first operation: the protocol runs nothing before it
-has acknowledged the connection.
+has acknowledged the connection. So is one whose payload names a caller other than its
+header's: a socket has one caller, and two credentials that disagree name no one.
 
 A customer session is checked for as long as its socket is open, not just when it opens:
 before every message with data and at least every SESSION_CHECK_SECONDS. Once the session
@@ -32,7 +33,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message,
 )
 
-from api.auth import Caller
+from api.auth import Caller, credentials_in_connection_params
 from api.context import Context
 from api.request_shapes import malformed_message
 
@@ -68,9 +69,14 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
             services = self.context.services
             caller = await services.admit(services.tokens.caller(self.context.request.headers))
             payload = message.get("payload")
-            if caller is None and isinstance(payload, dict):
-                caller = await services.admit(services.tokens.caller_in_connection_params(payload))
-                if caller is not None:
+            if isinstance(payload, dict) and credentials_in_connection_params(payload):
+                # A credential in the payload besides the handshake's must name the same
+                # caller: two that disagree name no one, as two in the payload do.
+                named = await services.admit(services.tokens.caller_in_connection_params(payload))
+                if named is None or (caller is not None and named != caller):
+                    caller = None
+                else:
+                    caller = named
                     self.context = dataclasses.replace(self.context, caller=caller)
             if caller is None:
                 await self.websocket.close(code=FORBIDDEN, reason="Forbidden")

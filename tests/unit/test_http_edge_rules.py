@@ -3,6 +3,7 @@ GraphiQL's page pointing at local assets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, cast
 
@@ -230,6 +231,36 @@ def test_a_token_over_its_websocket_bound_is_closed_with_4429_until_one_closes()
         with client.websocket_connect("/", subprotocols=protocol) as again:
             again.send_json(init)
             assert again.receive_json()["type"] == "connection_ack"
+
+
+@pytest.mark.parametrize(
+    ("payload", "acknowledged"),
+    [
+        ({"Authorization": "Bearer t"}, True),
+        ({"token": "t"}, True),
+        ({}, True),
+        ({"token": "o"}, False),
+        ({"Authorization": "Bearer o"}, False),
+        ({"token": "not-a-token"}, False),
+    ],
+)
+def test_a_connection_init_credential_besides_the_header_must_name_the_same_caller(
+    payload: dict[str, str], acknowledged: bool
+) -> None:
+    settings = Settings()
+    services = dataclasses.replace(
+        services_without_backends(settings), tokens=TokenCheck(parse_tokens("t:client,o:operator"))
+    )
+    client = TestClient(SagalineGraphQL({"services": services}, settings))
+    header = {"Authorization": "Bearer t"}
+    with client.websocket_connect("/", subprotocols=["graphql-transport-ws"], headers=header) as ws:
+        ws.send_json({"type": "connection_init", "payload": payload})
+        if acknowledged:
+            assert ws.receive_json()["type"] == "connection_ack"
+        else:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4403
 
 
 def test_a_customers_sessions_share_one_websocket_bound_and_a_token_has_none() -> None:
