@@ -13,7 +13,7 @@ from api.context import Context
 from api.dispatch import command_failed, idempotency_key, send
 from api.errors import AccountNotFoundPayload
 from api.rejections import invalid_input, rejection_payload
-from api.retries import CommandIdReused
+from api.retries import CommandIdReused, asks_the_same
 from api.transfers.types import (
     Transfer,
     TransferCompletedPayload,
@@ -39,11 +39,23 @@ class NotTheCallers(Exception):
 async def _transfer(
     ctx: Context, command: TransferMoney, position: int, outcome: TransferOutcome | None = None
 ) -> Transfer:
-    """The transfer from its read model once it includes `position`, else as far as known."""
+    """The transfer from its read model once it includes `position`, else as far as known.
+
+    A transfer read under the id that is not the command's (the id reused for another, and
+    the saga's history out of reach in time) raises CommandIdReused: it is not shown.
+    """
     view = await read_after(
         ctx, "transfers", position, lambda conn: get_transfer(conn, command.transfer_id)
     )
     if view is not None:
+        first = {
+            "transfer_id": view.id,
+            "from_account_id": view.from_account_id,
+            "to_account_id": view.to_account_id,
+            "amount": str(view.amount),
+        }
+        if not asks_the_same(first, command):
+            raise CommandIdReused(first)
         if not await sees_transfer(ctx, view):
             raise NotTheCallers(command.from_account_id)
         return Transfer.from_view(view)
