@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,10 +24,11 @@ class PostgresCredentials:
         self._engine = engine
         self._store = store
 
-    async def hold(self, command_id: str, credential: PasswordCredential) -> None:
-        """Keep the credential until the command appends with it (the last one held wins)."""
+    async def hold(self, command_id: str, credential: PasswordCredential) -> str | None:
+        """Keep the credential until the command appends with it, unless the command has
+        one (held, or set by its append): then answer that one's hash and change nothing."""
         async with self._engine.begin() as conn:
-            await hold_credential(conn, command_id, credential)
+            return await hold_credential(conn, command_id, credential)
 
     async def append_with(self, command_id: str, *streams: StreamAppend) -> AppendResult:
         """Append the streams and set the credential held for the command, atomically.
@@ -73,8 +74,14 @@ class PostgresCredentials:
 
 async def hold_credential(
     conn: AsyncConnection, command_id: str, credential: PasswordCredential
-) -> None:
-    """Hold the credential for the command on the caller's transaction; drop stale ones."""
+) -> str | None:
+    """Hold the credential for the command on the caller's transaction, unless the command
+    has one already; drop stale ones.
+
+    The first credential held for a command is the one it sets: another one sent under the
+    same id changes nothing. Answers None if this credential is now held, else the hash the
+    command already has, held or (its command having appended) set for the user.
+    """
     await conn.execute(
         delete(held_credentials).where(held_credentials.c.held_at < func.now() - HELD_FOR)
     )
@@ -83,16 +90,21 @@ async def hold_credential(
         user_id=credential.user_id,
         password_hash=credential.password_hash,
     )
-    await conn.execute(
+    # An update that changes nothing (rather than DO NOTHING) returns the row already held,
+    # and waits for a transaction moving or dropping it.
+    held = await conn.execute(
         statement.on_conflict_do_update(
             index_elements=[held_credentials.c.command_id],
-            set_={
-                "user_id": statement.excluded.user_id,
-                "password_hash": statement.excluded.password_hash,
-                "held_at": func.now(),
-            },
-        )
+            set_={"user_id": held_credentials.c.user_id},
+        ).returning(held_credentials.c.password_hash, text("xmax = 0"))
     )
+    password_hash, inserted = held.one()
+    if not inserted:
+        return str(password_hash)
+    set_before = await password_hash_of(conn, credential.user_id)
+    if set_before is not None:
+        await discard_held_credential(conn, command_id)
+    return set_before
 
 
 async def discard_held_credential(conn: AsyncConnection, command_id: str) -> None:

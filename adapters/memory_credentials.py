@@ -17,9 +17,15 @@ class InMemoryCredentials(Credentials):
         self._held: dict[str, PasswordCredential] = {}
         self._hashes: dict[str, str] = {}
 
-    async def hold(self, command_id: str, credential: PasswordCredential) -> None:
-        """Keep the credential until the command appends with it (the last one held wins)."""
-        self._held[command_id] = credential
+    async def hold(self, command_id: str, credential: PasswordCredential) -> str | None:
+        """Keep the credential unless the command has one; answer that one's hash, or None."""
+        held = self._held.get(command_id)
+        if held is not None:
+            return held.password_hash
+        set_before = self._hashes.get(credential.user_id)
+        if set_before is None:
+            self._held[command_id] = credential
+        return set_before
 
     async def append_with(self, command_id: str, *streams: StreamAppend) -> AppendResult:
         """Append the streams and set the credential held for the command, atomically."""

@@ -82,6 +82,11 @@ def parse_tokens(value: str | None) -> dict[str, Role]:
     return tokens
 
 
+def credentials_in_connection_params(params: Mapping[str, object]) -> int:
+    """How many credentials a websocket's connection_init payload names."""
+    return sum(1 for key in params if key.lower() == "authorization") + ("token" in params)
+
+
 class TokenCheck:
     """Resolves the bearer token of a request to a caller, comparing in constant time.
 
@@ -115,8 +120,7 @@ class TokenCheck:
         (in different letter cases), or one besides a `token`, name no one.
         """
         headers = [v for k, v in params.items() if k.lower() == "authorization"]
-        credentials = len(headers) + ("token" in params)
-        if credentials != 1:
+        if credentials_in_connection_params(params) != 1:
             return None
         if headers:
             header = headers[0]

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from adapters.event_store import head_position
 from api.context import Context
 from api.errors import BadPosition, CommandPending, ConsistencyTimeout, PositionAhead
-from projections.consistency import caught_up, wait_until_caught_up
+from projections.consistency import checkpoint_reach, wait_until_caught_up
 
 MAX_POSITION_DIGITS = 18
 CONSISTENT_WITH_HEADER = "Consistent-With"
@@ -33,7 +33,9 @@ async def ensure_consistent(
     header. A query whose read models are already there takes no wait slot, nor does one
     naming a position past the event store's head, which is refused at once: every position
     a mutation answers with was committed on the primary before the answer went out, so it
-    is at most the primary's head read after it (a replica's may lag; it is not asked).
+    is at most the primary's head read after it (a replica's may lag; it is not asked). The
+    head is read only for a position past every read model's checkpoint: one a projection
+    has reached is a committed position, and is waited on without the primary.
     """
     if consistent_with is None:
         header = ctx.request.headers.get(CONSISTENT_WITH_HEADER)
@@ -42,12 +44,14 @@ async def ensure_consistent(
         consistent_with = header.strip()
     position = parse_position(consistent_with)
     services = ctx.services
-    if await caught_up(services.read_engine, projections, position):
+    every, furthest = await checkpoint_reach(services.read_engine, projections)
+    if position <= every:
         return
-    async with services.engine.connect() as conn:
-        head = await head_position(conn)
-    if position > head:
-        raise PositionAhead(position, head)
+    if position > furthest:
+        async with services.engine.connect() as conn:
+            head = await head_position(conn)
+        if position > head:
+            raise PositionAhead(position)
     seconds = services.settings.consistency_timeout_seconds
     with services.consistency_waits.slot():
         if not await wait_until_caught_up(

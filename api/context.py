@@ -69,7 +69,10 @@ class Services:
     @cached_property
     def sockets_per_caller(self) -> SocketsPerCaller:
         """The bound on each caller's open websockets, shared by every socket."""
-        return SocketsPerCaller(self.settings.api_max_websockets_per_caller)
+        settings = self.settings
+        return SocketsPerCaller(
+            settings.api_max_websockets_per_user, settings.api_max_websockets_per_token
+        )
 
 
 @dataclass(frozen=True)

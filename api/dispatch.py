@@ -27,7 +27,7 @@ from activities.command_handling import CLIENT_MESSAGE, CommandResult
 from adapters.correlation import correlated
 from api.context import Context
 from api.errors import CommandFailed, CommandPending
-from api.rejections import invalid_input, rejection_payload
+from api.rejections import command_id_reused, rejection_payload
 from api.retries import CommandIdReused, ensure_retry
 from domain.errors import InvalidInput
 from workflows import search_attributes
@@ -100,6 +100,7 @@ async def send(
     """
     services = ctx.services
     timeout = services.settings.command_timeout_seconds
+    deadline = asyncio.get_running_loop().time() + timeout
     handle: WorkflowHandle[Any, R]
     with correlated(command_id, workflow_id):
         if outcome_update is not None:
@@ -130,28 +131,34 @@ async def send(
                 joined = False
             finally:
                 await _settled(start)
-            if joined:
-                await ensure_retry(services.temporal, workflow_id, command)
             handle = services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
             try:
-                return await asyncio.wait_for(handle.result(), timeout=timeout)
+                if joined:
+                    await _within(deadline, ensure_retry(services.temporal, workflow_id, command))
+                return await _within(deadline, handle.result())
             except TimeoutError:
                 return None
-        handle = await _start(
-            ctx,
-            run,
-            command,
-            workflow_id,
-            command_id,
-            aggregate_ids,
-            summary,
-            result_type,
-            saga_type,
-        )
         try:
-            return await asyncio.wait_for(handle.result(), timeout=timeout)
+            handle = await _start(
+                ctx,
+                run,
+                command,
+                workflow_id,
+                command_id,
+                aggregate_ids,
+                summary,
+                result_type,
+                saga_type,
+                deadline,
+            )
+            return await _within(deadline, handle.result())
         except TimeoutError:
             return None
+
+
+async def _within(deadline: float, waited: Awaitable[R]) -> R:
+    """What `waited` answers, or TimeoutError once the loop's clock passes `deadline`."""
+    return await asyncio.wait_for(waited, deadline - asyncio.get_running_loop().time())
 
 
 async def start(
@@ -165,9 +172,20 @@ async def start(
     summary: str,
 ) -> None:
     """Start the command's workflow (Temporal then runs it to its end) without waiting for it."""
+    timeout = ctx.services.settings.command_timeout_seconds
+    deadline = asyncio.get_running_loop().time() + timeout
     with correlated(command_id, workflow_id):
         await _start(
-            ctx, run, command, workflow_id, command_id, aggregate_ids, summary, CommandOutcome
+            ctx,
+            run,
+            command,
+            workflow_id,
+            command_id,
+            aggregate_ids,
+            summary,
+            CommandOutcome,
+            None,
+            deadline,
         )
 
 
@@ -180,8 +198,11 @@ async def _start(
     aggregate_ids: Sequence[str],
     summary: str,
     result_type: type[R],
-    saga_type: str | None = None,
+    saga_type: str | None,
+    deadline: float,
 ) -> WorkflowHandle[Any, R]:
+    """Start the workflow, or join the one started under its id if the command is a retry
+    of the one it started with (checked by `deadline`: TimeoutError after it)."""
     services = ctx.services
     options = start_options(
         ctx,
@@ -194,7 +215,7 @@ async def _start(
     try:
         return await services.temporal.start_workflow(run, command, **options)
     except WorkflowAlreadyStartedError:
-        await ensure_retry(services.temporal, workflow_id, command)
+        await _within(deadline, ensure_retry(services.temporal, workflow_id, command))
         return services.temporal.get_workflow_handle(workflow_id, result_type=result_type)
 
 
@@ -276,7 +297,7 @@ async def execute(
             summary=summary,
         )
     except CommandIdReused:
-        return invalid_input(InvalidInput("commandId", "was already used by another command"))
+        return command_id_reused()
     if outcome is None:
         return CommandPending(message="the command is still running", command_id=command_id)
     if outcome.rejection is not None:

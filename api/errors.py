@@ -52,12 +52,15 @@ class BadPosition(GraphQLError):
 
 
 class PositionAhead(GraphQLError):
-    """A `consistentWith` position past the event store's head: no mutation returned it."""
+    """A `consistentWith` position past the event store's head: no mutation returned it.
 
-    def __init__(self, position: int, head: int) -> None:
+    The message leaves the head out: how far the whole store has gone is `systemStatus`'s,
+    which customers are refused.
+    """
+
+    def __init__(self, position: int) -> None:
         super().__init__(
-            f"consistentWith {position} is past the event store's head ({head}): "
-            "it is not a position a mutation returned",
+            f"consistentWith {position} is not a position a mutation returned",
             extensions={"code": "BAD_USER_INPUT"},
         )
 

@@ -82,6 +82,11 @@ def invalid_input(error: InvalidInput) -> InvalidInputPayload:
     return answer
 
 
+def command_id_reused() -> InvalidInputPayload:
+    """The answer to a request under a `commandId` another request used for something else."""
+    return invalid_input(InvalidInput("commandId", "was already used by another command"))
+
+
 REUSED_COMMAND_ID = frozenset({UserAlreadyExists.code, AccountAlreadyExists.code})
 """A new user's or account's id is derived from its command's id, so when that aggregate
 already exists an earlier command used the id: the client's `commandId` is the bad input."""

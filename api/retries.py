@@ -4,38 +4,81 @@ A client's `commandId` (or `transferId`) makes a retry safe: sent again, the com
 the workflow its id started and answers with that outcome. A different command under the
 same id is no retry: answering it with the first one's outcome would report a change that
 never happened (a deposit of another amount, a transfer to someone else). The first command
-is the input its workflow started with, in the workflow's history, so every command ever
-started under the id is compared, however long ago and whatever API version sent it.
+is the input its workflow started with, in the workflow's history, whatever API version sent
+it.
+
+That history is there while the workflow runs and, once it closed, for the Temporal
+namespace's retention period; the start (REJECT_DUPLICATE) sees no further. Past retention
+the id is unknown to Temporal: a command sent under it starts a new workflow and is compared
+with nothing, so a different command is no longer refused here (registerUser and openAccount
+still are, by their activity: their new aggregate's id comes from the command id).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import typing
 from typing import Any
 
+import pydantic
 from temporalio.client import Client
 
-NOT_ASKED = frozenset({"actor", "day", "compensation_attempts", "password_hash"})
-"""Fields of a command the caller does not choose: who sent it, and what the API adds (the
-day a transfer counts against, the saga's compensation budget, a hash that older commands
-carried). A retry may differ in them."""
+from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
+from domain.transfers import TransferMoney
+from domain.users import ChangeUserEmail, LockUser, RecordLoginAttempt, RegisterUser, UnlockUser
+
+CHOSEN_BY_CALLER: dict[type, frozenset[str]] = {
+    OpenAccount: frozenset({"command_id", "account_id", "owner_id", "currency"}),
+    DepositMoney: frozenset({"command_id", "account_id", "amount"}),
+    WithdrawMoney: frozenset({"command_id", "account_id", "amount"}),
+    CloseAccount: frozenset({"command_id", "account_id"}),
+    TransferMoney: frozenset({"transfer_id", "from_account_id", "to_account_id", "amount"}),
+    RegisterUser: frozenset({"command_id", "user_id", "email", "name"}),
+    ChangeUserEmail: frozenset({"command_id", "user_id", "new_email", "expected_version"}),
+    LockUser: frozenset({"command_id", "user_id", "reason"}),
+    UnlockUser: frozenset({"command_id", "user_id"}),
+    RecordLoginAttempt: frozenset({"command_id", "user_id", "succeeded", "reason"}),
+}
+"""Per command, the fields its caller chooses: only these are compared. The rest are the
+API's (who sent it, the day a transfer counts against, the saga's compensation budget, a new
+account's daily limit, a hash older commands carried), and may differ across a deploy."""
 
 
 class CommandIdReused(Exception):
     """The id was first used by a command that asked for something else."""
 
-    def __init__(self, first: Any) -> None:
+    def __init__(self, first: dict[str, Any]) -> None:
         super().__init__("the id was already used by another command")
         self.first = first
+        """The first command's input as its history recorded it (JSON), {} if unreadable."""
 
 
-def asked(command: Any) -> dict[str, object]:
-    """What a command asks for: its fields but those the caller does not choose."""
-    return {
-        field.name: getattr(command, field.name)
-        for field in dataclasses.fields(command)
-        if field.name not in NOT_ASKED
-    }
+def asks_the_same(first: dict[str, Any], command: Any) -> bool:
+    """Whether a recorded input (JSON) asks for what `command` asks for.
+
+    Only the fields the caller chooses are read, each as the command's type has it now, so
+    an input recorded by another version of the API (fields since added, dropped or changed)
+    compares by what both ask for; one that does not read as this version's field differs.
+    """
+    types = typing.get_type_hints(type(command))
+    chosen = CHOSEN_BY_CALLER[type(command)]
+    for field in dataclasses.fields(command):
+        if field.name not in chosen:
+            continue
+        if field.name in first:
+            try:
+                adapter = pydantic.TypeAdapter[Any](types[field.name])
+                recorded = adapter.validate_python(first[field.name])
+            except pydantic.ValidationError:
+                return False
+        elif field.default is not dataclasses.MISSING:
+            recorded = field.default
+        else:
+            return False
+        if recorded != getattr(command, field.name):
+            return False
+    return True
 
 
 async def ensure_retry(temporal: Client, workflow_id: str, command: Any) -> None:
@@ -44,7 +87,12 @@ async def ensure_retry(temporal: Client, workflow_id: str, command: Any) -> None
     handle = temporal.get_workflow_handle(workflow_id)
     async for event in handle.fetch_history_events(page_size=1):
         started = event.workflow_execution_started_event_attributes
-        [first] = await temporal.data_converter.decode(started.input.payloads, [type(command)])
-        if asked(first) != asked(command):
+        try:
+            first = json.loads(started.input.payloads[0].data)
+        except (IndexError, ValueError):
+            first = None
+        if not isinstance(first, dict):
+            raise CommandIdReused({})
+        if not asks_the_same(first, command):
             raise CommandIdReused(first)
         return

@@ -3,8 +3,11 @@
 API tokens (an operator's GraphiQL, a client back end built against the schema) may
 introspect it, and graphql-core's errors suggest the names they may have meant ("Did you
 mean 'user'?"). A customer session is anyone who signed in: its documents are validated
-with introspection refused, and its errors lose those suggestions, so it cannot map the
-operator operations and types by introspection or by guessing names.
+with introspection refused, and its errors lose those suggestions. That makes the schema
+harder to map, not impossible: an error still names what the document touched (a missing
+required argument and its type, an input's fields, a type a fragment may not spread), so a
+session that guesses a name right learns its shape. What keeps customers out is each
+operation's own check of the caller, not this.
 """
 
 from __future__ import annotations

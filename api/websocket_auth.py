@@ -4,15 +4,17 @@ Browsers cannot set an Authorization header on a websocket, so a socket opened w
 names its token in the graphql-transport-ws `connection_init` payload instead:
 `{"Authorization": "Bearer <token>"}` (or `{"token": "<token>"}`). A socket with neither is
 closed with 4403 Forbidden before its first operation: the protocol runs nothing before it
-has acknowledged the connection.
+has acknowledged the connection. So is one whose payload names a caller other than its
+header's: a socket has one caller, and two credentials that disagree name no one.
 
 A customer session is checked for as long as its socket is open, not just when it opens:
 before every message with data and at least every SESSION_CHECK_SECONDS. Once the session
 has expired the socket is closed with 4401 Unauthorized; once it is revoked (its user locked
 since it was issued) with 4403 Forbidden. Nothing more is sent on it either way.
 
-A caller holding SAGALINE_API_MAX_WEBSOCKETS_PER_CALLER sockets already has one more closed
-with 4429 (too many) at its connection_init, before it is acknowledged.
+A customer whose user holds SAGALINE_API_MAX_WEBSOCKETS_PER_USER sockets already (an API
+token: SAGALINE_API_MAX_WEBSOCKETS_PER_TOKEN, if set) has one more closed with 4429 (too
+many) at its connection_init, before it is acknowledged.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     Message,
 )
 
+from api.auth import Caller, credentials_in_connection_params
 from api.context import Context
 from api.request_shapes import malformed_message
 
@@ -48,7 +51,7 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
 
     _session_watch: asyncio.Task[None] | None = None
     _session_ended = False
-    _counted_as: str | None = None
+    _counted_as: Caller | None = None
     """The caller whose open sockets count this one (from its connection_init on)."""
 
     async def handle_message(self, message: Message) -> None:
@@ -66,19 +69,25 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
             services = self.context.services
             caller = await services.admit(services.tokens.caller(self.context.request.headers))
             payload = message.get("payload")
-            if caller is None and isinstance(payload, dict):
-                caller = await services.admit(services.tokens.caller_in_connection_params(payload))
-                if caller is not None:
+            if isinstance(payload, dict) and credentials_in_connection_params(payload):
+                # A credential in the payload besides the handshake's must name the same
+                # caller: two that disagree name no one, as two in the payload do.
+                named = await services.admit(services.tokens.caller_in_connection_params(payload))
+                if named is None or (caller is not None and named != caller):
+                    caller = None
+                else:
+                    caller = named
                     self.context = dataclasses.replace(self.context, caller=caller)
             if caller is None:
                 await self.websocket.close(code=FORBIDDEN, reason="Forbidden")
                 return
             sockets = services.sockets_per_caller
-            if not sockets.open(caller.name):
-                reason = f"too many websockets open for this caller (at most {sockets.limit})"
+            if not sockets.open(caller):
+                limit = sockets.limit(caller)
+                reason = f"too many websockets open for this caller (at most {limit})"
                 await self.websocket.close(code=TOO_MANY_SOCKETS, reason=reason)
                 return
-            self._counted_as = caller.name
+            self._counted_as = caller
         await super().handle_connection_init(message)
         customer = self.context.caller.customer is not None
         if self.connection_acknowledged and customer and self._session_watch is None:

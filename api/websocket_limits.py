@@ -1,9 +1,12 @@
-"""Bounds on websockets: how many one caller may hold open at once, and how long a close
-reason may be.
+"""Bounds on websockets: how many one customer, and one API token, may hold open at once,
+and how long a close reason may be.
 
 Each socket costs the API a task, a feed subscription per operation on it and, for a
-customer, a session check every few seconds. A caller counts by its name: an API token by
-its fingerprint, a customer by its user, so all of a user's sessions share one bound.
+customer, a session check every few seconds. A customer counts by its user, so all of a
+user's sessions share one bound. An API token is a trusted back end that may hold a socket
+for each of many customers it acts for: it counts by its fingerprint against a bound of its
+own, none unless one is set. The counts are this API process's: with several processes behind
+a balancer, a caller may hold that many on each.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from collections import Counter
 
 from strawberry.asgi import ASGIWebSocketAdapter
+
+from api.auth import Caller
 
 MAX_CLOSE_REASON_BYTES = 123
 """A close frame holds at most 125 bytes, two of them the code (RFC 6455, 5.5)."""
@@ -37,22 +42,31 @@ class BoundedCloseReasons(ASGIWebSocketAdapter):
 
 
 class SocketsPerCaller:
-    """The sockets each caller holds open; one over the limit is refused."""
+    """The sockets each caller holds open; one over its bound is refused."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    def __init__(self, per_user: int, per_token: int) -> None:
+        self.per_user = per_user
+        self.per_token = per_token
+        """0: API tokens are not bounded."""
         self._open: Counter[str] = Counter()
 
-    def open(self, caller: str) -> bool:
-        """Count one more socket of the caller's, unless it holds `limit` already."""
+    def limit(self, caller: Caller) -> int | None:
+        """How many sockets the caller may hold open at once; None for no bound."""
+        if caller.customer is not None:
+            return self.per_user
+        return self.per_token or None
+
+    def open(self, caller: Caller) -> bool:
+        """Count one more socket of the caller's, unless it holds its bound already."""
         # One event loop serves the API, so checking and counting cannot interleave.
-        if self._open[caller] >= self.limit:
+        limit = self.limit(caller)
+        if limit is not None and self._open[caller.name] >= limit:
             return False
-        self._open[caller] += 1
+        self._open[caller.name] += 1
         return True
 
-    def close(self, caller: str) -> None:
+    def close(self, caller: Caller) -> None:
         """Count one socket of the caller's less."""
-        self._open[caller] -= 1
-        if self._open[caller] <= 0:
-            del self._open[caller]
+        self._open[caller.name] -= 1
+        if self._open[caller.name] <= 0:
+            del self._open[caller.name]

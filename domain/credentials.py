@@ -32,8 +32,13 @@ class NoHeldCredential(Exception):
 class Credentials(Protocol):
     """Where password hashes live: held for a command, set with its event, read to sign in."""
 
-    async def hold(self, command_id: str, credential: PasswordCredential) -> None:
-        """Keep the credential until the command appends with it (the last one held wins)."""
+    async def hold(self, command_id: str, credential: PasswordCredential) -> str | None:
+        """Keep the credential until the command appends with it, unless the command has
+        one (held, or set by its append): then answer that one's hash and change nothing.
+
+        The first credential held for a command is the one it sets, so a request that reuses
+        the command's id cannot replace it. None means this credential is now held.
+        """
         ...
 
     async def append_with(self, command_id: str, *streams: StreamAppend) -> AppendResult:

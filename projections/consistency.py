@@ -38,6 +38,26 @@ async def caught_up(engine: AsyncEngine, projections: Sequence[str], position: i
         return int((await conn.execute(query)).scalar_one()) == len(names)
 
 
+async def checkpoint_reach(engine: AsyncEngine, projections: Sequence[str]) -> tuple[int, int]:
+    """How far the read models have got: the position every named projection has processed
+    (-1 if one has no checkpoint yet), and the furthest any projection has processed.
+
+    A projection processes only committed events, so the furthest is never past the event
+    store's head.
+    """
+    names = [checkpoint_name(p) for p in projections]
+    named = checkpoints.c.name.in_(names)
+    query = select(
+        func.count().filter(named),
+        func.min(checkpoints.c.position).filter(named),
+        func.max(checkpoints.c.position),
+    ).where(checkpoints.c.name.like(checkpoint_name("%")))
+    async with engine.connect() as conn:
+        found, slowest, furthest = (await conn.execute(query)).one()
+    every = int(slowest) if found == len(names) and slowest is not None else -1
+    return every, int(furthest or 0)
+
+
 class CheckpointWakeups:
     """Wakes waiters when a checkpoint they wait on is notified at or past their position."""
 

@@ -66,9 +66,12 @@ class Settings(BaseSettings):
     """Most fields one GraphQL document may select, fragments counted where spread."""
     api_max_consistency_waits: int = Field(default=8, gt=0)
     """Queries that may wait on `consistentWith` at once; one more is refused at once."""
-    api_max_websockets_per_caller: int = Field(default=16, gt=0)
-    """Websockets one caller (an API token, or a customer's user over all its sessions) may
-    hold open at once; one more is closed with 4429 before it is acknowledged."""
+    api_max_websockets_per_user: int = Field(default=16, gt=0)
+    """Websockets a customer's user, over all its sessions, may hold open at once on one API
+    process; one more is closed with 4429 before it is acknowledged."""
+    api_max_websockets_per_token: int = Field(default=0, ge=0)
+    """Websockets one API token (a back end, acting for many customers) may hold open at
+    once on one API process; 0: no bound."""
     api_cors_origins: str = ""
     """Comma-separated origins whose browser pages may call the API ("*": any)."""
     graphiql_assets_dir: Path | None = None

@@ -89,14 +89,28 @@ class CredentialsContract:
             await credentials.append_with(command_id, registration(user_id))
         assert await store.read_stream(user_id) == []
 
-    async def test_the_last_hash_held_for_a_command_is_the_one_set(
+    async def test_the_first_hash_held_for_a_command_is_the_one_set(
         self, credentials: Credentials
     ) -> None:
         user_id = f"user-{uuid.uuid4()}"
         command_id = await held(credentials, user_id, "h1")
-        await credentials.hold(command_id, PasswordCredential(user_id, "h2"))
+        assert await credentials.hold(command_id, PasswordCredential(user_id, "h2")) == "h1"
         await credentials.append_with(command_id, registration(user_id))
-        assert await credentials.password_hash(user_id) == "h2"
+        assert await credentials.password_hash(user_id) == "h1"
+
+    async def test_a_hash_held_after_the_append_answers_the_set_one_and_stays_not_held(
+        self, store: EventStore, credentials: Credentials
+    ) -> None:
+        user_id = f"user-{uuid.uuid4()}"
+        command_id = await held(credentials, user_id, "h1")
+        await credentials.append_with(command_id, registration(user_id))
+        assert await credentials.hold(command_id, PasswordCredential(user_id, "h2")) == "h1"
+        with pytest.raises(NoHeldCredential):
+            await credentials.append_with(command_id, registration(f"user-{uuid.uuid4()}"))
+
+    async def test_a_new_hold_answers_none(self, credentials: Credentials) -> None:
+        credential = PasswordCredential(f"user-{uuid.uuid4()}", "h1")
+        assert await credentials.hold(f"command-{uuid.uuid4()}", credential) is None
 
     async def test_an_unknown_user_has_no_hash(self, credentials: Credentials) -> None:
         assert await credentials.password_hash(f"user-{uuid.uuid4()}") is None

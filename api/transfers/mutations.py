@@ -13,7 +13,7 @@ from api.context import Context
 from api.dispatch import command_failed, idempotency_key, send
 from api.errors import AccountNotFoundPayload
 from api.rejections import invalid_input, rejection_payload
-from api.retries import CommandIdReused
+from api.retries import CommandIdReused, asks_the_same
 from api.transfers.types import (
     Transfer,
     TransferCompletedPayload,
@@ -39,11 +39,23 @@ class NotTheCallers(Exception):
 async def _transfer(
     ctx: Context, command: TransferMoney, position: int, outcome: TransferOutcome | None = None
 ) -> Transfer:
-    """The transfer from its read model once it includes `position`, else as far as known."""
+    """The transfer from its read model once it includes `position`, else as far as known.
+
+    A transfer read under the id that is not the command's (the id reused for another, and
+    the saga's history out of reach in time) raises CommandIdReused: it is not shown.
+    """
     view = await read_after(
         ctx, "transfers", position, lambda conn: get_transfer(conn, command.transfer_id)
     )
     if view is not None:
+        first = {
+            "transfer_id": view.id,
+            "from_account_id": view.from_account_id,
+            "to_account_id": view.to_account_id,
+            "amount": str(view.amount),
+        }
+        if not asks_the_same(first, command):
+            raise CommandIdReused(first)
         if not await sees_transfer(ctx, view):
             raise NotTheCallers(command.from_account_id)
         return Transfer.from_view(view)
@@ -75,10 +87,9 @@ class TransferMutations:
         except CommandIdReused as reused:
             # The id is another transfer's: one the caller may not see is not shown even by
             # saying so (as NotTheCallers).
-            first: TransferMoney = reused.first
-            if not await sees_transfer_between(
-                info.context, first.from_account_id, first.to_account_id
-            ):
+            first = reused.first
+            source, destination = first.get("from_account_id"), first.get("to_account_id")
+            if not await sees_transfer_between(info.context, str(source), str(destination)):
                 return AccountNotFoundPayload(message=f"account {input.from_account_id} not found")
             taken = InvalidInput("transferId", "was already used by another transfer")
             return invalid_input(taken)

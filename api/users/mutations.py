@@ -19,7 +19,7 @@ from api.consistency import read_after, read_model_behind
 from api.context import Context
 from api.dispatch import aggregate_id_for, command_id_or_new, execute, send, start
 from api.errors import CommandPending, Forbidden, UserNotFoundPayload, forbidden
-from api.rejections import invalid_input, payload_of
+from api.rejections import command_id_reused, invalid_input, payload_of
 from api.users.types import (
     Authenticated,
     AuthenticateInput,
@@ -117,10 +117,16 @@ class UserMutations:
         password_hash = await asyncio.to_thread(hash_password, password, secrets.token_bytes(16))
         user_id = aggregate_id_for("user", command_id)
         # The hash waits in the database for the command's activity; the command (the
-        # workflow's input, kept in Temporal's history) carries none.
+        # workflow's input, kept in Temporal's history) carries none. The first hash held
+        # under the id is the one set: a request that finds one is a retry only with the
+        # same password, and holds nothing (nor lets go of what another request held).
         engine = ctx.services.engine
         async with engine.begin() as conn:
-            await hold_credential(conn, command_id, PasswordCredential(user_id, password_hash))
+            earlier = await hold_credential(
+                conn, command_id, PasswordCredential(user_id, password_hash)
+            )
+        if earlier is not None and not await asyncio.to_thread(verify_password, password, earlier):
+            return command_id_reused()
         answer = await _execute(
             ctx,
             RegisterUserWorkflow,
@@ -130,8 +136,9 @@ class UserMutations:
             RegisterUserPayload,
             lambda user, position: UserRegisteredPayload(user=user, position=position),
         )
-        if not isinstance(answer, CommandPending):
-            # Finished: the activity took the hash, or never will (a repeated command).
+        if earlier is None and not isinstance(answer, CommandPending):
+            # Finished: the activity took the hash this request held, or never will (a
+            # repeated or refused command).
             async with engine.begin() as conn:
                 await discard_held_credential(conn, command_id)
         return answer  # type: ignore[no-any-return]

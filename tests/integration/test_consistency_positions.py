@@ -8,16 +8,19 @@ import time
 import uuid
 from typing import Any, cast
 
+from sqlalchemy import delete, insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 
-from adapters.database import ReadPool
+from adapters.database import ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
+from adapters.schema import checkpoints
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
 from api.schema import build_schema
 from domain.repository import Repository
 from domain.users import User
+from projections.projector import checkpoint_name
 from runtime.config import Settings
 
 USER = 'query($at: String) { user(id: "nobody", consistentWith: $at) { id } }'
@@ -32,7 +35,13 @@ async def unprojected_head(store: PostgresEventStore) -> int:
     return await store.head_position()
 
 
-def context(engine: AsyncEngine, store: PostgresEventStore, url: str, waits: int) -> Context:
+def context(
+    engine: AsyncEngine,
+    store: PostgresEventStore,
+    url: str,
+    waits: int,
+    read_models: AsyncEngine | None = None,
+) -> Context:
     settings = Settings(
         database_url=url,
         consistency_timeout_seconds=TIMEOUT_SECONDS,
@@ -45,6 +54,7 @@ def context(engine: AsyncEngine, store: PostgresEventStore, url: str, waits: int
         tokens=TokenCheck({}),
         feed=cast(Any, None),
         reads=ReadPool(url, 1),
+        read_models=read_models,
     )
     request = Request({"type": "http", "method": "POST", "headers": []})
     return Context(services=services, request=request, caller=Caller(Role.CLIENT, "test"))
@@ -64,7 +74,8 @@ async def test_a_position_past_the_head_is_refused_at_once_without_a_wait_slot(
     with ctx.services.consistency_waits.slot():
         result = await build_schema().execute(USER, {"at": str(head + 1)}, context_value=ctx)
     assert codes(result) == ["BAD_USER_INPUT"], result.errors
-    assert "past the event store's head" in result.errors[0].message  # type: ignore[index]
+    message = result.errors[0].message  # type: ignore[index]
+    assert message == f"consistentWith {head + 1} is not a position a mutation returned"
     assert time.monotonic() - started < TIMEOUT_SECONDS
 
 
@@ -90,3 +101,21 @@ async def test_waits_over_the_slots_are_refused_at_once(
     )
     found = sorted(code for answer in answers for code in codes(answer))
     assert found == ["CONSISTENCY_TIMEOUT"] * 2 + ["TOO_MANY_CONSISTENCY_WAITS"] * 3, found
+
+
+async def test_a_position_another_read_model_reached_is_waited_on_with_the_primary_down(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    head = await unprojected_head(store)
+    other = checkpoint_name(f"test-{uuid.uuid4()}")
+    async with engine.begin() as conn:
+        await conn.execute(insert(checkpoints).values(name=other, position=head))
+    down = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/down")
+    try:
+        ctx = context(down, store, database_url, waits=1, read_models=engine)
+        result = await build_schema().execute(USER, {"at": str(head)}, context_value=ctx)
+        assert codes(result) == ["CONSISTENCY_TIMEOUT"], result.errors
+    finally:
+        await down.dispose()
+        async with engine.begin() as conn:
+            await conn.execute(delete(checkpoints).where(checkpoints.c.name == other))

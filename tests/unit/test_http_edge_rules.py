@@ -3,6 +3,7 @@ GraphiQL's page pointing at local assets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
 
 from api.app import SagalineGraphQL, TokenGuard, accepts_graphql_response, create_app
-from api.auth import AMBIGUOUS_CREDENTIAL, TokenCheck, parse_tokens
+from api.auth import AMBIGUOUS_CREDENTIAL, Caller, Role, TokenCheck, parse_tokens
 from api.consistency_waits import ConsistencyWaits, TooManyConsistencyWaits
 from api.context import Services
 from api.edge import BodyLimit
@@ -26,7 +27,7 @@ from api.graphiql import GraphiQLPage, npm_specs, page_assets
 from api.request_shapes import NOT_A_REQUEST, NOT_AN_OPERATION_NAME
 from api.safety import selection_cost
 from api.schema import build_schema
-from api.websocket_limits import close_reason
+from api.websocket_limits import SocketsPerCaller, close_reason
 from runtime.config import ConfigurationError, Settings
 
 ORIGIN = "https://app.example.com"
@@ -210,8 +211,8 @@ def test_websockets_from_a_listed_origin_are_accepted_and_others_refused() -> No
         pass
 
 
-def test_a_caller_over_its_websocket_bound_is_closed_with_4429_until_one_closes() -> None:
-    client = websocket_client(Settings(api_max_websockets_per_caller=2))
+def test_a_token_over_its_websocket_bound_is_closed_with_4429_until_one_closes() -> None:
+    client = websocket_client(Settings(api_max_websockets_per_token=2))
     init = {"type": "connection_init", "payload": {"Authorization": "Bearer t"}}
     protocol = ["graphql-transport-ws"]
     with client.websocket_connect("/", subprotocols=protocol) as first:
@@ -230,6 +231,48 @@ def test_a_caller_over_its_websocket_bound_is_closed_with_4429_until_one_closes(
         with client.websocket_connect("/", subprotocols=protocol) as again:
             again.send_json(init)
             assert again.receive_json()["type"] == "connection_ack"
+
+
+@pytest.mark.parametrize(
+    ("payload", "acknowledged"),
+    [
+        ({"Authorization": "Bearer t"}, True),
+        ({"token": "t"}, True),
+        ({}, True),
+        ({"token": "o"}, False),
+        ({"Authorization": "Bearer o"}, False),
+        ({"token": "not-a-token"}, False),
+    ],
+)
+def test_a_connection_init_credential_besides_the_header_must_name_the_same_caller(
+    payload: dict[str, str], acknowledged: bool
+) -> None:
+    settings = Settings()
+    services = dataclasses.replace(
+        services_without_backends(settings), tokens=TokenCheck(parse_tokens("t:client,o:operator"))
+    )
+    client = TestClient(SagalineGraphQL({"services": services}, settings))
+    header = {"Authorization": "Bearer t"}
+    with client.websocket_connect("/", subprotocols=["graphql-transport-ws"], headers=header) as ws:
+        ws.send_json({"type": "connection_init", "payload": payload})
+        if acknowledged:
+            assert ws.receive_json()["type"] == "connection_ack"
+        else:
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_json()
+            assert closed.value.code == 4403
+
+
+def test_a_customers_sessions_share_one_websocket_bound_and_a_token_has_none() -> None:
+    sockets = SocketsPerCaller(per_user=2, per_token=0)
+    sessions = [Caller(Role.CUSTOMER, "customer:u1", "u1") for _ in range(3)]
+    assert sockets.open(sessions[0]) and sockets.open(sessions[1])
+    assert not sockets.open(sessions[2])
+    assert sockets.open(Caller(Role.CUSTOMER, "customer:u2", "u2"))
+    back_end = Caller(Role.CLIENT, "client:0123456789ab")
+    assert all(sockets.open(back_end) for _ in range(1000))
+    sockets.close(sessions[0])
+    assert sockets.open(sessions[2])
 
 
 def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
