@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -156,7 +156,16 @@ async def start_followers(client: Client, task_queue: str, projections: list[str
             await start(client, task_queue)
         if not ended:
             return
-    log.warning("followers were started on another task queue again while being moved")
+    elsewhere = [
+        workflow_id
+        for workflow_id in starts
+        if await _running_elsewhere(client, workflow_id, task_queue) is not None
+    ]
+    if elsewhere:
+        log.warning(
+            "followers were started on another task queue again while being moved: %s",
+            ", ".join(elsewhere),
+        )
 
 
 def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
@@ -174,15 +183,8 @@ def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
 async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -> bool:
     """End the follower's run if it runs on another task queue; whether it did (or another
     process ended that run meanwhile)."""
-    try:
-        described = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return False
-    if described.status is not WorkflowExecutionStatus.RUNNING:
-        return False
-    if described.task_queue == task_queue:
+    described = await _running_elsewhere(client, workflow_id, task_queue)
+    if described is None:
         return False
     # By run id: a process moving the followers at the same time may have started the new
     # run already, and that one must not be ended.
@@ -193,6 +195,23 @@ async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
     return True
+
+
+async def _running_elsewhere(
+    client: Client, workflow_id: str, task_queue: str
+) -> WorkflowExecutionDescription | None:
+    """The follower's running run, if it runs on another task queue than `task_queue`."""
+    try:
+        described = await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
+    if described.status is not WorkflowExecutionStatus.RUNNING:
+        return None
+    if described.task_queue == task_queue:
+        return None
+    return described
 
 
 async def _start_relay(client: Client, task_queue: str) -> object:

@@ -7,6 +7,7 @@ these cover the races of a rolling upgrade that a real server makes hard to time
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -153,6 +154,50 @@ async def test_a_follower_an_older_worker_starts_again_on_the_shared_queue_is_mo
 
     assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
     assert temporal.terminated.count("relay") == 2
+
+
+def older_worker_restarting(workflow_id: str, times: int) -> Callable[[FakeTemporal, str], None]:
+    """An older worker that starts `workflow_id` on the shared queue again after each of
+    its first `times` terminates."""
+    restarted: list[str] = []
+
+    def restart(temporal: FakeTemporal, ended: str) -> None:
+        if ended == workflow_id and len(restarted) < times:
+            restarted.append(ended)
+            temporal.start(ended, SHARED)
+
+    return restart
+
+
+async def test_a_follower_moved_in_the_last_round_is_not_reported_as_elsewhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    temporal = FakeTemporal(
+        after_terminate=older_worker_restarting("relay", followers.MOVE_ATTEMPTS - 1)
+    )
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, SHARED)
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
+    assert temporal.terminated.count("relay") == followers.MOVE_ATTEMPTS
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_follower_started_elsewhere_after_every_round_is_reported_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    temporal = FakeTemporal(after_terminate=older_worker_restarting("relay", 1_000))
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, SHARED)
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+
+    assert temporal.queues()["relay"] == SHARED
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].endswith(": relay")
 
 
 async def test_a_run_another_process_moved_meanwhile_is_left_to_it() -> None:
