@@ -59,6 +59,11 @@ class ProjectionActivities:
         """Apply events to one projection until the run time passes; returns how far it moved."""
         projector = self._projectors[params.projection]
         try:
-            return await follow(projector.run_batch, self._database_url, params.run_seconds)
+            return await follow(
+                projector.run_batch,
+                self._database_url,
+                params.run_seconds,
+                fence=projector.checkpoint,
+            )
         finally:
             await projector.stop_reading_ahead()
