@@ -51,11 +51,14 @@ FOLLOWER_WORKFLOWS = [
     PatternDetectorWorkflow,
 ]
 
-HANDOVER = HEARTBEAT
-"""After ending a follower's run on another task queue, how long to wait before starting it
-here: the heartbeat timeout, within which an activity of the ended run that still runs on
-an older worker hears of the end and stops, as Temporal waits before moving a follower off
-a worker that stopped heartbeating."""
+ENDED_WITH_ACTIVITY_UNKNOWN = frozenset(
+    {
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.CANCELED,
+        WorkflowExecutionStatus.TIMED_OUT,
+    }
+)
+"""How a run can end while its activity still runs on some worker, until it hears of the end."""
 MOVE_ATTEMPTS = 3
 """Rounds of moving followers that an older worker starts again on its queue meanwhile."""
 
@@ -82,7 +85,7 @@ async def run_followers(settings: Settings) -> None:
         worker = create_followers_worker(settings, client, engine, store, metrics)
         async with serving_metrics(served, metrics.registry if metrics else None):
             freeze_startup_objects()
-            await start_followers(client, task_queue, projection_names())
+            await start_followers(client, task_queue, projection_names(), handover(settings))
             log.info("followers polling task queue %s", task_queue)
             await worker.run()
     finally:
@@ -135,12 +138,28 @@ def create_followers_worker(
     )
 
 
-async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:
+def handover(settings: Settings) -> timedelta:
+    """How long an activity of a follower's run ended on another task queue may go on there.
+
+    Such an activity runs on a worker from before the followers had a queue of their own,
+    which takes no fence (`activities.following.fenced`), so only time keeps the two apart: it
+    hears of the end from the answer to its next heartbeat, which the SDK sends at most every
+    0.8 heartbeat timeouts, then gets up to a heartbeat timeout for that answer, and unwinds;
+    the relay's publish in flight ends within the broker's request timeout.
+    """
+    return HEARTBEAT * 0.8 + HEARTBEAT + timedelta(milliseconds=settings.kafka_request_timeout_ms)
+
+
+async def start_followers(
+    client: Client, task_queue: str, projections: list[str], handover: timedelta
+) -> None:
     """Run the relay, pattern detector and projector singletons on `task_queue`.
 
     Each is started unless it runs already. One that runs on another task queue (the queue
     all of them shared with the sagas before they had their own) is ended and started on
-    this one: it goes on from its checkpoint in Postgres, so nothing is lost or done twice.
+    this one after `handover` (see `handover()`): it goes on from its checkpoint in
+    Postgres, so nothing is lost or done twice. Whichever process ended that run, each one
+    that finds it so ended waits out the handover before starting the follower here.
     """
     starts = follower_starts(projections)
     for _ in range(MOVE_ATTEMPTS):
@@ -151,7 +170,7 @@ async def start_followers(client: Client, task_queue: str, projections: list[str
         ]
         if ended:
             log.info("moving followers to task queue %s: %s", task_queue, ", ".join(ended))
-            await asyncio.sleep(HANDOVER.total_seconds())
+            await asyncio.sleep(handover.total_seconds())
         for start in starts.values():
             await start(client, task_queue)
         if not ended:
@@ -181,10 +200,14 @@ def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
 
 
 async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -> bool:
-    """End the follower's run if it runs on another task queue; whether it did (or another
-    process ended that run meanwhile)."""
-    described = await _running_elsewhere(client, workflow_id, task_queue)
-    if described is None:
+    """End the follower's run if it runs on another task queue; whether it did, or found
+    its latest run so ended there already (by another process moving the followers)."""
+    described = await _latest_run(client, workflow_id)
+    if described is None or described.task_queue == task_queue:
+        return False
+    if described.status in ENDED_WITH_ACTIVITY_UNKNOWN:
+        return True
+    if described.status is not WorkflowExecutionStatus.RUNNING:
         return False
     # By run id: a process moving the followers at the same time may have started the new
     # run already, and that one must not be ended.
@@ -201,17 +224,21 @@ async def _running_elsewhere(
     client: Client, workflow_id: str, task_queue: str
 ) -> WorkflowExecutionDescription | None:
     """The follower's running run, if it runs on another task queue than `task_queue`."""
-    try:
-        described = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
-        return None
-    if described.status is not WorkflowExecutionStatus.RUNNING:
+    described = await _latest_run(client, workflow_id)
+    if described is None or described.status is not WorkflowExecutionStatus.RUNNING:
         return None
     if described.task_queue == task_queue:
         return None
     return described
+
+
+async def _latest_run(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
 
 
 async def _start_relay(client: Client, task_queue: str) -> object:

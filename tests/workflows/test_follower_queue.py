@@ -25,7 +25,12 @@ from adapters.event_store import PostgresEventStore
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
 from projections.projector import checkpoint_name
 from runtime.config import Settings
-from runtime.followers import create_followers_worker, follower_starts, start_followers
+from runtime.followers import (
+    create_followers_worker,
+    follower_starts,
+    handover,
+    start_followers,
+)
 from tests.waiting import eventually
 from tests.workflows.bank import Bank
 
@@ -116,7 +121,7 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
     users = [await bank.user() for _ in range(5)]
 
     async with followers_worker(settings, client, engine, store, shared):
-        await start_followers(client, shared, PROJECTIONS)
+        await start_followers(client, shared, PROJECTIONS, handover(settings))
         before = await followers_queues(client)
         assert {queue for queue, _ in before.values()} == {shared}
         assert set(before) == set(follower_starts(PROJECTIONS))
@@ -137,7 +142,7 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
                     users.append(await bank.user())
 
             registering = asyncio.create_task(register_until_moved())
-            await start_followers(client, own, PROJECTIONS)
+            await start_followers(client, own, PROJECTIONS, handover(settings))
             moved.set()
             await registering
             assert len(users) > 10, "users registered while the followers moved"
@@ -158,7 +163,7 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
 
             await eventually(followed, WITHIN, "the moved projector and relay passed every user")
             # Started again, they stay where they are.
-            await start_followers(client, own, PROJECTIONS)
+            await start_followers(client, own, PROJECTIONS, handover(settings))
             assert await followers_queues(client) == after
 
     async with engine.connect() as conn:
