@@ -40,9 +40,13 @@ from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWork
 
 log = logging.getLogger(__name__)
 
-POOL_SIZE = 12
-"""Database connections of the followers process (pool plus overflow): the relay, three
-projectors, the pattern detector and a rebuild each hold at most two at once."""
+CONNECTIONS_PER_FOLLOWER = 2
+"""Pooled connections a follower's activity holds at most at once: its batch's transaction
+and the read of its next page ahead (a rebuild's replay, the detector's consumer the same)."""
+REBUILDS_PROVIDED_FOR = 1
+POOL_HEADROOM = 4
+"""Pooled connections beyond those: the detector's sweep, another rebuild, an attempt of a
+follower starting while the one before it still unwinds."""
 
 FOLLOWER_WORKFLOWS = [
     RelayWorkflow,
@@ -65,12 +69,23 @@ MOVE_ATTEMPTS = 3
 FollowerStart = Callable[[Client, str], Awaitable[object]]
 
 
+def pool_size() -> int:
+    """Pooled database connections of a followers process (pool plus overflow).
+
+    Enough for every singleton at once, as after a failover one process runs them all, and
+    a rebuild, plus headroom. Besides these, each singleton it runs holds connections of its
+    own: its fence, and (the relay and the projectors) its LISTEN connection.
+    """
+    followers = len(follower_starts(projection_names())) + REBUILDS_PROVIDED_FOR
+    return CONNECTIONS_PER_FOLLOWER * followers + POOL_HEADROOM
+
+
 async def run_followers(settings: Settings) -> None:
     """Run the followers' worker until cancelled, having started (or moved) the followers."""
     served = settings.process_metrics("followers")
     for port, variable in served.ports():
         ensure_port_free(served.host, port, variable)
-    engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
+    engine = create_engine(settings.require_database_url(), pool_size=pool_size() // 2)
     metrics = FollowerMetrics() if settings.metrics else None
     if metrics is not None:
         metrics.watch_pool(engine)
@@ -133,7 +148,7 @@ def create_followers_worker(
             projection_activities.rebuild_projection,
             patterns.detect_patterns,
         ],
-        max_concurrent_activities=POOL_SIZE,
+        max_concurrent_activities=pool_size(),
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 
