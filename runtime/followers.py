@@ -23,6 +23,7 @@ from adapters.kafka import KafkaEventPublisher
 from adapters.temporal import connect
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
+from projections.rebuild import drop_abandoned_rebuilds
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
 from runtime.ports import ensure_port_free
@@ -35,6 +36,7 @@ from workflows.followers import (
     RebuildProjectionWorkflow,
     RelayWorkflow,
     projector_workflow_id,
+    rebuilt_projection,
 )
 from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 
@@ -101,6 +103,8 @@ async def run_followers(settings: Settings) -> None:
         async with serving_metrics(served, metrics.registry if metrics else None):
             freeze_startup_objects()
             await start_followers(client, task_queue, projection_names(), handover(settings))
+            await move_rebuilds(client, task_queue)
+            await drop_abandoned_rebuilds(engine, all_projections())
             log.info("followers polling task queue %s", task_queue)
             await worker.run()
     finally:
@@ -200,6 +204,44 @@ async def start_followers(
             "followers were started on another task queue again while being moved: %s",
             ", ".join(elsewhere),
         )
+
+
+async def move_rebuilds(client: Client, task_queue: str) -> list[str]:
+    """End every projection rebuild running on another task queue and start it again here,
+    under the same workflow id; returns those ids.
+
+    A rebuild started on the queue the followers shared with the sagas would wait there for
+    ever after the upgrade, no worker on it running rebuilds any more. Started again it
+    replays from position 0 into fresh tables; should the ended one's activity still run on
+    an older worker, both swap in turn, each a whole replay, and the ended one's tables go
+    with it or with `drop_abandoned_rebuilds`.
+    """
+    moved = []
+    query = f"WorkflowType = '{RebuildProjectionWorkflow.__name__}' AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query):
+        projection = rebuilt_projection(execution.id)
+        if execution.task_queue == task_queue or projection is None:
+            continue
+        run = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        try:
+            await run.terminate(
+                reason=f"moved from task queue {execution.task_queue} to {task_queue}"
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+        await client.start_workflow(
+            RebuildProjectionWorkflow.run,
+            projection,
+            id=execution.id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Rebuild projection {projection}",
+        )
+        moved.append(execution.id)
+    if moved:
+        log.info("rebuilds started again on task queue %s: %s", task_queue, ", ".join(moved))
+    return moved
 
 
 def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
