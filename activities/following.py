@@ -59,11 +59,7 @@ async def heartbeating(details: Callable[[], object]) -> AsyncIterator[None]:
             await task
 
 
-async def fenced(
-    database_url: str,
-    name: str,
-    work: Callable[[], Awaitable[T]],
-) -> T:
+async def fenced(database_url: str, name: str, work: Callable[[], Awaitable[T]]) -> T:
     """Run `work` holding follower `name`'s fence, so no other instance of it works meanwhile.
 
     While another instance holds the fence this one waits, trying again every
