@@ -1,4 +1,5 @@
-"""The loop shared by the long-running followers of the global order (relay, projectors)."""
+"""What the long-running singleton followers share: the relay's and projectors' loop, their
+heartbeats, and the fence that lets one instance of each work at a time."""
 
 from __future__ import annotations
 
@@ -6,14 +7,26 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
+from adapters.follower_fence import FollowerFence
 from adapters.notifications import EventNotifications
 
 IDLE_WAKE_SECONDS = 1.0
 HEARTBEAT_EVERY_SECONDS = 0.5
 """How often a long-running activity tells Temporal it is alive (the SDK throttles sends)."""
+FENCE_TRY_EVERY_SECONDS = 0.25
+"""How often an instance waiting for its follower's fence tries to take it."""
+FENCE_WAIT_SECONDS = 30.0
+"""How long an instance waits for the fence before failing, for Temporal to try again."""
+FENCE_CHECK_EVERY_SECONDS = 1.0
+"""How often the holder checks that its fence's connection still answers."""
+FOLLOWER_HELD_ELSEWHERE = "FollowerHeldElsewhere"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,19 +59,67 @@ async def heartbeating(details: Callable[[], object]) -> AsyncIterator[None]:
             await task
 
 
-async def follow(batch: Callable[[], Awaitable[int]], database_url: str, run_seconds: float) -> int:
+async def fenced(database_url: str, name: str, work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work` holding follower `name`'s fence, so no other instance of it works meanwhile.
+
+    While another instance holds the fence this one waits, trying again every
+    FENCE_TRY_EVERY_SECONDS; after FENCE_WAIT_SECONDS it fails (retryably, so Temporal tries
+    again later). While `work` runs, the fence's connection is checked every
+    FENCE_CHECK_EVERY_SECONDS: if it fails, another instance may take the fence, so `work` is
+    cancelled and FenceLost raised. The caller heartbeats, also while this waits.
+    """
+    loop = asyncio.get_running_loop()
+    async with FollowerFence(database_url, name) as held:
+        give_up = loop.time() + FENCE_WAIT_SECONDS
+        while not await held.try_hold():
+            if loop.time() >= give_up:
+                raise ApplicationError(
+                    f"follower {name} is held by another instance for over"
+                    f" {FENCE_WAIT_SECONDS:.0f} s",
+                    type=FOLLOWER_HELD_ELSEWHERE,
+                )
+            await asyncio.sleep(FENCE_TRY_EVERY_SECONDS)
+        working = asyncio.ensure_future(work())
+        checking = asyncio.ensure_future(_keep_checking(held))
+        try:
+            await asyncio.wait({working, checking}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (working, checking):
+                task.cancel()
+            await asyncio.gather(working, checking, return_exceptions=True)
+        if working.cancelled() and checking.done() and not checking.cancelled():
+            checking.result()  # raises FenceLost
+        return working.result()
+
+
+async def _keep_checking(fence: FollowerFence) -> None:
+    while True:
+        await asyncio.sleep(FENCE_CHECK_EVERY_SECONDS)
+        await fence.check()
+
+
+async def follow(
+    batch: Callable[[], Awaitable[int]], database_url: str, run_seconds: float, fence: str
+) -> int:
     """Run batches until `run_seconds` pass, sleeping on LISTEN/NOTIFY when there is no work.
 
     Heartbeats all along, so a dead worker is noticed within the heartbeat timeout and the
-    activity resumes elsewhere from the last stored checkpoint.
+    activity resumes elsewhere from the last stored checkpoint; batches run only while this
+    instance holds the follower's fence (named `fence`, see `fenced`).
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + run_seconds
     moved = 0
-    async with heartbeating(lambda: moved), EventNotifications(database_url) as notifications:
-        while loop.time() < deadline:
-            step = await batch()
-            moved += step
-            if step == 0:
-                await notifications.wait(IDLE_WAKE_SECONDS)
-    return moved
+
+    async def batches() -> int:
+        nonlocal moved
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + run_seconds
+        async with EventNotifications(database_url) as notifications:
+            while loop.time() < deadline:
+                step = await batch()
+                moved += step
+                if step == 0:
+                    await notifications.wait(IDLE_WAKE_SECONDS)
+        return moved
+
+    async with heartbeating(lambda: moved):
+        return await fenced(database_url, fence, batches)

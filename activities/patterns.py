@@ -12,7 +12,7 @@ from opentelemetry import trace
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio import activity
 
-from activities.following import FollowInput, heartbeating
+from activities.following import FollowInput, fenced, heartbeating
 from adapters import pattern_windows
 from adapters.consumer import ConsumedEvent, EventConsumer, message_span
 from adapters.event_store import PostgresEventStore
@@ -188,27 +188,38 @@ class PatternActivities:
         engine: AsyncEngine,
         detector: PatternDetector,
         consumer: Callable[[PatternDetector], EventConsumer],
+        database_url: str,
+        fence: str = PATTERN_CONSUMER,
     ) -> None:
         self._engine = engine
         self._detector = detector
         self._consumer = consumer
+        self._database_url = database_url
+        self._fence = fence
 
     @activity.defn
     async def detect_patterns(self, params: FollowInput) -> int:
-        """Consume the event topic until the run time passes; returns how many messages."""
-        await self._detector.sweep(self._engine)
-        consumer = self._consumer(self._detector)
+        """Consume the event topic until the run time passes; returns how many messages.
+
+        Only while holding the detector's fence (`fenced`): a second instance joining the
+        consumer group would split its partitions and rebalance it for nothing."""
         handled = 0
 
         def progress(count: int) -> None:
             nonlocal handled
             handled = count
 
-        # Started inside the try: a cancellation while joining the group (a heartbeat timeout
-        # after a worker died) must still leave the group, or its partitions stay unread.
-        async with heartbeating(lambda: handled):
+        async def consume() -> int:
+            await self._detector.sweep(self._engine)
+            consumer = self._consumer(self._detector)
+            # Started inside the try: a cancellation while joining the group (a heartbeat
+            # timeout after a worker died) must still leave the group, or its partitions
+            # stay unread.
             try:
                 await consumer.start()
                 return await consumer.run(params.run_seconds, progress=progress)
             finally:
                 await consumer.stop()
+
+        async with heartbeating(lambda: handled):
+            return await fenced(self._database_url, self._fence, consume)

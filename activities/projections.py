@@ -13,7 +13,7 @@ from activities.following import follow
 from domain.event_store import EventStore
 from projections.catalog import find_projection
 from projections.projector import Projector
-from projections.rebuild import ProjectionRebuild
+from projections.rebuild import ProjectionRebuild, drop_abandoned_rebuilds
 
 PROJECTION_NOT_FOUND = "ProjectionNotFound"
 
@@ -43,12 +43,16 @@ class ProjectionActivities:
 
     @activity.defn
     async def rebuild_projection(self, projection: str) -> int:
-        """Replay a projection into fresh tables and swap them in; returns its position."""
+        """Replay a projection into fresh tables and swap them in; returns its position.
+
+        First drops what rebuilds of it that no process runs left (an attempt before this
+        one, killed with its process)."""
         found = find_projection(projection)
         if found is None:
             raise ApplicationError(
                 f"no projection named {projection!r}", type=PROJECTION_NOT_FOUND, non_retryable=True
             )
+        await drop_abandoned_rebuilds(self._engine, [found])
         result = await ProjectionRebuild(self._engine, self._store, found).run(
             lambda position, head: activity.heartbeat(position, head)
         )
@@ -59,6 +63,11 @@ class ProjectionActivities:
         """Apply events to one projection until the run time passes; returns how far it moved."""
         projector = self._projectors[params.projection]
         try:
-            return await follow(projector.run_batch, self._database_url, params.run_seconds)
+            return await follow(
+                projector.run_batch,
+                self._database_url,
+                params.run_seconds,
+                fence=projector.checkpoint,
+            )
         finally:
             await projector.stop_reading_ahead()

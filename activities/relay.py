@@ -103,7 +103,10 @@ class RelayActivities:
         try:
             await publisher.start()
             return await follow(
-                lambda: self.publish_batch(publisher), self._database_url, params.run_seconds
+                lambda: self.publish_batch(publisher),
+                self._database_url,
+                params.run_seconds,
+                fence=self._checkpoint,
             )
         finally:
             await self._settle_ahead()

@@ -2,11 +2,11 @@
 stack with both on, and against the same stack with both off, in the same run.
 
 Two stacks, each the whole of `python -m runtime.cli up` (embedded Postgres, Temporal, Kafka
-broker, worker and API, on free ports, data under a temp dir in /tmp), both running for the
-whole run:
-- on: what `up` runs by default (metrics on: the API's /metrics, the worker's and the
-  Temporal SDK's metrics ports), plus SAGALINE_TRACING=true, so every process writes its
-  spans to `<data dir>/traces/<role>.jsonl` (no OTLP endpoint);
+broker, worker, followers and API, on free ports, data under a temp dir in /tmp), both running
+for the whole run:
+- on: what `up` runs by default (metrics on: the API's /metrics, the worker's, the
+  followers' and the Temporal SDK's metrics ports), plus SAGALINE_TRACING=true, so every
+  process writes its spans to `<data dir>/traces/<role>.jsonl` (no OTLP endpoint);
 - off: SAGALINE_METRICS=false and SAGALINE_TRACING=false: no instrument, no /metrics, no span.
 Before the load the script checks that each side is what it says: /metrics answers on one
 and not on the other; after it, that the on side's trace files hold the spans of the load.
@@ -16,19 +16,20 @@ Loads, one side after the other and the order swapped every round (`ROUNDS` roun
   POSTing the same `account(id)` query as bench/graphql_query.py, ROUND_SECONDS a round;
   the figure is queries/s;
 - saga_throughput's: TRANSFERS TransferSagas started at once through a Temporal client of the
-  side's Temporal, on `up`'s task queue (so the side's own worker runs them, with its relay,
-  projectors and pattern detector), among ACCOUNTS accounts opened through the repository;
-  the figure is transfers/s, the round's transfers over the time from the first start to the
-  last result. The client here stands for the API that starts the saga: on the on side it
-  traces as the API does (Temporal's tracing interceptor, each start inside a server span,
-  its spans to `<data dir>/traces/bench-client.jsonl`), so the worker's spans join a trace as
-  they do under `up` (Temporal's interceptor makes no workflow span without a parent); on
-  the off side it does not.
+  side's Temporal, on `up`'s task queue (so the side's own worker runs them, and its
+  followers process the relay, projectors and pattern detector that follow them), among
+  ACCOUNTS accounts opened through the repository; the figure is transfers/s, the round's
+  transfers over the time from the first start to the last result. The client here stands
+  for the API that starts the saga: on the on side it traces as the API does (Temporal's
+  tracing interceptor, each start inside a server span, its spans to
+  `<data dir>/traces/bench-client.jsonl`), so the worker's spans join a trace as they do
+  under `up` (Temporal's interceptor makes no workflow span without a parent); on the off
+  side it does not.
 
 Figures are medians over rounds, with each round's ratio (on over off) and the median of those
-paired ratios; each side's CPU per query or transfer by process role (api, worker, postgres,
-temporal, ...) from psutil. The goal: on at most 10% slower than off, a ratio of at least
-GOAL_RATIO. The last line of stdout has both loads, for `make bench`'s table.
+paired ratios; each side's CPU per query or transfer by process role (api, worker,
+followers, postgres, temporal, ...) from psutil. The goal: on at most 10% slower than off, a
+ratio of at least GOAL_RATIO. The last line of stdout has both loads, for `make bench`'s table.
 """
 
 from __future__ import annotations
@@ -234,7 +235,7 @@ async def check_balances_of(side: Side) -> None:
 
 def trace_files(side: Side) -> dict[str, Any]:
     """The on side's exported spans: lines and bytes per file, and which of the names
-    checked its API and worker wrote."""
+    checked its API, worker and followers wrote (the relay's `send sagaline.events`)."""
     files: dict[str, Any] = {}
     names: set[str] = set()
     for path in sorted((side.stack.data_dir / "traces").glob("*.jsonl")):

@@ -74,7 +74,7 @@ with workflow.unsafe.imports_passed_through():
     from projections.catalog import projection_names
     from runtime.config import Settings
     from runtime.embedded.temporal import EmbeddedTemporal
-    from runtime.followers import create_followers_worker, start_followers
+    from runtime.followers import create_followers_worker, handover, start_followers
     from runtime.ports import free_port
     from runtime.startup import freeze_startup_objects
     from runtime.worker import POOL_SIZE, create_worker
@@ -282,7 +282,9 @@ async def measure(url: str, server: EmbeddedTemporal, bootstrap: str) -> None:
         sides = Sides(client, accounts, project_queue, baseline_queue)
         freeze_startup_objects()  # as runtime.worker.run_worker, for both workers
         async with project_worker, followers_worker, baseline_worker:
-            await start_followers(client, settings.followers_task_queue(), projection_names())
+            await start_followers(
+                client, settings.followers_task_queue(), projection_names(), handover(settings)
+            )
             for side in ("project", "baseline"):
                 warm = await run_round(side, sides.starters(side, WARMUP), sampler)
                 progress(f"warm-up {side}: {warm.rate:.1f}/s")

@@ -6,18 +6,23 @@
    then waits), replay the few events between the rebuild's checkpoint and the live one, drop
    the live tables and rename the new ones into their place. The live projector then carries
    on from the same checkpoint, now writing into the rebuilt tables.
+
+A rebuild holds a fence named after its checkpoint while it runs, so that tables a rebuild
+left behind (its process was killed before it could drop them) can be told from those of
+one still running, and dropped (`drop_abandoned_rebuilds`).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
+from adapters.follower_fence import FollowerFence
 from adapters.schema import checkpoints as checkpoints_table
 from domain.event_store import EventStore
 from projections.projector import Projection, Projector, checkpoint_name
@@ -27,6 +32,8 @@ Progress = Callable[[int, int], None]
 
 CATCH_UP_MARGIN = 1_000
 """Stop the background replay this close to the live checkpoint; the swap does the rest."""
+REBUILD_MARK = "__rebuild_"
+"""Between a live table's (or checkpoint's) name and a rebuild's suffix."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +58,7 @@ class ProjectionRebuild:
         self._store = store
         self._projection = projection
         self._batch_size = batch_size
-        suffix = f"__rebuild_{secrets.token_hex(4)}"
+        suffix = f"{REBUILD_MARK}{secrets.token_hex(4)}"
         self._tables = {table: f"{table}{suffix}" for table in projection.tables}
         self._shadow = Projector(
             engine,
@@ -63,6 +70,12 @@ class ProjectionRebuild:
 
     async def run(self, progress: Progress | None = None) -> RebuildResult:
         """Replay into new tables, then swap them in; the live tables serve throughout."""
+        async with FollowerFence(_url_of(self._engine), self._shadow.checkpoint) as fence:
+            if not await fence.try_hold():
+                raise RuntimeError(f"rebuild {self._shadow.checkpoint} is held elsewhere")
+            return await self._run(progress)
+
+    async def _run(self, progress: Progress | None) -> RebuildResult:
         live_checkpoint = checkpoint_name(self._projection.name)
         await self._create_tables()
         try:
@@ -132,3 +145,46 @@ class ProjectionRebuild:
         await conn.execute(
             delete(checkpoints_table).where(checkpoints_table.c.name == self._shadow.checkpoint)
         )
+
+
+async def drop_abandoned_rebuilds(
+    engine: AsyncEngine, projections: Iterable[Projection]
+) -> list[str]:
+    """Drop the tables and checkpoint of every rebuild no process runs; returns those
+    checkpoints' names.
+
+    A rebuild runs while its fence is held; one whose fence is free was abandoned (its
+    process died, or its run was ended on a worker that never ran it again).
+    """
+    known = {p.name: p for p in projections}
+    mark = REBUILD_MARK.replace("_", "\\_")
+    async with engine.connect() as conn:
+        names = await conn.scalars(
+            select(checkpoints_table.c.name).where(
+                checkpoints_table.c.name.like(f"{checkpoint_name('')}%{mark}%")
+            )
+        )
+        candidates = list(names)
+    dropped = []
+    for name in candidates:
+        projection_name, _, token = name.removeprefix(checkpoint_name("")).rpartition(REBUILD_MARK)
+        projection = known.get(projection_name)
+        if projection is None:
+            continue
+        async with FollowerFence(_url_of(engine), name) as fence:
+            if not await fence.try_hold():
+                continue
+            async with engine.begin() as conn:
+                quote = conn.dialect.identifier_preparer.quote
+                for table in projection.tables:
+                    fresh = f"{table}{REBUILD_MARK}{token}"
+                    await conn.execute(text(f"DROP TABLE IF EXISTS {quote(fresh)}"))
+                await conn.execute(
+                    delete(checkpoints_table).where(checkpoints_table.c.name == name)
+                )
+        dropped.append(name)
+    return dropped
+
+
+def _url_of(engine: AsyncEngine) -> str:
+    return engine.url.render_as_string(hide_password=False)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
@@ -23,6 +23,7 @@ from adapters.kafka import KafkaEventPublisher
 from adapters.temporal import connect
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
+from projections.rebuild import drop_abandoned_rebuilds
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
 from runtime.ports import ensure_port_free
@@ -35,14 +36,19 @@ from workflows.followers import (
     RebuildProjectionWorkflow,
     RelayWorkflow,
     projector_workflow_id,
+    rebuilt_projection,
 )
 from workflows.patterns import PATTERN_DETECTOR_WORKFLOW_ID, PatternDetectorWorkflow
 
 log = logging.getLogger(__name__)
 
-POOL_SIZE = 12
-"""Database connections of the followers process (pool plus overflow): the relay, three
-projectors, the pattern detector and a rebuild each hold at most two at once."""
+CONNECTIONS_PER_FOLLOWER = 2
+"""Pooled connections a follower's activity holds at most at once: its batch's transaction
+and the read of its next page ahead (a rebuild's replay, the detector's consumer the same)."""
+REBUILDS_PROVIDED_FOR = 1
+POOL_HEADROOM = 4
+"""Pooled connections beyond those: the detector's sweep, another rebuild, an attempt of a
+follower starting while the one before it still unwinds."""
 
 FOLLOWER_WORKFLOWS = [
     RelayWorkflow,
@@ -51,15 +57,29 @@ FOLLOWER_WORKFLOWS = [
     PatternDetectorWorkflow,
 ]
 
-HANDOVER = HEARTBEAT
-"""After ending a follower's run on another task queue, how long to wait before starting it
-here: the heartbeat timeout, within which an activity of the ended run that still runs on
-an older worker hears of the end and stops, as Temporal waits before moving a follower off
-a worker that stopped heartbeating."""
+ENDED_WITH_ACTIVITY_UNKNOWN = frozenset(
+    {
+        WorkflowExecutionStatus.TERMINATED,
+        WorkflowExecutionStatus.CANCELED,
+        WorkflowExecutionStatus.TIMED_OUT,
+    }
+)
+"""How a run can end while its activity still runs on some worker, until it hears of the end."""
 MOVE_ATTEMPTS = 3
 """Rounds of moving followers that an older worker starts again on its queue meanwhile."""
 
 FollowerStart = Callable[[Client, str], Awaitable[object]]
+
+
+def pool_size() -> int:
+    """Pooled database connections of a followers process (pool plus overflow).
+
+    Enough for every singleton at once, as after a failover one process runs them all, and
+    a rebuild, plus headroom. Besides these, each singleton it runs holds connections of its
+    own: its fence, and (the relay and the projectors) its LISTEN connection.
+    """
+    followers = len(follower_starts(projection_names())) + REBUILDS_PROVIDED_FOR
+    return CONNECTIONS_PER_FOLLOWER * followers + POOL_HEADROOM
 
 
 async def run_followers(settings: Settings) -> None:
@@ -67,7 +87,7 @@ async def run_followers(settings: Settings) -> None:
     served = settings.process_metrics("followers")
     for port, variable in served.ports():
         ensure_port_free(served.host, port, variable)
-    engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
+    engine = create_engine(settings.require_database_url(), pool_size=pool_size() // 2)
     metrics = FollowerMetrics() if settings.metrics else None
     if metrics is not None:
         metrics.watch_pool(engine)
@@ -82,7 +102,9 @@ async def run_followers(settings: Settings) -> None:
         worker = create_followers_worker(settings, client, engine, store, metrics)
         async with serving_metrics(served, metrics.registry if metrics else None):
             freeze_startup_objects()
-            await start_followers(client, task_queue, projection_names())
+            await start_followers(client, task_queue, projection_names(), handover(settings))
+            await move_rebuilds(client, task_queue)
+            await drop_abandoned_rebuilds(engine, all_projections())
             log.info("followers polling task queue %s", task_queue)
             await worker.run()
     finally:
@@ -130,17 +152,33 @@ def create_followers_worker(
             projection_activities.rebuild_projection,
             patterns.detect_patterns,
         ],
-        max_concurrent_activities=POOL_SIZE,
+        max_concurrent_activities=pool_size(),
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
 
 
-async def start_followers(client: Client, task_queue: str, projections: list[str]) -> None:
+def handover(settings: Settings) -> timedelta:
+    """How long an activity of a follower's run ended on another task queue may go on there.
+
+    Such an activity runs on a worker from before the followers had a queue of their own,
+    which takes no fence (`activities.following.fenced`), so only time keeps the two apart: it
+    hears of the end from the answer to its next heartbeat, which the SDK sends at most every
+    0.8 heartbeat timeouts, then gets up to a heartbeat timeout for that answer, and unwinds;
+    the relay's publish in flight ends within the broker's request timeout.
+    """
+    return HEARTBEAT * 0.8 + HEARTBEAT + timedelta(milliseconds=settings.kafka_request_timeout_ms)
+
+
+async def start_followers(
+    client: Client, task_queue: str, projections: list[str], handover: timedelta
+) -> None:
     """Run the relay, pattern detector and projector singletons on `task_queue`.
 
     Each is started unless it runs already. One that runs on another task queue (the queue
     all of them shared with the sagas before they had their own) is ended and started on
-    this one: it goes on from its checkpoint in Postgres, so nothing is lost or done twice.
+    this one after `handover` (see `handover()`): it goes on from its checkpoint in
+    Postgres, so nothing is lost or done twice. Whichever process ended that run, each one
+    that finds it so ended waits out the handover before starting the follower here.
     """
     starts = follower_starts(projections)
     for _ in range(MOVE_ATTEMPTS):
@@ -151,12 +189,59 @@ async def start_followers(client: Client, task_queue: str, projections: list[str
         ]
         if ended:
             log.info("moving followers to task queue %s: %s", task_queue, ", ".join(ended))
-            await asyncio.sleep(HANDOVER.total_seconds())
+            await asyncio.sleep(handover.total_seconds())
         for start in starts.values():
             await start(client, task_queue)
         if not ended:
             return
-    log.warning("followers were started on another task queue again while being moved")
+    elsewhere = [
+        workflow_id
+        for workflow_id in starts
+        if await _running_elsewhere(client, workflow_id, task_queue) is not None
+    ]
+    if elsewhere:
+        log.warning(
+            "followers were started on another task queue again while being moved: %s",
+            ", ".join(elsewhere),
+        )
+
+
+async def move_rebuilds(client: Client, task_queue: str) -> list[str]:
+    """End every projection rebuild running on another task queue and start it again here,
+    under the same workflow id; returns those ids.
+
+    A rebuild started on the queue the followers shared with the sagas would wait there for
+    ever after the upgrade, no worker on it running rebuilds any more. Started again it
+    replays from position 0 into fresh tables; should the ended one's activity still run on
+    an older worker, both swap in turn, each a whole replay, and the ended one's tables go
+    with it or with `drop_abandoned_rebuilds`.
+    """
+    moved = []
+    query = f"WorkflowType = '{RebuildProjectionWorkflow.__name__}' AND ExecutionStatus = 'Running'"
+    async for execution in client.list_workflows(query):
+        projection = rebuilt_projection(execution.id)
+        if execution.task_queue == task_queue or projection is None:
+            continue
+        run = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        try:
+            await run.terminate(
+                reason=f"moved from task queue {execution.task_queue} to {task_queue}"
+            )
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                raise
+        await client.start_workflow(
+            RebuildProjectionWorkflow.run,
+            projection,
+            id=execution.id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Rebuild projection {projection}",
+        )
+        moved.append(execution.id)
+    if moved:
+        log.info("rebuilds started again on task queue %s: %s", task_queue, ", ".join(moved))
+    return moved
 
 
 def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
@@ -172,17 +257,14 @@ def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:
 
 
 async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -> bool:
-    """End the follower's run if it runs on another task queue; whether it did (or another
-    process ended that run meanwhile)."""
-    try:
-        described = await client.get_workflow_handle(workflow_id).describe()
-    except RPCError as error:
-        if error.status != RPCStatusCode.NOT_FOUND:
-            raise
+    """End the follower's run if it runs on another task queue; whether it did, or found
+    its latest run so ended there already (by another process moving the followers)."""
+    described = await _latest_run(client, workflow_id)
+    if described is None or described.task_queue == task_queue:
         return False
+    if described.status in ENDED_WITH_ACTIVITY_UNKNOWN:
+        return True
     if described.status is not WorkflowExecutionStatus.RUNNING:
-        return False
-    if described.task_queue == task_queue:
         return False
     # By run id: a process moving the followers at the same time may have started the new
     # run already, and that one must not be ended.
@@ -193,6 +275,27 @@ async def _end_if_elsewhere(client: Client, workflow_id: str, task_queue: str) -
         if error.status != RPCStatusCode.NOT_FOUND:
             raise
     return True
+
+
+async def _running_elsewhere(
+    client: Client, workflow_id: str, task_queue: str
+) -> WorkflowExecutionDescription | None:
+    """The follower's running run, if it runs on another task queue than `task_queue`."""
+    described = await _latest_run(client, workflow_id)
+    if described is None or described.status is not WorkflowExecutionStatus.RUNNING:
+        return None
+    if described.task_queue == task_queue:
+        return None
+    return described
+
+
+async def _latest_run(client: Client, workflow_id: str) -> WorkflowExecutionDescription | None:
+    try:
+        return await client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return None
 
 
 async def _start_relay(client: Client, task_queue: str) -> object:

@@ -91,4 +91,5 @@ def pattern_activities(
         engine,
         detector,
         lambda handler: pattern_consumer(settings, engine, handler, metrics=metrics),
+        settings.require_database_url(),
     )

@@ -79,9 +79,20 @@ class ProjectorWorkflow:
         workflow.continue_as_new(projection)
 
 
+REBUILD_WORKFLOW_PREFIX = "rebuild-projection/"
+
+
 def rebuild_workflow_id(projection: str, request_id: str) -> str:
     """The workflow id of one rebuild of a projection."""
-    return f"rebuild-projection/{projection}/{request_id}"
+    return f"{REBUILD_WORKFLOW_PREFIX}{projection}/{request_id}"
+
+
+def rebuilt_projection(workflow_id: str) -> str | None:
+    """The projection a rebuild's workflow id names; None for another id."""
+    if not workflow_id.startswith(REBUILD_WORKFLOW_PREFIX):
+        return None
+    projection, slash, _ = workflow_id.removeprefix(REBUILD_WORKFLOW_PREFIX).rpartition("/")
+    return projection if slash and projection else None
 
 
 @workflow.defn

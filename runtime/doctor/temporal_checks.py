@@ -96,8 +96,16 @@ async def examine(
         await _checked(SEARCH_ATTRIBUTES, _search_attributes(client, namespace), within)
     )
     for check, task_queue, start in (
-        (WORKERS, settings.temporal_task_queue, START_A_WORKER),
-        (FOLLOWERS_PROCESS, settings.followers_task_queue(), START_THE_FOLLOWERS),
+        (
+            WORKERS,
+            settings.temporal_task_queue,
+            START_A_WORKER + ", with the same SAGALINE_TEMPORAL_TASK_QUEUE",
+        ),
+        (
+            FOLLOWERS_PROCESS,
+            settings.followers_task_queue(),
+            START_THE_FOLLOWERS + ", with the same SAGALINE_TEMPORAL_FOLLOWERS_TASK_QUEUE",
+        ),
     ):
         pollers = _pollers(client, namespace, check, task_queue, start)
         findings.append(await _checked(check, pollers, within))
@@ -183,7 +191,7 @@ async def _pollers(
         return problem(
             check,
             f"no worker polls task queue {task_queue} for {idle} tasks",
-            start + ", with the same SAGALINE_TEMPORAL_TASK_QUEUE",
+            start,
         )
     return ok(check, f"{max(counts.values())} polling task queue {task_queue}")
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from runtime.followers import POOL_SIZE as FOLLOWERS_POOL
+from runtime.followers import pool_size as followers_pool_size
 from tests.dashboard_queries import metric_names
 from tests.e2e.conftest import Stack
 from tests.e2e.test_bank_api import CLOSE, TRANSFER, open_account, register
@@ -153,7 +153,9 @@ async def test_a_transfer_moves_the_counters_of_the_api_the_worker_and_the_follo
     lags = [k for k in latest[-1] if k[0] == "sagaline_consumer_lag_messages"]
     assert lags and all(("consumer", "pattern-detector") in labels for _, labels in lags)
     pool = {"pool": "followers"}
-    assert value(latest[-1], "sagaline_db_pool_size_connections", pool) == FOLLOWERS_POOL // 2
+    assert (
+        value(latest[-1], "sagaline_db_pool_size_connections", pool) == followers_pool_size() // 2
+    )
 
     temporal = await scrape_when_up(stack.temporal_metrics_url)
     assert any(name.startswith("temporal_") for name, _ in temporal)

@@ -7,19 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 import uuid
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from temporalio.testing import ActivityEnvironment
 
+from activities.projections import ProjectionActivities
 from adapters import checkpoints
 from adapters.event_store import PostgresEventStore
+from adapters.follower_fence import FollowerFence
 from domain.event_store import ANY, NewEvent, StreamAppend
 from domain.events import DomainEvent, to_data, type_name
 from domain.users import UserEmailChanged, UserLocked, UserRegistered, UserUnlocked
-from projections.projector import Projector
-from projections.rebuild import ProjectionRebuild
+from projections.catalog import all_projections
+from projections.projector import Projector, checkpoint_name
+from projections.rebuild import REBUILD_MARK, ProjectionRebuild, drop_abandoned_rebuilds
 from projections.users import UsersProjection, users
 
 
@@ -164,3 +169,61 @@ async def folded(store: PostgresEventStore, user_ids: set[str]) -> dict[str, dic
             row["last_updated"], row["version"] = event.recorded_at, event.version
         expected[user_id] = row
     return expected
+
+
+async def shadow_of(engine: AsyncEngine, token: str) -> str:
+    """Tables and checkpoint for the users projection as a rebuild with `token` leaves them."""
+    checkpoint = f"{checkpoint_name('users')}{REBUILD_MARK}{token}"
+    async with engine.begin() as conn:
+        for table in UsersProjection().tables:
+            await conn.execute(
+                text(f'CREATE TABLE "{table}{REBUILD_MARK}{token}" (LIKE "{table}" INCLUDING ALL)')
+            )
+        await checkpoints.load(conn, checkpoint)
+    return checkpoint
+
+
+async def shadow_tables(engine: AsyncEngine, token: str) -> list[str]:
+    async with engine.connect() as conn:
+        found = await conn.scalars(
+            text("SELECT relname FROM pg_class WHERE relkind = 'r' AND relname LIKE :like"),
+            {"like": f"%{REBUILD_MARK}{token}"},
+        )
+        return list(found)
+
+
+async def test_tables_of_an_abandoned_rebuild_are_dropped_and_a_running_ones_kept(
+    engine: AsyncEngine, database_url: str
+) -> None:
+    abandoned, running = secrets.token_hex(4), secrets.token_hex(4)
+    abandoned_checkpoint = await shadow_of(engine, abandoned)
+    running_checkpoint = await shadow_of(engine, running)
+
+    async with FollowerFence(database_url, running_checkpoint) as fence:
+        assert await fence.try_hold()
+        dropped = await drop_abandoned_rebuilds(engine, all_projections())
+
+        assert abandoned_checkpoint in dropped
+        assert running_checkpoint not in dropped
+        assert await shadow_tables(engine, abandoned) == []
+        assert len(await shadow_tables(engine, running)) == len(UsersProjection().tables)
+    assert running_checkpoint in await drop_abandoned_rebuilds(engine, all_projections())
+    assert await shadow_tables(engine, running) == []
+    async with engine.connect() as conn:
+        left = await conn.scalar(
+            text("SELECT count(*) FROM checkpoints WHERE name IN (:a, :b)"),
+            {"a": abandoned_checkpoint, "b": running_checkpoint},
+        )
+    assert left == 0
+
+
+async def test_a_rebuild_first_drops_what_an_abandoned_rebuild_of_its_projection_left(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    abandoned = secrets.token_hex(4)
+    await shadow_of(engine, abandoned)
+    activities = ProjectionActivities({}, database_url, engine, store)
+
+    await ActivityEnvironment().run(activities.rebuild_projection, "users")
+
+    assert await shadow_tables(engine, abandoned) == []

@@ -6,7 +6,9 @@ these cover the races of a rolling upgrade that a real server makes hard to time
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -69,6 +71,8 @@ class FakeTemporal:
 
     runs: dict[str, list[Run]] = field(default_factory=dict)
     terminated: list[str] = field(default_factory=list)
+    started_at: dict[str, float] = field(default_factory=dict)
+    """When each workflow id's latest run started, by the event loop's clock."""
     after_terminate: Callable[[FakeTemporal, str], None] = lambda temporal, workflow_id: None
 
     def get_workflow_handle(self, workflow_id: str, *, run_id: str | None = None) -> Handle:
@@ -84,6 +88,7 @@ class FakeTemporal:
         runs = self.runs.setdefault(workflow_id, [])
         if not runs or runs[-1].status is not WorkflowExecutionStatus.RUNNING:
             runs.append(Run(task_queue))
+            self.started_at[workflow_id] = asyncio.get_running_loop().time()
 
     def queues(self) -> dict[str, str]:
         """The task queue of each workflow id's running run."""
@@ -94,9 +99,8 @@ class FakeTemporal:
         }
 
 
-@pytest.fixture(autouse=True)
-def no_handover_wait(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(followers, "HANDOVER", timedelta(0))
+NO_HANDOVER = timedelta(0)
+FOREVER = timedelta(hours=1)
 
 
 def every_follower() -> list[str]:
@@ -106,7 +110,7 @@ def every_follower() -> list[str]:
 async def test_followers_never_started_are_started_on_their_queue() -> None:
     temporal = FakeTemporal()
 
-    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
 
     assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
     assert temporal.terminated == []
@@ -118,7 +122,7 @@ async def test_followers_on_the_shared_queue_are_ended_and_started_on_their_own(
         temporal.start(workflow_id, SHARED)
     old = {workflow_id: runs[-1] for workflow_id, runs in temporal.runs.items()}
 
-    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
 
     assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
     assert sorted(temporal.terminated) == sorted(every_follower())
@@ -131,7 +135,7 @@ async def test_followers_already_on_their_queue_are_left_running() -> None:
         temporal.start(workflow_id, OURS)
     before = {workflow_id: runs[-1].run_id for workflow_id, runs in temporal.runs.items()}
 
-    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
 
     assert {w: runs[-1].run_id for w, runs in temporal.runs.items()} == before
     assert temporal.terminated == []
@@ -149,10 +153,54 @@ async def test_a_follower_an_older_worker_starts_again_on_the_shared_queue_is_mo
     for workflow_id in every_follower():
         temporal.start(workflow_id, SHARED)
 
-    await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
 
     assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
     assert temporal.terminated.count("relay") == 2
+
+
+def older_worker_restarting(workflow_id: str, times: int) -> Callable[[FakeTemporal, str], None]:
+    """An older worker that starts `workflow_id` on the shared queue again after each of
+    its first `times` terminates."""
+    restarted: list[str] = []
+
+    def restart(temporal: FakeTemporal, ended: str) -> None:
+        if ended == workflow_id and len(restarted) < times:
+            restarted.append(ended)
+            temporal.start(ended, SHARED)
+
+    return restart
+
+
+async def test_a_follower_moved_in_the_last_round_is_not_reported_as_elsewhere(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    temporal = FakeTemporal(
+        after_terminate=older_worker_restarting("relay", followers.MOVE_ATTEMPTS - 1)
+    )
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, SHARED)
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
+    assert temporal.terminated.count("relay") == followers.MOVE_ATTEMPTS
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_a_follower_started_elsewhere_after_every_round_is_reported_by_name(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    temporal = FakeTemporal(after_terminate=older_worker_restarting("relay", 1_000))
+    for workflow_id in every_follower():
+        temporal.start(workflow_id, SHARED)
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
+
+    assert temporal.queues()["relay"] == SHARED
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert warnings[0].endswith(": relay")
 
 
 async def test_a_run_another_process_moved_meanwhile_is_left_to_it() -> None:
@@ -172,9 +220,36 @@ async def test_a_run_another_process_moved_meanwhile_is_left_to_it() -> None:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Handle, "describe", moved_by_another_after_describe)
-        await start_followers(cast(Client, temporal), OURS, PROJECTIONS)
+        await start_followers(cast(Client, temporal), OURS, PROJECTIONS, NO_HANDOVER)
 
     relay_runs = temporal.runs["relay"]
     assert [run.task_queue for run in relay_runs] == [SHARED, OURS]
     assert relay_runs[-1].status is WorkflowExecutionStatus.RUNNING
     assert temporal.terminated == []
+
+
+async def test_a_follower_another_process_ended_elsewhere_waits_out_the_handover_here() -> None:
+    # Another followers process ended the relay's run on the shared queue a moment ago: its
+    # activity may still run on an older worker, so this one waits before starting it too.
+    temporal = FakeTemporal()
+    temporal.start("relay", SHARED)
+    temporal.runs["relay"][-1].status = WorkflowExecutionStatus.TERMINATED
+    handover = timedelta(seconds=0.2)
+    began = asyncio.get_running_loop().time()
+
+    await start_followers(cast(Client, temporal), OURS, PROJECTIONS, handover)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)
+    assert temporal.terminated == []
+    assert temporal.started_at["relay"] - began >= handover.total_seconds()
+
+
+async def test_followers_ended_on_their_own_queue_or_never_started_start_at_once() -> None:
+    temporal = FakeTemporal()
+    temporal.start("relay", OURS)
+    temporal.runs["relay"][-1].status = WorkflowExecutionStatus.TERMINATED
+
+    async with asyncio.timeout(10):
+        await start_followers(cast(Client, temporal), OURS, PROJECTIONS, FOREVER)
+
+    assert temporal.queues() == dict.fromkeys(every_follower(), OURS)

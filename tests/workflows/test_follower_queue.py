@@ -25,9 +25,16 @@ from adapters.event_store import PostgresEventStore
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
 from projections.projector import checkpoint_name
 from runtime.config import Settings
-from runtime.followers import create_followers_worker, follower_starts, start_followers
+from runtime.followers import (
+    create_followers_worker,
+    follower_starts,
+    handover,
+    move_rebuilds,
+    start_followers,
+)
 from tests.waiting import eventually
 from tests.workflows.bank import Bank
+from workflows.followers import RebuildProjectionWorkflow, rebuild_workflow_id
 
 PROJECTIONS = ["users"]
 WITHIN = 60.0
@@ -116,7 +123,7 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
     users = [await bank.user() for _ in range(5)]
 
     async with followers_worker(settings, client, engine, store, shared):
-        await start_followers(client, shared, PROJECTIONS)
+        await start_followers(client, shared, PROJECTIONS, handover(settings))
         before = await followers_queues(client)
         assert {queue for queue, _ in before.values()} == {shared}
         assert set(before) == set(follower_starts(PROJECTIONS))
@@ -137,7 +144,7 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
                     users.append(await bank.user())
 
             registering = asyncio.create_task(register_until_moved())
-            await start_followers(client, own, PROJECTIONS)
+            await start_followers(client, own, PROJECTIONS, handover(settings))
             moved.set()
             await registering
             assert len(users) > 10, "users registered while the followers moved"
@@ -158,7 +165,7 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
 
             await eventually(followed, WITHIN, "the moved projector and relay passed every user")
             # Started again, they stay where they are.
-            await start_followers(client, own, PROJECTIONS)
+            await start_followers(client, own, PROJECTIONS, handover(settings))
             assert await followers_queues(client) == after
 
     async with engine.connect() as conn:
@@ -175,3 +182,33 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
     assert max((published[event_id] for event_id in events), default=1) <= 2
     if again:
         assert again == list(range(again[0], again[-1] + 1))
+
+
+async def test_a_rebuild_left_on_another_queue_is_started_again_on_the_followers_one(
+    settings: Settings, client: Client, engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    # No worker polls the shared queue any more: the rebuild would wait there for ever.
+    shared = f"shared-{uuid.uuid4()}"
+    own = f"followers-{uuid.uuid4()}"
+    workflow_id = rebuild_workflow_id("users", str(uuid.uuid4()))
+    stranded = await client.start_workflow(
+        RebuildProjectionWorkflow.run, "users", id=workflow_id, task_queue=shared
+    )
+
+    async with followers_worker(settings, client, engine, store, own):
+
+        async def moved() -> bool:
+            return workflow_id in await move_rebuilds(client, own)
+
+        await eventually(moved, WITHIN, "the stranded rebuild was listed and moved")
+        rebuilt = client.get_workflow_handle(workflow_id)
+        async with asyncio.timeout(WITHIN * 2):
+            position = await rebuilt.result()
+
+    first = client.get_workflow_handle(workflow_id, run_id=stranded.result_run_id)
+    assert (await first.describe()).status is WorkflowExecutionStatus.TERMINATED
+    described = await rebuilt.describe()
+    assert described.task_queue == own
+    assert described.status is WorkflowExecutionStatus.COMPLETED
+    assert position > 0
+    assert await move_rebuilds(client, own) == []

@@ -1,0 +1,304 @@
+"""At most one instance of a follower works at a time, whatever Temporal runs: the fence.
+
+Temporal may run two attempts of a follower's activity at once (a new one after a heartbeat
+timeout while the old one still runs); these run two instances side by side, as activities,
+against the session's real Postgres and broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import cast
+
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio.testing import ActivityEnvironment
+
+from activities.following import FollowInput, fenced
+from activities.patterns import PatternActivities, PatternDetector
+from activities.projections import ProjectInput, ProjectionActivities
+from activities.relay import RelayActivities
+from adapters import checkpoints
+from adapters.consumer import EventConsumer
+from adapters.database import libpq_url
+from adapters.event_store import PostgresEventStore
+from adapters.follower_fence import FenceLost, FollowerFence, fence_application_name
+from adapters.kafka import KafkaEventPublisher
+from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
+from domain.users import LockUser
+from projections.projector import Projector
+from tests.waiting import eventually
+
+RUN_SECONDS = 2.0
+WITHIN = 30.0
+HOLDER = """
+import asyncio, sys
+from adapters.follower_fence import FollowerFence
+
+async def hold() -> None:
+    async with FollowerFence(sys.argv[1], sys.argv[2], float(sys.argv[3])) as fence:
+        assert await fence.try_hold()
+        print("held", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(hold())
+"""
+
+
+async def start_at_head(engine: AsyncEngine, store: PostgresEventStore, checkpoint: str) -> None:
+    """A new checkpoint at the store's head, so a follower of it reads only what comes next."""
+    head = await store.head_position()
+    async with engine.begin() as conn:
+        await checkpoints.load(conn, checkpoint)
+        await checkpoints.advance(conn, checkpoint, 0, head)
+
+
+async def append_events(store: PostgresEventStore, event_type: str, count: int) -> list[str]:
+    ids = []
+    for _ in range(count // 50):
+        events = [NewEvent(uuid.uuid4(), event_type, {"n": n}) for n in range(50)]
+        await store.append(StreamAppend(f"fence-{uuid.uuid4()}", events, NO_STREAM))
+        ids += [str(e.event_id) for e in events]
+    return ids
+
+
+async def published_ids(bootstrap: str, topic: str) -> Counter[str]:
+    """How often each event id was published to `topic`, read to its end."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    seen: Counter[str] = Counter()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(WITHIN):
+            while [p for p in partitions if await consumer.position(p) < ends[p]]:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for message in messages:
+                        seen.update(v.decode() for k, v in message.headers if k == "ce_id")
+    finally:
+        await consumer.stop()
+    return seen
+
+
+async def test_two_relay_activities_at_once_publish_each_event_once(
+    engine: AsyncEngine, store: PostgresEventStore, kafka_bootstrap: str, database_url: str
+) -> None:
+    topic = f"fence-{uuid.uuid4()}"
+    checkpoint = f"relay-fence-{uuid.uuid4()}"
+    await start_at_head(engine, store, checkpoint)
+    appended = await append_events(store, "FenceCounted", 300)
+
+    def publisher() -> KafkaEventPublisher:
+        return KafkaEventPublisher(kafka_bootstrap, topic, partitions=2)
+
+    relays = [
+        RelayActivities(
+            engine, store, database_url, publisher, batch_size=50, checkpoint=checkpoint
+        )
+        for _ in range(2)
+    ]
+    beats: list[list[object]] = [[], []]
+    environments = [ActivityEnvironment(), ActivityEnvironment()]
+    for environment, beat in zip(environments, beats, strict=True):
+        environment.on_heartbeat = lambda *details, beat=beat: beat.append(details)
+
+    moved = await asyncio.gather(
+        *(
+            environment.run(relay.relay_events, FollowInput(RUN_SECONDS))
+            for environment, relay in zip(environments, relays, strict=True)
+        )
+    )
+
+    published = await published_ids(kafka_bootstrap, topic)
+    assert {published[event_id] for event_id in appended} == {1}
+    assert sorted(moved)[0] == 0, "the instance that waited found nothing left to publish"
+    assert all(beats), "both instances heartbeated, the waiting one too"
+
+
+class OverlapProjection:
+    """Counts how many batches it applies at the same time, and every event it applied."""
+
+    tables: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ("FenceProjected",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.inside = 0
+        self.most_inside = 0
+        self.applied: Counter[str] = Counter()
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await self.apply_batch(conn, [event])
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        self.inside += 1
+        self.most_inside = max(self.most_inside, self.inside)
+        try:
+            await asyncio.sleep(0.05)
+            self.applied.update(str(e.event_id) for e in events)
+        finally:
+            self.inside -= 1
+
+    def writing_to(self, tables: dict[str, str]) -> OverlapProjection:
+        return self
+
+
+async def test_two_projector_activities_at_once_never_apply_batches_side_by_side(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    projection = OverlapProjection(f"fence-{uuid.uuid4()}")
+    checkpoint = f"projection-fence-{uuid.uuid4()}"
+    await start_at_head(engine, store, checkpoint)
+    appended = await append_events(store, "FenceProjected", 200)
+    instances = [
+        ProjectionActivities(
+            {projection.name: Projector(engine, store, projection, 20, checkpoint=checkpoint)},
+            database_url,
+            engine,
+            store,
+        )
+        for _ in range(2)
+    ]
+
+    await asyncio.gather(
+        *(
+            ActivityEnvironment().run(
+                instance.project_events, ProjectInput(projection.name, RUN_SECONDS)
+            )
+            for instance in instances
+        )
+    )
+
+    assert projection.most_inside == 1
+    assert {projection.applied[event_id] for event_id in appended} == {1}
+
+
+class GroupMember:
+    """Stands for the detector's consumer: counts how many are in the group at once."""
+
+    def __init__(self, group: Counter[str]) -> None:
+        self._group = group
+
+    async def start(self) -> None:
+        self._group["members"] += 1
+        self._group["most"] = max(self._group["most"], self._group["members"])
+
+    async def run(self, seconds: float, progress: Callable[[int], None] | None = None) -> int:
+        await asyncio.sleep(seconds)
+        return 0
+
+    async def stop(self) -> None:
+        self._group["members"] -= 1
+
+
+async def test_two_pattern_detector_activities_at_once_never_both_join_the_group(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    group: Counter[str] = Counter()
+    fence = f"pattern-detector-{uuid.uuid4()}"
+
+    async def no_lock(command: LockUser) -> None:
+        raise AssertionError("no event, no match")
+
+    detectors = [
+        PatternActivities(
+            engine,
+            PatternDetector(store, (), no_lock),
+            lambda _: cast(EventConsumer, GroupMember(group)),
+            database_url,
+            fence,
+        )
+        for _ in range(2)
+    ]
+
+    await asyncio.gather(
+        *(
+            ActivityEnvironment().run(detector.detect_patterns, FollowInput(RUN_SECONDS / 2))
+            for detector in detectors
+        )
+    )
+
+    assert group["most"] == 1
+    assert group["members"] == 0
+
+
+@pytest.fixture
+async def holder(database_url: str) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """Another process holding a fence (with a 1 s idle timeout), and the fence's name."""
+    name = f"fence-test-{uuid.uuid4()}"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOLDER, database_url, name, "1.0", stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(WITHIN):
+        assert await process.stdout.readline() == b"held\n"
+    yield name, process
+    if process.returncode is None:
+        process.kill()
+        process.send_signal(signal.SIGCONT)
+        await process.wait()
+
+
+async def test_a_fence_holder_that_dies_releases_the_fence_to_another(
+    database_url: str, holder: tuple[str, asyncio.subprocess.Process]
+) -> None:
+    name, process = holder
+    async with FollowerFence(database_url, name) as fence:
+        assert not await fence.try_hold()
+
+        process.kill()
+
+        await eventually(fence.try_hold, WITHIN, "the fence of a killed holder was free")
+
+
+async def test_a_frozen_fence_holder_loses_the_fence_after_its_idle_timeout(
+    database_url: str, holder: tuple[str, asyncio.subprocess.Process]
+) -> None:
+    name, process = holder
+    async with FollowerFence(database_url, name) as fence:
+        assert not await fence.try_hold()
+
+        process.send_signal(signal.SIGSTOP)
+
+        await eventually(fence.try_hold, WITHIN, "the fence of a frozen holder was free")
+
+
+async def test_work_under_a_fence_whose_connection_ends_is_cancelled(database_url: str) -> None:
+    name = f"fence-test-{uuid.uuid4()}"
+    stopped = asyncio.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            stopped.set()
+
+    working = asyncio.create_task(fenced(database_url, name, work))
+    async with await psycopg.AsyncConnection.connect(
+        libpq_url(database_url), autocommit=True
+    ) as admin:
+
+        async def ended() -> bool:
+            cursor = await admin.execute(
+                "SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a"
+                " WHERE a.application_name = %s AND EXISTS ("
+                " SELECT FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory')",
+                (fence_application_name(name),),
+            )
+            row = await cursor.fetchone()
+            return bool(row and row[0])
+
+        await eventually(ended, WITHIN, "the fence's connection was there to end")
+
+    with pytest.raises(FenceLost):
+        async with asyncio.timeout(WITHIN):
+            await working
+    assert stopped.is_set()
