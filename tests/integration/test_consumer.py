@@ -346,6 +346,16 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
     assert await committed(kafka_bootstrap, topic, group) == 4
 
 
+class FailsFirstBatch(BatchRecorder):
+    """A batch recorder whose first batch meets an outage (the transaction is retried)."""
+
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        if not self.calls:
+            self.calls.append([])
+            raise ConnectionError("the database went away for a moment")
+        await super().handle_batch(conn, events)
+
+
 async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
     engine: AsyncEngine, kafka_bootstrap: str, effects: str
 ) -> None:
@@ -354,7 +364,9 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
     events = [recorded(stream, n, "Counted", {"n": n}) for n in range(1, 7)]
     # Transactions of four: the second holds two originals and two copies of the first's.
     await publish(kafka_bootstrap, topic, [*events, *events])
-    recorder = BatchRecorder(handler)
+    # The first transaction is retried: it claims its ids again after the second one could
+    # have claimed the copies, and must not wait on the second while the second waits on it.
+    recorder = FailsFirstBatch(handler)
     consumer = EventConsumer(
         engine,
         kafka_bootstrap,
@@ -362,6 +374,7 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
         group,
         handler,
         recorder,
+        retry_delay=0.05,
         transaction_size=4,
         **FAST_GROUP,
     )
@@ -373,6 +386,7 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
 
     assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in events}
     assert (consumer.stats.processed, consumer.stats.duplicates) == (6, 6)
+    assert recorder.calls[0] == [], "the first transaction did not meet its outage"
     assert sorted(i for call in recorder.calls for i in call) == sorted(
         str(e.event_id) for e in events
     )
