@@ -4,14 +4,14 @@ A message's effect is stored in a Postgres transaction that also records its eve
 processed (`first_delivery`), so a redelivered message changes nothing. A fetch (every
 partition of it) is stored in transactions of up to `transaction_size` messages: their ids
 claimed in one statement, their first deliveries given to a batch handler in one call, one
-commit; the next one claims and decodes while the one before it is handled, and is handled
-only after that commit. From a transaction that fails on, the fetch is handled partition by
-partition: consecutive messages of a partition share a transaction, and a failing one is
-taken out and handled alone. Messages of types the handler does not watch (`event_types`)
-are passed over unread. Offsets
-are committed by hand, only after the effects of every message before them are stored. A
-message that keeps failing is copied to the dead-letter topic with the error in its headers,
-and the partition moves on. Outages (`adapters.outages`: the database or Temporal
+commit; the next one's messages are decoded while the one before it is handled, and it
+begins only after that commit (a consumer never holds claimed ids while it waits in Python).
+From a transaction that fails on, the fetch is handled partition by partition: consecutive
+messages of a partition share a transaction, and a failing one is taken out and handled
+alone. Messages of types the handler does not watch (`event_types`) are passed over unread.
+Offsets are committed by hand, only after the effects of every message before them are
+stored. A message that keeps failing is copied to the dead-letter topic with the error in its
+headers, and the partition moves on. Outages (`adapters.outages`: the database or Temporal
 unreachable) are not failures of the message: it is retried until the outage ends, holding
 its partition. A broker that lost its log (offsets past its end) is read again from the start.
 """
@@ -339,33 +339,21 @@ class EventConsumer:
         how many of its messages (in the fetch's order) got stored, the rest left untouched.
 
         The usual case: the fetch's messages in transactions of up to `transaction_size`,
-        one claim, one handler call and one commit each. The next transaction claims and
-        decodes its messages while the one before it is handled and commits; its handler
-        runs only after that commit. What cannot go together (a message undecodable, a
-        handler failure) and what comes after it goes partition by partition after this.
+        one claim, one handler call and one commit each, one after the other. The next
+        transaction's messages are decoded while the one before it is handled; it begins
+        only after that commit. What cannot go together (a message undecodable, a handler
+        failure) and what comes after it goes partition by partition after this.
         """
         records = [record for partition in batch.values() for record in partition]
         if not records:
             return 0
-        ids = [_event_id(record) for record in records]
-        if None in ids:
-            return 0
         size = max(self._transaction_size, 1)
         running: list[asyncio.Task[bool]] = []
-        # Each id is claimed by the first transaction holding it. A later copy in the same
-        # fetch is a duplicate, whether the transaction before stores it or fails (and the
-        # later ones with it), so two transactions open at once never wait for each other's
-        # rows: the later one also waits for the earlier one in Python.
-        claimed: set[str] = set()
         try:
             previous: asyncio.Task[bool] | None = None
             for start in range(0, len(records), size):
                 chunk = records[start : start + size]
-                claims = [
-                    i for i in ids[start : start + size] if i is not None and i not in claimed
-                ]
-                claimed.update(claims)
-                task = asyncio.create_task(self._handle_chunk(chunk, claims, previous))
+                task = asyncio.create_task(self._handle_chunk(chunk, previous))
                 running.append(task)
                 if previous is not None and not await _succeeded(previous):
                     break
@@ -388,36 +376,32 @@ class EventConsumer:
     async def _handle_chunk(
         self,
         records: Sequence[ConsumerRecord[bytes, bytes]],
-        ids: Sequence[str],
         previous: asyncio.Task[bool] | None,
     ) -> bool:
         """Store consecutive messages of a fetch in one transaction, once the transaction of
         the messages before them (`previous`) committed; False when it cannot (one
-        undecodable, a handler failure, `previous` not stored), leaving nothing stored."""
-        events: list[ConsumedEvent] | None = None
+        undecodable, a handler failure, `previous` not stored), leaving nothing stored.
+
+        The messages are decoded first, while `previous` is handled; the transaction begins
+        only once `previous` is done. So a consumer never holds claimed rows while it waits
+        in Python: a wait between its transaction and another consumer's (a rebalance, a
+        retried activity) is all in Postgres, which breaks any cycle as a deadlock, an outage
+        retried like any other.
+        """
+        events = _decoded(records)
+        if previous is not None and not await _succeeded(previous):
+            return False
+        if events is None:
+            return False  # partition by partition finds the undecodable one
+        ids = [event.event_id for event in events]
         outages = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    # The claim goes out first, and the messages are decoded while Postgres
-                    # runs it. A message whose id is not in `ids` (an earlier transaction of
-                    # the fetch claims it) counts as a duplicate.
-                    claiming = asyncio.ensure_future(first_deliveries(conn, self._name, ids))
-                    try:
-                        await asyncio.sleep(0)
-                        if events is None:
-                            events = _decoded(records)
-                        fresh = await claiming
-                    finally:
-                        if not claiming.done():
-                            claiming.cancel()
-                    if events is None:
-                        raise _Undecodable
-                    if previous is not None and not await _succeeded(previous):
-                        raise _Abandoned
+                    fresh = await first_deliveries(conn, self._name, ids)
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
-            except (_FailedAt, _Undecodable, _Abandoned):
+            except _FailedAt:
                 return False  # rolled back; partition by partition finds the culprit
             except Exception as error:
                 if not self._transient(error):
@@ -666,17 +650,6 @@ def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[
     }
 
 
-def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    """The event id in a message's headers, None when it has none."""
-    for name, value in record.headers:
-        if name == "ce_id":
-            try:
-                return str(value, "utf-8")
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
 async def _succeeded(task: asyncio.Task[bool]) -> bool:
     """Whether a transaction of a fetch got stored, waiting for it; False when it failed."""
     await asyncio.wait([task])
@@ -709,15 +682,6 @@ def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[
             unseen.discard(event.event_id)
             first.append(index)
     return first
-
-
-class _Undecodable(Exception):
-    """A message of a fetch is undecodable: the fetch goes partition by partition."""
-
-
-class _Abandoned(Exception):
-    """The messages before a transaction's were not stored: it rolls back, and they and it
-    go partition by partition."""
 
 
 class _FailedAt(Exception):

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer import ConsumedEvent, EventConsumer
 from tests.kafka_support import FAST_GROUP, committed, publish, read_topic, recorded
+from tests.waiting import eventually
 
 EFFECTS = "consumer_test_effects"
 
@@ -391,3 +392,53 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
         str(e.event_id) for e in events
     )
     assert await committed(kafka_bootstrap, topic, group) == 12
+
+
+async def test_a_fetch_never_waits_in_python_on_rows_another_consumer_waits_for(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"cycle-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [recorded(stream, n, "Counted", {"n": n}) for n in range(1, 9)]
+    first_id, later_id = str(events[0].event_id), str(events[4].event_id)
+    await publish(kafka_bootstrap, topic, events)
+    recorder = BatchRecorder(handler)
+    # Transactions of four: the fetch's first holds `first_id`, its second `later_id`.
+    consumer = EventConsumer(
+        engine, kafka_bootstrap, topic, group, handler, recorder, transaction_size=4, **FAST_GROUP
+    )
+    claim = text("INSERT INTO processed_messages (handler, message_id) VALUES (:h, :m)")
+    await consumer.start()
+    try:
+        # A stale consumer of the same handler (a rebalance, a retried activity) holds
+        # `first_id`, so the fetch's first transaction waits for it in Postgres.
+        async with engine.connect() as stale:
+            pid = (await stale.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await stale.execute(claim, {"h": handler, "m": first_id})
+            polling = asyncio.create_task(drain(consumer, until=8))
+
+            async def first_transaction_waits() -> bool:
+                async with engine.connect() as conn:
+                    blocked = await conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": pid},
+                    )
+                    return bool(blocked.scalar_one())
+
+            await eventually(first_transaction_waits, 10, "the first transaction waits")
+            # The stale consumer goes on to `later_id`. Had the second transaction claimed
+            # it already, this would wait for a transaction that waits, in Python, for the
+            # first: a cycle Postgres cannot see.
+            await stale.execute(text("SET LOCAL lock_timeout = '3s'"))
+            await stale.execute(claim, {"h": handler, "m": later_id})
+            await stale.commit()
+            await polling
+    finally:
+        await consumer.stop()
+
+    handled = {str(e.event_id): 1 for e in events if str(e.event_id) not in (first_id, later_id)}
+    assert await effect_counts(engine, handler) == handled
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (6, 2)
