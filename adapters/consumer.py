@@ -316,6 +316,8 @@ class EventConsumer:
             len(records) for records in watched.values()
         )
         self.stats.skipped += skipped
+        if self._metrics is not None:
+            self._metrics.skipped(self._name, skipped)
         return watched
 
     def lag(self) -> dict[int, int]:

@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer import ConsumedEvent, EventConsumer
+from adapters.consumer_metrics import ConsumerMetrics
 from tests.kafka_support import FAST_GROUP, committed, publish, read_topic, recorded
 from tests.waiting import eventually
 
@@ -318,6 +320,7 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
     finally:
         await producer.stop()
     recorder = BatchRecorder(handler)
+    registry = CollectorRegistry()
     consumer = EventConsumer(
         engine,
         kafka_bootstrap,
@@ -326,6 +329,7 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
         handler,
         recorder,
         event_types={"Counted"},
+        metrics=ConsumerMetrics(registry),
         **FAST_GROUP,
     )
     await consumer.start()
@@ -338,6 +342,10 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
 
     assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in watched}
     assert (consumer.stats.processed, consumer.stats.skipped) == (2, 2)
+    messages = "sagaline_consumer_messages_total"
+    for outcome, count in (("processed", 2), ("skipped", 2)):
+        labels = {"consumer": handler, "outcome": outcome}
+        assert registry.get_sample_value(messages, labels) == count
     assert consumer.stats.dead_lettered == 0
     async with engine.connect() as conn:
         claimed = await conn.execute(
