@@ -97,9 +97,15 @@ class UndecodableMessage(ValueError):
     """A message that is not a sagaline event (missing headers, bad JSON)."""
 
 
+def _message_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, bytes]:
+    """A message's headers by name, as every reading of them takes them: of a name given
+    more than once, the last value."""
+    return dict(record.headers)
+
+
 def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
-    headers = dict(record.headers)
+    headers = _message_headers(record)
     try:
         # From text: `json.loads` of bytes first guesses their encoding, in Python.
         body = json.loads(str(record.value or b"", "utf-8"))
@@ -660,10 +666,8 @@ async def _succeeded(task: asyncio.Task[bool]) -> bool:
 
 def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -> bool:
     """Whether a message's `ce_type` header is one of `types`; True when it has none."""
-    for name, value in record.headers:
-        if name == "ce_type":
-            return value in types
-    return True
+    ce_type = _message_headers(record).get("ce_type")
+    return ce_type is None or ce_type in types
 
 
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:

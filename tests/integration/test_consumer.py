@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer import ConsumedEvent, EventConsumer
 from adapters.consumer_metrics import ConsumerMetrics
+from adapters.kafka import cloudevent_headers, message_value
 from tests.kafka_support import FAST_GROUP, committed, publish, read_topic, recorded
 from tests.waiting import eventually
 
@@ -353,6 +354,47 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
         )
         assert {row.message_id for row in claimed} == {str(e.event_id) for e in watched}
     assert await committed(kafka_bootstrap, topic, group) == 4
+
+
+async def test_a_message_naming_its_type_twice_is_watched_by_the_type_it_decodes_to(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"twice-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    watched = recorded(stream, 1, "Counted", {"n": 1})
+    retyped = recorded(stream, 2, "Counted", {"n": 2})
+    await publish(kafka_bootstrap, topic, [watched])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        # A second `ce_type` after the first: the message is an `Ignored` as it decodes.
+        headers = [*cloudevent_headers(retyped, "test"), ("ce_type", b"Ignored")]
+        await producer.send_and_wait(
+            topic, message_value(retyped), key=stream.encode(), headers=headers
+        )
+    finally:
+        await producer.stop()
+    recorder = BatchRecorder(handler)
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        event_types={"Counted"},
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while consumer.stats.processed + consumer.stats.skipped < 2:
+                await consumer.poll(0.5)
+    finally:
+        await consumer.stop()
+
+    assert (consumer.stats.processed, consumer.stats.skipped) == (1, 1)
+    assert recorder.calls == [[str(watched.event_id)]]
 
 
 class FailsFirstBatch(BatchRecorder):
