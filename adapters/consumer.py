@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from codecs import BOM_UTF8
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -107,8 +108,12 @@ def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
     headers = _message_headers(record)
     try:
-        # From text: `json.loads` of bytes first guesses their encoding, in Python.
-        body = json.loads(str(record.value or b"", "utf-8"))
+        # From text: `json.loads` of bytes first guesses their encoding, in Python. A UTF-8
+        # byte order mark, which it would pass over, is passed over here too.
+        value = record.value or b""
+        if value.startswith(BOM_UTF8):
+            value = value[len(BOM_UTF8) :]
+        body = json.loads(str(value, "utf-8"))
         data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
