@@ -39,6 +39,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
+from adapters.fetch_transactions import store_in_turn
 from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
@@ -352,60 +353,17 @@ class EventConsumer:
         how many of its messages (in the fetch's order) got stored, the rest left untouched.
 
         The usual case: the fetch's messages in transactions of up to `transaction_size`,
-        one claim, one handler call and one commit each, one after the other. The next
-        transaction's messages are decoded while the one before it is handled; it begins
-        only after that commit. What cannot go together (a message undecodable, a handler
-        failure) and what comes after it goes partition by partition after this.
+        one claim, one handler call and one commit each, one after the other
+        (`store_in_turn`: the next one's messages are decoded meanwhile). What cannot go
+        together (a message undecodable, a handler failure) and what comes after it goes
+        partition by partition after this.
         """
         records = [record for partition in batch.values() for record in partition]
-        if not records:
-            return 0
-        size = max(self._transaction_size, 1)
-        running: list[asyncio.Task[bool]] = []
-        try:
-            previous: asyncio.Task[bool] | None = None
-            for start in range(0, len(records), size):
-                chunk = records[start : start + size]
-                task = asyncio.create_task(self._handle_chunk(chunk, previous))
-                running.append(task)
-                if previous is not None and not await _succeeded(previous):
-                    break
-                previous = task
-            await asyncio.wait(running)
-        finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-        for task in running:
-            if (error := task.exception()) is not None:
-                raise error
-        stored = 0
-        for task in running:
-            if not task.result():
-                break
-            stored += 1
-        return min(stored * size, len(records))
+        return await store_in_turn(records, self._transaction_size, _decoded, self._store_events)
 
-    async def _handle_chunk(
-        self,
-        records: Sequence[ConsumerRecord[bytes, bytes]],
-        previous: asyncio.Task[bool] | None,
-    ) -> bool:
-        """Store consecutive messages of a fetch in one transaction, once the transaction of
-        the messages before them (`previous`) committed; False when it cannot (one
-        undecodable, a handler failure, `previous` not stored), leaving nothing stored.
-
-        The messages are decoded first, while `previous` is handled; the transaction begins
-        only once `previous` is done. So a consumer never holds claimed rows while it waits
-        in Python: a wait between its transaction and another consumer's (a rebalance, a
-        retried activity) is all in Postgres, which breaks any cycle as a deadlock, an outage
-        retried like any other.
-        """
-        events = _decoded(records)
-        if previous is not None and not await _succeeded(previous):
-            return False
-        if events is None:
-            return False  # partition by partition finds the undecodable one
+    async def _store_events(self, events: Sequence[ConsumedEvent]) -> bool:
+        """Store decoded messages of a fetch in one transaction, waiting out outages; False
+        when the handler fails (rolled back: partition by partition finds the culprit)."""
         ids = [event.event_id for event in events]
         outages = 0
         while True:
@@ -415,7 +373,7 @@ class EventConsumer:
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
             except _FailedAt:
-                return False  # rolled back; partition by partition finds the culprit
+                return False
             except Exception as error:
                 if not self._transient(error):
                     raise
@@ -661,12 +619,6 @@ def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[
         "sagaline.consumer": name,
         "sagaline.event.type": event.type,
     }
-
-
-async def _succeeded(task: asyncio.Task[bool]) -> bool:
-    """Whether a transaction of a fetch got stored, waiting for it; False when it failed."""
-    await asyncio.wait([task])
-    return not task.cancelled() and task.exception() is None and task.result()
 
 
 def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -> bool:
