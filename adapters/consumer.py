@@ -4,14 +4,14 @@ A message's effect is stored in a Postgres transaction that also records its eve
 processed (`first_delivery`), so a redelivered message changes nothing. A fetch (every
 partition of it) is stored in transactions of up to `transaction_size` messages: their ids
 claimed in one statement, their first deliveries given to a batch handler in one call, one
-commit; the next one claims and decodes while the one before it is handled, and is handled
-only after that commit. From a transaction that fails on, the fetch is handled partition by
-partition: consecutive messages of a partition share a transaction, and a failing one is
-taken out and handled alone. Messages of types the handler does not watch (`event_types`)
-are passed over unread. Offsets
-are committed by hand, only after the effects of every message before them are stored. A
-message that keeps failing is copied to the dead-letter topic with the error in its headers,
-and the partition moves on. Outages (`adapters.outages`: the database or Temporal
+commit; the next one's messages are decoded while the one before it is handled, and it
+begins only after that commit (a consumer never holds claimed ids while it waits in Python).
+From a transaction that fails on, the fetch is handled partition by partition: consecutive
+messages of a partition share a transaction, and a failing one is taken out and handled
+alone. Messages of types the handler does not watch (`event_types`) are passed over unread.
+Offsets are committed by hand, only after the effects of every message before them are
+stored. A message that keeps failing is copied to the dead-letter topic with the error in its
+headers, and the partition moves on. Outages (`adapters.outages`: the database or Temporal
 unreachable) are not failures of the message: it is retried until the outage ends, holding
 its partition. A broker that lost its log (offsets past its end) is read again from the start.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from codecs import BOM_UTF8
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
+from adapters.fetch_transactions import store_in_turn
 from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
@@ -97,12 +99,22 @@ class UndecodableMessage(ValueError):
     """A message that is not a sagaline event (missing headers, bad JSON)."""
 
 
+def _message_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, bytes]:
+    """A message's headers by name, as every reading of them takes them: of a name given
+    more than once, the last value."""
+    return dict(record.headers)
+
+
 def decode(record: ConsumerRecord[bytes, bytes]) -> ConsumedEvent:
     """The event a message carries; UndecodableMessage when it carries none."""
-    headers = dict(record.headers)
+    headers = _message_headers(record)
     try:
-        # From text: `json.loads` of bytes first guesses their encoding, in Python.
-        body = json.loads(str(record.value or b"", "utf-8"))
+        # From text: `json.loads` of bytes first guesses their encoding, in Python. A UTF-8
+        # byte order mark, which it would pass over, is passed over here too.
+        value = record.value or b""
+        if value.startswith(BOM_UTF8):
+            value = value[len(BOM_UTF8) :]
+        body = json.loads(str(value, "utf-8"))
         data, metadata = body["data"], body.get("metadata") or {}
         traceparent = headers.get(TRACEPARENT)
         return ConsumedEvent(
@@ -316,6 +328,8 @@ class EventConsumer:
             len(records) for records in watched.values()
         )
         self.stats.skipped += skipped
+        if self._metrics is not None:
+            self._metrics.skipped(self._name, skipped)
         return watched
 
     def lag(self) -> dict[int, int]:
@@ -339,86 +353,27 @@ class EventConsumer:
         how many of its messages (in the fetch's order) got stored, the rest left untouched.
 
         The usual case: the fetch's messages in transactions of up to `transaction_size`,
-        one claim, one handler call and one commit each. The next transaction claims and
-        decodes its messages while the one before it is handled and commits; its handler
-        runs only after that commit. What cannot go together (a message undecodable, a
-        handler failure) and what comes after it goes partition by partition after this.
+        one claim, one handler call and one commit each, one after the other
+        (`store_in_turn`: the next one's messages are decoded meanwhile). What cannot go
+        together (a message undecodable, a handler failure) and what comes after it goes
+        partition by partition after this.
         """
         records = [record for partition in batch.values() for record in partition]
-        if not records:
-            return 0
-        ids = [_event_id(record) for record in records]
-        if None in ids:
-            return 0
-        size = max(self._transaction_size, 1)
-        running: list[asyncio.Task[bool]] = []
-        # Each id is claimed by the first transaction holding it. A later copy in the same
-        # fetch is a duplicate, whether the transaction before stores it or fails (and the
-        # later ones with it), so two transactions open at once never wait for each other's
-        # rows: the later one also waits for the earlier one in Python.
-        claimed: set[str] = set()
-        try:
-            previous: asyncio.Task[bool] | None = None
-            for start in range(0, len(records), size):
-                chunk = records[start : start + size]
-                claims = [
-                    i for i in ids[start : start + size] if i is not None and i not in claimed
-                ]
-                claimed.update(claims)
-                task = asyncio.create_task(self._handle_chunk(chunk, claims, previous))
-                running.append(task)
-                if previous is not None and not await _succeeded(previous):
-                    break
-                previous = task
-            await asyncio.wait(running)
-        finally:
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-        for task in running:
-            if (error := task.exception()) is not None:
-                raise error
-        stored = 0
-        for task in running:
-            if not task.result():
-                break
-            stored += 1
-        return min(stored * size, len(records))
+        return await store_in_turn(records, self._transaction_size, _decoded, self._store_events)
 
-    async def _handle_chunk(
-        self,
-        records: Sequence[ConsumerRecord[bytes, bytes]],
-        ids: Sequence[str],
-        previous: asyncio.Task[bool] | None,
-    ) -> bool:
-        """Store consecutive messages of a fetch in one transaction, once the transaction of
-        the messages before them (`previous`) committed; False when it cannot (one
-        undecodable, a handler failure, `previous` not stored), leaving nothing stored."""
-        events: list[ConsumedEvent] | None = None
+    async def _store_events(self, events: Sequence[ConsumedEvent]) -> bool:
+        """Store decoded messages of a fetch in one transaction, waiting out outages; False
+        when the handler fails (rolled back: partition by partition finds the culprit)."""
+        ids = [event.event_id for event in events]
         outages = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    # The claim goes out first, and the messages are decoded while Postgres
-                    # runs it. A message whose id is not in `ids` (an earlier transaction of
-                    # the fetch claims it) counts as a duplicate.
-                    claiming = asyncio.ensure_future(first_deliveries(conn, self._name, ids))
-                    try:
-                        await asyncio.sleep(0)
-                        if events is None:
-                            events = _decoded(records)
-                        fresh = await claiming
-                    finally:
-                        if not claiming.done():
-                            claiming.cancel()
-                    if events is None:
-                        raise _Undecodable
-                    if previous is not None and not await _succeeded(previous):
-                        raise _Abandoned
+                    fresh = await first_deliveries(conn, self._name, ids)
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
-            except (_FailedAt, _Undecodable, _Abandoned):
-                return False  # rolled back; partition by partition finds the culprit
+            except _FailedAt:
+                return False
             except Exception as error:
                 if not self._transient(error):
                     raise
@@ -666,29 +621,10 @@ def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[
     }
 
 
-def _event_id(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    """The event id in a message's headers, None when it has none."""
-    for name, value in record.headers:
-        if name == "ce_id":
-            try:
-                return str(value, "utf-8")
-            except UnicodeDecodeError:
-                return None
-    return None
-
-
-async def _succeeded(task: asyncio.Task[bool]) -> bool:
-    """Whether a transaction of a fetch got stored, waiting for it; False when it failed."""
-    await asyncio.wait([task])
-    return not task.cancelled() and task.exception() is None and task.result()
-
-
 def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -> bool:
     """Whether a message's `ce_type` header is one of `types`; True when it has none."""
-    for name, value in record.headers:
-        if name == "ce_type":
-            return value in types
-    return True
+    ce_type = _message_headers(record).get("ce_type")
+    return ce_type is None or ce_type in types
 
 
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
@@ -709,15 +645,6 @@ def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[
             unseen.discard(event.event_id)
             first.append(index)
     return first
-
-
-class _Undecodable(Exception):
-    """A message of a fetch is undecodable: the fetch goes partition by partition."""
-
-
-class _Abandoned(Exception):
-    """The messages before a transaction's were not stored: it rolls back, and they and it
-    go partition by partition."""
 
 
 class _FailedAt(Exception):

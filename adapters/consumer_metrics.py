@@ -13,7 +13,8 @@ class ConsumerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.messages = Counter(
             "sagaline_consumer_messages",
-            "Messages a consumer handled, by outcome (processed, duplicate: seen before).",
+            "Messages a consumer handled, by outcome (processed; duplicate: seen before;"
+            " skipped: of a type it does not watch, passed over unread).",
             ["consumer", "outcome"],
             registry=registry,
         )
@@ -36,6 +37,11 @@ class ConsumerMetrics:
             self.messages.labels(consumer, "processed").inc(processed)
         if duplicates:
             self.messages.labels(consumer, "duplicate").inc(duplicates)
+
+    def skipped(self, consumer: str, messages: int) -> None:
+        """Messages passed over unread: of types the consumer's handler does not watch."""
+        if messages:
+            self.messages.labels(consumer, "skipped").inc(messages)
 
     def dead_lettered(self, consumer: str) -> None:
         self.dead_letters.labels(consumer).inc()

@@ -2,7 +2,10 @@
 
 A projection that fails on an event stops there: the event and the error are recorded, the
 checkpoint stays before it, and nothing after it is applied until an operator retries (the
-projector tries the event again) or skips it (the checkpoint moves past it).
+projector tries the event again) or skips it (the checkpoint moves past it). An outage
+(`adapters.outages.is_outage`: the database unreachable, a statement cancelled or timed out, a
+deadlock, a lock timeout, an administrator's shutdown) is never a failure of the event: it
+reaches the projector's caller, which runs the batch again.
 """
 
 from __future__ import annotations
@@ -11,24 +14,21 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
+from adapters.database import driver_of
 from adapters.event_store import head_position
+from adapters.outages import is_outage
 from adapters.read_ahead import ReadAhead
 from adapters.schema import projection_failures
 from domain.event_store import EventStore, RecordedEvent
 
 log = logging.getLogger(__name__)
-
-# Errors that mean "the database is unreachable", not "this event breaks the projection":
-# the projector's caller retries them; they never stop the projection.
-OUTAGES = (OperationalError, InterfaceError, OSError)
 
 _START = (
     "SELECT position, EXISTS (SELECT FROM projection_failures WHERE name = %(name)s)"
@@ -138,11 +138,9 @@ class Projector:
             async with self._engine.begin() as conn:
                 await self.apply_in(conn, page.events)
                 await self._advance(conn, position, page.next_position)
-        except OUTAGES:
-            raise
-        except checkpoints.CheckpointMoved:
-            raise
-        except Exception:
+        except Exception as error:
+            if _not_the_events(error):
+                raise
             return await self._one_by_one(position, page.events, page.next_position)
         return page.next_position - position
 
@@ -150,7 +148,7 @@ class Projector:
         """The checkpoint's position, or None while the projection is stopped on an event."""
         params = {"name": self._checkpoint}
         async with self._autocommit.connect() as conn:
-            cursor = await (await _driver(conn)).execute(_START, params, prepare=True)
+            cursor = await (await driver_of(conn)).execute(_START, params, prepare=True)
             row = await cursor.fetchone()
         if row is not None:
             position, stopped = row
@@ -169,7 +167,7 @@ class Projector:
     async def _advance(self, conn: AsyncConnection, position: int, next_position: int) -> None:
         """Move the checkpoint on `conn` (in its transaction, if any) and notify the move."""
         params = {"name": self._checkpoint, "expected": position, "position": next_position}
-        cursor = await (await _driver(conn)).execute(_ADVANCE, params, prepare=True)
+        cursor = await (await driver_of(conn)).execute(_ADVANCE, params, prepare=True)
         if cursor.rowcount != 1:
             raise checkpoints.CheckpointMoved(self._checkpoint, position)
 
@@ -192,11 +190,9 @@ class Projector:
                 async with self._engine.begin() as conn:
                     await self._projection.apply(conn, event)
                     await checkpoints.advance(conn, self._checkpoint, position, event.position)
-            except OUTAGES:
-                raise
-            except checkpoints.CheckpointMoved:
-                raise
             except Exception as error:
+                if _not_the_events(error):
+                    raise
                 await self._stop_at(position, event, error)
                 return position - start
             position = event.position
@@ -262,9 +258,11 @@ async def skip(engine: AsyncEngine, name: str) -> int | None:
     return failure.position
 
 
-async def _driver(conn: AsyncConnection) -> Any:
-    """The psycopg connection under `conn`, for the statements every batch runs."""
-    return (await conn.get_raw_connection()).driver_connection
+def _not_the_events(error: Exception) -> bool:
+    """Whether a failed batch says nothing about its events: an outage (the statements go to
+    psycopg directly, so its own errors arrive unwrapped; `is_outage` knows both), or another
+    projector moved the checkpoint. The caller retries these; they never stop the projection."""
+    return is_outage(error) or isinstance(error, checkpoints.CheckpointMoved)
 
 
 async def _failure(conn: AsyncConnection, checkpoint: str) -> ProjectionFailure | None:

@@ -9,11 +9,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer import ConsumedEvent, EventConsumer
+from adapters.consumer_metrics import ConsumerMetrics
+from adapters.kafka import cloudevent_headers, message_value
 from tests.kafka_support import FAST_GROUP, committed, publish, read_topic, recorded
+from tests.waiting import eventually
 
 EFFECTS = "consumer_test_effects"
 
@@ -317,6 +321,60 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
     finally:
         await producer.stop()
     recorder = BatchRecorder(handler)
+    registry = CollectorRegistry()
+    consumer = EventConsumer(
+        engine,
+        kafka_bootstrap,
+        topic,
+        group,
+        handler,
+        recorder,
+        event_types={"Counted"},
+        metrics=ConsumerMetrics(registry),
+        **FAST_GROUP,
+    )
+    await consumer.start()
+    try:
+        async with asyncio.timeout(20):
+            while consumer.stats.processed + consumer.stats.skipped < 4:
+                await consumer.poll(0.5)
+    finally:
+        await consumer.stop()
+
+    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in watched}
+    assert (consumer.stats.processed, consumer.stats.skipped) == (2, 2)
+    messages = "sagaline_consumer_messages_total"
+    for outcome, count in (("processed", 2), ("skipped", 2)):
+        labels = {"consumer": handler, "outcome": outcome}
+        assert registry.get_sample_value(messages, labels) == count
+    assert consumer.stats.dead_lettered == 0
+    async with engine.connect() as conn:
+        claimed = await conn.execute(
+            text("SELECT message_id FROM processed_messages WHERE handler = :h"), {"h": handler}
+        )
+        assert {row.message_id for row in claimed} == {str(e.event_id) for e in watched}
+    assert await committed(kafka_bootstrap, topic, group) == 4
+
+
+async def test_a_message_naming_its_type_twice_is_watched_by_the_type_it_decodes_to(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"twice-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    watched = recorded(stream, 1, "Counted", {"n": 1})
+    retyped = recorded(stream, 2, "Counted", {"n": 2})
+    await publish(kafka_bootstrap, topic, [watched])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        # A second `ce_type` after the first: the message is an `Ignored` as it decodes.
+        headers = [*cloudevent_headers(retyped, "test"), ("ce_type", b"Ignored")]
+        await producer.send_and_wait(
+            topic, message_value(retyped), key=stream.encode(), headers=headers
+        )
+    finally:
+        await producer.stop()
+    recorder = BatchRecorder(handler)
     consumer = EventConsumer(
         engine,
         kafka_bootstrap,
@@ -330,20 +388,23 @@ async def test_messages_of_types_the_handler_does_not_watch_are_passed_over_unre
     await consumer.start()
     try:
         async with asyncio.timeout(20):
-            while consumer.stats.processed + consumer.stats.skipped < 4:
+            while consumer.stats.processed + consumer.stats.skipped < 2:
                 await consumer.poll(0.5)
     finally:
         await consumer.stop()
 
-    assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in watched}
-    assert (consumer.stats.processed, consumer.stats.skipped) == (2, 2)
-    assert consumer.stats.dead_lettered == 0
-    async with engine.connect() as conn:
-        claimed = await conn.execute(
-            text("SELECT message_id FROM processed_messages WHERE handler = :h"), {"h": handler}
-        )
-        assert {row.message_id for row in claimed} == {str(e.event_id) for e in watched}
-    assert await committed(kafka_bootstrap, topic, group) == 4
+    assert (consumer.stats.processed, consumer.stats.skipped) == (1, 1)
+    assert recorder.calls == [[str(watched.event_id)]]
+
+
+class FailsFirstBatch(BatchRecorder):
+    """A batch recorder whose first batch meets an outage (the transaction is retried)."""
+
+    async def handle_batch(self, conn: AsyncConnection, events: Sequence[ConsumedEvent]) -> None:
+        if not self.calls:
+            self.calls.append([])
+            raise ConnectionError("the database went away for a moment")
+        await super().handle_batch(conn, events)
 
 
 async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
@@ -354,7 +415,9 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
     events = [recorded(stream, n, "Counted", {"n": n}) for n in range(1, 7)]
     # Transactions of four: the second holds two originals and two copies of the first's.
     await publish(kafka_bootstrap, topic, [*events, *events])
-    recorder = BatchRecorder(handler)
+    # The first transaction is retried: it claims its ids again after the second one could
+    # have claimed the copies, and must not wait on the second while the second waits on it.
+    recorder = FailsFirstBatch(handler)
     consumer = EventConsumer(
         engine,
         kafka_bootstrap,
@@ -362,6 +425,7 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
         group,
         handler,
         recorder,
+        retry_delay=0.05,
         transaction_size=4,
         **FAST_GROUP,
     )
@@ -373,7 +437,58 @@ async def test_copies_in_later_transactions_of_the_same_fetch_are_duplicates(
 
     assert await effect_counts(engine, handler) == {str(e.event_id): 1 for e in events}
     assert (consumer.stats.processed, consumer.stats.duplicates) == (6, 6)
+    assert recorder.calls[0] == [], "the first transaction did not meet its outage"
     assert sorted(i for call in recorder.calls for i in call) == sorted(
         str(e.event_id) for e in events
     )
     assert await committed(kafka_bootstrap, topic, group) == 12
+
+
+async def test_a_fetch_never_waits_in_python_on_rows_another_consumer_waits_for(
+    engine: AsyncEngine, kafka_bootstrap: str, effects: str
+) -> None:
+    topic, group, handler = (f"cycle-{uuid.uuid4()}" for _ in range(3))
+    stream = f"s-{uuid.uuid4()}"
+    events = [recorded(stream, n, "Counted", {"n": n}) for n in range(1, 9)]
+    first_id, later_id = str(events[0].event_id), str(events[4].event_id)
+    await publish(kafka_bootstrap, topic, events)
+    recorder = BatchRecorder(handler)
+    # Transactions of four: the fetch's first holds `first_id`, its second `later_id`.
+    consumer = EventConsumer(
+        engine, kafka_bootstrap, topic, group, handler, recorder, transaction_size=4, **FAST_GROUP
+    )
+    claim = text("INSERT INTO processed_messages (handler, message_id) VALUES (:h, :m)")
+    await consumer.start()
+    try:
+        # A stale consumer of the same handler (a rebalance, a retried activity) holds
+        # `first_id`, so the fetch's first transaction waits for it in Postgres.
+        async with engine.connect() as stale:
+            pid = (await stale.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            await stale.execute(claim, {"h": handler, "m": first_id})
+            polling = asyncio.create_task(drain(consumer, until=8))
+
+            async def first_transaction_waits() -> bool:
+                async with engine.connect() as conn:
+                    blocked = await conn.execute(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity"
+                            " WHERE CAST(:pid AS integer) = ANY(pg_blocking_pids(pid))"
+                        ),
+                        {"pid": pid},
+                    )
+                    return bool(blocked.scalar_one())
+
+            await eventually(first_transaction_waits, 10, "the first transaction waits")
+            # The stale consumer goes on to `later_id`. Had the second transaction claimed
+            # it already, this would wait for a transaction that waits, in Python, for the
+            # first: a cycle Postgres cannot see.
+            await stale.execute(text("SET LOCAL lock_timeout = '3s'"))
+            await stale.execute(claim, {"h": handler, "m": later_id})
+            await stale.commit()
+            await polling
+    finally:
+        await consumer.stop()
+
+    handled = {str(e.event_id): 1 for e in events if str(e.event_id) not in (first_id, later_id)}
+    assert await effect_counts(engine, handler) == handled
+    assert (consumer.stats.processed, consumer.stats.duplicates) == (6, 2)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+import pytest
+from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from adapters.database import sqlalchemy_url
 from adapters.event_store import PostgresEventStore
+from adapters.outages import is_outage
+from adapters.schema import projection_failures
 from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
 from projections import projector
 from projections.projector import Projector
+from projections.users import UsersProjection, users_table
 
 
 class TallyProjection:
@@ -109,3 +114,43 @@ async def test_retry_applies_the_failed_event_once_the_cause_is_fixed(
 
     assert await projection.count(engine) == 6
     assert not await projector.retry(engine, projection.name)
+
+
+async def test_a_statement_cancelled_by_the_database_is_an_outage_not_a_failed_event(
+    engine: AsyncEngine, database_url: str, store: PostgresEventStore
+) -> None:
+    table = users_table(f"users_{uuid.uuid4().hex[:12]}")
+    async with engine.begin() as conn:
+        await conn.run_sync(table.metadata.create_all)
+    user_id = f"user-{uuid.uuid4()}"
+    registered = NewEvent(
+        uuid.uuid4(), "UserRegistered", {"user_id": user_id, "email": "a@b.c", "name": "A"}
+    )
+    await store.append(StreamAppend(user_id, [registered], NO_STREAM))
+    checkpoint = f"projection:timeout-{uuid.uuid4().hex[:12]}"
+    # The projector's database cancels any statement running longer than 300 ms.
+    impatient = create_async_engine(
+        sqlalchemy_url(database_url), connect_args={"options": "-c statement_timeout=300"}
+    )
+    users = Projector(impatient, store, UsersProjection(table), checkpoint=checkpoint)
+    try:
+        async with engine.connect() as locker:
+            await locker.execute(text(f"LOCK TABLE {table.name} IN SHARE MODE"))
+            with pytest.raises(Exception) as cancelled:
+                await users.run_batch(wait_seconds=0.1)
+            assert is_outage(cancelled.value), cancelled.value
+            await locker.rollback()
+        async with engine.connect() as conn:
+            failures = await conn.execute(
+                select(func.count())
+                .select_from(projection_failures)
+                .where(projection_failures.c.name == checkpoint)
+            )
+            assert failures.scalar_one() == 0
+        await run_to_end(users)
+        async with engine.connect() as conn:
+            stored = await conn.execute(select(table.c.email).where(table.c.id == user_id))
+            assert stored.scalar_one() == "a@b.c"
+    finally:
+        await users.stop_reading_ahead()
+        await impatient.dispose()

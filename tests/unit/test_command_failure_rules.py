@@ -47,6 +47,11 @@ OUTAGES: list[BaseException] = [
     # Raised by psycopg itself, as the append path's own pool raises them.
     psycopg.OperationalError("connection failed: Connection refused"),
     psycopg.errors.AdminShutdown("terminating connection"),
+    # Raised by psycopg itself on statements sent to the driver (projector, consumer).
+    psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+    psycopg.errors.LockNotAvailable("canceling statement due to lock timeout"),
+    psycopg.errors.DeadlockDetected("deadlock detected"),
+    psycopg.errors.SerializationFailure("could not serialize access"),
     psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec"),
 ]
 NOT_OUTAGES: list[BaseException] = [
