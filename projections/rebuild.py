@@ -70,7 +70,12 @@ class ProjectionRebuild:
 
     async def run(self, progress: Progress | None = None) -> RebuildResult:
         """Replay into new tables, then swap them in; the live tables serve throughout."""
-        async with FollowerFence(_url_of(self._engine), self._shadow.checkpoint) as fence:
+        # Nothing checks this fence while the rebuild runs, so no idle timeout may end its
+        # session: a rebuild that outlived it would have its tables dropped as abandoned.
+        fence_of_rebuild = FollowerFence(
+            _url_of(self._engine), self._shadow.checkpoint, idle_timeout_seconds=0
+        )
+        async with fence_of_rebuild as fence:
             if not await fence.try_hold():
                 raise RuntimeError(f"rebuild {self._shadow.checkpoint} is held elsewhere")
             return await self._run(progress)
