@@ -43,6 +43,10 @@ class FenceLost(RuntimeError):
         super().__init__(f"the fence of follower {name} was lost")
 
 
+CONNECT_TIMEOUT_SECONDS = 5
+"""A fence's connection that does not open within this fails, and its activity retries."""
+
+
 class FollowerFence:
     """The advisory lock of one follower name, on a connection opened for it."""
 
@@ -55,12 +59,21 @@ class FollowerFence:
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def __aenter__(self) -> FollowerFence:
-        self._conn = await psycopg.AsyncConnection.connect(
-            self._url, autocommit=True, application_name=fence_application_name(self.name)
+        conn = await psycopg.AsyncConnection.connect(
+            self._url,
+            autocommit=True,
+            application_name=fence_application_name(self.name),
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
         )
-        await self._conn.execute(
-            "SELECT set_config('idle_session_timeout', %s, false)", (str(self._idle_timeout_ms),)
-        )
+        try:
+            await conn.execute(
+                "SELECT set_config('idle_session_timeout', %s, false)",
+                (str(self._idle_timeout_ms),),
+            )
+        except BaseException:
+            await conn.close()
+            raise
+        self._conn = conn
         return self
 
     async def __aexit__(
