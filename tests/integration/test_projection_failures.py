@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Sequence
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, Text, func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from adapters import checkpoints
 from adapters.database import sqlalchemy_url
 from adapters.event_store import PostgresEventStore
 from adapters.outages import is_outage
@@ -126,18 +128,25 @@ async def test_a_statement_cancelled_by_the_database_is_an_outage_not_a_failed_e
     registered = NewEvent(
         uuid.uuid4(), "UserRegistered", {"user_id": user_id, "email": "a@b.c", "name": "A"}
     )
-    await store.append(StreamAppend(user_id, [registered], NO_STREAM))
+    position = (await store.append(StreamAppend(user_id, [registered], NO_STREAM))).position
     checkpoint = f"projection:timeout-{uuid.uuid4().hex[:12]}"
     # The projector's database cancels any statement running longer than 300 ms.
     impatient = create_async_engine(
         sqlalchemy_url(database_url), connect_args={"options": "-c statement_timeout=300"}
     )
     users = Projector(impatient, store, UsersProjection(table), checkpoint=checkpoint)
+    async with engine.begin() as conn:
+        # Start just before the registration: the session's database holds others' events too.
+        at = await checkpoints.load(conn, users.checkpoint)
+        await checkpoints.advance(conn, users.checkpoint, at, position - 1)
     try:
         async with engine.connect() as locker:
             await locker.execute(text(f"LOCK TABLE {table.name} IN SHARE MODE"))
+            # A commit still in flight elsewhere may hold the page back for a while.
+            deadline = asyncio.get_running_loop().time() + 30
             with pytest.raises(Exception) as cancelled:
-                await users.run_batch(wait_seconds=0.1)
+                while asyncio.get_running_loop().time() < deadline:
+                    await users.run_batch(wait_seconds=0.1)
             assert is_outage(cancelled.value), cancelled.value
             await locker.rollback()
         async with engine.connect() as conn:
