@@ -38,6 +38,8 @@ class RejectTransfer:
     command: TransferMoney
     reason: str
     error_type: str
+    details: dict[str, str] | None = None
+    """The rejection's details (a refusal's facts); none in histories from before."""
 
 
 class TransferActivities:
@@ -163,7 +165,7 @@ class TransferActivities:
                 transfer_command.to_account_id,
                 transfer_command.amount,
             )
-            transfer.reject(command.reason, command.error_type)
+            transfer.reject(command.reason, command.error_type, command.details)
 
         return await self._change(
             transfer_command.transfer_id,

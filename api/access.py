@@ -9,10 +9,12 @@ missing (null, an empty connection), so a customer cannot even learn that it exi
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from graphql import GraphQLError
 
 from api.context import Context
+from domain.refusals import HIDDEN_AMOUNT, Refusal
 from domain.users import suspicious_activity_stream
 from projections.accounts import AccountView, get_account
 from projections.transfers import TransferView, get_transfer
@@ -74,27 +76,41 @@ async def sees_stream(ctx: Context, stream_id: str) -> bool:
     return transfer is not None and await sees_transfer(ctx, transfer)
 
 
-ACCOUNT_NAMED = re.compile(r"\baccount ([A-Za-z0-9._:/-]+)")
-"""How a refusal names the account whose rule refused (domain/accounts.py's messages)."""
 AMOUNT = re.compile(r"-?[0-9]+\.[0-9]+")
-HIDDEN_AMOUNT = "(hidden)"
+"""A figure in a reason kept without its facts (recorded before they were kept)."""
 
 
-async def reason_shown(ctx: Context, reason: str | None) -> str | None:
-    """A refusal's reason (a rejected transfer's, a saga's error) as the caller may read it.
+async def reason_shown(
+    ctx: Context, reason: str | None, details: Mapping[str, object] | None = None
+) -> str | None:
+    """A rejection's reason (a rejected transfer's, a saga's error) as the caller may read it.
 
-    Such a reason names the account whose rule refused and that account's figures ("account
-    A has 90.00, cannot withdraw 1000.00", "... may send 300.00 more today", "... holds ...;
-    with ... more it would pass the ceiling"). A customer reading about an account that is
-    not its own (the sender's, as the receiver of a transfer, or the other way round) gets
-    the reason with every amount hidden: it learns why, not what the other customer holds.
+    A refusal with an account's figures keeps them as facts in its details
+    (domain/refusals.py): a customer reading about an account that is not its own (the
+    sender's, as the receiver of a transfer, or the other way round) is shown the refusal's
+    text with every figure hidden: it learns why, not what the other customer holds. A reason
+    kept without such facts (from before they were kept, or naming no figures) is shown to a
+    customer with every figure in it hidden, whoever's account it names.
     """
     if reason is None or ctx.caller.customer is None:
         return reason
-    for named in ACCOUNT_NAMED.finditer(reason):
-        if not await may_use_account(ctx, named.group(1)):
-            return AMOUNT.sub(HIDDEN_AMOUNT, reason)
-    return reason
+    refusal = Refusal.from_facts(details)
+    if refusal is None:
+        return AMOUNT.sub(HIDDEN_AMOUNT, reason)
+    return await refusal_shown(ctx, refusal)
+
+
+async def refusal_shown(ctx: Context, refusal: Refusal) -> str:
+    """The refusal's text, its figures hidden unless the caller may see its account."""
+    return refusal.text(amounts_hidden=not await may_use_account(ctx, refusal.account_id))
+
+
+async def details_shown(ctx: Context, details: Mapping[str, str]) -> Mapping[str, str]:
+    """A rejection's details as the caller may read them: a refusal's figures as its text."""
+    refusal = Refusal.from_facts(details)
+    if refusal is None or await may_use_account(ctx, refusal.account_id):
+        return details
+    return refusal.facts(amounts_hidden=True)
 
 
 def require_operator(ctx: Context, what: str) -> None:

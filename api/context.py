@@ -16,7 +16,7 @@ from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
 from api.metrics import GraphQLMetrics
-from api.websocket_limits import SocketsPerCaller
+from api.websocket_limits import SocketsAwaitingInit, SocketsPerCaller
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.consistency import CheckpointWakeups
@@ -73,6 +73,11 @@ class Services:
         return SocketsPerCaller(
             settings.api_max_websockets_per_user, settings.api_max_websockets_per_token
         )
+
+    @cached_property
+    def sockets_awaiting_init(self) -> SocketsAwaitingInit:
+        """The bound on sockets not past their connection_init yet, shared by every socket."""
+        return SocketsAwaitingInit(self.settings.api_max_websockets_awaiting_init)
 
 
 @dataclass(frozen=True)

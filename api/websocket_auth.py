@@ -14,7 +14,9 @@ since it was issued) with 4403 Forbidden. Nothing more is sent on it either way.
 
 A customer whose user holds SAGALINE_API_MAX_WEBSOCKETS_PER_USER sockets already (an API
 token: SAGALINE_API_MAX_WEBSOCKETS_PER_TOKEN, if set) has one more closed with 4429 (too
-many) at its connection_init, before it is acknowledged.
+many) at its connection_init, before it is acknowledged. A socket opened while
+SAGALINE_API_MAX_WEBSOCKETS_AWAITING_INIT others still await their connection_init is closed
+with 1013 (try again later) at once.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 UNAUTHORIZED = 4401
 FORBIDDEN = 4403
 TOO_MANY_SOCKETS = 4429
+TRY_AGAIN_LATER = 1013
+"""RFC 6455's code for a server that cannot take the connection now (IANA registry)."""
 SESSION_CHECK_SECONDS = 2.0
 
 
@@ -53,6 +57,22 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
     _session_ended = False
     _counted_as: Caller | None = None
     """The caller whose open sockets count this one (from its connection_init on)."""
+    _awaiting_init = False
+    """Whether this socket counts among those awaiting their connection_init."""
+
+    async def handle(self) -> None:
+        """Take the socket, unless too many others still await their connection_init."""
+        if not self.context.services.sockets_awaiting_init.enter():
+            reason = "too many websockets awaiting connection_init; try again later"
+            await self.websocket.close(code=TRY_AGAIN_LATER, reason=reason)
+            return
+        self._awaiting_init = True
+        await super().handle()
+
+    def _init_handled(self) -> None:
+        if self._awaiting_init:
+            self._awaiting_init = False
+            self.context.services.sockets_awaiting_init.leave()
 
     async def handle_message(self, message: Message) -> None:
         """Close with 4400 on a message not of its type's shape (api/request_shapes.py),
@@ -65,6 +85,7 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         """Name the socket's caller, or close the socket, before the protocol goes on."""
+        self._init_handled()
         if not self.connection_init_received and not self.connection_timed_out:
             services = self.context.services
             caller = await services.admit(services.tokens.caller(self.context.request.headers))
@@ -102,6 +123,7 @@ class TokenAtConnectionInit(BaseGraphQLTransportWSHandler[Context, None]):
         await super().send_message(message)
 
     async def shutdown(self) -> None:
+        self._init_handled()
         if self._counted_as is not None:
             self.context.services.sockets_per_caller.close(self._counted_as)
             self._counted_as = None

@@ -1,5 +1,5 @@
 """Bounds on websockets: how many one customer, and one API token, may hold open at once,
-and how long a close reason may be.
+how many may wait for their connection_init at once, and how long a close reason may be.
 
 Each socket costs the API a task, a feed subscription per operation on it and, for a
 customer, a session check every few seconds. A customer counts by its user, so all of a
@@ -7,6 +7,11 @@ user's sessions share one bound. An API token is a trusted back end that may hol
 for each of many customers it acts for: it counts by its fingerprint against a bound of its
 own, none unless one is set. The counts are this API process's: with several processes behind
 a balancer, a caller may hold that many on each.
+
+A socket names no caller until its connection_init, which it may hold back for the protocol's
+wait (10 s): until then it counts against no caller, only against the process's bound on
+sockets awaiting their connection_init, so that anyone able to open sockets cannot hold a
+process's sockets without a token.
 """
 
 from __future__ import annotations
@@ -70,3 +75,23 @@ class SocketsPerCaller:
         self._open[caller.name] -= 1
         if self._open[caller.name] <= 0:
             del self._open[caller.name]
+
+
+class SocketsAwaitingInit:
+    """The sockets open on this process whose connection_init was not handled yet."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def enter(self) -> bool:
+        """Count one more socket awaiting its connection_init, unless the bound is reached."""
+        # One event loop serves the API, so checking and counting cannot interleave.
+        if self.count >= self.limit:
+            return False
+        self.count += 1
+        return True
+
+    def leave(self) -> None:
+        """Count one socket less: its connection_init was handled, or it closed first."""
+        self.count -= 1

@@ -15,6 +15,7 @@ from domain.aggregate import Aggregate
 from domain.errors import DomainError
 from domain.events import DomainEvent, JsonDict, event_type
 from domain.money import MAX_BALANCE
+from domain.refusals import Refusal, RefusalKind
 
 DEFAULT_DAILY_LIMIT = Decimal("10000.00")
 
@@ -141,33 +142,26 @@ class AccountClosedError(DomainError):
 
 class InsufficientFunds(DomainError):
     def __init__(self, account_id: str, balance: Decimal, amount: Decimal) -> None:
-        super().__init__(
-            f"account {account_id} has {balance}, cannot withdraw {amount}", account_id=account_id
-        )
+        self.refused(Refusal(RefusalKind.INSUFFICIENT_FUNDS, account_id, balance, amount))
 
 
 class DailyLimitExceeded(DomainError):
     def __init__(self, account_id: str, remaining: Decimal, amount: Decimal) -> None:
-        super().__init__(
-            f"account {account_id} may send {remaining} more today, not {amount}",
-            account_id=account_id,
-        )
+        kind = RefusalKind.DAILY_LIMIT_EXCEEDED
+        self.refused(Refusal(kind, account_id, amount=amount, remaining=remaining))
 
 
 class BalanceNotZero(DomainError):
     def __init__(self, account_id: str, balance: Decimal) -> None:
-        super().__init__(f"account {account_id} still holds {balance}", account_id=account_id)
+        self.refused(Refusal(RefusalKind.BALANCE_NOT_ZERO, account_id, balance))
 
 
 class BalanceCeilingExceeded(DomainError):
     """A deposit that would leave the account holding more than any account may."""
 
     def __init__(self, account_id: str, balance: Decimal, amount: Decimal) -> None:
-        super().__init__(
-            f"account {account_id} holds {balance}; with {amount} more it would pass the "
-            f"ceiling of {MAX_BALANCE}",
-            account_id=account_id,
-        )
+        kind = RefusalKind.BALANCE_CEILING_EXCEEDED
+        self.refused(Refusal(kind, account_id, balance, amount, ceiling=MAX_BALANCE))
 
 
 class CurrencyMismatch(DomainError):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from domain.refusals import Refusal
+
 
 class DomainError(Exception):
     """A command the business rules reject; the message is safe to show a client."""
@@ -17,10 +19,18 @@ class DomainError(Exception):
         super().__init_subclass__(**kwargs)
         cls.code = cls.__dict__.get("code", cls.__name__)
 
+    refusal: Refusal | None = None
+    """Why, as facts, for a rule that refuses with an account's figures (domain/refusals.py)."""
+
     def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+
+    def refused(self, refusal: Refusal) -> None:
+        """Be the error of this refusal: its text the message, its facts the details."""
+        DomainError.__init__(self, refusal.text(), **refusal.facts())
+        self.refusal = refusal
 
 
 class InvalidInput(DomainError):

@@ -39,3 +39,10 @@ def check_id(field: str, value: str) -> str:
             "'.', '_', ':', '/' or '-'",
         )
     return value
+
+
+def check_version(field: str, value: int | None) -> int | None:
+    """The value, if it can be an aggregate's version (none yet is 0, the first event 1)."""
+    if value is not None and value < 0:
+        raise InvalidInput(field, "must be a version: 0 or more")
+    return value

@@ -83,6 +83,9 @@ class TransferRejected(DomainEvent):
     transfer_id: str
     reason: str
     error_type: str
+    details: dict[str, str] | None = None
+    """The rejection's details: a refusal's facts (domain/refusals.py), from which `reason`
+    is made; none in events recorded before they were kept."""
 
 
 class SameAccountTransfer(DomainError):
@@ -176,11 +179,11 @@ class Transfer(Aggregate):
         if self.status is TransferStatus.REQUESTED:
             self.record(TransferCompleted(self.id))
 
-    def reject(self, reason: str, error_type: str) -> None:
+    def reject(self, reason: str, error_type: str, details: dict[str, str] | None = None) -> None:
         """End rejected; a transfer refused before its record was opened still gets one."""
         self._require_exists()
         if self.status is TransferStatus.REQUESTED:
-            self.record(TransferRejected(self.id, reason, error_type))
+            self.record(TransferRejected(self.id, reason, error_type, details))
 
     def _completed(self, step: TransferStep) -> bool:
         self._require_exists()

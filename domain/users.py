@@ -189,15 +189,34 @@ def normalise_email(raw: str) -> str:
 
 
 def normalise_name(raw: str) -> str:
-    """A display name: trimmed, non-empty, printable, at most 200 characters."""
+    """A display name: trimmed, non-empty, printable (nothing hidden or reordering), at most
+    200 characters."""
     name = unicodedata.normalize("NFC", raw.strip())
+    # Checked before trimming: trimming takes a line separator or a C1 control off an end.
+    if any(_hidden_or_unassigned(c) for c in raw):
+        raise InvalidInput(
+            "name",
+            "must not contain control, format (bidi, zero-width), separator or unassigned "
+            "characters",
+        )
     if not name:
         raise InvalidInput("name", "must not be empty")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput("name", f"must be at most {MAX_NAME_LENGTH} characters")
-    if any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn") for c in name):
-        raise InvalidInput("name", "must not contain control or unassigned characters")
     return name
+
+
+_NAME_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+"""Controls, format characters (bidi overrides and isolates, zero-width spaces, byte order
+marks), surrogates, private use, unassigned code points and line or paragraph separators:
+what reorders or hides a name's text, or is not text at all."""
+_NAME_JOINERS = frozenset({"\u200c", "\u200d"})
+"""Zero-width non-joiner and joiner: format characters some scripts' spelling (Persian,
+Indic) and emoji sequences need, which reorder nothing."""
+
+
+def _hidden_or_unassigned(c: str) -> bool:
+    return c not in _NAME_JOINERS and unicodedata.category(c) in _NAME_REFUSED_CATEGORIES
 
 
 def check_password(password: str) -> str:

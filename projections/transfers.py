@@ -21,7 +21,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.event_store import RecordedEvent
@@ -40,6 +40,7 @@ def transfers_table(name: str = "transfers") -> Table:
         Column("amount", Numeric(20, 2), nullable=False),
         Column("status", Text, nullable=False, index=True),
         Column("reason", Text),
+        Column("reason_details", JSONB),
         Column("steps", ARRAY(Text), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
         Column("updated_at", DateTime(timezone=True), nullable=False),
@@ -63,6 +64,8 @@ class TransferView:
     steps: list[str]
     created_at: datetime
     updated_at: datetime
+    reason_details: dict[str, str] | None = None
+    """The rejection's details (a refusal's facts) the reason is shown to each reader from."""
 
 
 class TransfersProjection:
@@ -115,6 +118,8 @@ class TransfersProjection:
         elif event.type == "TransferRejected":
             values["status"] = TransferStatus.REJECTED.value
             values["reason"] = data["reason"]
+            details = data.get("details")
+            values["reason_details"] = details if isinstance(details, dict) else None
         await conn.execute(
             update(table)
             .where(table.c.id == event.stream_id, table.c.version < event.version)
@@ -172,4 +177,5 @@ def _view(m: RowMapping) -> TransferView:
         steps=list(m["steps"]),
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        reason_details=m["reason_details"],
     )

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     api_max_websockets_per_token: int = Field(default=0, ge=0)
     """Websockets one API token (a back end, acting for many customers) may hold open at
     once on one API process; 0: no bound."""
+    api_max_websockets_awaiting_init: int = Field(default=256, gt=0)
+    """Websockets that may be open at once on one API process without their connection_init
+    handled yet (no caller named); one more is closed with 1013 (try again later) at once."""
     api_cors_origins: str = ""
     """Comma-separated origins whose browser pages may call the API ("*": any)."""
     graphiql_assets_dir: Path | None = None

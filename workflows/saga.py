@@ -60,6 +60,8 @@ class SagaState:
     completed_steps: list[str] = field(default_factory=list)
     compensations: list[str] = field(default_factory=list)
     error: str | None = None
+    error_details: dict[str, str] | None = None
+    """The details of the rejection `error` names (a refusal's facts), if it names one."""
     operator_retries: int = 0
     started_at: datetime | None = None
     closed_at: datetime | None = None
@@ -146,11 +148,13 @@ class Saga:
                     if compensation is not None:
                         self._owed.pop()
                     self.state.error = f"{name}: {rejection.message}"
+                    self.state.error_details = dict(rejection.details) or None
                     raise StepRejected(name, rejection) from None
                 failure = failure_of(error)
                 if failure is None or not workflow.patched(FAILED_STEPS_PARK):
                     raise
                 self.state.error = f"{name}: {failure.message}"
+                self.state.error_details = None
                 if not self._owed and not self._forward_only:
                     raise StepFailed(name, failure) from None
                 if cancelled is not None and not self._forward_only:
@@ -178,6 +182,7 @@ class Saga:
             except ActivityError as error:
                 cause = error.cause if error.cause is not None else error
                 self.state.error = f"compensation failed: {cause}"
+                self.state.error_details = None
                 await self._wait_for_operator()
         self._set_status(SagaStatus.COMPENSATED)
 

@@ -69,6 +69,9 @@ class TransferOutcome:
     position: int
     reason: str | None = None
     error_type: str | None = None
+    details: dict[str, str] | None = None
+    """The rejection's details: for a refusal with an account's figures, its facts
+    (domain/refusals.py), from which a reader is shown the reason."""
 
 
 @workflow.defn
@@ -148,9 +151,16 @@ class TransferSaga:
             # A transfer refused by its first check (unknown account, locked sender) is bad
             # input: it changes nothing, not even the transfer's own record.
             if rejected.step != "begin" or not workflow.patched(REFUSALS_RECORD_NOTHING):
-                position = await self._record_rejection(command, rejection.message, rejection.type)
+                position = await self._record_rejection(
+                    command, rejection.message, rejection.type, rejection.details
+                )
             return TransferOutcome(
-                command.transfer_id, "REJECTED", position, rejection.message, rejection.type
+                command.transfer_id,
+                "REJECTED",
+                position,
+                rejection.message,
+                rejection.type,
+                dict(rejection.details) or None,
             )
         except StepFailed as failed:
             # Only a first step fails this way (a later one parks the saga): nothing to undo,
@@ -167,10 +177,16 @@ class TransferSaga:
         saga.complete()
         return TransferOutcome(command.transfer_id, "COMPLETED", position)
 
-    async def _record_rejection(self, command: TransferMoney, reason: str, error_type: str) -> int:
+    async def _record_rejection(
+        self,
+        command: TransferMoney,
+        reason: str,
+        error_type: str,
+        details: dict[str, str] | None = None,
+    ) -> int:
         return await self._execute(
             TransferActivities.reject_transfer,
-            RejectTransfer(command, reason, error_type),
+            RejectTransfer(command, reason, error_type, dict(details or {}) or None),
             COMMAND_RETRY,
         )
 

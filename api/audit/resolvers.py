@@ -13,7 +13,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from adapters.event_store import PostgresEventStore
-from api.access import NotYours, reason_shown, require_operator, sees_stream
+from api.access import NotYours, details_shown, reason_shown, require_operator, sees_stream
 from api.auth import Role
 from api.consistency import ensure_consistent
 from api.context import Context
@@ -66,17 +66,16 @@ def shown_to(ctx: Context) -> Callable[[RecordedEvent], Event]:
 
 
 async def reason_hidden(ctx: Context, event: RecordedEvent) -> RecordedEvent:
-    """The event with its `reason` (a rejected transfer's) as the caller may read it: a
-    customer reads no amounts of an account that is not its own (api/access.py)."""
-    reason = event.data.get("reason")
+    """The event with its `reason` and `details` (a rejected transfer's) as the caller may
+    read them: a customer reads no amounts of an account that is not its own (api/access.py)."""
+    reason, details = event.data.get("reason"), event.data.get("details")
     if not isinstance(reason, str):
         return event
-    shown = await reason_shown(ctx, reason)
-    return (
-        event
-        if shown == reason
-        else dataclasses.replace(event, data={**event.data, "reason": shown})
-    )
+    facts = details if isinstance(details, dict) else None
+    shown = {**event.data, "reason": await reason_shown(ctx, reason, facts)}
+    if facts is not None:
+        shown["details"] = await details_shown(ctx, facts)
+    return event if shown == event.data else dataclasses.replace(event, data=shown)
 
 
 def current_payload(event: RecordedEvent) -> JsonDict:

@@ -9,9 +9,10 @@ import strawberry
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.access import reason_shown
+from api.access import reason_shown, refusal_shown
 from api.context import Context
 from api.sagas.types import Saga
+from domain.refusals import Refusal
 from workflows.saga import SagaState
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
 
@@ -84,11 +85,22 @@ async def _saga(ctx: Context, workflow_id: str, state: SagaState) -> Saga:
         current_step=state.current_step,
         completed_steps=state.completed_steps,
         compensations=state.compensations,
-        error=await reason_shown(ctx, state.error),
+        error=await _error_shown(ctx, state),
         started_at=state.started_at,
         closed_at=state.closed_at,
         temporal_ui_url=temporal_ui_url(ctx, workflow_id),
     )
+
+
+async def _error_shown(ctx: Context, state: SagaState) -> str | None:
+    """The saga's error as the caller may read it: "<step>: <reason>", the reason shown as
+    a transfer's is (api/access.py)."""
+    refusal = Refusal.from_facts(state.error_details)
+    if refusal is None or state.error is None:
+        return await reason_shown(ctx, state.error)
+    # The saga writes a rejected step's error as "<step>: <the rejection's message>".
+    step, _, _ = state.error.partition(": ")
+    return f"{step}: {await refusal_shown(ctx, refusal)}"
 
 
 def temporal_ui_url(ctx: Context, workflow_id: str) -> str | None:

@@ -66,6 +66,7 @@ async def _transfer(
         amount=command.amount,
         status=TransferStatus.REQUESTED if outcome is None else TransferStatus(outcome.status),
         stored_reason=None if outcome is None else outcome.reason,
+        stored_reason_details=None if outcome is None else outcome.details,
         steps=[],
         created_at=None,
         updated_at=None,
@@ -138,7 +139,7 @@ async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMon
     transfer = await _transfer(ctx, command, outcome.position, outcome)
     if outcome.status == "COMPLETED":
         return TransferCompletedPayload(transfer=transfer, position=str(outcome.position))
-    reason = await reason_shown(ctx, outcome.reason) or "transfer rejected"
+    reason = await reason_shown(ctx, outcome.reason, outcome.details) or "transfer rejected"
     rejection = Rejection(outcome.error_type or "Rejected", reason)
     return transfer_rejection(rejection, transfer, str(outcome.position))
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
-from api.access import NotYours, may_use_account, sees_transfer
+from api.access import may_use_account, sees_transfer
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
@@ -70,13 +70,15 @@ class TransferSubscriptions:
         async with services.feed.subscribe() as updates:
             async with services.read_engine.connect() as conn:
                 view = await get_transfer(conn, str(id))
-            # A transfer not made yet may still become the caller's: each update is checked.
-            if view is not None and not await sees_transfer(ctx, view):
-                raise NotYours(f"transfer {id}")
-            if view is not None:
+            # Another customer's transfer answers as a missing one does, with nothing (an
+            # error for it alone would tell that it exists). A transfer not made yet may
+            # still become the caller's, so each update of one is checked; one made between
+            # accounts not the caller's never is (an account keeps its owner).
+            hidden = view is not None and not await sees_transfer(ctx, view)
+            if view is not None and not hidden:
                 yield Transfer.from_view(view)
             async for event in updates:
-                if event.stream_id != str(id):
+                if hidden or event.stream_id != str(id):
                     continue
                 await wait_until_caught_up(
                     services.read_engine,

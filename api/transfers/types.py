@@ -37,13 +37,14 @@ class Transfer:
     amount: Decimal
     status: TransferStatus
     stored_reason: strawberry.Private[str | None]
+    stored_reason_details: strawberry.Private[dict[str, str] | None]
     steps: list[str]
     created_at: datetime | None
     updated_at: datetime | None
 
     @strawberry.field(description="Why it was rejected; a customer sees no other's amounts.")
     async def reason(self, info: Info[Context, None]) -> str | None:
-        return await reason_shown(info.context, self.stored_reason)
+        return await reason_shown(info.context, self.stored_reason, self.stored_reason_details)
 
     @strawberry.field(description="The account the money leaves.")
     async def from_account(self, info: Info[Context, None]) -> Account | None:
@@ -72,6 +73,7 @@ class Transfer:
             amount=view.amount,
             status=TransferStatus(view.status.value),
             stored_reason=view.reason,
+            stored_reason_details=view.reason_details,
             steps=view.steps,
             created_at=view.created_at,
             updated_at=view.updated_at,

@@ -38,6 +38,7 @@ from api.users.types import (
 )
 from domain.credentials import PasswordCredential
 from domain.errors import InvalidInput
+from domain.inputs import check_version
 from domain.passwords import hash_password, verify_password
 from domain.users import (
     MAX_PASSWORD_LENGTH,
@@ -153,10 +154,11 @@ class UserMutations:
         try:
             command_id = command_id_or_new(ctx, input.command_id)
             email = normalise_email(input.new_email)
+            expected_version = check_version("expectedVersion", input.expected_version)
         except InvalidInput as error:
             return invalid_input(error)
         user_id = str(input.user_id)
-        command = ChangeUserEmail(command_id, user_id, email, input.expected_version, ctx.actor)
+        command = ChangeUserEmail(command_id, user_id, email, expected_version, ctx.actor)
         return await _execute(  # type: ignore[no-any-return]
             ctx,
             ChangeUserEmailWorkflow,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from typing import Any, cast
 
 import httpx
@@ -231,6 +232,40 @@ def test_a_token_over_its_websocket_bound_is_closed_with_4429_until_one_closes()
         with client.websocket_connect("/", subprotocols=protocol) as again:
             again.send_json(init)
             assert again.receive_json()["type"] == "connection_ack"
+
+
+def test_sockets_awaiting_connection_init_past_the_bound_are_closed_with_1013() -> None:
+    settings = Settings(api_max_websockets_awaiting_init=2)
+    services = services_without_backends(settings)
+    client = TestClient(SagalineGraphQL({"services": services}, settings))
+    awaiting = services.sockets_awaiting_init
+    protocol = ["graphql-transport-ws"]
+    init = {"type": "connection_init", "payload": {"Authorization": "Bearer t"}}
+
+    def awaiting_reaches(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while awaiting.count != count:
+            assert time.monotonic() < deadline, f"{awaiting.count} awaiting, not {count}"
+            time.sleep(0.01)
+
+    with client.websocket_connect("/", subprotocols=protocol) as first:
+        with client.websocket_connect("/", subprotocols=protocol):
+            awaiting_reaches(2)
+            with (
+                client.websocket_connect("/", subprotocols=protocol) as third,
+                pytest.raises(WebSocketDisconnect) as closed,
+            ):
+                third.receive_json()
+            assert closed.value.code == 1013
+            assert closed.value.reason.startswith("too many websockets awaiting connection_init")
+            # A socket past its connection_init, or closed, awaits nothing any more.
+            first.send_json(init)
+            assert first.receive_json()["type"] == "connection_ack"
+            awaiting_reaches(1)
+            with client.websocket_connect("/", subprotocols=protocol) as another:
+                another.send_json(init)
+                assert another.receive_json()["type"] == "connection_ack"
+        awaiting_reaches(0)
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,7 @@ def test_each_rejection_of_a_transfer_answers_a_typed_member_of_its_union(
         amount=Decimal("1.00"),
         status=TransferStatus.REJECTED,
         stored_reason=rejection.message,
+        stored_reason_details=rejection.details,
         steps=[],
         created_at=None,
         updated_at=None,

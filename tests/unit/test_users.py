@@ -97,3 +97,10 @@ def test_a_stored_version_1_registration_is_read_without_its_password_hash() -> 
     event = from_data("UserRegistered", data, schema_version=1)
     assert event == UserRegistered("u1", "a@example.com", "A")
     assert "password_hash" not in to_data(event)
+
+
+@pytest.mark.parametrize(
+    "name", ["Ann\u200dMarie", "\u0645\u0647\u200c\u0633\u0627", "👩\u200d💻 Ada", "Zoë"]
+)
+def test_names_keep_the_joiners_scripts_and_emoji_need(name: str) -> None:
+    assert normalise_name(name) == name
