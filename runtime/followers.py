@@ -17,18 +17,15 @@ from temporalio.worker import Worker
 
 from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
-from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
-from adapters.temporal import connect
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from projections.rebuild import drop_abandoned_rebuilds
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
-from runtime.ports import ensure_port_free
-from runtime.startup import freeze_startup_objects
-from runtime.worker_metrics import FollowerMetrics, serving_metrics, temporal_runtime
+from runtime.serving import serve
+from runtime.worker_metrics import FollowerMetrics
 from workflows.followers import (
     HEARTBEAT,
     RELAY_WORKFLOW_ID,
@@ -84,32 +81,31 @@ def pool_size() -> int:
 
 async def run_followers(settings: Settings) -> None:
     """Run the followers' worker until cancelled, having started (or moved) the followers."""
-    served = settings.process_metrics("followers")
-    for port, variable in served.ports():
-        ensure_port_free(served.host, port, variable)
-    engine = create_engine(settings.require_database_url(), pool_size=pool_size() // 2)
-    metrics = FollowerMetrics() if settings.metrics else None
+    task_queue = settings.followers_task_queue()
+
+    async def start(client: Client, engine: AsyncEngine) -> None:
+        await start_followers(client, task_queue, projection_names(), handover(settings))
+        await move_rebuilds(client, task_queue)
+        await drop_abandoned_rebuilds(engine, all_projections())
+
+    await serve(
+        settings,
+        "followers",
+        task_queue=task_queue,
+        pool_size=pool_size(),
+        metrics=FollowerMetrics if settings.metrics else None,
+        open_store=_open_store,
+        create_worker=functools.partial(create_followers_worker, settings),
+        log=log,
+        on_start=start,
+    )
+
+
+def _open_store(engine: AsyncEngine, metrics: FollowerMetrics | None) -> PostgresEventStore:
+    """The followers' event store; with `metrics`, their pool is measured."""
     if metrics is not None:
         metrics.watch_pool(engine)
-    store = PostgresEventStore(engine)
-    task_queue = settings.followers_task_queue()
-    try:
-        client = await connect(
-            settings.require_temporal_address(),
-            settings.temporal_namespace,
-            runtime=temporal_runtime(served),
-        )
-        worker = create_followers_worker(settings, client, engine, store, metrics)
-        async with serving_metrics(served, metrics.registry if metrics else None):
-            freeze_startup_objects()
-            await start_followers(client, task_queue, projection_names(), handover(settings))
-            await move_rebuilds(client, task_queue)
-            await drop_abandoned_rebuilds(engine, all_projections())
-            log.info("followers polling task queue %s", task_queue)
-            await worker.run()
-    finally:
-        await store.close()
-        await engine.dispose()
+    return PostgresEventStore(engine)
 
 
 def create_followers_worker(

@@ -6,6 +6,7 @@ own task queue (`runtime.followers`), so their batches never hold up a saga's st
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import timedelta
 
@@ -18,18 +19,15 @@ from activities.accounts import AccountActivities
 from activities.transfers import TransferActivities
 from activities.users import UserActivities
 from adapters.credentials import PostgresCredentials
-from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.snapshots import PostgresSnapshotStore
 from adapters.store_metrics import MeasuredEventStore
-from adapters.temporal import connect
 from domain.aggregate_cache import AggregateCache
 from domain.repository import Repository
 from runtime.config import Settings
-from runtime.ports import ensure_port_free
 from runtime.saga_metrics import SagaMetricsInterceptor
-from runtime.startup import freeze_startup_objects
-from runtime.worker_metrics import WorkerMetrics, serving_metrics, temporal_runtime
+from runtime.serving import serve
+from runtime.worker_metrics import WorkerMetrics
 from workflows.accounts import (
     CloseAccountWorkflow,
     DepositMoneyWorkflow,
@@ -76,33 +74,27 @@ SHARED_WORKFLOW_MODULES = (
 
 async def run_worker(settings: Settings) -> None:
     """Run the worker until cancelled; a metrics port that is taken stops it before it starts."""
-    served = settings.process_metrics("worker")
-    for port, variable in served.ports():
-        ensure_port_free(served.host, port, variable)
-    engine = create_engine(settings.require_database_url(), pool_size=POOL_SIZE // 2)
     # With SAGALINE_METRICS=false nothing is counted: the plain store, no saga interceptor,
     # no consumer metrics, no /metrics server and the SDK's default runtime.
-    metrics = WorkerMetrics() if settings.metrics else None
-    store: PostgresEventStore
+    await serve(
+        settings,
+        "worker",
+        task_queue=settings.temporal_task_queue,
+        pool_size=POOL_SIZE,
+        metrics=WorkerMetrics if settings.metrics else None,
+        open_store=_open_store,
+        create_worker=functools.partial(create_worker, settings),
+        log=log,
+    )
+
+
+def _open_store(engine: AsyncEngine, metrics: WorkerMetrics | None) -> PostgresEventStore:
+    """The worker's event store; with `metrics`, its appends and pools are measured."""
     if metrics is None:
-        store = PostgresEventStore(engine)
-    else:
-        store = MeasuredEventStore(engine, metrics.appends)
-        metrics.watch_pools(engine, store)
-    try:
-        client = await connect(
-            settings.require_temporal_address(),
-            settings.temporal_namespace,
-            runtime=temporal_runtime(served),
-        )
-        worker = create_worker(settings, client, engine, store, metrics)
-        async with serving_metrics(served, metrics.registry if metrics else None):
-            freeze_startup_objects()
-            log.info("worker polling task queue %s", settings.temporal_task_queue)
-            await worker.run()
-    finally:
-        await store.close()
-        await engine.dispose()
+        return PostgresEventStore(engine)
+    store = MeasuredEventStore(engine, metrics.appends)
+    metrics.watch_pools(engine, store)
+    return store
 
 
 def create_worker(

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
 from pathlib import Path
 
-from runtime.launcher import StackPorts, UpProcess
+import pytest
+
+from runtime.launcher import PROJECT_ROOT, StackPorts, UpProcess, sagaline_command
 from tests.e2e.conftest import run_up
 
 
@@ -53,3 +57,42 @@ def test_up_past_its_startup_bound_exits_with_status_1_naming_the_late_part_and_
     assert "--- " in result.stderr
     assert result.stdout.splitlines()[-1] == "stopped"
     assert elapsed < 120
+
+
+@pytest.mark.parametrize("role", ["worker", "followers"])
+@pytest.mark.parametrize(
+    ("taken", "other"), [("METRICS", "TEMPORAL_METRICS"), ("TEMPORAL_METRICS", "METRICS")]
+)
+def test_a_worker_process_with_a_metrics_port_taken_exits_with_status_2_naming_the_variable(
+    role: str, taken: str, other: str
+) -> None:
+    taken, other = (f"SAGALINE_{role.upper()}_{setting}_PORT" for setting in (taken, other))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        environment = {
+            **os.environ,
+            taken: str(port),
+            other: "0",  # off, so the taken port is the one reported
+            "SAGALINE_WORKER_METRICS_HOST": "127.0.0.1",
+            # Nothing listens on these: the process must stop before it connects anywhere.
+            "SAGALINE_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none",
+            "SAGALINE_TEMPORAL_ADDRESS": "127.0.0.1:1",
+            "SAGALINE_KAFKA_BOOTSTRAP": "127.0.0.1:1",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+        result = subprocess.run(
+            sagaline_command(role),
+            env=environment,
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"sagaline: port {port} on 127.0.0.1 is already in use; set {taken} to use another port\n"
+    )
+    assert result.stdout == ""
