@@ -32,6 +32,8 @@ UP_MARGIN_SECONDS = 60.0
 UP_STOP_GRACE = 60.0
 UP_TAIL_LINES = 80
 READY_POLL_SECONDS = 0.2
+UP_BANNER = "sagaline is up"
+"""What `up` prints once every part has started and it begins to supervise them."""
 
 
 def sagaline_command(*arguments: str) -> list[str]:
@@ -210,21 +212,37 @@ class UpProcess:
         return env
 
     async def start(self) -> None:
-        """Start `up` and wait until GraphQL answers.
+        """Start `up` and wait until it says it is up: every part started, supervised from now.
+
+        GraphQL answering is not enough: `up` still counts as starting then, and a part that
+        dies meanwhile stops the whole stack rather than being restarted.
 
         `up` gives up by itself past its startup bound, naming the late part; that message
         and the end of `up`'s output are in the ComponentStartError raised here.
         """
+        times_up = self._times_up()
+
+        async def is_up() -> bool:
+            answers = await http_answers(LOCALHOST, self.ports.api, "/graphql")
+            return answers and self._times_up() > times_up
+
         self._process.start()
         try:
             await self._process.wait_ready(
-                lambda: http_answers(LOCALHOST, self.ports.api, "/graphql"),
+                is_up,
                 within=self.startup_within + UP_MARGIN_SECONDS,
                 interval=READY_POLL_SECONDS,
             )
         except BaseException:
             await self._process.stop(UP_STOP_GRACE)
             raise
+
+    def _times_up(self) -> int:
+        """How often `up` has said it is up in its log (the log is kept across restarts)."""
+        try:
+            return self.log_path.read_text(errors="replace").count(UP_BANNER)
+        except FileNotFoundError:
+            return 0
 
     async def stop(self) -> int | None:
         """SIGTERM `up` and wait for its exit status; SIGKILL its process group if it hangs."""

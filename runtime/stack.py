@@ -23,7 +23,13 @@ from runtime.embedded.process import (
     http_answers,
     log_tail,
 )
-from runtime.launcher import READY_POLL_SECONDS, Deadline, sagaline_process, start_together
+from runtime.launcher import (
+    READY_POLL_SECONDS,
+    UP_BANNER,
+    Deadline,
+    sagaline_process,
+    start_together,
+)
 from runtime.ports import ensure_port_free
 from runtime.supervision import RestartPolicy, SupervisedPart, supervise_all
 
@@ -351,7 +357,7 @@ def _summary(endpoints: Endpoints) -> str:
     ]
     width = max(len(label) for label, _ in rows)
     lines = [f"  {label:<{width}}  {value}" for label, value in rows]
-    return "\n".join(["", "sagaline is up (Ctrl-C stops it)", *lines, ""])
+    return "\n".join(["", f"{UP_BANNER} (Ctrl-C stops it)", *lines, ""])
 
 
 def development_tokens(data_dir: Path) -> dict[str, str]:
