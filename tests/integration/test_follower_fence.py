@@ -17,7 +17,6 @@ from typing import cast
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from temporalio.testing import ActivityEnvironment
 
@@ -34,6 +33,7 @@ from adapters.kafka import KafkaEventPublisher
 from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
 from domain.users import LockUser
 from projections.projector import Projector
+from tests.kafka_support import published_ids
 from tests.waiting import eventually
 
 RUN_SECONDS = 2.0
@@ -69,25 +69,6 @@ async def append_events(store: PostgresEventStore, event_type: str, count: int) 
     return ids
 
 
-async def published_ids(bootstrap: str, topic: str) -> Counter[str]:
-    """How often each event id was published to `topic`, read to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    seen: Counter[str] = Counter()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(WITHIN):
-            while [p for p in partitions if await consumer.position(p) < ends[p]]:
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
-                    for message in messages:
-                        seen.update(v.decode() for k, v in message.headers if k == "ce_id")
-    finally:
-        await consumer.stop()
-    return seen
-
-
 async def test_two_relay_activities_at_once_publish_each_event_once(
     engine: AsyncEngine, store: PostgresEventStore, kafka_bootstrap: str, database_url: str
 ) -> None:
@@ -117,7 +98,7 @@ async def test_two_relay_activities_at_once_publish_each_event_once(
         )
     )
 
-    published = await published_ids(kafka_bootstrap, topic)
+    published = await published_ids(kafka_bootstrap, topic, WITHIN)
     assert {published[event_id] for event_id in appended} == {1}
     assert sorted(moved)[0] == 0, "the instance that waited found nothing left to publish"
     assert all(beats), "both instances heartbeated, the waiting one too"
