@@ -29,6 +29,7 @@ from runtime.followers import (
     handover,
     move_rebuilds,
     start_followers,
+    start_rebuild_again,
 )
 from tests.kafka_support import published_ids
 from tests.waiting import eventually
@@ -194,3 +195,8 @@ async def test_a_rebuild_left_on_another_queue_is_started_again_on_the_followers
     assert described.status is WorkflowExecutionStatus.COMPLETED
     assert position > 0
     assert await move_rebuilds(client, own) == []
+    # Should a rebuild listed as running complete before it is moved, it stays completed:
+    # no second replay under its id.
+    assert not await start_rebuild_again(client, workflow_id, "users", own)
+    latest = await client.get_workflow_handle(workflow_id).describe()
+    assert (latest.run_id, latest.status) == (described.run_id, WorkflowExecutionStatus.COMPLETED)
