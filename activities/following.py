@@ -12,7 +12,7 @@ from typing import TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from adapters.follower_fence import FollowerFence
+from adapters.follower_fence import FenceTimings, FollowerFence
 from adapters.notifications import EventNotifications
 
 IDLE_WAKE_SECONDS = 1.0
@@ -22,8 +22,6 @@ FENCE_TRY_EVERY_SECONDS = 0.25
 """How often an instance waiting for its follower's fence tries to take it."""
 FENCE_WAIT_SECONDS = 30.0
 """How long an instance waits for the fence before failing, for Temporal to try again."""
-FENCE_CHECK_EVERY_SECONDS = 1.0
-"""How often the holder checks that its fence's connection still answers."""
 FOLLOWER_HELD_ELSEWHERE = "FollowerHeldElsewhere"
 
 T = TypeVar("T")
@@ -59,43 +57,43 @@ async def heartbeating(details: Callable[[], object]) -> AsyncIterator[None]:
             await task
 
 
-async def fenced(database_url: str, name: str, work: Callable[[], Awaitable[T]]) -> T:
+async def fenced(
+    database_url: str,
+    name: str,
+    work: Callable[[], Awaitable[T]],
+    wait_seconds: float = FENCE_WAIT_SECONDS,
+    timings: FenceTimings | None = None,
+) -> T:
     """Run `work` holding follower `name`'s fence, so no other instance of it works meanwhile.
 
     While another instance holds the fence this one waits, trying again every
-    FENCE_TRY_EVERY_SECONDS; after FENCE_WAIT_SECONDS it fails (retryably, so Temporal tries
-    again later). While `work` runs, the fence's connection is checked every
-    FENCE_CHECK_EVERY_SECONDS: if it fails, another instance may take the fence, so `work` is
-    cancelled and FenceLost raised. The caller heartbeats, also while this waits.
+    FENCE_TRY_EVERY_SECONDS; after `wait_seconds` it fails with FollowerHeldElsewhere
+    (retryably, so Temporal tries again later). While `work` runs, the fence watches its
+    connection (`FollowerFence.watch`, with `timings`): once it is lost, another instance
+    may take the fence, so `work` is cancelled and FenceLost raised. The caller heartbeats,
+    also while this waits.
     """
     loop = asyncio.get_running_loop()
-    async with FollowerFence(database_url, name) as held:
-        give_up = loop.time() + FENCE_WAIT_SECONDS
+    async with FollowerFence(database_url, name, timings) as held:
+        give_up = loop.time() + wait_seconds
         while not await held.try_hold():
             if loop.time() >= give_up:
                 raise ApplicationError(
-                    f"follower {name} is held by another instance for over"
-                    f" {FENCE_WAIT_SECONDS:.0f} s",
+                    f"follower {name} is held by another instance for over {wait_seconds:g} s",
                     type=FOLLOWER_HELD_ELSEWHERE,
                 )
             await asyncio.sleep(FENCE_TRY_EVERY_SECONDS)
         working = asyncio.ensure_future(work())
-        checking = asyncio.ensure_future(_keep_checking(held))
+        watching = asyncio.ensure_future(held.watch())
         try:
-            await asyncio.wait({working, checking}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (working, checking):
+            for task in (working, watching):
                 task.cancel()
-            await asyncio.gather(working, checking, return_exceptions=True)
-        if working.cancelled() and checking.done() and not checking.cancelled():
-            checking.result()  # raises FenceLost
+            await asyncio.gather(working, watching, return_exceptions=True)
+        if working.cancelled() and watching.done() and not watching.cancelled():
+            watching.result()  # raises FenceLost
         return working.result()
-
-
-async def _keep_checking(fence: FollowerFence) -> None:
-    while True:
-        await asyncio.sleep(FENCE_CHECK_EVERY_SECONDS)
-        await fence.check()
 
 
 async def follow(

@@ -22,7 +22,7 @@ from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
-from adapters.follower_fence import FollowerFence
+from adapters.follower_fence import UNWATCHED, FollowerFence
 from adapters.schema import checkpoints as checkpoints_table
 from domain.event_store import EventStore
 from projections.projector import Projection, Projector, checkpoint_name
@@ -72,9 +72,7 @@ class ProjectionRebuild:
         """Replay into new tables, then swap them in; the live tables serve throughout."""
         # Nothing checks this fence while the rebuild runs, so no idle timeout may end its
         # session: a rebuild that outlived it would have its tables dropped as abandoned.
-        fence_of_rebuild = FollowerFence(
-            _url_of(self._engine), self._shadow.checkpoint, idle_timeout_seconds=0
-        )
+        fence_of_rebuild = FollowerFence(_url_of(self._engine), self._shadow.checkpoint, UNWATCHED)
         async with fence_of_rebuild as fence:
             if not await fence.try_hold():
                 raise RuntimeError(f"rebuild {self._shadow.checkpoint} is held elsewhere")

@@ -11,7 +11,8 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
@@ -210,7 +211,8 @@ async def move_rebuilds(client: Client, task_queue: str) -> list[str]:
     ever after the upgrade, no worker on it running rebuilds any more. Started again it
     replays from position 0 into fresh tables; should the ended one's activity still run on
     an older worker, both swap in turn, each a whole replay, and the ended one's tables go
-    with it or with `drop_abandoned_rebuilds`.
+    with it or with `drop_abandoned_rebuilds`. One that completed after it was listed is
+    left completed (see `start_rebuild_again`).
     """
     moved = []
     query = f"WorkflowType = '{RebuildProjectionWorkflow.__name__}' AND ExecutionStatus = 'Running'"
@@ -226,18 +228,39 @@ async def move_rebuilds(client: Client, task_queue: str) -> list[str]:
         except RPCError as error:
             if error.status != RPCStatusCode.NOT_FOUND:
                 raise
-        await client.start_workflow(
-            RebuildProjectionWorkflow.run,
-            projection,
-            id=execution.id,
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            static_summary=f"Rebuild projection {projection}",
-        )
-        moved.append(execution.id)
+        if await start_rebuild_again(client, execution.id, projection, task_queue):
+            moved.append(execution.id)
     if moved:
         log.info("rebuilds started again on task queue %s: %s", task_queue, ", ".join(moved))
     return moved
+
+
+async def start_rebuild_again(
+    client: Client, workflow_id: str, projection: str, task_queue: str
+) -> bool:
+    """Start rebuild `workflow_id` of `projection` on `task_queue` unless its latest run
+    completed; whether it runs now (a run another process started here counts).
+
+    Its latest run is usually the one `move_rebuilds` just terminated. But a terminate that
+    found it ended already (NOT_FOUND) may have met a run that completed on an older worker
+    in the meantime, or another followers process's new run that completed since: that
+    rebuild is done, and starting it again would replay every event once more for nothing.
+    So the id may be reused only after a run that did not complete (failed, terminated,
+    cancelled, timed out); a run that still runs (another process's) is joined.
+    """
+    try:
+        await client.start_workflow(
+            RebuildProjectionWorkflow.run,
+            projection,
+            id=workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            static_summary=f"Rebuild projection {projection}",
+        )
+    except WorkflowAlreadyStartedError:
+        return False
+    return True
 
 
 def follower_starts(projections: list[str]) -> Mapping[str, FollowerStart]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -78,3 +79,23 @@ async def read_topic(
     finally:
         await consumer.stop()
     return records
+
+
+async def published_ids(bootstrap: str, topic: str, within: float) -> Counter[str]:
+    """How often each event id (its `ce_id` header) was published to `topic`, read to the
+    end it had when this started; fails if that takes over `within` seconds."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    seen: Counter[str] = Counter()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        async with asyncio.timeout(within):
+            while [p for p in partitions if await consumer.position(p) < ends[p]]:
+                for messages in (await consumer.getmany(timeout_ms=500)).values():
+                    for message in messages:
+                        seen.update(v.decode() for k, v in message.headers if k == "ce_id")
+    finally:
+        await consumer.stop()
+    return seen

@@ -12,16 +12,17 @@ import signal
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import cast
 
 import psycopg
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.following import FollowInput, fenced
+from activities.following import FOLLOWER_HELD_ELSEWHERE, FollowInput, fenced
 from activities.patterns import PatternActivities, PatternDetector
 from activities.projections import ProjectInput, ProjectionActivities
 from activities.relay import RelayActivities
@@ -29,21 +30,29 @@ from adapters import checkpoints
 from adapters.consumer import EventConsumer
 from adapters.database import libpq_url
 from adapters.event_store import PostgresEventStore
-from adapters.follower_fence import FenceLost, FollowerFence, fence_application_name
+from adapters.follower_fence import (
+    FenceLost,
+    FenceTimings,
+    FollowerFence,
+    fence_application_name,
+)
 from adapters.kafka import KafkaEventPublisher
 from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
 from domain.users import LockUser
 from projections.projector import Projector
+from tests.kafka_support import published_ids
+from tests.proxy import CuttableProxy
 from tests.waiting import eventually
 
 RUN_SECONDS = 2.0
 WITHIN = 30.0
 HOLDER = """
 import asyncio, sys
-from adapters.follower_fence import FollowerFence
+from adapters.follower_fence import FenceTimings, FollowerFence
 
 async def hold() -> None:
-    async with FollowerFence(sys.argv[1], sys.argv[2], float(sys.argv[3])) as fence:
+    timings = FenceTimings(float(sys.argv[3]), check_every=0.1, check_timeout=0.5, margin=0.1)
+    async with FollowerFence(sys.argv[1], sys.argv[2], timings) as fence:
         assert await fence.try_hold()
         print("held", flush=True)
         await asyncio.Event().wait()
@@ -67,25 +76,6 @@ async def append_events(store: PostgresEventStore, event_type: str, count: int) 
         await store.append(StreamAppend(f"fence-{uuid.uuid4()}", events, NO_STREAM))
         ids += [str(e.event_id) for e in events]
     return ids
-
-
-async def published_ids(bootstrap: str, topic: str) -> Counter[str]:
-    """How often each event id was published to `topic`, read to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    seen: Counter[str] = Counter()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(WITHIN):
-            while [p for p in partitions if await consumer.position(p) < ends[p]]:
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
-                    for message in messages:
-                        seen.update(v.decode() for k, v in message.headers if k == "ce_id")
-    finally:
-        await consumer.stop()
-    return seen
 
 
 async def test_two_relay_activities_at_once_publish_each_event_once(
@@ -117,7 +107,7 @@ async def test_two_relay_activities_at_once_publish_each_event_once(
         )
     )
 
-    published = await published_ids(kafka_bootstrap, topic)
+    published = await published_ids(kafka_bootstrap, topic, WITHIN)
     assert {published[event_id] for event_id in appended} == {1}
     assert sorted(moved)[0] == 0, "the instance that waited found nothing left to publish"
     assert all(beats), "both instances heartbeated, the waiting one too"
@@ -302,3 +292,109 @@ async def test_work_under_a_fence_whose_connection_ends_is_cancelled(database_ur
         async with asyncio.timeout(WITHIN):
             await working
     assert stopped.is_set()
+
+
+@pytest.fixture
+async def database_behind_proxy(database_url: str) -> AsyncIterator[tuple[CuttableProxy, str]]:
+    """A proxy to the session's Postgres, and the database URL through it."""
+    url = make_url(database_url)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    await proxy.stop()
+
+
+def held_until_cancelled(holding: asyncio.Event) -> Callable[[], Awaitable[None]]:
+    """Work that tells when it runs (so holds its fence), and runs until cancelled."""
+
+    async def work() -> None:
+        holding.set()
+        await asyncio.Event().wait()
+
+    return work
+
+
+async def test_a_holder_cut_off_from_postgres_stops_before_another_can_take_its_fence(
+    database_url: str, database_behind_proxy: tuple[CuttableProxy, str]
+) -> None:
+    # The production timings: the holder must notice within a check's wait and timeout,
+    # however its driver would go about cancelling the query nobody answers.
+    proxy, proxied_url = database_behind_proxy
+    timings = FenceTimings()
+    name = f"fence-test-{uuid.uuid4()}"
+    holding = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    working = asyncio.create_task(fenced(proxied_url, name, held_until_cancelled(holding)))
+    async with asyncio.timeout(WITHIN):
+        await holding.wait()
+    async with FollowerFence(database_url, name) as other:
+        assert not await other.try_hold()
+
+        proxy.freeze()
+        frozen_at = loop.time()
+        with pytest.raises(FenceLost):
+            async with asyncio.timeout(timings.check_every + timings.check_timeout + 1.0):
+                await working
+        lost_after = loop.time() - frozen_at
+
+        assert not await other.try_hold(), "the holder stopped while Postgres kept its lock"
+        await eventually(other.try_hold, WITHIN, "the cut-off holder's lock was released")
+        freed_after = loop.time() - frozen_at
+    assert lost_after < timings.idle_timeout - timings.margin
+    assert freed_after > lost_after
+
+
+async def test_a_healthy_holder_keeps_its_fence_past_the_idle_timeout(database_url: str) -> None:
+    timings = FenceTimings(idle_timeout=2.0, check_every=0.25, check_timeout=0.5, margin=0.5)
+    name = f"fence-test-{uuid.uuid4()}"
+    holding, done = asyncio.Event(), asyncio.Event()
+
+    async def work() -> str:
+        holding.set()
+        await done.wait()
+        return "worked"
+
+    loop = asyncio.get_running_loop()
+    working = asyncio.create_task(fenced(database_url, name, work, timings=timings))
+    async with asyncio.timeout(WITHIN):
+        await holding.wait()
+    async with FollowerFence(database_url, name) as other:
+        # The subject is time passing: the holder's session outlives its idle timeout
+        # twice over, and the lock stays its own meanwhile.
+        keep_until = loop.time() + 2.5 * timings.idle_timeout
+        tries = 0
+        while loop.time() < keep_until:
+            assert not await other.try_hold(), "another instance took a healthy holder's fence"
+            assert not working.done(), "the healthy holder lost its fence"
+            tries += 1
+            await asyncio.sleep(0.1)
+        done.set()
+        async with asyncio.timeout(WITHIN):
+            assert await working == "worked"
+        await eventually(other.try_hold, WITHIN, "the fence was released when its holder was done")
+    assert tries > 10
+
+
+async def test_an_instance_that_cannot_get_the_fence_fails_after_its_wait(
+    database_url: str,
+) -> None:
+    name = f"fence-test-{uuid.uuid4()}"
+    wait_seconds = 0.75
+    ran = asyncio.Event()
+
+    async def work() -> None:
+        ran.set()
+
+    loop = asyncio.get_running_loop()
+    async with FollowerFence(database_url, name) as holder:
+        assert await holder.try_hold()
+        started = loop.time()
+        with pytest.raises(ApplicationError) as failed:
+            async with asyncio.timeout(WITHIN):
+                await fenced(database_url, name, work, wait_seconds=wait_seconds)
+        waited = loop.time() - started
+
+    assert failed.value.type == FOLLOWER_HELD_ELSEWHERE
+    assert not failed.value.non_retryable
+    assert not ran.is_set()
+    assert wait_seconds <= waited < wait_seconds + WITHIN / 2

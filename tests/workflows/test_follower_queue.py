@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -31,7 +29,9 @@ from runtime.followers import (
     handover,
     move_rebuilds,
     start_followers,
+    start_rebuild_again,
 )
+from tests.kafka_support import published_ids
 from tests.waiting import eventually
 from tests.workflows.bank import Bank
 from workflows.followers import RebuildProjectionWorkflow, rebuild_workflow_id
@@ -80,25 +80,6 @@ async def event_ids(engine: AsyncEngine, streams: list[str]) -> dict[str, int]:
             {"streams": streams},
         )
     return {str(row[0]): int(row[1]) for row in rows}
-
-
-async def published_ids(bootstrap: str, topic: str) -> Counter[str]:
-    """How often each event id was published to `topic`, read to its end."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    seen: Counter[str] = Counter()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        async with asyncio.timeout(WITHIN):
-            while [p for p in partitions if await consumer.position(p) < ends[p]]:
-                for messages in (await consumer.getmany(timeout_ms=500)).values():
-                    for message in messages:
-                        seen.update(v.decode() for k, v in message.headers if k == "ce_id")
-    finally:
-        await consumer.stop()
-    return seen
 
 
 @pytest.fixture
@@ -173,7 +154,9 @@ async def test_followers_on_the_shared_queue_move_to_their_own_and_lose_nothing(
             text("SELECT count(*) FROM users WHERE id = ANY(:ids)"), {"ids": users}
         )
     assert rows == len(users)
-    published = await published_ids(settings.require_kafka_bootstrap(), settings.kafka_topic)
+    published = await published_ids(
+        settings.require_kafka_bootstrap(), settings.kafka_topic, WITHIN
+    )
     assert [event_id for event_id in events if not published[event_id]] == []
     # The relay publishes at least once: the batch in flight when the old run ended may go
     # out again from the checkpoint (with the same ce_id), as after any stop of the relay;
@@ -212,3 +195,8 @@ async def test_a_rebuild_left_on_another_queue_is_started_again_on_the_followers
     assert described.status is WorkflowExecutionStatus.COMPLETED
     assert position > 0
     assert await move_rebuilds(client, own) == []
+    # Should a rebuild listed as running complete before it is moved, it stays completed:
+    # no second replay under its id.
+    assert not await start_rebuild_again(client, workflow_id, "users", own)
+    latest = await client.get_workflow_handle(workflow_id).describe()
+    assert (latest.run_id, latest.status) == (described.run_id, WorkflowExecutionStatus.COMPLETED)
