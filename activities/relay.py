@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +30,7 @@ READ_WAIT_SECONDS = 0.5
 """How long a read waits for new events when the relay has caught up."""
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -109,7 +109,9 @@ class RelayActivities:
                 fence=self._checkpoint,
             )
         finally:
-            await self._settle_ahead()
+            # A publish_batch leaves nothing running; this drops a page published ahead
+            # whose checkpoint did not move (the next run publishes it again).
+            await self._stop_ahead()
             await self._pages.stop()
             await publisher.stop()
 
@@ -123,7 +125,23 @@ class RelayActivities:
         ends below what it acknowledged, its cluster changed, the topic is gone) or by the
         ack of one (landing below that end); the relay then goes back to the first lost
         position and publishes again from there.
+
+        Nothing a call starts outlives it: the publish of the next page started ahead has
+        ended when it returns (its result waits for the next call), and is cancelled and
+        waited for when it raises or is cancelled. The relay's work is fenced (see
+        `activities.following.fenced`), and a fence lost cancels that work: no publish of
+        it goes on once the cancellation returned, while another instance may publish.
         """
+        try:
+            moved = await self._publish_batch(publisher)
+            if self._ahead is not None:
+                await asyncio.wait({self._ahead[1]})
+        except BaseException:
+            await self._stop_ahead()
+            raise
+        return moved
+
+    async def _publish_batch(self, publisher: KafkaEventPublisher) -> int:
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_check:
             # Now and then read the checkpoint again too: an operator may have rewound it.
@@ -170,7 +188,6 @@ class RelayActivities:
             self._forget()
             return 0
         except BaseException:
-            await self._settle_ahead()
             self._forget()
             raise
         ledger.acknowledge(acks)
@@ -183,8 +200,9 @@ class RelayActivities:
         there, else read and published now. KafkaError if the broker did not acknowledge."""
         if self._ahead is not None and self._ahead[0] == position:
             task = self._ahead[1]
+            await asyncio.wait({task})
             self._ahead = None
-            return await task
+            return task.result()
         await self._settle_ahead()
         return await self._publish_from(publisher, position)
 
@@ -203,10 +221,19 @@ class RelayActivities:
         published again from the checkpoint, as after any unacknowledged publish."""
         if self._ahead is None:
             return
+        # Kept until it ended: a cancellation meanwhile leaves it to `_stop_ahead`.
         task = self._ahead[1]
+        await asyncio.wait({task})
         self._ahead = None
-        with contextlib.suppress(Exception):
-            await task
+        if not task.cancelled():
+            task.exception()  # dropped, as the page is published again
+
+    async def _stop_ahead(self) -> None:
+        """Cancel a publish started ahead and wait until it ended: whatever it handed the
+        producer before is all of it that reaches the broker."""
+        if self._ahead is not None:
+            await _cancelled(self._ahead[1])
+            self._ahead = None
 
     async def _check_broker(self, publisher: KafkaEventPublisher, position: int) -> int | None:
         """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
@@ -292,6 +319,22 @@ class RelayActivities:
             async with self._engine.begin() as conn:
                 self._position = await checkpoints.load(conn, self._checkpoint)
         return self._position
+
+
+async def _cancelled(task: asyncio.Task[T]) -> None:
+    """Cancel `task` and wait until it ended, even if the caller is cancelled meanwhile
+    (then raising CancelledError after); its result or error is dropped."""
+    task.cancel()
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            interrupted = True
+    if not task.cancelled():
+        task.exception()  # retrieved, so it is not logged as never retrieved
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 async def _coroutine(awaitable: Awaitable[EncodedPage]) -> EncodedPage:
