@@ -85,6 +85,8 @@ class RelayActivities:
         self._ledger: Ledger | None = None
         self._next_check = 0.0
         self._pages_since_prune = 0
+        # The ledger's pruning, in a transaction of its own while a page is published.
+        self._pruning: asyncio.Task[None] | None = None
         # The read of the next page overlaps the publish of the current one.
         read = encoded_pages(store, batch_size)
         self._pages: ReadAhead[EncodedPage] = ReadAhead(
@@ -112,6 +114,7 @@ class RelayActivities:
             # A publish_batch leaves nothing running; this drops a page published ahead
             # whose checkpoint did not move (the next run publishes it again).
             await self._stop_ahead()
+            await self._stop_pruning()
             await self._pages.stop()
             await publisher.stop()
 
@@ -131,13 +134,16 @@ class RelayActivities:
         waited for when it raises or is cancelled. The relay's work is fenced (see
         `activities.following.fenced`), and a fence lost cancels that work: no publish of
         it goes on once the cancellation returned, while another instance may publish.
+        The ledger's pruning started by a call has ended by then too.
         """
         try:
             moved = await self._publish_batch(publisher)
+            await self._end_pruning()
             if self._ahead is not None:
                 await asyncio.wait({self._ahead[1]})
         except BaseException:
             await self._stop_ahead()
+            await self._stop_pruning()
             raise
         return moved
 
@@ -152,6 +158,10 @@ class RelayActivities:
             self._next_check = loop.time() + BROKER_CHECK_SECONDS
             if moved is not None:
                 return moved
+        if self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES:
+            # Fold the ledger's older rows meanwhile, in a transaction of its own: not in
+            # the page's, where every event appended meanwhile would wait for it.
+            self._start_pruning()
         try:
             page, acks = await self._sent_from(publisher, position)
         except KafkaError as error:
@@ -174,13 +184,12 @@ class RelayActivities:
             # may go out now, one after another as always; its checkpoint moves only after
             # this one's, in the next call.
             self._start_ahead(publisher, page.next_position)
+        # The page's rows go in after the pruning's, never beside them.
+        await self._end_pruning()
         try:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
                 await relay_ledger.record(conn, self._checkpoint, acks)
-                pruning = self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES
-                if pruning:
-                    await relay_ledger.prune(conn, self._checkpoint)
         except checkpoints.CheckpointMoved:
             # Another relay, or an operator's rewind, moved it: follow it from the store.
             log.info("relay: checkpoint %s moved under the relay, reading it again", position)
@@ -191,7 +200,7 @@ class RelayActivities:
             self._forget()
             raise
         ledger.acknowledge(acks)
-        self._pages_since_prune = 0 if pruning else self._pages_since_prune + 1
+        self._pages_since_prune += 1
         self._position = page.next_position
         return page.next_position - position
 
@@ -235,6 +244,29 @@ class RelayActivities:
             await _cancelled(self._ahead[1])
             self._ahead = None
 
+    def _start_pruning(self) -> None:
+        if self._pruning is None:
+            self._pruning = asyncio.create_task(self._prune())
+
+    async def _prune(self) -> None:
+        async with self._engine.begin() as conn:
+            await relay_ledger.prune(conn, self._checkpoint)
+
+    async def _end_pruning(self) -> None:
+        """Wait for the ledger's pruning to end; raises what it raised."""
+        if self._pruning is None:
+            return
+        task = self._pruning
+        await asyncio.wait({task})
+        self._pruning = None
+        task.result()
+        self._pages_since_prune = 0
+
+    async def _stop_pruning(self) -> None:
+        if self._pruning is not None:
+            await _cancelled(self._pruning)
+            self._pruning = None
+
     async def _check_broker(self, publisher: KafkaEventPublisher, position: int) -> int | None:
         """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
         ledger = await self._current_ledger()
@@ -264,6 +296,8 @@ class RelayActivities:
         every event again in the order of the store.
         """
         await self._settle_ahead()
+        # The ledger's rows change below: never beside its pruning.
+        await self._end_pruning()
         ledger = await self._current_ledger()
         if loss.everything:
             log.warning("relay: deleting topic and publishing every event again: %s", loss.reason)
