@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -31,6 +30,7 @@ READ_WAIT_SECONDS = 0.5
 """How long a read waits for new events when the relay has caught up."""
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -85,6 +85,8 @@ class RelayActivities:
         self._ledger: Ledger | None = None
         self._next_check = 0.0
         self._pages_since_prune = 0
+        # The ledger's pruning, in a transaction of its own while a page is published.
+        self._pruning: asyncio.Task[None] | None = None
         # The read of the next page overlaps the publish of the current one.
         read = encoded_pages(store, batch_size)
         self._pages: ReadAhead[EncodedPage] = ReadAhead(
@@ -109,7 +111,10 @@ class RelayActivities:
                 fence=self._checkpoint,
             )
         finally:
-            await self._settle_ahead()
+            # A publish_batch leaves nothing running; this drops a page published ahead
+            # whose checkpoint did not move (the next run publishes it again).
+            await self._stop_ahead()
+            await self._stop_pruning()
             await self._pages.stop()
             await publisher.stop()
 
@@ -123,7 +128,26 @@ class RelayActivities:
         ends below what it acknowledged, its cluster changed, the topic is gone) or by the
         ack of one (landing below that end); the relay then goes back to the first lost
         position and publishes again from there.
+
+        Nothing a call starts outlives it: the publish of the next page started ahead has
+        ended when it returns (its result waits for the next call), and is cancelled and
+        waited for when it raises or is cancelled. The relay's work is fenced (see
+        `activities.following.fenced`), and a fence lost cancels that work: no publish of
+        it goes on once the cancellation returned, while another instance may publish.
+        The ledger's pruning started by a call has ended by then too.
         """
+        try:
+            moved = await self._publish_batch(publisher)
+            await self._end_pruning()
+            if self._ahead is not None:
+                await asyncio.wait({self._ahead[1]})
+        except BaseException:
+            await self._stop_ahead()
+            await self._stop_pruning()
+            raise
+        return moved
+
+    async def _publish_batch(self, publisher: KafkaEventPublisher) -> int:
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_check:
             # Now and then read the checkpoint again too: an operator may have rewound it.
@@ -134,6 +158,10 @@ class RelayActivities:
             self._next_check = loop.time() + BROKER_CHECK_SECONDS
             if moved is not None:
                 return moved
+        if self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES:
+            # Fold the ledger's older rows meanwhile, in a transaction of its own: not in
+            # the page's, where every event appended meanwhile would wait for it.
+            self._start_pruning()
         try:
             page, acks = await self._sent_from(publisher, position)
         except KafkaError as error:
@@ -156,13 +184,12 @@ class RelayActivities:
             # may go out now, one after another as always; its checkpoint moves only after
             # this one's, in the next call.
             self._start_ahead(publisher, page.next_position)
+        # The page's rows go in after the pruning's, never beside them.
+        await self._end_pruning()
         try:
             async with self._engine.begin() as conn:
                 await checkpoints.advance(conn, self._checkpoint, position, page.next_position)
                 await relay_ledger.record(conn, self._checkpoint, acks)
-                pruning = self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES
-                if pruning:
-                    await relay_ledger.prune(conn, self._checkpoint)
         except checkpoints.CheckpointMoved:
             # Another relay, or an operator's rewind, moved it: follow it from the store.
             log.info("relay: checkpoint %s moved under the relay, reading it again", position)
@@ -170,11 +197,10 @@ class RelayActivities:
             self._forget()
             return 0
         except BaseException:
-            await self._settle_ahead()
             self._forget()
             raise
         ledger.acknowledge(acks)
-        self._pages_since_prune = 0 if pruning else self._pages_since_prune + 1
+        self._pages_since_prune += 1
         self._position = page.next_position
         return page.next_position - position
 
@@ -183,8 +209,9 @@ class RelayActivities:
         there, else read and published now. KafkaError if the broker did not acknowledge."""
         if self._ahead is not None and self._ahead[0] == position:
             task = self._ahead[1]
+            await asyncio.wait({task})
             self._ahead = None
-            return await task
+            return task.result()
         await self._settle_ahead()
         return await self._publish_from(publisher, position)
 
@@ -203,10 +230,42 @@ class RelayActivities:
         published again from the checkpoint, as after any unacknowledged publish."""
         if self._ahead is None:
             return
+        # Kept until it ended: a cancellation meanwhile leaves it to `_stop_ahead`.
         task = self._ahead[1]
+        await asyncio.wait({task})
         self._ahead = None
-        with contextlib.suppress(Exception):
-            await task
+        if not task.cancelled():
+            task.exception()  # dropped, as the page is published again
+
+    async def _stop_ahead(self) -> None:
+        """Cancel a publish started ahead and wait until it ended: whatever it handed the
+        producer before is all of it that reaches the broker."""
+        if self._ahead is not None:
+            await _cancelled(self._ahead[1])
+            self._ahead = None
+
+    def _start_pruning(self) -> None:
+        if self._pruning is None:
+            self._pruning = asyncio.create_task(self._prune())
+
+    async def _prune(self) -> None:
+        async with self._engine.begin() as conn:
+            await relay_ledger.prune(conn, self._checkpoint)
+
+    async def _end_pruning(self) -> None:
+        """Wait for the ledger's pruning to end; raises what it raised."""
+        if self._pruning is None:
+            return
+        task = self._pruning
+        await asyncio.wait({task})
+        self._pruning = None
+        task.result()
+        self._pages_since_prune = 0
+
+    async def _stop_pruning(self) -> None:
+        if self._pruning is not None:
+            await _cancelled(self._pruning)
+            self._pruning = None
 
     async def _check_broker(self, publisher: KafkaEventPublisher, position: int) -> int | None:
         """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
@@ -237,6 +296,8 @@ class RelayActivities:
         every event again in the order of the store.
         """
         await self._settle_ahead()
+        # The ledger's rows change below: never beside its pruning.
+        await self._end_pruning()
         ledger = await self._current_ledger()
         if loss.everything:
             log.warning("relay: deleting topic and publishing every event again: %s", loss.reason)
@@ -292,6 +353,22 @@ class RelayActivities:
             async with self._engine.begin() as conn:
                 self._position = await checkpoints.load(conn, self._checkpoint)
         return self._position
+
+
+async def _cancelled(task: asyncio.Task[T]) -> None:
+    """Cancel `task` and wait until it ended, even if the caller is cancelled meanwhile
+    (then raising CancelledError after); its result or error is dropped."""
+    task.cancel()
+    interrupted = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            interrupted = True
+    if not task.cancelled():
+        task.exception()  # retrieved, so it is not logged as never retrieved
+    if interrupted:
+        raise asyncio.CancelledError
 
 
 async def _coroutine(awaitable: Awaitable[EncodedPage]) -> EncodedPage:

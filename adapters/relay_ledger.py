@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -116,6 +115,43 @@ KEPT_PAGES = 16
 """Acknowledged pages kept apart per partition; older ones are folded into one row."""
 
 
+_PRUNE = text(
+    """
+    WITH folded AS (
+        SELECT partition, min(base_offset) AS floor, max(base_offset) AS top,
+               max(end_offset) AS end_offset, max(last_batch_offset) AS last_batch_offset,
+               min(first_position) AS first_position
+        FROM (
+            SELECT partition, base_offset, end_offset, last_batch_offset, first_position,
+                   row_number() OVER (PARTITION BY partition ORDER BY base_offset DESC) AS rank
+            FROM relay_acks
+            WHERE name = :name
+        ) AS ranked
+        WHERE rank > :kept
+        GROUP BY partition
+        HAVING count(*) >= 2
+    ), gone AS (
+        DELETE FROM relay_acks AS acks
+        USING folded
+        WHERE acks.name = :name
+          AND acks.partition = folded.partition
+          AND acks.base_offset > folded.floor
+          AND acks.base_offset <= folded.top
+    )
+    UPDATE relay_acks AS acks
+    SET end_offset = folded.end_offset,
+        last_batch_offset = folded.last_batch_offset,
+        first_position = folded.first_position
+    FROM folded
+    WHERE acks.name = :name
+      AND acks.partition = folded.partition
+      AND acks.base_offset = folded.floor
+    """
+)
+"""Per partition, the rows older than the newest `kept` are those from its lowest offset
+(`floor`) to `top`: the row at `floor` takes in the others' span, and they go."""
+
+
 async def prune(conn: AsyncConnection, name: str, keep: int | None = None) -> None:
     """Fold each partition's acknowledgements older than its newest `keep` into one row.
 
@@ -127,50 +163,13 @@ async def prune(conn: AsyncConnection, name: str, keep: int | None = None) -> No
     (publishing again from there re-sends more, never less), and `forget_all` still finds
     the first position ever published. Right after it the table holds at most `keep + 1`
     rows per partition, however long the relay has run.
+
+    One statement, whatever the number of partitions: the rows it folds are those it read
+    (a page recorded meanwhile is among the newest, and kept). The relay runs it in a
+    transaction of its own, never beside its recording of a page or a recovery.
     """
     kept = KEPT_PAGES if keep is None else keep
-    newest_first = (
-        func.row_number()
-        .over(partition_by=relay_acks.c.partition, order_by=relay_acks.c.base_offset.desc())
-        .label("rank")
-    )
-    ranked = (
-        select(
-            relay_acks.c.partition,
-            relay_acks.c.base_offset,
-            relay_acks.c.end_offset,
-            relay_acks.c.last_batch_offset,
-            relay_acks.c.first_position,
-            newest_first,
-        )
-        .where(relay_acks.c.name == name)
-        .subquery()
-    )
-    old = (await conn.execute(select(ranked).where(ranked.c.rank > kept))).all()
-    by_partition: dict[int, list[Any]] = {}
-    for row in old:
-        by_partition.setdefault(int(row.partition), []).append(row)
-    for partition, rows in by_partition.items():
-        if len(rows) < 2:
-            continue
-        floor = min(int(row.base_offset) for row in rows)
-        in_partition = (relay_acks.c.name == name) & (relay_acks.c.partition == partition)
-        await conn.execute(
-            delete(relay_acks).where(
-                in_partition,
-                relay_acks.c.base_offset.in_([int(row.base_offset) for row in rows]),
-                relay_acks.c.base_offset != floor,
-            )
-        )
-        await conn.execute(
-            update(relay_acks)
-            .where(in_partition, relay_acks.c.base_offset == floor)
-            .values(
-                end_offset=max(int(row.end_offset) for row in rows),
-                last_batch_offset=max(int(row.last_batch_offset) for row in rows),
-                first_position=min(int(row.first_position) for row in rows),
-            )
-        )
+    await conn.execute(_PRUNE, {"name": name, "kept": kept})
 
 
 async def first_lost_position(conn: AsyncConnection, name: str, survived: Mapping[int, int]) -> int:
