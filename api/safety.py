@@ -175,27 +175,40 @@ def selection_cost(
     )
 
 
-def pages_from_variables(document: DocumentNode) -> bool:
-    """Whether some field of the document takes its `first` from a variable."""
+def page_variables(document: DocumentNode) -> tuple[str, ...]:
+    """The variables some field of the document takes its `first` from, in name order."""
+    names: set[str] = set()
 
-    def within(selections: SelectionSetNode | None) -> bool:
+    def within(selections: SelectionSetNode | None) -> None:
         for selection in selections.selections if selections else ():
-            if isinstance(selection, FieldNode) and any(
-                argument.name.value == "first" and isinstance(argument.value, VariableNode)
-                for argument in selection.arguments or ()
-            ):
-                return True
-            if isinstance(selection, FieldNode | InlineFragmentNode) and within(
-                selection.selection_set
-            ):
-                return True
-        return False
+            if isinstance(selection, FieldNode):
+                names.update(
+                    argument.value.name.value
+                    for argument in selection.arguments or ()
+                    if argument.name.value == "first" and isinstance(argument.value, VariableNode)
+                )
+            if isinstance(selection, FieldNode | InlineFragmentNode):
+                within(selection.selection_set)
 
-    return any(
-        within(node.selection_set)
-        for node in document.definitions
-        if isinstance(node, OperationDefinitionNode | FragmentDefinitionNode)
-    )
+    for node in document.definitions:
+        if isinstance(node, OperationDefinitionNode | FragmentDefinitionNode):
+            within(node.selection_set)
+    return tuple(sorted(names))
+
+
+ABSENT = "absent"
+NOT_A_PAGE = "not a page"
+
+
+def page_key(value: object) -> int | str | None:
+    """A variable's value as far as a page's size depends on it (hashable, few of them)."""
+    if value is None:
+        return None
+    if value == ABSENT:
+        return ABSENT
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(1, min(value, MAX_PAGE))
+    return NOT_A_PAGE
 
 
 def page_asked(
@@ -265,6 +278,7 @@ class CheckedDocuments:
         )
         self._parsed = lru_cache(maxsize=CACHED_DOCUMENTS)(self._parse)
         self._checked = lru_cache(maxsize=CACHED_DOCUMENTS)(self._check_text)
+        self._paged_by = lru_cache(maxsize=CACHED_DOCUMENTS)(self._page_variables)
         self._answered = lru_cache(maxsize=CACHED_DOCUMENTS)(self._answer_text)
 
     def document(self, query: str) -> DocumentNode:
@@ -297,19 +311,24 @@ class CheckedDocuments:
     ) -> list[GraphQLError]:
         """The refusal of a document whose answer, with these variables, may hold too much.
 
-        Kept by query text unless a page's size comes from a variable.
+        Kept by query text and the page sizes its variables ask for.
         """
-        if len(query) <= MAX_CACHED_QUERY_CHARS and document is self._parsed(query):
-            kept = self._answered(schema, query)
-            if kept is not None:
-                return list(kept)
-        return self._answer_check(schema, document, variables)
+        if len(query) > MAX_CACHED_QUERY_CHARS or document is not self._parsed(query):
+            return self._answer_check(schema, document, variables)
+        given = variables or {}
+        pages = tuple(page_key(given.get(name, ABSENT)) for name in self._paged_by(query))
+        return list(self._answered(schema, query, pages))
 
-    def _answer_text(self, schema: GraphQLSchema, query: str) -> tuple[GraphQLError, ...] | None:
-        document = self._parsed(query)
-        if pages_from_variables(document):
-            return None
-        return tuple(self._answer_check(schema, document, None))
+    def _page_variables(self, query: str) -> tuple[str, ...]:
+        return page_variables(self._parsed(query))
+
+    def _answer_text(
+        self, schema: GraphQLSchema, query: str, pages: tuple[int | str | None, ...]
+    ) -> tuple[GraphQLError, ...]:
+        names = self._paged_by(query)
+        # NOT_A_PAGE stays a value that is not a number: it counts as the largest page.
+        variables = {name: page for name, page in zip(names, pages, strict=True) if page != ABSENT}
+        return tuple(self._answer_check(schema, self._parsed(query), variables))
 
     def _answer_check(
         self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, object] | None

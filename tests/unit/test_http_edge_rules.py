@@ -127,7 +127,8 @@ async def test_nested_lists_are_too_costly_and_a_page_variable_counts_per_reques
         "query($n: Int) { users(first: $n) { edges { node { accounts { id owner { id } } } } } }"
     )
     checked = build_schema(max_answer_cost=1_000)
-    for n, refused in ((2, False), (50, True), (2, False)):
+    # A value that is no page size (refused when coerced) counts as the largest page.
+    for n, refused in ((2, False), (50, True), (2, False), ([2], True), ("2", True)):
         answer = await checked.execute(paged, {"n": n})
         codes = [(e.extensions or {}).get("code") for e in answer.errors or []]
         assert ("QUERY_TOO_COSTLY" in codes) is refused, (n, answer.errors)
