@@ -12,12 +12,15 @@ import re
 from collections.abc import Mapping
 
 from graphql import GraphQLError
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.context import Context
 from domain.refusals import HIDDEN_AMOUNT, Refusal
 from domain.users import suspicious_activity_stream
 from projections.accounts import AccountView, get_account
 from projections.transfers import TransferView, get_transfer
+from workflows import search_attributes
+from workflows.transfers import transfer_workflow_id
 
 
 class NotYours(GraphQLError):
@@ -71,9 +74,48 @@ async def sees_stream(ctx: Context, stream_id: str) -> bool:
         return True
     if await may_use_account(ctx, stream_id):
         return True
+    return await sees_transfer_id(ctx, stream_id)
+
+
+async def sees_transfer_id(ctx: Context, transfer_id: str) -> bool:
+    """Whether the caller may see the transfer (and its saga) with this id, made or not yet
+    in the read model; one that no one has sent is seen by API tokens only."""
+    if ctx.caller.customer is None:
+        return True
+    accounts = await transfer_accounts(ctx, transfer_id)
+    if accounts is None:
+        return False
+    for account_id in accounts:
+        if await may_use_account(ctx, account_id):
+            return True
+    return False
+
+
+async def transfer_accounts(ctx: Context, transfer_id: str) -> tuple[str, ...] | None:
+    """The accounts a transfer moves money between, None for a transfer no one sent.
+
+    From the transfers read model on the primary, where it usually is by the time a client
+    has the id. A transfer the read model has not taken yet (its projector behind, or the
+    saga still before its first step: `transferMoney` may answer TransferPending first) is
+    known to its saga's workflow from the moment it was sent: the accounts are among the
+    ids the workflow starts with (its AggregateIds). A workflow id is never reused, so those
+    are the accounts of the transfer the read model will show.
+    """
     async with ctx.services.engine.connect() as conn:
-        transfer = await get_transfer(conn, stream_id)
-    return transfer is not None and await sees_transfer(ctx, transfer)
+        transfer = await get_transfer(conn, transfer_id)
+    if transfer is not None:
+        return (transfer.from_account_id, transfer.to_account_id)
+    handle = ctx.services.temporal.get_workflow_handle(transfer_workflow_id(transfer_id))
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return None
+        raise
+    ids = description.typed_search_attributes.get(search_attributes.AGGREGATE_IDS)
+    if not ids:
+        return None
+    return tuple(i for i in ids if i != transfer_id)
 
 
 AMOUNT = re.compile(r"-?[0-9]+\.[0-9]+")

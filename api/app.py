@@ -103,7 +103,7 @@ class SagalineGraphQL(GraphQL[Context, None]):
         # Websockets speak graphql-transport-ws only, whose connection_init may carry the
         # token; a socket that names no caller soon after opening is closed.
         super().__init__(
-            build_schema(settings.api_max_selection_cost, metrics),
+            build_schema(settings.api_max_selection_cost, metrics, settings.api_max_answer_cost),
             allow_queries_via_get=False,
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
             connection_init_wait_timeout=CONNECTION_INIT_WITHIN,

@@ -125,9 +125,13 @@ class SagalineSchema(LoggedSchema):
             raise CannotGetOperationTypeError(name) from error
         if operation_type not in allowed:
             raise InvalidOperationTypeError(operation_type)
-        errors = self._checked.errors(
-            self._schema, query, document, rules_for(context_value, VALIDATION_RULES)
-        ) or subscription_over_http(context_value, document, name)
+        errors = (
+            self._checked.errors(
+                self._schema, query, document, rules_for(context_value, VALIDATION_RULES)
+            )
+            or self._checked.answer_errors(self._schema, query, document, variable_values)
+            or subscription_over_http(context_value, document, name)
+        )
         if errors:
             return self._refused(document, name, errors, started, context_value)
         try:

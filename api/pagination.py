@@ -39,11 +39,17 @@ class Connection(Generic[N]):
 
 
 def page_size(first: int | None) -> int:
-    """`first`, defaulted and capped; negative values are an error."""
+    """`first`, defaulted and capped; below 1 it is an error.
+
+    A page of none is refused rather than answered: it holds nothing a page of one does not
+    (a connection has no count), and its pageInfo could only say "more after no cursor"
+    (`hasNextPage: true`, `endCursor: null`), which a client paging on `endCursor` would
+    follow back to the first page for ever.
+    """
     if first is None:
         return DEFAULT_PAGE
-    if first < 0:
-        raise GraphQLError("first must not be negative", extensions={"code": "BAD_USER_INPUT"})
+    if first < 1:
+        raise GraphQLError("first must be at least 1", extensions={"code": "BAD_USER_INPUT"})
     return min(first, MAX_PAGE)
 
 

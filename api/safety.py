@@ -9,7 +9,7 @@ pass), and the outcome is kept in a bounded cache shared by the schema's request
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 
 from graphql import (
@@ -19,12 +19,24 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNamedType,
+    GraphQLNonNull,
+    GraphQLObjectType,
     GraphQLSchema,
+    GraphQLUnionType,
+    GraphQLWrappingType,
     InlineFragmentNode,
+    IntValueNode,
+    NullValueNode,
     OperationDefinitionNode,
     OperationType,
     SelectionSetNode,
+    ValueNode,
+    VariableNode,
     get_operation_ast,
+    is_introspection_type,
     parse,
 )
 from starlette.requests import Request
@@ -41,6 +53,7 @@ from strawberry.schema.schema import validate_document
 from adapters.outages import unavailable_service
 from api.error_log import report_unexpected
 from api.outages import service_unavailable
+from api.pagination import DEFAULT_PAGE, MAX_PAGE
 from api.schema_disclosure import disclosed, rules_for
 
 MAX_DEPTH = 8
@@ -57,44 +70,165 @@ REQUEST_REFUSALS = (MissingQueryError, CannotGetOperationTypeError, InvalidOpera
 for the client ('Unknown operation named "B".'), so they are not masked as a bug."""
 
 
-def selection_cost(document: DocumentNode) -> int:
-    """How many fields the document's operations select, each fragment counted where spread.
+MAX_ANSWER_COST = 10_000
+UNPAGED_ITEMS = MAX_PAGE
+"""How many items a list of objects without pages (a user's accounts) is counted as: as many as
+the largest page, since nothing else bounds it."""
 
-    Runs before validation, so it tolerates what validation would refuse: an unknown
-    fragment costs nothing, and a spread inside its own fragment is not followed again.
+
+def selection_cost(
+    document: DocumentNode,
+    schema: GraphQLSchema | None = None,
+    variables: Mapping[str, object] | None = None,
+) -> int:
+    """How many fields the document's operations select, each fragment counted where spread;
+    with the schema, an estimate of how many values their answer may hold.
+
+    The estimate counts what is selected under a list of objects once per item the list may
+    hold: a connection's `edges` its page (`first`, from the document or `variables`,
+    capped; 20 without it), any other list UNPAGED_ITEMS. So nested lists multiply, as their
+    answer does. Introspection's lists, which only the schema's size bounds, count once.
+
+    Runs before validation, so it tolerates what validation would refuse: an unknown field
+    counts 1 (what it selects, once), an unknown fragment costs nothing, and a spread inside
+    its own fragment is not followed again.
     """
     fragments = {
         node.name.value: node
         for node in document.definitions
         if isinstance(node, FragmentDefinitionNode)
     }
-    known: dict[str, int] = {}
+    known: dict[tuple[str, int | None], int] = {}
+    defaults = {
+        variable.variable.name.value: variable.default_value
+        for node in document.definitions
+        if isinstance(node, OperationDefinitionNode)
+        for variable in node.variable_definitions or ()
+    }
 
-    def cost(selections: SelectionSetNode | None, entered: frozenset[str]) -> int:
+    def type_named(name: str) -> GraphQLNamedType | None:
+        return None if schema is None else schema.get_type(name)
+
+    def cost(
+        selections: SelectionSetNode | None,
+        parent: GraphQLNamedType | None,
+        page: int | None,
+        entered: frozenset[str],
+    ) -> int:
         total = 0
         for selection in selections.selections if selections else ():
             if isinstance(selection, FieldNode):
-                total += 1 + cost(selection.selection_set, entered)
+                total += field_cost(selection, parent, page, entered)
             elif isinstance(selection, InlineFragmentNode):
-                total += cost(selection.selection_set, entered)
+                condition = selection.type_condition
+                inner = parent if condition is None else type_named(condition.name.value)
+                total += cost(selection.selection_set, inner, page, entered)
             elif isinstance(selection, FragmentSpreadNode):
-                total += fragment_cost(selection.name.value, entered)
+                total += fragment_cost(selection.name.value, page, entered)
         return total
 
-    def fragment_cost(name: str, entered: frozenset[str]) -> int:
+    def field_cost(
+        node: FieldNode, parent: GraphQLNamedType | None, page: int | None, entered: frozenset[str]
+    ) -> int:
+        definition = None
+        if isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
+            definition = parent.fields.get(node.name.value)
+        if definition is None:
+            return 1 + cost(node.selection_set, None, None, entered)
+        of = definition.type
+        if isinstance(of, GraphQLNonNull):
+            of = of.of_type
+        listed = isinstance(of, GraphQLList)
+        while isinstance(of, GraphQLWrappingType):
+            of = of.of_type
+        items = 1
+        if (
+            listed
+            and isinstance(of, GraphQLObjectType | GraphQLInterfaceType | GraphQLUnionType)
+            and not is_introspection_type(of)
+        ):
+            items = page if page is not None and node.name.value == "edges" else UNPAGED_ITEMS
+        # A field taking `first` is a connection: its `edges` hold a page of that size.
+        inner_page = page_asked(node, defaults, variables) if "first" in definition.args else None
+        return 1 + items * cost(node.selection_set, of, inner_page, entered)
+
+    def fragment_cost(name: str, page: int | None, entered: frozenset[str]) -> int:
         # Memoised, so a fragment spread many times (or fragments spreading each other
         # many times over) is counted in time linear in the document.
         if name in entered or name not in fragments:
             return 0
-        if name not in known:
-            known[name] = cost(fragments[name].selection_set, entered | {name})
-        return known[name]
+        if (name, page) not in known:
+            fragment = fragments[name]
+            parent = type_named(fragment.type_condition.name.value)
+            known[name, page] = cost(fragment.selection_set, parent, page, entered | {name})
+        return known[name, page]
+
+    def root(operation: OperationDefinitionNode) -> GraphQLNamedType | None:
+        if schema is None:
+            return None
+        return schema.get_root_type(operation.operation)
 
     return sum(
-        cost(node.selection_set, frozenset())
+        cost(node.selection_set, root(node), None, frozenset())
         for node in document.definitions
         if isinstance(node, OperationDefinitionNode)
     )
+
+
+def page_variables(document: DocumentNode) -> tuple[str, ...]:
+    """The variables some field of the document takes its `first` from, in name order."""
+    names: set[str] = set()
+
+    def within(selections: SelectionSetNode | None) -> None:
+        for selection in selections.selections if selections else ():
+            if isinstance(selection, FieldNode):
+                names.update(
+                    argument.value.name.value
+                    for argument in selection.arguments or ()
+                    if argument.name.value == "first" and isinstance(argument.value, VariableNode)
+                )
+            if isinstance(selection, FieldNode | InlineFragmentNode):
+                within(selection.selection_set)
+
+    for node in document.definitions:
+        if isinstance(node, OperationDefinitionNode | FragmentDefinitionNode):
+            within(node.selection_set)
+    return tuple(sorted(names))
+
+
+ABSENT = "absent"
+NOT_A_PAGE = "not a page"
+
+
+def page_key(value: object) -> int | str | None:
+    """A variable's value as far as a page's size depends on it (hashable, few of them)."""
+    if value is None:
+        return None
+    if value == ABSENT:
+        return ABSENT
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(1, min(value, MAX_PAGE))
+    return NOT_A_PAGE
+
+
+def page_asked(
+    node: FieldNode,
+    defaults: Mapping[str, ValueNode | None],
+    variables: Mapping[str, object] | None,
+) -> int:
+    """The most items a connection field's page may hold, from its `first`."""
+    first: object = next((a.value for a in node.arguments or () if a.name.value == "first"), None)
+    if isinstance(first, VariableNode):
+        name = first.name.value
+        first = (variables or {}).get(name, defaults.get(name))
+    if isinstance(first, IntValueNode):
+        first = int(first.value)
+    if first is None or isinstance(first, NullValueNode):
+        return DEFAULT_PAGE
+    if isinstance(first, int) and not isinstance(first, bool):
+        return max(1, min(first, MAX_PAGE))
+    # Not a number: coercing it will refuse the request; count it as the largest page.
+    return MAX_PAGE
 
 
 def over_cost(document: DocumentNode, max_cost: int) -> GraphQLError | None:
@@ -108,22 +242,44 @@ def over_cost(document: DocumentNode, max_cost: int) -> GraphQLError | None:
     )
 
 
+def over_answer_cost(
+    document: DocumentNode,
+    max_cost: int,
+    schema: GraphQLSchema,
+    variables: Mapping[str, object] | None,
+) -> GraphQLError | None:
+    """The refusal of a document whose answer may hold more than `max_cost` values."""
+    cost = selection_cost(document, schema, variables)
+    if cost <= max_cost:
+        return None
+    return GraphQLError(
+        f"the answer may hold {cost} values (lists counted at their page size), over the"
+        f" limit of {max_cost}",
+        extensions={"code": "QUERY_TOO_COSTLY"},
+    )
+
+
 class CheckedDocuments:
     """Each query text's parsed document and its errors, computed once per text.
 
     The selection cost is checked before the other validation: validating a few hundred
     repeats of one field already takes about a second (the overlapping-fields rule compares
-    every pair). The depth and alias rules run inside that one validation pass.
+    every pair). The depth and alias rules run inside that one validation pass. How much the
+    answer may hold depends on the request's variables (a page's `first`), so it is checked
+    for each request, after the rest (`answer_errors`).
     """
 
-    def __init__(self, max_cost: int) -> None:
+    def __init__(self, max_cost: int, max_answer_cost: int = MAX_ANSWER_COST) -> None:
         self.max_cost = max_cost
+        self.max_answer_cost = max_answer_cost
         self.rules: tuple[type[ASTValidationRule], ...] = (
             *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
             *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
         )
         self._parsed = lru_cache(maxsize=CACHED_DOCUMENTS)(self._parse)
         self._checked = lru_cache(maxsize=CACHED_DOCUMENTS)(self._check_text)
+        self._paged_by = lru_cache(maxsize=CACHED_DOCUMENTS)(self._page_variables)
+        self._answered = lru_cache(maxsize=CACHED_DOCUMENTS)(self._answer_text)
 
     def document(self, query: str) -> DocumentNode:
         """The parsed document; raises GraphQLError on a syntax error or too many tokens."""
@@ -145,6 +301,40 @@ class CheckedDocuments:
         if len(query) > MAX_CACHED_QUERY_CHARS or document is not self._parsed(query):
             return self._check(schema, document, rules)
         return list(self._checked(schema, query, rules))
+
+    def answer_errors(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        document: DocumentNode,
+        variables: Mapping[str, object] | None,
+    ) -> list[GraphQLError]:
+        """The refusal of a document whose answer, with these variables, may hold too much.
+
+        Kept by query text and the page sizes its variables ask for.
+        """
+        if len(query) > MAX_CACHED_QUERY_CHARS or document is not self._parsed(query):
+            return self._answer_check(schema, document, variables)
+        given = variables or {}
+        pages = tuple(page_key(given.get(name, ABSENT)) for name in self._paged_by(query))
+        return list(self._answered(schema, query, pages))
+
+    def _page_variables(self, query: str) -> tuple[str, ...]:
+        return page_variables(self._parsed(query))
+
+    def _answer_text(
+        self, schema: GraphQLSchema, query: str, pages: tuple[int | str | None, ...]
+    ) -> tuple[GraphQLError, ...]:
+        names = self._paged_by(query)
+        # NOT_A_PAGE stays a value that is not a number: it counts as the largest page.
+        variables = {name: page for name, page in zip(names, pages, strict=True) if page != ABSENT}
+        return tuple(self._answer_check(schema, self._parsed(query), variables))
+
+    def _answer_check(
+        self, schema: GraphQLSchema, document: DocumentNode, variables: Mapping[str, object] | None
+    ) -> list[GraphQLError]:
+        refusal = over_answer_cost(document, self.max_answer_cost, schema, variables)
+        return [] if refusal is None else [refusal]
 
     @staticmethod
     def _parse(query: str) -> DocumentNode:
@@ -194,6 +384,9 @@ class DocumentChecks(SchemaExtension):
             errors = (
                 unchosen_operation(document, sent_name)
                 or self.checked.errors(context.schema._schema, context.query or "", document, rules)
+                or self.checked.answer_errors(
+                    context.schema._schema, context.query or "", document, context.variables
+                )
                 or subscription_over_http(context.context, document, context.operation_name)
             )
             context.pre_execution_errors = disclosed(context.context, errors)

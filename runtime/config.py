@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     """Largest request body the API reads; a larger one is answered 413 before parsing."""
     api_max_selection_cost: int = Field(default=300, gt=0)
     """Most fields one GraphQL document may select, fragments counted where spread."""
+    api_max_answer_cost: int = Field(default=10_000, gt=0)
+    """Most values the answer to one GraphQL request may hold by estimate: what a list
+    selects counted once per item of its page (`first`, 20 without it), or per 100 items for
+    a list without pages (a user's accounts)."""
     api_max_consistency_waits: int = Field(default=8, gt=0)
     """Queries that may wait on `consistentWith` at once; one more is refused at once."""
     api_max_websockets_per_user: int = Field(default=16, gt=0)

@@ -37,8 +37,8 @@ class AccountQueries:
         after: str | None = None,
         consistent_with: str | None = None,
     ) -> Connection[Account]:
-        await ensure_consistent(info.context, consistent_with, READ_MODELS)
         size = page_size(first)
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
         owner = None if owner_id is None else str(owner_id)
         own = info.context.caller.customer
         if own is not None and owner not in (None, own):

@@ -107,8 +107,8 @@ class AuditQueries:
         after: str | None = None,
         consistent_with: str | None = None,
     ) -> Connection[Event]:
-        await ensure_consistent(info.context, consistent_with, projection_names())
         size = page_size(first)
+        await ensure_consistent(info.context, consistent_with, projection_names())
         if not await sees_stream(info.context, str(stream_id)):
             return connection([], size, lambda e: str(e.version), shown_to(info.context))
         store = PostgresEventStore(info.context.services.engine)

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import strawberry
 from strawberry.types import Info
 
-from api.access import NotYours, sees_transfer
+from api.access import NotYours, sees_transfer_id
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.errors import forbidden
@@ -28,18 +28,14 @@ from api.sagas.types import (
     SagaRetried,
 )
 from projections.catalog import projection_names
-from projections.transfers import get_transfer
 
 FINAL_EVENTS = frozenset({"TransferCompleted", "TransferRejected"})
 
 
 async def saga_visible(ctx: Context, saga_id: str) -> bool:
-    """Whether the caller may follow the saga: a customer only its own transfers' sagas."""
-    if ctx.caller.customer is None:
-        return True
-    async with ctx.services.read_engine.connect() as conn:
-        transfer = await get_transfer(conn, transfer_id_of(saga_id))
-    return transfer is not None and await sees_transfer(ctx, transfer)
+    """Whether the caller may follow the saga: a customer only its own transfers' sagas,
+    from the moment the transfer is sent (not once the read model has it)."""
+    return await sees_transfer_id(ctx, transfer_id_of(saga_id))
 
 
 @strawberry.type

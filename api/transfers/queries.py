@@ -42,8 +42,8 @@ class TransferQueries:
         after: str | None = None,
         consistent_with: str | None = None,
     ) -> Connection[Transfer]:
-        await ensure_consistent(info.context, consistent_with, READ_MODELS)
         size = page_size(first)
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
         wanted = None if status is None else DomainTransferStatus(status.value)
         account = None if account_id is None else str(account_id)
         own = info.context.caller.customer

@@ -51,8 +51,8 @@ class UserQueries:
         after: str | None = None,
         consistent_with: str | None = None,
     ) -> Connection[User]:
-        await ensure_consistent(info.context, consistent_with, READ_MODELS)
         size = page_size(first)
+        await ensure_consistent(info.context, consistent_with, READ_MODELS)
         cursor, own = decode_cursor(after), info.context.caller.customer
         async with info.context.services.read_engine.connect() as conn:
             if own is None:
@@ -104,8 +104,8 @@ class SuspiciousActivityQueries:
         after: str | None = None,
         consistent_with: str | None = None,
     ) -> Connection[SuspiciousActivity]:
-        await ensure_consistent(info.context, consistent_with, ["suspicious_activities"])
         size = page_size(first)
+        await ensure_consistent(info.context, consistent_with, ["suspicious_activities"])
         user = None if user_id is None else str(user_id)
         own = info.context.caller.customer
         if own is not None and user not in (None, own):

@@ -393,6 +393,31 @@ def test_a_bad_consistent_with_header_is_bad_user_input(stack: Stack, position: 
     assert_bad_user_input(body, "consistentWith")
 
 
+PAGED = {
+    "users": ({}, {}),
+    "accounts": ({}, {}),
+    "transfers": ({}, {}),
+    "events": ({"streamId": "ID!"}, {"streamId": "s"}),
+    "suspiciousActivities": ({}, {}),
+}
+
+
+@pytest.mark.usefixtures("nothing_started")
+@pytest.mark.parametrize("name", list(PAGED))
+def test_every_connection_refuses_a_page_of_none_and_serves_a_page_of_one(
+    stack: Stack, name: str
+) -> None:
+    # A page of none could only answer "more, after no cursor": refused, as a negative one is.
+    arguments, valid = PAGED[name]
+    document = query(name, {**arguments, "first": "Int"}, CONNECTION)
+    for first in (0, -1):
+        body = post(stack, document, {**valid, "first": first}, OPERATOR_TOKEN)
+        assert_bad_user_input(body, "first")
+    page = post(stack, document, {**valid, "first": 1}, OPERATOR_TOKEN)
+    assert not page.get("errors"), page
+    assert len(page["data"][name]["edges"]) <= 1
+
+
 DEPOSIT = (
     "mutation($in: DepositMoneyInput!) { depositMoney(input: $in) { __typename"
     " ... on InvalidInput { field message } ... on MoneyDeposited { account { balance } }"

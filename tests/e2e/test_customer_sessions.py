@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -283,6 +285,68 @@ async def test_another_customers_transfer_is_followed_as_a_missing_one_is(stack:
         await socket.close()
     # Neither the other customer's transfer nor the missing one answers anything.
     assert [message["id"] for message in messages] == ["own"], messages
+
+
+FOLLOW_SAGA = "subscription($id: ID!) { sagaUpdated(id: $id) { id status } }"
+SAGA_AND_HISTORY = """
+query($id: ID!) { saga(id: $id) { id } events(streamId: $id) { edges { node { type } } } }"""
+
+
+@contextlib.contextmanager
+def transfers_read_model_held(stack: Stack) -> Iterator[None]:
+    """The transfers read model cannot take any change until the block ends: its table is
+    locked against writes (reads go on), so its projector waits, as a lagging one would."""
+    with psycopg.connect(stack.database_url) as holder:
+        holder.execute("LOCK TABLE transfers IN SHARE MODE")
+        try:
+            yield
+        finally:
+            holder.rollback()
+
+
+def refusal(message: Any, saga_id: str) -> Any:
+    """A refused subscription's errors, with the id they name taken out."""
+    payload = message["payload"]
+    errors = payload if message["type"] == "error" else payload.get("errors")
+    assert errors, message
+    return json.loads(json.dumps(errors).replace(saga_id, "<id>"))
+
+
+async def test_a_customer_follows_its_own_transfer_before_the_read_model_has_it(
+    stack: Stack,
+) -> None:
+    ann, bob, carol = customer(stack), customer(stack), customer(stack)
+    known = "SELECT count(*) FROM transfers WHERE id = %s"
+    with transfers_read_model_held(stack):
+        sent = await asyncio.to_thread(
+            send_money, stack, ann["token"], ann["account"], bob["account"]
+        )
+        transfer_id = sent["transfer"]["id"]
+        assert stack.sql(known, transfer_id) == 0, "the read model has the transfer already"
+        # The sender and the receiver both follow its saga, and read it and its history.
+        for own in (ann, bob):
+            message = await first_message(stack, own["token"], FOLLOW_SAGA, {"id": transfer_id})
+            assert message["type"] == "next", message
+            assert not message["payload"].get("errors"), message
+            assert message["payload"]["data"]["sagaUpdated"]["id"] == f"transfer/{transfer_id}"
+            seen = await asyncio.to_thread(
+                stack.data, SAGA_AND_HISTORY, {"id": transfer_id}, own["token"]
+            )
+            assert seen["saga"] == {"id": f"transfer/{transfer_id}"}, seen
+            assert seen["events"]["edges"][0]["node"]["type"] == "TransferRequested", seen
+        # Someone else's saga is refused exactly as one that does not exist is.
+        missing = str(uuid.uuid4())
+        answers = []
+        for saga_id in (transfer_id, missing):
+            message = await first_message(stack, carol["token"], FOLLOW_SAGA, {"id": saga_id})
+            answers.append((message["type"], refusal(message, saga_id)))
+            seen = await asyncio.to_thread(
+                stack.data, SAGA_AND_HISTORY, {"id": saga_id}, carol["token"]
+            )
+            assert seen == {"saga": None, "events": {"edges": []}}, seen
+        assert answers[0] == answers[1]
+        assert answers[0][1][0]["extensions"]["code"] == "FORBIDDEN", answers
+        assert stack.sql(known, transfer_id) == 0, "the read model caught up while held"
 
 
 def httpx_status(stack: Stack, token: str) -> int:

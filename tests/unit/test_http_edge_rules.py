@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from graphql import parse
+from graphql import get_introspection_query, parse
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
+from strawberry.types.execution import PreExecutionError
 
 from api.app import SagalineGraphQL, TokenGuard, accepts_graphql_response, create_app
 from api.auth import AMBIGUOUS_CREDENTIAL, Caller, Role, TokenCheck, parse_tokens
@@ -26,7 +27,7 @@ from api.context import Services
 from api.edge import BodyLimit
 from api.graphiql import GraphiQLPage, npm_specs, page_assets
 from api.request_shapes import NOT_A_REQUEST, NOT_AN_OPERATION_NAME
-from api.safety import selection_cost
+from api.safety import MAX_ANSWER_COST, MAX_SELECTION_COST, selection_cost
 from api.schema import build_schema
 from api.websocket_limits import SocketsPerCaller, close_reason
 from runtime.config import ConfigurationError, Settings
@@ -71,6 +72,77 @@ def test_selection_cost_counts_fields_and_fragments_where_spread() -> None:
 def test_selection_cost_survives_cycles_and_unknown_fragments() -> None:
     document = parse("{ x { ...A ...Missing } } fragment A on X { y ...A }")
     assert selection_cost(document) == 2
+
+
+NESTED_ACCOUNTS = '{ user(id: "u") { accounts { owner { accounts { id } } } } }'
+"""A user's accounts, each with its owner's accounts again: a customer may open any number
+of accounts, so the answer grows with the square of that number."""
+
+
+def test_the_answer_cost_counts_a_connection_page_and_an_unpaged_list_per_item() -> None:
+    schema = build_schema()._schema
+    page = 'query($n: Int) { events(streamId: "s", first: $n) { edges { node { type } } } }'
+    # events, edges, then node and type once per item of the page.
+    assert selection_cost(parse(page), schema, {"n": 50}) == 2 + 50 * 2
+    assert selection_cost(parse(page), schema, {"n": 500}) == 2 + 100 * 2  # capped
+    assert selection_cost(parse(page), schema, {}) == 2 + 20 * 2  # the default page
+    literal = (
+        '{ events(streamId: "s", first: 7) { edges { node { type } } pageInfo { endCursor } } }'
+    )
+    assert selection_cost(parse(literal), schema) == 2 + 7 * 2 + 2
+    # A list without pages counts as the largest page; nesting multiplies.
+    assert selection_cost(parse('{ user(id: "u") { accounts { id } } }'), schema) == 2 + 100
+    assert selection_cost(parse(NESTED_ACCOUNTS), schema) == 2 + 100 * (2 + 100)
+    # Without the schema it is the count of fields selected, as the field limit reads it.
+    assert selection_cost(parse(NESTED_ACCOUNTS)) == 5
+
+
+def test_the_operations_clients_send_stay_within_both_limits() -> None:
+    schema = build_schema()._schema
+    ordinary = [
+        get_introspection_query(descriptions=True),  # GraphiQL's
+        """query($id: ID!) { events(streamId: $id, first: 100) {
+             edges { cursor node { position streamId version type data metadata recordedAt } }
+             pageInfo { hasNextPage endCursor } } }""",
+        """query($user: ID!, $account: ID!) { user(id: $user) { id accounts { id } }
+             account(id: $account) { balance } users { edges { node { id } } }
+             transfers { edges { node { id } } }
+             history: events(streamId: $user) { edges { node { type } } } }""",
+        "{ users { edges { node { id email accounts { id balance currency status } } } } }",
+        "{ systemStatus { headPosition projections { name position lag } relay { lag } } }",
+    ]
+    for query in ordinary:
+        document = parse(query)
+        assert selection_cost(document) <= MAX_SELECTION_COST, query
+        assert selection_cost(document, schema, {"id": "s"}) <= MAX_ANSWER_COST, query
+
+
+async def test_nested_lists_are_too_costly_and_a_page_variable_counts_per_request() -> None:
+    schema = build_schema()
+    nested = await schema.execute(NESTED_ACCOUNTS)
+    assert nested.errors is not None
+    assert [e.extensions for e in nested.errors] == [{"code": "QUERY_TOO_COSTLY"}]
+    # The same text is checked again with each request's variables, not kept by text.
+    paged = (
+        "query($n: Int) { users(first: $n) { edges { node { accounts { id owner { id } } } } } }"
+    )
+    checked = build_schema(max_answer_cost=1_000)
+    # A value that is no page size (refused when coerced) counts as the largest page.
+    for n, refused in ((2, False), (50, True), (2, False), ([2], True), ("2", True)):
+        answer = await checked.execute(paged, {"n": n})
+        codes = [(e.extensions or {}).get("code") for e in answer.errors or []]
+        assert ("QUERY_TOO_COSTLY" in codes) is refused, (n, answer.errors)
+
+
+async def test_a_subscription_selecting_nested_lists_is_refused_too() -> None:
+    follow = (
+        'subscription { transferUpdated(id: "t") { fromAccount { owner { accounts'
+        " { owner { accounts { id } } } } } } }"
+    )
+    answer = await build_schema().subscribe(follow)
+    if not isinstance(answer, PreExecutionError):
+        answer = await anext(answer)  # strawberry may answer a refusal as the stream's one item
+    assert [e.extensions for e in answer.errors or []] == [{"code": "QUERY_TOO_COSTLY"}]
 
 
 async def test_a_document_over_the_cost_is_refused_before_validation() -> None:
