@@ -25,6 +25,7 @@ from projections.accounts import AccountsProjection
 from projections.projector import Projector
 from projections.users import UsersProjection
 from runtime.config import Settings
+from tests.projecting import project_through
 
 QUERY = """
 query($first: Int!) {
@@ -45,10 +46,10 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
             account.open(user.id, "EUR", Decimal(100))
             account.deposit(Decimal(3))
             await repository.save(account, lambda _: uuid.uuid4(), {})
+    position = await store.head_position()
     for projection in (UsersProjection(), AccountsProjection()):
         projector = Projector(engine, store, projection, batch_size=2_000)
-        while await projector.run_batch(wait_seconds=1.0):
-            pass
+        await project_through(engine, projector, position)
 
     schema = build_schema()
     services = Services(

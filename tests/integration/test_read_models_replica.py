@@ -30,6 +30,7 @@ from domain.users import User
 from projections.accounts import AccountsProjection
 from projections.projector import Projector
 from runtime.config import Settings
+from tests.projecting import project_through
 
 ACCOUNT = """
 query($id: ID!, $at: String!) { account(id: $id, consistentWith: $at) { id balance } }"""
@@ -129,8 +130,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
         accounts.append(account.id)
     position = await store.head_position()
     projector = Projector(engine, store, AccountsProjection(), batch_size=2_000)
-    while await projector.run_batch(wait_seconds=1.0):
-        pass
+    await project_through(engine, projector, position)
 
     temporal = RecordingTemporal()
     reads = RecordingReads(read_url, 1)
