@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from temporalio.client import Client
 
-from adapters.database import ReadPool
+from adapters.database import ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
@@ -52,9 +52,12 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
         await project_through(engine, projector, position)
 
     schema = build_schema()
+    # The queries' own engine: the statements counted are theirs, not those of anything else
+    # using the session's shared engine meanwhile.
+    counted = create_engine(database_url, pool_size=2)
     services = Services(
         settings=Settings(database_url=database_url),
-        engine=engine,
+        engine=counted,
         temporal=cast(Client, None),
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
@@ -65,7 +68,7 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
     def count(*args: Any) -> None:
         statements.append(str(args[2]))
 
-    event.listen(engine.sync_engine, "before_cursor_execute", count)
+    event.listen(counted.sync_engine, "before_cursor_execute", count)
     try:
         counts = {}
         for size in (5, 40):
@@ -81,5 +84,6 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
             assert len(edges) == size
             counts[size] = len(statements)
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", count)
+        event.remove(counted.sync_engine, "before_cursor_execute", count)
+        await counted.dispose()
     assert counts[5] == counts[40] <= 2
