@@ -11,10 +11,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from temporalio.client import Client
+from websockets.asyncio.client import ClientConnection
 
 from tests.e2e.conftest import OPERATOR_TOKEN, Stack
 from tests.e2e.test_bank_api import DEPOSIT, OPEN, TRANSFER
 from tests.e2e.test_subscriptions import open_socket, start
+from tests.waiting import eventually
 from workflows.users import register_user_workflow_id
 
 REGISTER = """
@@ -75,10 +77,31 @@ async def temporal_histories(stack: Stack, workflow_id: str, aggregate_id: str) 
     return b"".join(event.SerializeToString() for h in histories for event in h.events)
 
 
+async def until_live(stack: Stack, feed: ClientConnection) -> None:
+    """Wait (bounded) until the whole store's feed delivers a probe user's registration: the
+    subscription is live, and the story's events from now on reach it."""
+
+    async def delivers() -> bool:
+        email = f"probe-{uuid.uuid4()}@example.com"
+        variables = {"in": {"email": email, "name": "Probe", "password": "a-good-password"}}
+        probe = stack.data(REGISTER, variables)["registerUser"]["user"]["id"]
+        try:
+            async with asyncio.timeout(5):
+                while True:
+                    message = json.loads(await feed.recv())
+                    event = message.get("payload", {}).get("data", {}).get("eventAppended")
+                    if event and event["streamId"] == probe:
+                        return True
+        except TimeoutError:
+            return False
+
+    await eventually(delivers, 60, "the subscription delivers newly appended events")
+
+
 async def test_a_whole_user_story_leaks_no_password_hash_anywhere(stack: Stack) -> None:
     feed = await open_socket(stack, {"token": OPERATOR_TOKEN})
     await start(feed, "subscription { eventAppended { streamId type data metadata } }", {})
-    await asyncio.sleep(0)
+    await until_live(stack, feed)
     answers: list[str] = []
     email, password = f"leak-{uuid.uuid4()}@example.com", "a-good-password"
     command_id = f"leak-{uuid.uuid4()}"

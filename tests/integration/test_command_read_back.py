@@ -23,6 +23,7 @@ from domain.repository import Repository
 from projections.accounts import AccountsProjection, get_account
 from projections.projector import Projector
 from runtime.config import Settings
+from tests.projecting import project_through
 from workflows.command_outcomes import CommandOutcome
 
 REGISTER = """
@@ -124,10 +125,9 @@ async def test_a_deposit_its_read_model_has_not_caught_up_with_answers_no_stale_
 ) -> None:
     account = Account(f"account-{uuid.uuid4()}")
     account.open(f"user-{uuid.uuid4()}", "EUR", Decimal(100))
-    await Repository(store).save(account, lambda _: uuid.uuid4(), {})
+    saved = await Repository(store).save(account, lambda _: uuid.uuid4(), {})
     projector = Projector(engine, store, AccountsProjection(), batch_size=2_000)
-    while await projector.run_batch(wait_seconds=0.1):
-        pass
+    await project_through(engine, projector, saved.position)
     async with engine.connect() as conn:
         projected = await get_account(conn, account.id)
     assert projected is not None and projected.version == account.version

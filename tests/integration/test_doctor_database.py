@@ -15,7 +15,7 @@ from runtime.migrate import head_revision, migrate
 from runtime.ports import free_port
 from tests.conftest import LOCAL_POSTGRES
 
-WITHIN = 3.0
+WITHIN = 10.0
 
 
 @pytest.fixture

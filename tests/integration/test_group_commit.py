@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.event_store import PostgresEventStore
 from domain.event_store import (
@@ -26,6 +27,15 @@ from domain.event_store import (
 )
 
 QUEUE_STEPS = 100
+
+
+@pytest.fixture(scope="module")
+async def store(engine: AsyncEngine) -> AsyncIterator[PostgresEventStore]:
+    """A store of these tests' own: its group counters and queue count only their appends,
+    where the session's store is shared with whatever else appends through it."""
+    own = PostgresEventStore(engine)
+    yield own
+    await own.close()
 
 
 def new_event(data: dict[str, str] | None = None) -> NewEvent:

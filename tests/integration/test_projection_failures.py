@@ -19,6 +19,7 @@ from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
 from projections import projector
 from projections.projector import Projector
 from projections.users import UsersProjection, users_table
+from tests.projecting import project_through
 
 
 class TallyProjection:
@@ -52,7 +53,7 @@ class TallyProjection:
             )
 
 
-async def setup(engine: AsyncEngine, store: PostgresEventStore) -> tuple[TallyProjection, int]:
+async def setup(engine: AsyncEngine, store: PostgresEventStore) -> tuple[TallyProjection, int, int]:
     projection = TallyProjection(f"tally_{uuid.uuid4().hex[:12]}")
     async with engine.begin() as conn:
         await conn.run_sync(projection.table.metadata.create_all)
@@ -60,21 +61,17 @@ async def setup(engine: AsyncEngine, store: PostgresEventStore) -> tuple[TallyPr
     kind = projection.event_types[0]
     events = [NewEvent(uuid.uuid4(), kind, {"n": n, "poison": n == 3}) for n in range(6)]
     result = await store.append(StreamAppend(stream, events, NO_STREAM))
-    return projection, result.position - 2  # position of the poison event (n == 3)
-
-
-async def run_to_end(tally: Projector) -> None:
-    while await tally.run_batch(wait_seconds=0.1):
-        pass
+    # The poison event (n == 3), and the last event.
+    return projection, result.position - 2, result.position
 
 
 async def test_a_failing_event_stops_the_projection_before_it_and_is_reported(
     engine: AsyncEngine, store: PostgresEventStore
 ) -> None:
-    projection, poison_position = await setup(engine, store)
+    projection, poison_position, last = await setup(engine, store)
     tally = Projector(engine, store, projection)
 
-    await run_to_end(tally)
+    await project_through(engine, tally, last)
 
     assert await projection.count(engine) == 3
     (status,) = await projector.status(engine, [projection.name])
@@ -90,12 +87,12 @@ async def test_a_failing_event_stops_the_projection_before_it_and_is_reported(
 async def test_skip_moves_past_the_failed_event_and_the_rest_is_applied(
     engine: AsyncEngine, store: PostgresEventStore
 ) -> None:
-    projection, poison_position = await setup(engine, store)
+    projection, poison_position, last = await setup(engine, store)
     tally = Projector(engine, store, projection)
-    await run_to_end(tally)
+    await project_through(engine, tally, last)
 
     assert await projector.skip(engine, projection.name) == poison_position
-    await run_to_end(tally)
+    await project_through(engine, tally, last)
 
     assert await projection.count(engine) == 5
     (status,) = await projector.status(engine, [projection.name])
@@ -106,13 +103,13 @@ async def test_skip_moves_past_the_failed_event_and_the_rest_is_applied(
 async def test_retry_applies_the_failed_event_once_the_cause_is_fixed(
     engine: AsyncEngine, store: PostgresEventStore
 ) -> None:
-    projection, _ = await setup(engine, store)
+    projection, _, last = await setup(engine, store)
     tally = Projector(engine, store, projection)
-    await run_to_end(tally)
+    await project_through(engine, tally, last)
 
     projection.cured = True
     assert await projector.retry(engine, projection.name)
-    await run_to_end(tally)
+    await project_through(engine, tally, last)
 
     assert await projection.count(engine) == 6
     assert not await projector.retry(engine, projection.name)
@@ -156,7 +153,7 @@ async def test_a_statement_cancelled_by_the_database_is_an_outage_not_a_failed_e
                 .where(projection_failures.c.name == checkpoint)
             )
             assert failures.scalar_one() == 0
-        await run_to_end(users)
+        await project_through(engine, users, position)
         async with engine.connect() as conn:
             stored = await conn.execute(select(table.c.email).where(table.c.id == user_id))
             assert stored.scalar_one() == "a@b.c"

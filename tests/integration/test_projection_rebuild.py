@@ -26,6 +26,7 @@ from projections.catalog import all_projections
 from projections.projector import Projector, checkpoint_name
 from projections.rebuild import REBUILD_MARK, ProjectionRebuild, drop_abandoned_rebuilds
 from projections.users import UsersProjection, users
+from tests.projecting import project_through
 
 
 def random_user_history(rng: random.Random, count: int) -> list[tuple[str, DomainEvent]]:
@@ -69,9 +70,7 @@ async def rows(engine: AsyncEngine) -> list[Any]:
 
 async def catch_up(engine: AsyncEngine, store: PostgresEventStore, live: Projector) -> None:
     """Run the projector until it has passed every event committed so far."""
-    head = await store.head_position()
-    while await projector_position(engine, live) < head:
-        await live.run_batch(wait_seconds=1.0)
+    await project_through(engine, live, await store.head_position())
 
 
 async def test_rebuild_after_random_events_equals_the_incremental_projection(

@@ -30,6 +30,7 @@ from domain.users import User
 from projections.accounts import AccountsProjection
 from projections.projector import Projector
 from runtime.config import Settings
+from tests.projecting import project_through
 
 ACCOUNT = """
 query($id: ID!, $at: String!) { account(id: $id, consistentWith: $at) { id balance } }"""
@@ -89,6 +90,15 @@ async def read_url(database_url: str) -> str:
 
 
 @pytest.fixture
+async def primary(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """The API's primary engine, of this test's own: the statements recorded on it are the
+    API's, not those of anything else using the session's shared engine."""
+    engine = create_engine(database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
 async def replica(read_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(read_url, autocommit=True)
     yield engine
@@ -111,6 +121,7 @@ class RecordingReads(ReadPool):
 
 async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_primary(
     engine: AsyncEngine,
+    primary: AsyncEngine,
     replica: AsyncEngine,
     store: PostgresEventStore,
     database_url: str,
@@ -129,8 +140,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
         accounts.append(account.id)
     position = await store.head_position()
     projector = Projector(engine, store, AccountsProjection(), batch_size=2_000)
-    while await projector.run_batch(wait_seconds=1.0):
-        pass
+    await project_through(engine, projector, position)
 
     temporal = RecordingTemporal()
     reads = RecordingReads(read_url, 1)
@@ -139,7 +149,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
     )
     services = Services(
         settings=settings,
-        engine=engine,
+        engine=primary,
         temporal=cast(Client, temporal),
         tokens=TokenCheck({}),
         feed=cast(Any, None),
@@ -152,7 +162,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
         caller=Caller(Role.CUSTOMER, "customer", user_id=owner.id),
     )
     schema = build_schema()
-    statements = Statements(primary=engine, replica=replica)
+    statements = Statements(primary=primary, replica=replica)
 
     query = {"id": accounts[0], "at": str(position)}
     result = await schema.execute(ACCOUNT, query, context_value=context)

@@ -6,18 +6,38 @@ How the repository decides on cached state is tested over the in-memory store in
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any, cast
 
+import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
 from adapters.snapshots import PostgresSnapshotStore
 from domain.accounts import Account
 from domain.aggregate_cache import AggregateCache
 from domain.repository import EventIds, Repository
 from domain.users import User, UserStatus
+
+
+@pytest.fixture(scope="module")
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine of these tests' own: they count the statements it runs, which on the
+    session's shared engine would include anything else using it meanwhile."""
+    own = create_engine(database_url, pool_size=5)
+    yield own
+    await own.dispose()
+
+
+@pytest.fixture(scope="module")
+async def store(engine: AsyncEngine) -> AsyncIterator[PostgresEventStore]:
+    """A store on that engine, whose group counters count these tests' appends only."""
+    own = PostgresEventStore(engine)
+    yield own
+    await own.close()
 
 
 def ids() -> EventIds:
@@ -72,7 +92,7 @@ async def test_load_many_equals_loading_each_aggregate_alone(
 
 
 def count_statements(engine: AsyncEngine) -> list[str]:
-    """Every statement the engine runs from now on (the listener stays for the session)."""
+    """Every statement the engine runs from now on (the listener stays with the engine)."""
     seen: list[str] = []
 
     @event.listens_for(engine.sync_engine, "before_cursor_execute")

@@ -12,6 +12,7 @@ from domain.events import to_data
 from domain.users import UserEmailChanged, UserLocked, UserRegistered, UserStatus, UserUnlocked
 from projections.projector import Projector
 from projections.users import UsersProjection, get_user, get_user_by_email
+from tests.projecting import project_through
 
 
 def as_new(event: object) -> NewEvent:
@@ -28,12 +29,10 @@ async def test_users_projection_reflects_registration_email_change_and_lock(
         UserEmailChanged(user_id, old, new),
         UserLocked(user_id, "suspicious activity"),
     ]
-    await store.append(StreamAppend(user_id, [as_new(e) for e in events], NO_STREAM))
+    appended = await store.append(StreamAppend(user_id, [as_new(e) for e in events], NO_STREAM))
     projector = Projector(engine, store, UsersProjection())
 
-    while await projector.run_batch():
-        pass
-    assert await projector.run_batch() == 0
+    await project_through(engine, projector, appended.position)
 
     async with engine.connect() as conn:
         view = await get_user(conn, user_id)

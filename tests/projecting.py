@@ -1,0 +1,40 @@
+"""Running a projector over a test's own events in the session's shared database.
+
+The session's database holds every test's events, and another test's commit may still be in
+flight below this test's events: a batch that moves nothing means only that the page is held
+back for now, not that the test's events are projected. So a test runs its projector until
+the checkpoint has passed its own last event (or the projection stopped on an event), within
+a bound.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters import checkpoints
+from adapters.schema import projection_failures
+from projections.projector import Projector
+from tests.waiting import eventually
+
+PROJECTED_WITHIN = 30.0
+
+
+async def project_through(
+    engine: AsyncEngine, projector: Projector, position: int, within: float = PROJECTED_WITHIN
+) -> None:
+    """Run `projector` until its checkpoint is at `position` or past it, or it stopped."""
+
+    async def passed() -> bool:
+        await projector.run_batch(wait_seconds=0.1)
+        async with engine.begin() as conn:
+            at = await checkpoints.load(conn, projector.checkpoint)
+            failure = await conn.execute(
+                select(projection_failures.c.position).where(
+                    projection_failures.c.name == projector.checkpoint
+                )
+            )
+            stopped = failure.first() is not None
+        return at >= position or stopped
+
+    await eventually(passed, within, f"{projector.checkpoint} passed position {position}")
