@@ -25,15 +25,19 @@ CONSISTENCY_TIMEOUT_SECONDS = 1
 COMMAND_TIMEOUT_SECONDS = 5
 # A failing compensation parks its saga after two attempts (about half a second), not eight.
 COMPENSATION_ATTEMPTS = 2
-# Long enough for a test to use a session, short enough for one to see it expire.
+# Long enough for a test to use a session on a loaded machine (the tests that wait for one
+# to expire ask an API of their own with a shorter one: test_customer_sessions.py).
 SESSION_TTL_SECONDS = 30
 CLIENT_TOKEN = "e2e-client-token"
 OPERATOR_TOKEN = "e2e-operator-token"
+# Set rather than left to `up`, so that another API process can share it.
+SESSION_KEY = "e2e-session-key-that-signs-every-customer-session"
 STACK_SETTINGS = {
     "SAGALINE_CONSISTENCY_TIMEOUT_SECONDS": str(CONSISTENCY_TIMEOUT_SECONDS),
     "SAGALINE_COMMAND_TIMEOUT_SECONDS": str(COMMAND_TIMEOUT_SECONDS),
     "SAGALINE_COMPENSATION_ATTEMPTS": str(COMPENSATION_ATTEMPTS),
     "SAGALINE_API_TOKENS": f"{CLIENT_TOKEN}:client,{OPERATOR_TOKEN}:operator",
+    "SAGALINE_SESSION_KEY": SESSION_KEY,
     "SAGALINE_SESSION_TTL_SECONDS": str(SESSION_TTL_SECONDS),
     # Spans go to <data dir>/traces/<role>.jsonl (test_traces.py reads them).
     "SAGALINE_TRACING": "true",

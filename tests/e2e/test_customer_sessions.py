@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import dataclasses
 import json
+import os
+import shutil
+import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from runtime.embedded.process import http_answers
+from runtime.launcher import LOCALHOST, sagaline_process
+from runtime.ports import free_port
 from tests.e2e.conftest import (
     CLIENT_TOKEN,
     COMMAND_TIMEOUT_SECONDS,
     OPERATOR_TOKEN,
-    SESSION_TTL_SECONDS,
+    STACK_SETTINGS,
+    Launch,
     Stack,
 )
 from tests.e2e.test_bank_api import DEPOSIT, OPEN, TRANSFER
@@ -42,6 +53,10 @@ query($user: ID!, $account: ID!, $transfer: ID!) {
   history: events(streamId: $account) { edges { node { type } } }
   saga(id: $transfer) { id }
 }"""
+# Sessions from the short-session API: long enough to sign in and open a socket on a loaded
+# machine, short enough that a test waits seconds for one to expire.
+SHORT_SESSION_TTL_SECONDS = 8
+API_READY_WITHIN_SECONDS = 120.0
 MINE = """
 query($user: ID!, $account: ID!) {
   user(id: $user) { id accounts { id } }
@@ -50,6 +65,49 @@ query($user: ID!, $account: ID!) {
   transfers { edges { node { id } } }
   history: events(streamId: $user) { edges { node { type } } }
 }"""
+
+
+@pytest.fixture(scope="module")
+async def short_sessions(launch: Launch) -> AsyncIterator[Stack]:
+    """The session's stack seen through a second API process whose sessions last seconds.
+
+    It is configured as an operator would run one more `sagaline api` beside a deployment:
+    the same database, Temporal, broker, tokens and session key, its own port and data dir,
+    and SAGALINE_SESSION_TTL_SECONDS of its own.
+    """
+    if launch.failure is not None or not launch.stack.running:
+        pytest.skip("the e2e stack is not running; see the test that reported it")
+    shared = launch.stack
+    data_dir = Path(tempfile.mkdtemp(prefix="sagaline-e2e-api-"))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGALINE_")}
+    env.update(
+        {
+            **STACK_SETTINGS,
+            "SAGALINE_DATA_DIR": str(data_dir),
+            "SAGALINE_DATABASE_URL": shared.database_url,
+            "SAGALINE_TEMPORAL_ADDRESS": shared.temporal_address,
+            "SAGALINE_KAFKA_BOOTSTRAP": shared.kafka_bootstrap,
+            "SAGALINE_API_HOST": LOCALHOST,
+            "SAGALINE_API_PORT": str(port),
+            "SAGALINE_SESSION_TTL_SECONDS": str(SHORT_SESSION_TTL_SECONDS),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    api = sagaline_process("api", data_dir.with_name(f"{data_dir.name}.log"), env)
+    api.start()
+    try:
+        await api.wait_ready(
+            lambda: http_answers(LOCALHOST, port, "/graphql"), within=API_READY_WITHIN_SECONDS
+        )
+        # The shared stack's helpers, pointed at this API's port.
+        view = copy.copy(shared)
+        view.ports = dataclasses.replace(shared.ports, api=port)
+        yield view
+    finally:
+        await api.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        api.log_path.unlink(missing_ok=True)
 
 
 def customer(stack: Stack) -> dict[str, Any]:
@@ -360,13 +418,14 @@ def httpx_status(stack: Stack, token: str) -> int:
     return response.status_code
 
 
-def test_a_session_ends_when_it_expires_or_is_forged(stack: Stack) -> None:
+def test_a_session_ends_when_it_expires_or_is_forged(short_sessions: Stack) -> None:
+    stack = short_sessions
     ann = customer(stack)
     body, _, _ = ann["token"].rpartition(".")
     assert httpx_status(stack, f"{body}.AAAA") == 401
     expires_at = datetime.fromisoformat(ann["expiresAt"])
     remaining = (expires_at - datetime.now(UTC)).total_seconds()
-    assert 0 < remaining <= SESSION_TTL_SECONDS
+    assert 0 < remaining <= SHORT_SESSION_TTL_SECONDS
     deadline = time.monotonic() + remaining + 30
     while httpx_status(stack, ann["token"]) != 401:
         assert time.monotonic() < deadline, "the session outlived its expiry"
@@ -578,7 +637,8 @@ async def test_locking_a_user_closes_its_open_subscriptions(stack: Stack) -> Non
     assert "2.00" not in deposits(messages), "the locked user's subscription kept streaming"
 
 
-async def test_a_subscription_is_closed_when_its_session_expires(stack: Stack) -> None:
+async def test_a_subscription_is_closed_when_its_session_expires(short_sessions: Stack) -> None:
+    stack = short_sessions
     ann = customer(stack)
     expires_at = datetime.fromisoformat(ann["expiresAt"])
     socket = await open_socket(stack, {"token": ann["token"]})

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from datetime import timedelta
 from decimal import Decimal
 from typing import ClassVar
 
@@ -80,8 +81,14 @@ class Bank:
         amount: str,
         transfer_id: str | None = None,
         with_attributes: bool = False,
+        task_timeout: timedelta | None = None,
     ) -> WorkflowHandle[TransferSaga, TransferOutcome]:
-        """Start a transfer; `with_attributes` starts it as the API does."""
+        """Start a transfer; `with_attributes` starts it as the API does.
+
+        `task_timeout` is the workflow task's (Temporal's default: 10 s). While a step (a local
+        activity) runs, its workflow task stays open and is renewed only at 80% of that, so a
+        cancellation or query that arrives meanwhile is seen no sooner.
+        """
         command = TransferMoney(
             transfer_id or f"transfer-{uuid.uuid4()}", source, destination, Decimal(amount), TODAY
         )
@@ -96,6 +103,7 @@ class Bank:
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=attributes if with_attributes else None,
+            task_timeout=task_timeout,
         )
 
     async def transfer(self, source: str, destination: str, amount: str) -> TransferOutcome:

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import ClassVar
@@ -37,6 +38,13 @@ from tests.workflows.bank import Bank, assert_money_moved_as_told, expected_bala
 from workflows.accounts import DepositMoneyWorkflow
 from workflows.saga import SagaStatus
 from workflows.transfers import TransferSaga
+
+# A workflow task that its worker never answers (it was killed, or a step kept the task open
+# while it retried) is handed on at this timeout, or renewed at 80% of it: shorter than
+# Temporal's default 10 s so the tests see that in seconds, with room for a loaded machine.
+TASK_TIMEOUT = timedelta(seconds=5)
+# A step retrying on a cut database keeps its task open; a query waits for its renewal.
+RETRYING_TASK_TIMEOUT = timedelta(seconds=3)
 
 
 def worker_process(settings: Settings, task_queue: str, log: Path) -> ChildProcess:
@@ -77,7 +85,7 @@ async def test_killing_the_worker_mid_transfers_loses_and_duplicates_nothing(
     worker_processes[-1].start()
 
     plans = [(accounts[n % 10], accounts[(n * 3 + 1) % 10], f"{n + 1}.00") for n in range(50)]
-    handles = [await bank.start(*plan) for plan in plans]
+    handles = [await bank.start(*plan, task_timeout=TASK_TIMEOUT) for plan in plans]
     transfer_ids = [h.id[len("transfer/") :] for h in handles]
 
     # Kill it as soon as money has started to move: it is then in the middle of the transfers.
@@ -157,7 +165,7 @@ async def test_a_transfer_completes_after_the_database_was_unreachable_for_sever
     )
     async with worker:
         proxy.cut()
-        handle = await bank.start(source, destination, "30.00")
+        handle = await bank.start(source, destination, "30.00", task_timeout=RETRYING_TASK_TIMEOUT)
 
         # The steps are local activities: their attempts are seen by the worker, not the server.
         async def failed_twice_on_the_cut_database() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
@@ -170,12 +171,20 @@ async def test_a_failing_compensation_parks_the_saga_until_an_operator_retries(
         await handle.execute_update(TransferSaga.retry)
 
 
+HELD_TASK_TIMEOUT = timedelta(seconds=3)
+
+
 async def cancel_during(
     step: str, bank: Bank, source: str, destination: str
 ) -> WorkflowHandle[TransferSaga, TransferOutcome]:
-    """Start a transfer of 25.00, cancel it while `step` runs, then let the step finish."""
+    """Start a transfer of 25.00, cancel it while `step` runs, then let the step finish.
+
+    The held step keeps its workflow task open; the saga sees the cancellation when that task
+    is renewed, twice over (once to take the cancellation in, once to end the task that did):
+    a short task timeout makes that a few seconds, not the 16 of Temporal's default.
+    """
     StepsHeld.hold(step)
-    handle = await bank.start(source, destination, "25.00")
+    handle = await bank.start(source, destination, "25.00", task_timeout=HELD_TASK_TIMEOUT)
     await asyncio.wait_for(StepsHeld.started[step].wait(), timeout=30)
     await handle.cancel()
     await cancellation_seen(handle)  # the saga has reacted to the cancellation, step still held
