@@ -16,6 +16,10 @@ then: basic fields are plain attributes). Which fields qualify is decided
 once per schema (`plain_leaf_fields`): a strawberry field that is basic (no resolver, no
 extension), takes no argument, keeps strawberry's attribute resolver and has a scalar or enum
 type, non-null or not. No middleware may be in play (the schema passes none).
+
+The same executor binds its resolver helpers (`info.async_helpers`) when they are asked for
+instead of keeping them, so that an operation's executor is not a reference cycle: see
+`LeafFieldsExecutor.async_helpers`.
 """
 
 from __future__ import annotations
