@@ -36,7 +36,10 @@ from strawberry.exceptions import MissingQueryError
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema._graphql_core import execution_context_class_kwargs
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES
+from strawberry.schema.schema import (
+    DEFAULT_ALLOWED_OPERATION_TYPES,
+    StrawberryGraphQLCoreExecutionContext,
+)
 from strawberry.types import ExecutionResult
 from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
@@ -44,6 +47,7 @@ from strawberry.utils.await_maybe import await_maybe
 from strawberry.utils.operation import get_first_operation, get_operation_type
 
 from api.error_log import LoggedSchema
+from api.leaf_fields import executor_for
 from api.metrics import GraphQLMetrics, metrics_extensions, record_operation
 from api.safety import (
     CheckedDocuments,
@@ -74,6 +78,13 @@ class SagalineSchema(LoggedSchema):
         self._checked = checked
         self._metrics = metrics
         self._own_extensions = tuple(self.extensions)
+        # Plain leaf fields in one step (api/leaf_fields.py), unless the schema was given
+        # its own executor or exception handlers (which strawberry's resolvers would apply).
+        if (
+            self.execution_context_class is StrawberryGraphQLCoreExecutionContext
+            and not self.exception_handlers
+        ):
+            self.execution_context_class = executor_for(self._schema)
 
     def runs_directly(self) -> bool:
         """Whether `execute` takes the direct path (it answers an ExecutionResult then)."""

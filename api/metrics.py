@@ -32,6 +32,10 @@ MULTIPLE = "multiple"
 INTROSPECTION = "introspection"
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+LABELS_KEPT = 256
+"""How many documents' labels `GraphQLMetrics.label` remembers (the checked documents' cache
+holds 256 query texts)."""
+
 RootFields = Mapping[str, frozenset[str]]
 """Per operation type (query, mutation, subscription), the schema's root field names."""
 
@@ -68,6 +72,42 @@ class GraphQLMetrics:
             registry=registry,
         )
         self._root_fields: RootFields | None = None
+        # Each document's label by its identity (the document is kept, so the identity is
+        # not reused while it is), and each label's instruments (labels are bounded).
+        self._labels: dict[int, tuple[DocumentNode, str | None, tuple[str, str]]] = {}
+        self._counted: dict[tuple[str, str, str], Counter] = {}
+        self._timed: dict[tuple[str, str], Histogram] = {}
+
+    def label(
+        self, schema: Any, document: DocumentNode | None, operation_name: str | None
+    ) -> tuple[str, str]:
+        """`operation_label` of the document, worked out once per document and name."""
+        if document is None:
+            return UNKNOWN, UNKNOWN
+        known = self._labels.get(id(document))
+        if known is not None and known[0] is document and known[1] == operation_name:
+            return known[2]
+        label = operation_label(document, operation_name, self.root_fields(schema))
+        if len(self._labels) >= LABELS_KEPT:
+            self._labels.clear()
+        self._labels[id(document)] = (document, operation_name, label)
+        return label
+
+    def counted(self, kind: str, operation: str, outcome: str) -> Counter:
+        """The operations counter of these labels."""
+        key = (kind, operation, outcome)
+        counter = self._counted.get(key)
+        if counter is None:
+            counter = self._counted[key] = self.operations.labels(kind, operation, outcome)
+        return counter
+
+    def timed(self, kind: str, operation: str) -> Histogram:
+        """The duration histogram of these labels."""
+        key = (kind, operation)
+        histogram = self._timed.get(key)
+        if histogram is None:
+            histogram = self._timed[key] = self.duration.labels(kind, operation)
+        return histogram
 
     def root_fields(self, schema: Any) -> RootFields:
         """The schema's root fields, read once from the first operation's schema."""
@@ -160,16 +200,16 @@ def record_operation(
     the operation ends: the errors before masking (parse, validation, and also execution
     errors, which strawberry records there too), and the result.
     """
-    kind, operation = operation_label(document, operation_name, metrics.root_fields(schema))
+    kind, operation = metrics.label(schema, document, operation_name)
     errors: list[GraphQLError] = list(pre_execution_errors or [])
     if pre_execution_errors:
         outcome = "invalid"
     else:
         errors += list(getattr(result, "errors", None) or [])
         outcome = "error" if errors else "ok"
-    metrics.operations.labels(kind, operation, outcome).inc()
+    metrics.counted(kind, operation, outcome).inc()
     if kind != "subscription":
-        metrics.duration.labels(kind, operation).observe(time.perf_counter() - started)
+        metrics.timed(kind, operation).observe(time.perf_counter() - started)
     for error in errors:
         metrics.errors.labels(operation, error_type(error)).inc()
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.name_converter import NameConverter
 from strawberry.tools import merge_types
 
 from api.accounts.mutations import AccountMutations
@@ -20,6 +22,27 @@ from api.transfers.mutations import TransferMutations
 from api.transfers.queries import TransferQueries, TransferSubscriptions
 from api.users.mutations import UserMutations
 from api.users.queries import SuspiciousActivityQueries, UserQueries
+
+NAMES_KEPT = 4096
+"""How many converted names `RememberedNames` keeps (the schema has a few hundred)."""
+
+
+class RememberedNames(NameConverter):
+    """Strawberry's naming, each Python name converted once: strawberry names every argument
+    of a field again on each call of its resolver (to camelCase, character by character)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._converted: dict[tuple[bool, str], str] = {}
+
+    def apply_naming_config(self, name: str) -> str:
+        key = (self.auto_camel_case, name)
+        converted = self._converted.get(key)
+        if converted is None:
+            converted = super().apply_naming_config(name)
+            if len(self._converted) < NAMES_KEPT:
+                self._converted[key] = converted
+        return converted
 
 
 def build_schema(
@@ -61,4 +84,5 @@ def build_schema(
         mutation=mutation,
         subscription=subscription,
         scalar_overrides={Decimal: DECIMAL_SCALAR},
+        config=StrawberryConfig(name_converter=RememberedNames()),
     )

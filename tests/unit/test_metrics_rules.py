@@ -63,6 +63,24 @@ def test_operations_are_named_by_their_root_field_within_the_schema(
     assert operation_label(parse(document), name, ROOTS) == expected
 
 
+def test_a_remembered_label_is_the_label_of_that_document_and_name() -> None:
+    metrics = GraphQLMetrics(new_registry())
+    schema = build_schema()
+    two = parse("query A { user(id: 1) { id } } query B { account(id: 1) { id } }")
+    for _ in range(2):
+        assert metrics.label(schema, two, "A") == ("query", "user")
+        assert metrics.label(schema, two, "B") == ("query", "account")
+        assert metrics.label(schema, two, None) == ("unknown", "unknown")
+        # An equal document parsed again is another object: labelled on its own.
+        assert metrics.label(schema, parse("{ user(id: 1) { id } }"), None) == ("query", "user")
+    assert metrics.label(schema, None, "A") == ("unknown", "unknown")
+    for i in range(600):  # more documents than are kept
+        document = parse(f"{{ a{i}: account(id: 1) {{ id }} }}")
+        assert metrics.label(schema, document, None) == ("query", "account")
+    assert metrics.counted("query", "user", "ok") is metrics.counted("query", "user", "ok")
+    assert metrics.timed("query", "user") is metrics.duration.labels("query", "user")
+
+
 def test_an_unparsable_document_is_an_unknown_operation() -> None:
     assert operation_label(None, "anything", ROOTS) == ("unknown", "unknown")
 

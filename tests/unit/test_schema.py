@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from api.schema import build_schema
+from strawberry.schema.name_converter import NameConverter
+
+from api.schema import RememberedNames, build_schema
 
 SCHEMA_FILE = Path(__file__).resolve().parents[2] / "schema.graphql"
 
@@ -56,3 +58,13 @@ def test_every_query_accepts_consistent_with() -> None:
         name for name, field in query_type.fields.items() if "consistentWith" not in field.args
     ]
     assert missing == []
+
+
+def test_names_are_converted_once_and_as_strawberry_converts_them() -> None:
+    names = RememberedNames()
+    plain = NameConverter()
+    for name in ("consistent_with", "owner_id", "id", "a_b_c", "already"):
+        assert names.apply_naming_config(name) == plain.apply_naming_config(name)
+        assert names.apply_naming_config(name) == plain.apply_naming_config(name)
+    names.auto_camel_case = False
+    assert names.apply_naming_config("owner_id") == "owner_id"

@@ -1,0 +1,152 @@
+"""Plain leaf fields completed in one step: an attribute read, then the scalar's output.
+
+Most fields the API answers are attributes of a strawberry type (`Account.balance`,
+`Transfer.status`): strawberry resolves them by reading the attribute, with no `Info`, no
+arguments and no extension. graphql-core still builds, for each one, a resolve info of
+fifteen entries and walks `complete_value` (non-null, then leaf) before the scalar's
+`coerce_output_value`. For a query such as `account(id)`, eight such fields cost more than
+its resolver does.
+
+`LeafFieldsExecutor` answers those fields directly: it reads the attribute as strawberry's
+resolver would and coerces it with the field's scalar or enum. Whatever that step cannot
+answer by itself (a null for a non-null field, a value the scalar refuses, an exception, an
+awaitable) goes through graphql-core's own `execute_field`, which reads the attribute again
+and answers it as before, errors and their paths included (an attribute is read twice only
+then: basic fields are plain attributes). Which fields qualify is decided
+once per schema (`plain_leaf_fields`): a strawberry field that is basic (no resolver, no
+extension), takes no argument, keeps strawberry's attribute resolver and has a scalar or enum
+type, non-null or not. No middleware may be in play (the schema passes none).
+
+The same executor binds its resolver helpers (`info.async_helpers`) when they are asked for
+instead of keeping them, so that an operation's executor is not a reference cycle: see
+`LeafFieldsExecutor.async_helpers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, ClassVar
+
+from graphql import (
+    GraphQLLeafType,
+    GraphQLObjectType,
+    GraphQLResolveInfoHelpers,
+    GraphQLSchema,
+    is_leaf_type,
+    is_non_null_type,
+)
+from graphql.pyutils import Undefined
+from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+PlainLeaf = tuple[Callable[[Any, str], Any], str, GraphQLLeafType, bool]
+"""A plain leaf field: strawberry's attribute resolver and the attribute's name (what its
+`get_result` calls for a basic field), its scalar or enum, and whether it is non-null."""
+LeafFields = dict[str, dict[str, PlainLeaf]]
+"""The plain leaf fields of each object type, by type name then field name."""
+
+
+def plain_leaf_fields(schema: GraphQLSchema) -> LeafFields:
+    """The fields of the schema's object types that `LeafFieldsExecutor` may answer."""
+    found: LeafFields = {}
+    for type_name, named_type in schema.type_map.items():
+        if not isinstance(named_type, GraphQLObjectType) or type_name.startswith("__"):
+            continue
+        for field_name, field in named_type.fields.items():
+            definition = (field.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+            if (
+                not isinstance(definition, StrawberryField)
+                or not definition.is_basic_field
+                or field.args
+                or field.subscribe is not None
+                or not getattr(field.resolve, "_is_default", False)
+            ):
+                continue
+            output = field.type
+            non_null = is_non_null_type(output)
+            inner = output.of_type if non_null else output
+            if is_leaf_type(inner):
+                found.setdefault(type_name, {})[field_name] = (
+                    definition.default_resolver,
+                    definition.python_name,
+                    inner,
+                    non_null,
+                )
+    return found
+
+
+def leaf_value(leaf: PlainLeaf, source: Any) -> Any:
+    """The field's answer, or Undefined for graphql-core to answer (and report) instead."""
+    resolve, attribute, leaf_type, non_null = leaf
+    try:
+        value = resolve(source, attribute)
+    except Exception:
+        return Undefined
+    if value is None:
+        return Undefined if non_null else None
+    if value is Undefined or isinstance(value, Exception):
+        return Undefined
+    if optimized_is_awaitable(value):
+        # graphql-core reads the attribute again and awaits that one: this one is closed
+        # unstarted (not left to warn that it was never awaited).
+        if isinstance(value, Coroutine):
+            value.close()
+        return Undefined
+    try:
+        coerced = leaf_type.coerce_output_value(value)
+    except Exception:
+        return Undefined
+    return Undefined if coerced is None else coerced
+
+
+class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, answering plain leaf fields in one step. A schema sets
+    `leaf_fields` on its own subclass (`executor_for`)."""
+
+    leaf_fields: ClassVar[LeafFields] = {}
+
+    @property
+    def async_helpers(self) -> GraphQLResolveInfoHelpers:
+        """The helpers a resolver's info offers, bound to this executor when asked for.
+
+        graphql-core's executor keeps them as an attribute, bound methods of itself: a
+        reference cycle, so every operation's executor, with its context, request and
+        collected fields, waited for the cyclic garbage collector, whose passes over the
+        requests still in flight then cost more than a small query. Both helpers act only on
+        state the executor shares with its copies, so binding them on each use is the same.
+        """
+        return GraphQLResolveInfoHelpers(gather=self.gather_async_work, track=self.track_async_work)
+
+    @async_helpers.setter
+    def async_helpers(self, helpers: GraphQLResolveInfoHelpers) -> None:
+        pass  # what graphql-core's __init__ would store, the cycle
+
+    def execute_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        fields = self.leaf_fields.get(parent_type.name)
+        if fields is not None and self.middleware_manager is None:
+            leaf = fields.get(field_details_list[0].node.name.value)
+            if leaf is not None:
+                answer = leaf_value(leaf, source)
+                if answer is not Undefined:
+                    return answer
+        return super().execute_field(
+            parent_type, source, field_details_list, path, position_context
+        )
+
+
+def executor_for(schema: GraphQLSchema) -> type[LeafFieldsExecutor]:
+    """An executor class answering the schema's plain leaf fields."""
+    return type(
+        "SchemaLeafFieldsExecutor",
+        (LeafFieldsExecutor,),
+        {"leaf_fields": plain_leaf_fields(schema)},
+    )
