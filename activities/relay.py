@@ -13,7 +13,7 @@ from temporalio import activity
 
 from activities.following import FollowInput, follow
 from adapters import broker_loss, checkpoints, relay_ledger
-from adapters.broker_loss import Loss
+from adapters.broker_loss import Loss, TopicState
 from adapters.kafka import KafkaEventPublisher, encode_event
 from adapters.read_ahead import ReadAhead
 from adapters.relay_checkpoint import RELAY_CHECKPOINT
@@ -61,6 +61,8 @@ def encoded_pages(store: EventStore, limit: int) -> Callable[[int, float], Await
 
 Sent = tuple[EncodedPage, list[PartitionAck]]
 """A page and what the broker acknowledged of it."""
+Verdict = tuple[TopicState, Loss | None]
+"""What the broker answered to a check, and what it lost of what it acknowledged before."""
 
 
 class RelayActivities:
@@ -84,6 +86,14 @@ class RelayActivities:
         self._position: int | None = None
         self._ledger: Ledger | None = None
         self._next_check = 0.0
+        # A check before the next page, not beside it: at the start of a run, after an
+        # outage, after a recovery that found the checkpoint moved.
+        self._check_first = True
+        # The routine check, beside the pages published meanwhile: (the ledger's generation
+        # when it started, the check). Its verdict counts only if the ledger was not read
+        # again since (a recovery, a checkpoint moved): then the relay checks again.
+        self._checking: tuple[int, asyncio.Task[Verdict | None]] | None = None
+        self._generation = 0
         self._pages_since_prune = 0
         # The ledger's pruning, in a transaction of its own while a page is published.
         self._pruning: asyncio.Task[None] | None = None
@@ -102,6 +112,7 @@ class RelayActivities:
         """Publish events in global order until the run time passes; returns how many."""
         publisher = self._publisher()
         self._position = None
+        self._check_first = True
         try:
             await publisher.start()
             return await follow(
@@ -115,18 +126,20 @@ class RelayActivities:
             # whose checkpoint did not move (the next run publishes it again).
             await self._stop_ahead()
             await self._stop_pruning()
+            await self._stop_check()
             await self._pages.stop()
             await publisher.stop()
 
     async def publish_batch(self, publisher: KafkaEventPublisher) -> int:
-        """Publish the next batch; returns how far the checkpoint moved (negative: back).
+        """Publish the next batch (the next few while a broker check runs beside them);
+        returns how far the checkpoint moved (negative: back).
 
         A broker outage is not an error of the relay: the batch stays unacknowledged, the
         checkpoint stays put, and the next call publishes the same events again (whatever
         part of them reached the broker arrives twice, with the same ce_id, still in order).
-        A broker that lost events it had acknowledged is noticed, before a batch (its log
-        ends below what it acknowledged, its cluster changed, the topic is gone) or by the
-        ack of one (landing below that end); the relay then goes back to the first lost
+        A broker that lost events it had acknowledged is noticed, by a check (its log ends
+        below what it acknowledged, its cluster changed, the topic is gone) or by the ack of
+        a batch (landing below that end); the relay then goes back to the first lost
         position and publishes again from there.
 
         Nothing a call starts outlives it: the publish of the next page started ahead has
@@ -134,7 +147,12 @@ class RelayActivities:
         waited for when it raises or is cancelled. The relay's work is fenced (see
         `activities.following.fenced`), and a fence lost cancels that work: no publish of
         it goes on once the cancellation returned, while another instance may publish.
-        The ledger's pruning started by a call has ended by then too.
+        The ledger's pruning and the broker check started by a call have ended by then too.
+
+        The broker is checked about once a second. The routine check runs beside the pages
+        published meanwhile (a call publishes pages until it answered, then acts on it), so
+        events appended meanwhile do not wait for the broker's answer; a check at the start
+        of a run or after an outage runs before the next page, as a loss is likeliest then.
         """
         try:
             moved = await self._publish_batch(publisher)
@@ -144,20 +162,41 @@ class RelayActivities:
         except BaseException:
             await self._stop_ahead()
             await self._stop_pruning()
+            await self._stop_check()
             raise
         return moved
 
     async def _publish_batch(self, publisher: KafkaEventPublisher) -> int:
         loop = asyncio.get_running_loop()
-        if loop.time() >= self._next_check:
+        due = self._check_first or loop.time() >= self._next_check
+        if due:
             # Now and then read the checkpoint again too: an operator may have rewound it.
             self._position = None
         position = await self._current_position()
-        if loop.time() >= self._next_check:
-            moved = await self._check_broker(publisher, position)
+        if due and self._check_first:
+            self._check_first = False
+            verdict = await self._inspect(publisher, (await self._current_ledger()).snapshot())
             self._next_check = loop.time() + BROKER_CHECK_SECONDS
+            moved = await self._act_on(publisher, verdict)
             if moved is not None:
                 return moved
+        elif due:
+            await self._start_check(publisher)
+        moved = 0
+        while True:
+            step = await self._publish_page(publisher, position)
+            moved += step
+            if self._checking is None:
+                return moved
+            if step > 0 and not self._checking[1].done():
+                # The check goes on: publish the next page meanwhile.
+                position = await self._current_position()
+                continue
+            recovered = await self._end_check(publisher)
+            return moved + (recovered or 0)
+
+    async def _publish_page(self, publisher: KafkaEventPublisher, position: int) -> int:
+        """Publish the page after `position` and move the checkpoint past it."""
         if self._pages_since_prune + 1 >= PRUNE_EVERY_PAGES:
             # Fold the ledger's older rows meanwhile, in a transaction of its own: not in
             # the page's, where every event appended meanwhile would wait for it.
@@ -166,7 +205,7 @@ class RelayActivities:
             page, acks = await self._sent_from(publisher, position)
         except KafkaError as error:
             log.warning("relay: broker did not acknowledge, retrying: %r", error)
-            self._next_check = 0.0
+            self._check_first = True
             await asyncio.sleep(OUTAGE_PAUSE_SECONDS)
             return 0
         if page.next_position == position:
@@ -175,6 +214,9 @@ class RelayActivities:
         landed = {ack.partition: ack.base_offset for ack in acks}
         if any(offset < ledger.acked_ends.get(p, 0) for p, offset in landed.items()):
             # The page landed below what the broker acknowledged before: its log was cut.
+            if self._checking is not None:
+                # One look at the broker at a time; that check's verdict waits for the loop.
+                await asyncio.wait({self._checking[1]})
             state = await publisher.inspect()
             loss = broker_loss.assess(ledger, state, landed)
             if loss is not None:
@@ -267,19 +309,71 @@ class RelayActivities:
             await _cancelled(self._pruning)
             self._pruning = None
 
-    async def _check_broker(self, publisher: KafkaEventPublisher, position: int) -> int | None:
-        """Compare what the broker holds with what it acknowledged; None if nothing is lost."""
-        ledger = await self._current_ledger()
+    async def _start_check(self, publisher: KafkaEventPublisher) -> None:
+        """Start the routine check, comparing the broker with what it acknowledged so far."""
+        snapshot = (await self._current_ledger()).snapshot()
+        task = asyncio.create_task(self._inspect(publisher, snapshot))
+        self._checking = (self._generation, task)
+
+    async def _inspect(self, publisher: KafkaEventPublisher, ledger: Ledger) -> Verdict | None:
+        """What the broker holds of what `ledger` says it acknowledged; None if it did not
+        answer.
+
+        `ledger` is as it was before the broker was asked: every acknowledgement in it came
+        before the broker's answer, which must then show it. One recorded later (a page
+        published beside the check) may lie past the ends the broker answered with, and is
+        no evidence of a loss.
+        """
         try:
             state = await publisher.inspect()
-            loss = broker_loss.assess(ledger, state)
-            if loss is None and not state.listed:
-                await publisher.create_topic()
         except KafkaError as error:
             log.warning("relay: broker did not answer its check: %r", error)
             return None
+        return state, broker_loss.assess(ledger, state)
+
+    async def _end_check(self, publisher: KafkaEventPublisher) -> int | None:
+        """Wait for the routine check and act on its verdict (see `_act_on`)."""
+        assert self._checking is not None
+        generation, task = self._checking
+        # Kept until it ended: a cancellation meanwhile leaves it to `_stop_check`.
+        await asyncio.wait({task})
+        self._checking = None
+        verdict = task.result()
+        self._next_check = asyncio.get_running_loop().time() + BROKER_CHECK_SECONDS
+        if generation != self._generation:
+            # The ledger was read again meanwhile (a recovery, a checkpoint moved under the
+            # relay): the verdict may be about what is gone. Check again from there.
+            self._next_check = 0.0
+            return None
+        return await self._act_on(publisher, verdict)
+
+    async def _stop_check(self) -> None:
+        if self._checking is not None:
+            await _cancelled(self._checking[1])
+            self._checking = None
+
+    async def _act_on(self, publisher: KafkaEventPublisher, verdict: Verdict | None) -> int | None:
+        """Recover from a loss the check found, between two pages; None if nothing is lost.
+
+        Pages published and checkpointed since the check started are no reason to doubt its
+        verdict, nor is it a reason to doubt them: a page the broker put on a log it had cut
+        landed below what it acknowledged before, and was noticed by its ack before its
+        checkpoint moved; any other page's acknowledgement is in the ledger the recovery
+        reads, so it goes back as far as the broker lost, those pages with it.
+        """
+        if verdict is None:
+            return None
+        state, loss = verdict
         if loss is not None:
+            position = await self._current_position()
             return await self._recover(publisher, position, loss, state.cluster_id)
+        if not state.listed:
+            try:
+                await publisher.create_topic()
+            except KafkaError as error:
+                log.warning("relay: broker did not answer its check: %r", error)
+                return None
+        ledger = await self._current_ledger()
         if ledger.cluster_id is None and state.cluster_id is not None:
             async with self._engine.begin() as conn:
                 await relay_ledger.remember_cluster(conn, self._checkpoint, state.cluster_id)
@@ -316,7 +410,7 @@ class RelayActivities:
                 await relay_ledger.record_recovery(conn, self._checkpoint, cluster_id, restart)
         except checkpoints.CheckpointMoved:
             # An operator's rewind (or another relay) came first: check again from there.
-            self._next_check = 0.0
+            self._check_first = True
             return 0
         finally:
             self._forget()
@@ -335,6 +429,7 @@ class RelayActivities:
         """Read checkpoint and ledger from the store again before the next batch."""
         self._position = None
         self._ledger = None
+        self._generation += 1
 
     async def _current_ledger(self) -> Ledger:
         if self._ledger is None:

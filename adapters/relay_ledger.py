@@ -41,6 +41,12 @@ class Ledger:
     last_batches: dict[int, int] = field(default_factory=dict)
     recoveries: int = 0
 
+    def snapshot(self) -> Ledger:
+        """A copy that later acknowledgements leave as it is."""
+        return Ledger(
+            self.cluster_id, dict(self.acked_ends), dict(self.last_batches), self.recoveries
+        )
+
     def acknowledge(self, acks: Sequence[PartitionAck]) -> None:
         for ack in acks:
             self.acked_ends[ack.partition] = max(
