@@ -41,6 +41,11 @@ _TEMPORAL_DOWN_STATUSES = frozenset(
 )
 # A connection refused, reset or closed mid-call reaches us as UNKNOWN "transport error".
 _TEMPORAL_TRANSPORT_ERROR = "transport error"
+# A Temporal server just restarted answers NOT_FOUND for its namespace until it has loaded its
+# namespaces (also inside an update-with-start's MultiOperationExecutionFailure): the server
+# is not ready yet, which a retry shortly after outlives. A namespace that is really missing
+# is a deployment mistake `sagaline doctor` names.
+_NAMESPACE_NOT_FOUND = b"NamespaceNotFoundFailure"
 
 
 def unavailable_service(error: BaseException | None) -> str | None:
@@ -99,6 +104,11 @@ def _service_down(error: BaseException) -> str | None:
         return POSTGRES  # no pooled connection came free: the database is not answering
     if isinstance(error, RPCError):
         if error.status in _TEMPORAL_DOWN_STATUSES:
+            return TEMPORAL
+        if (
+            error.status == RPCStatusCode.NOT_FOUND
+            and _NAMESPACE_NOT_FOUND in error.raw_grpc_status
+        ):
             return TEMPORAL
         transport = error.status == RPCStatusCode.UNKNOWN
         return TEMPORAL if transport and error.message == _TEMPORAL_TRANSPORT_ERROR else None
