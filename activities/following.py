@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -70,8 +70,12 @@ async def fenced(
     FENCE_TRY_EVERY_SECONDS; after `wait_seconds` it fails with FollowerHeldElsewhere
     (retryably, so Temporal tries again later). While `work` runs, the fence watches its
     connection (`FollowerFence.watch`, with `timings`): once it is lost, another instance
-    may take the fence, so `work` is cancelled and FenceLost raised. The caller heartbeats,
-    also while this waits.
+    may take the fence, so `work` is cancelled and FenceLost raised, whatever `work` then
+    does. The caller heartbeats, also while this waits.
+
+    A lost fence waits for `work` to unwind for the timings' margin at most (what the fence
+    leaves for it, see FenceTimings): work stuck on an outage is left cancelled, so the
+    caller stops heartbeating and Temporal may move the activity.
     """
     loop = asyncio.get_running_loop()
     async with FollowerFence(database_url, name, timings) as held:
@@ -84,16 +88,28 @@ async def fenced(
                 )
             await asyncio.sleep(FENCE_TRY_EVERY_SECONDS)
         working = asyncio.ensure_future(work())
+        working.add_done_callback(_retrieve)
         watching = asyncio.ensure_future(held.watch())
         try:
             await asyncio.wait({working, watching}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for task in (working, watching):
                 task.cancel()
-            await asyncio.gather(working, watching, return_exceptions=True)
-        if working.cancelled() and watching.done() and not watching.cancelled():
-            watching.result()  # raises FenceLost
+            await asyncio.gather(watching, return_exceptions=True)
+            lost = None if watching.cancelled() else watching.exception()
+            if lost is None:
+                await asyncio.gather(working, return_exceptions=True)
+            else:
+                await asyncio.wait({working}, timeout=held.timings.margin)
+        if lost is not None:
+            raise lost
         return working.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Take a finished task's error, so one left behind to unwind is not reported unread."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def follow(

@@ -93,8 +93,9 @@ connection, which ends with its process."""
 class FollowerFence:
     """The advisory lock of one follower name, on a connection opened for it.
 
-    Every question to the connection (opening it, taking the lock, a check) is bounded by
-    `check_timeout`: one not answered by then is abandoned, not waited for. The connection's
+    Opening the connection is bounded by CONNECT_TIMEOUT_SECONDS, and every question to it
+    (setting its idle timeout, taking the lock, a check) by `check_timeout`: one not answered
+    by then is abandoned, not waited for. The connection's
     socket is shut down at once, so the question fails on the loop's next turn instead of
     going through the driver's cancellation (which sends a cancel request and then waits for
     the cancelled query, seconds each on a connection cut off), and FenceLost is raised.
@@ -193,12 +194,16 @@ class FollowerFence:
         asking, self._asking = self._asking, None
         if conn is None:
             return
-        if asking is not None and not asking.done():
-            self._abandon()
-            await asyncio.wait({asking}, timeout=ABANDONED_WAIT_SECONDS)
-        if asking is not None and asking.done() and not asking.cancelled():
-            asking.exception()  # retrieved: an abandoned question's error is expected
-        await conn.close()
+        if asking is not None:
+            # Retrieved: an abandoned question's error is expected.
+            asking.add_done_callback(_retrieve)
+        try:
+            if asking is not None and not asking.done():
+                self._abandon()
+                await asyncio.wait({asking}, timeout=ABANDONED_WAIT_SECONDS)
+        finally:
+            # Also when cancelled while waiting: the connection, and the lock, end here.
+            await conn.close()
 
     def _connection(self) -> psycopg.AsyncConnection[Any]:
         if self._conn is None:
@@ -220,5 +225,16 @@ def _shut_down(descriptor: int) -> None:
     Through a socket of its own on a duplicate: the shutdown ends the connection under
     psycopg's descriptor too, which stays open (so its number is never reused while the
     loop still watches it) until psycopg closes it."""
-    with socket.socket(fileno=os.dup(descriptor)) as duplicate:
-        duplicate.shutdown(socket.SHUT_RDWR)
+    duplicate = os.dup(descriptor)
+    try:
+        shutting = socket.socket(fileno=duplicate)
+    except BaseException:
+        os.close(duplicate)
+        raise
+    with shutting:
+        shutting.shutdown(socket.SHUT_RDWR)
+
+
+def _retrieve(question: asyncio.Future[Any]) -> None:
+    if not question.cancelled():
+        question.exception()

@@ -147,12 +147,32 @@ async def refusal_shown(ctx: Context, refusal: Refusal) -> str:
     return refusal.text(amounts_hidden=not await may_use_account(ctx, refusal.account_id))
 
 
-async def details_shown(ctx: Context, details: Mapping[str, str]) -> Mapping[str, str]:
-    """A rejection's details as the caller may read them: a refusal's figures as its text."""
+async def details_shown(ctx: Context, details: Mapping[str, object]) -> Mapping[str, object]:
+    """A rejection's details as the caller may read them: a refusal's figures as its text.
+
+    As with `reason_shown`, details that are not a refusal's facts are shown to a customer
+    with every figure hidden: a value that is a number, and each amount within a value.
+    """
+    if ctx.caller.customer is None:
+        return details
     refusal = Refusal.from_facts(details)
-    if refusal is None or await may_use_account(ctx, refusal.account_id):
+    if refusal is None:
+        return {name: _figures_hidden(value) for name, value in details.items()}
+    if await may_use_account(ctx, refusal.account_id):
         return details
     return refusal.facts(amounts_hidden=True)
+
+
+FIGURE = re.compile(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*")
+"""A detail's value that is a number as a whole."""
+
+
+def _figures_hidden(value: object) -> object:
+    if not isinstance(value, str):
+        return HIDDEN_AMOUNT if isinstance(value, int | float) else value
+    if FIGURE.fullmatch(value):
+        return HIDDEN_AMOUNT
+    return AMOUNT.sub(HIDDEN_AMOUNT, value)
 
 
 def require_operator(ctx: Context, what: str) -> None:

@@ -189,8 +189,8 @@ def normalise_email(raw: str) -> str:
 
 
 def normalise_name(raw: str) -> str:
-    """A display name: trimmed, non-empty, printable (nothing hidden or reordering), at most
-    200 characters."""
+    """A display name: trimmed, printable (nothing hidden or reordering), with at least one
+    visible character and no joiner at either end, at most 200 characters."""
     name = unicodedata.normalize("NFC", raw.strip())
     # Checked before trimming: trimming takes a line separator or a C1 control off an end.
     if any(_hidden_or_unassigned(c) for c in raw):
@@ -199,8 +199,10 @@ def normalise_name(raw: str) -> str:
             "must not contain control, format (bidi, zero-width), separator or unassigned "
             "characters",
         )
-    if not name:
-        raise InvalidInput("name", "must not be empty")
+    if not any(_visible(c) for c in name):
+        raise InvalidInput("name", "must have a letter, number, symbol or punctuation mark")
+    if name[0] in _NAME_JOINERS or name[-1] in _NAME_JOINERS:
+        raise InvalidInput("name", "must not begin or end with a zero-width joiner")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidInput("name", f"must be at most {MAX_NAME_LENGTH} characters")
     return name
@@ -213,6 +215,15 @@ what reorders or hides a name's text, or is not text at all."""
 _NAME_JOINERS = frozenset({"\u200c", "\u200d"})
 """Zero-width non-joiner and joiner: format characters some scripts' spelling (Persian,
 Indic) and emoji sequences need, which reorder nothing."""
+
+
+_BLANK_LETTERS = frozenset({"\u115f", "\u1160", "\u3164", "\uffa0", "\u2800"})
+"""Hangul fillers and the blank braille pattern: letters and symbols by their category that
+show nothing."""
+
+
+def _visible(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LNSP" and c not in _BLANK_LETTERS
 
 
 def _hidden_or_unassigned(c: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any, cast
 
 import pytest
 
-from api.access import reason_shown
+from api.access import details_shown, reason_shown
 from api.auth import Caller, Role
 from api.context import Context
 from domain.accounts import (
@@ -102,3 +102,23 @@ async def test_a_reason_kept_without_facts_shows_a_customer_no_figure_whoever_it
     refusal = InsufficientFunds("a-1", D("90.00"), D("1000.00"))
     assert await reason_shown(back_end, reason) == reason
     assert await reason_shown(back_end, refusal.message, refusal.details) == refusal.message
+
+
+async def test_details_that_are_no_refusal_show_a_customer_no_figure() -> None:
+    details = {
+        "kind": "InsufficientFunds",
+        "account_id": "a-1",
+        "balance": "90.00",
+        "held": "1000",
+        "note": "the sender holds 90.00, not 1000.00",
+    }
+    customer = context(Caller(Role.CUSTOMER, "customer:u-1", "u-1"))
+    assert await details_shown(customer, details) == {
+        "kind": "InsufficientFunds",
+        "account_id": "a-1",
+        "balance": "(hidden)",
+        "held": "(hidden)",
+        "note": "the sender holds (hidden), not (hidden)",
+    }
+    back_end = context(Caller(Role.CLIENT, "client:0123456789ab"))
+    assert await details_shown(back_end, details) == details

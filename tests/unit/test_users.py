@@ -49,7 +49,28 @@ def test_invalid_emails_are_rejected(email: str) -> None:
     assert raised.value.field == "email"
 
 
-@pytest.mark.parametrize("name", ["", "   ", "x" * 201, "bad\x00name", "tab\tname"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "   ",
+        "x" * 201,
+        "bad\x00name",
+        "tab\tname",
+        "\u200d",
+        "\u200c\u200c",
+        " \u200d ",
+        "\u115f",
+        "\u1160",
+        "\u3164",
+        "\uffa0",
+        "\u3164 \uffa0",
+        "\u2800",
+        "\u0301",
+        "\u200dAnn",
+        "Ann\u200c",
+    ],
+)
 def test_invalid_names_are_rejected(name: str) -> None:
     with pytest.raises(InvalidInput) as raised:
         normalise_name(name)

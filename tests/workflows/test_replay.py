@@ -11,6 +11,7 @@ history already recorded: a history of older code is what proves today's code re
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -34,6 +35,7 @@ from temporalio.worker import Replayer
 
 from adapters.event_store import PostgresEventStore
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
+from domain.refusals import Refusal, RefusalKind
 from domain.users import (
     ChangeUserEmail,
     LockUser,
@@ -92,6 +94,7 @@ LOCAL_STEP_HISTORIES = (
     "transfer_cancelled_while_parked_steps_local",
     "transfer_cancelled_during_withdraw_steps_local",
     "transfer_cancelled_during_deposit_steps_local",
+    "transfer_refused_with_figures",
 )
 
 
@@ -107,6 +110,40 @@ def test_transfers_with_local_steps_are_among_the_recorded_histories(name: str) 
 
     assert "core_local_activity" in markers
     assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in kinds
+
+
+def decoded(payloads: dict[str, list[dict[str, str]]]) -> object:
+    """The value of a history's first JSON payload."""
+    return json.loads(base64.b64decode(payloads["payloads"][0]["data"]))
+
+
+def test_a_transfer_refused_with_figures_in_a_later_step_is_among_the_recorded_histories() -> None:
+    document = json.loads((HISTORIES / "transfer_refused_with_figures.json").read_text())
+    events = document["history"]["events"]
+    markers = [
+        event["markerRecordedEventAttributes"]
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+    ]
+    steps = [
+        decoded(marker["details"]["data"])["activity_type"]  # type: ignore[index]
+        for marker in markers
+        if marker["markerName"] == "core_local_activity"
+    ]
+    (outcome,) = (
+        decoded(event["workflowExecutionCompletedEventAttributes"]["result"])
+        for event in events
+        if event["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED"
+    )
+
+    # Refused by the withdrawal, after the reservation it undoes, and recorded as rejected
+    # with the refusal's facts.
+    assert steps[-3:] == ["withdraw", "release_daily_limit", "reject_transfer"]
+    assert isinstance(outcome, dict)
+    assert outcome["status"] == "REJECTED"
+    refusal = Refusal.from_facts(outcome["details"])
+    assert refusal is not None
+    assert refusal.kind is RefusalKind.INSUFFICIENT_FUNDS
 
 
 @pytest.mark.skipif(
@@ -183,6 +220,11 @@ async def test_record_histories(
     refused = await bank.start(locked, destination, "1.00")
     await refused.result()
     await save(refused, "transfer_refused_locked_owner")
+
+    short = await bank.account("5.00")
+    refused_with_figures = await bank.start(short, destination, "50.00")
+    await refused_with_figures.result()
+    await save(refused_with_figures, "transfer_refused_with_figures")
 
     parked_bank = Bank(store, client, blocked_refunds_queue)
     RefundBlocked.blocked = True
