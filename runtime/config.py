@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)
     compensation_attempts: int = Field(default=8, ge=1)
     """How often a transfer saga tries a failing compensation before it parks for an operator."""
+    command_attempts: int = Field(default=5, ge=1)
+    """How often a worker tries a command (or saga step) that fails for a reason that is
+    neither a rule nor an outage before it fails for good; an outage never counts down."""
 
     startup_timeout_seconds: float = Field(default=STARTUP_TIMEOUT_SECONDS, gt=0)
     """How long `up` waits for the whole stack before it names the part that is late."""
