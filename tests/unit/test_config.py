@@ -69,3 +69,20 @@ def test_a_command_is_tried_at_least_once(monkeypatch: pytest.MonkeyPatch, value
     monkeypatch.setenv("SAGALINE_COMMAND_ATTEMPTS", value)
     with pytest.raises(ValidationError, match="command_attempts"):
         Settings()
+
+
+def test_the_workflow_task_timeout_is_temporals_default_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().workflow_task_timeout_seconds == 10
+    monkeypatch.setenv("SAGALINE_WORKFLOW_TASK_TIMEOUT_SECONDS", "3")
+    assert Settings().workflow_task_timeout_seconds == 3
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "121"])
+def test_a_workflow_task_timeout_outside_temporals_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SAGALINE_WORKFLOW_TASK_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValidationError, match="workflow_task_timeout_seconds"):
+        Settings()
