@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.command_handling import CommandResult, Rejects, decide_and_save
+from activities.command_handling import FAILED_ATTEMPTS, CommandResult, Rejects, decide_and_save
 from domain.accounts import (
     Account,
     AccountAlreadyExists,
@@ -28,10 +28,12 @@ CLOSE_ACCOUNT_REJECTS: Rejects = (AccountNotFound, AccountClosedError, BalanceNo
 
 
 class AccountActivities:
-    """Activities on the Account aggregate."""
+    """Activities on the Account aggregate; a command that fails for neither a rule nor an
+    outage is tried `attempts` times (SAGALINE_COMMAND_ATTEMPTS) before it fails for good."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, attempts: int = FAILED_ATTEMPTS) -> None:
         self._repository = repository
+        self._attempts = attempts
 
     @activity.defn
     async def open_account(self, command: OpenAccount) -> CommandResult:
@@ -48,6 +50,7 @@ class AccountActivities:
             [(Account, command.account_id), (User, command.owner_id)],
             decide,
             OPEN_ACCOUNT_REJECTS,
+            self._attempts,
         )
 
     @activity.defn
@@ -60,6 +63,7 @@ class AccountActivities:
             [(Account, command.account_id)],
             lambda account: account.deposit(command.amount),
             DEPOSIT_MONEY_REJECTS,
+            self._attempts,
         )
 
     @activity.defn
@@ -72,6 +76,7 @@ class AccountActivities:
             [(Account, command.account_id)],
             lambda account: account.withdraw(command.amount),
             WITHDRAW_MONEY_REJECTS,
+            self._attempts,
         )
 
     @activity.defn
@@ -84,4 +89,5 @@ class AccountActivities:
             [(Account, command.account_id)],
             lambda account: account.close(),
             CLOSE_ACCOUNT_REJECTS,
+            self._attempts,
         )

@@ -38,7 +38,8 @@ COMMAND_FAILED = "CommandFailed"
 """The failure type of a command that failed for a reason that is neither a rule nor an outage."""
 
 FAILED_ATTEMPTS = 5
-"""How often such a command is tried before it fails for good (an outage never counts down)."""
+"""How often such a command is tried before it fails for good (an outage never counts down):
+the default of SAGALINE_COMMAND_ATTEMPTS, which the worker passes to its activities."""
 
 
 CLIENT_MESSAGE = "the command could not be carried out"
@@ -50,7 +51,9 @@ Rejects = Collection[type[DomainError]]
 
 
 @contextmanager
-def rejections(command_id: str, expected: Rejects) -> Iterator[None]:
+def rejections(
+    command_id: str, expected: Rejects, failed_attempts: int = FAILED_ATTEMPTS
+) -> Iterator[None]:
     """Fail the activity with what its workflow should know of an error raised inside.
 
     A business rejection the activity `expected` fails it for good: the failure's type is the
@@ -59,8 +62,8 @@ def rejections(command_id: str, expected: Rejects) -> Iterator[None]:
     has no answer a client knows: it fails for good as COMMAND_FAILED (see below). An outage
     (database or broker unreachable) is raised as it is and retried until it ends. Anything
     else (a constraint violation, bad data, a bug) would fail the same way every time: it
-    fails as COMMAND_FAILED, retried until the activity's FAILED_ATTEMPTS-th attempt and then
-    for good, its details naming the command (the correlation id the worker's log and the
+    fails as COMMAND_FAILED, retried until the activity's `failed_attempts`-th attempt and
+    then for good, its details naming the command (the correlation id the worker's log and the
     client's answer share).
     """
     with correlated(command_id):
@@ -86,12 +89,12 @@ def rejections(command_id: str, expected: Rejects) -> Iterator[None]:
             if is_outage(error):
                 raise
             attempt = activity.info().attempt
-            final = attempt >= FAILED_ATTEMPTS
+            final = attempt >= failed_attempts
             log.error(
                 "command %s failed on attempt %d of %d%s",
                 command_id,
                 attempt,
-                FAILED_ATTEMPTS,
+                failed_attempts,
                 ", for good" if final else "",
                 exc_info=error,
             )
@@ -136,6 +139,7 @@ async def decide_and_save(
     loads: Sequence[Load],
     decide: Callable[..., Any],
     expected: Rejects,
+    failed_attempts: int = FAILED_ATTEMPTS,
 ) -> CommandResult:
     """Load the aggregates, let the domain decide, save them atomically.
 
@@ -150,7 +154,7 @@ async def decide_and_save(
         first = aggregates[0]
         return CommandResult(first.id, first.version, result.position)
 
-    return await with_retries(command_id, actor, attempt, expected)
+    return await with_retries(command_id, actor, attempt, expected, failed_attempts)
 
 
 async def with_retries(
@@ -158,6 +162,7 @@ async def with_retries(
     actor: str,
     attempt: Callable[[EventIds, JsonDict], Awaitable[CommandResult]],
     expected: Rejects,
+    failed_attempts: int = FAILED_ATTEMPTS,
 ) -> CommandResult:
     """Run a load-decide-save attempt until no stream moved under it; rejections fail it.
 
@@ -166,5 +171,5 @@ async def with_retries(
     """
     ids = event_ids()
     metadata = event_metadata(command_id, actor)
-    with rejections(command_id, expected):
+    with rejections(command_id, expected, failed_attempts):
         return await retry_on_conflict(lambda: attempt(ids, metadata), attempts=20)

@@ -14,6 +14,7 @@ from typing import cast
 from temporalio import activity
 
 from activities.command_handling import (
+    FAILED_ATTEMPTS,
     CommandResult,
     Load,
     Rejects,
@@ -43,10 +44,13 @@ class RejectTransfer:
 
 
 class TransferActivities:
-    """The steps of TransferSaga and their compensations."""
+    """The steps of TransferSaga and their compensations; a step that fails for neither a
+    rule nor an outage is tried `attempts` times (SAGALINE_COMMAND_ATTEMPTS), then the saga
+    parks (or, at its first step, fails)."""
 
-    def __init__(self, repository: Repository) -> None:
+    def __init__(self, repository: Repository, attempts: int = FAILED_ATTEMPTS) -> None:
         self._repository = repository
+        self._attempts = attempts
 
     def all(self) -> list[Callable[..., Awaitable[int]]]:
         """Every activity of the saga, for a worker to register."""
@@ -94,7 +98,9 @@ class TransferActivities:
             return CommandResult(transfer.id, transfer.version, result.position)
 
         return (
-            await with_retries(command.transfer_id, command.actor, attempt, REJECTIONS)
+            await with_retries(
+                command.transfer_id, command.actor, attempt, REJECTIONS, self._attempts
+            )
         ).position
 
     @activity.defn
@@ -185,6 +191,6 @@ class TransferActivities:
     ) -> int:
         """One step's transaction; the global position of its last event (0: nothing owed)."""
         result = await decide_and_save(
-            self._repository, transfer_id, actor, loads, decide, TRANSFER_REJECTS
+            self._repository, transfer_id, actor, loads, decide, TRANSFER_REJECTS, self._attempts
         )
         return result.position

@@ -8,6 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.command_handling import (
+    FAILED_ATTEMPTS,
     CommandResult,
     Rejects,
     decide_and_save,
@@ -45,11 +46,15 @@ RECORD_LOGIN_ATTEMPT_REJECTS: Rejects = (UserNotFound,)
 
 
 class UserActivities:
-    """Activities on the User aggregate."""
+    """Activities on the User aggregate; a command that fails for neither a rule nor an
+    outage is tried `attempts` times (SAGALINE_COMMAND_ATTEMPTS) before it fails for good."""
 
-    def __init__(self, repository: Repository, credentials: Credentials) -> None:
+    def __init__(
+        self, repository: Repository, credentials: Credentials, attempts: int = FAILED_ATTEMPTS
+    ) -> None:
         self._repository = repository
         self._credentials = credentials
+        self._attempts = attempts
 
     @activity.defn
     async def register_user(self, command: RegisterUser) -> CommandResult:
@@ -64,7 +69,7 @@ class UserActivities:
             await self._credentials.hold(command.command_id, credential)
         user = User(command.user_id)
         try:
-            with rejections(command.command_id, REGISTER_USER_REJECTS):
+            with rejections(command.command_id, REGISTER_USER_REJECTS, self._attempts):
                 try:
                     event = user.register(command.email, command.name)
                     result = await self._repository.save(
@@ -107,7 +112,7 @@ class UserActivities:
             )
             return CommandResult(user.id, user.version, result.position)
 
-        with rejections(command.command_id, CHANGE_USER_EMAIL_REJECTS):
+        with rejections(command.command_id, CHANGE_USER_EMAIL_REJECTS, self._attempts):
             try:
                 if command.expected_version is not None:
                     return await attempt()
@@ -129,6 +134,7 @@ class UserActivities:
             [(User, command.user_id)],
             lambda user: user.lock(command.reason),
             LOCK_USER_REJECTS,
+            self._attempts,
         )
 
     @activity.defn
@@ -141,6 +147,7 @@ class UserActivities:
             [(User, command.user_id)],
             lambda user: user.unlock(),
             UNLOCK_USER_REJECTS,
+            self._attempts,
         )
 
     @activity.defn
@@ -153,4 +160,5 @@ class UserActivities:
             [(User, command.user_id)],
             lambda user: user.record_login(command.succeeded, command.reason),
             RECORD_LOGIN_ATTEMPT_REJECTS,
+            self._attempts,
         )

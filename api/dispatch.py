@@ -7,6 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, TypedDict, TypeVar
 
 from temporalio.client import (
@@ -228,6 +229,7 @@ class StartOptions(TypedDict):
     id_reuse_policy: WorkflowIDReusePolicy
     search_attributes: TypedSearchAttributes
     static_summary: str
+    task_timeout: timedelta
 
 
 def start_options(
@@ -240,14 +242,17 @@ def start_options(
 ) -> StartOptions:
     """The options of a command's workflow start: once per id (one running or closed under
     it is not started again, and the start says so, for `ensure_retry`), on the API's task
-    queue, with the search attributes operators find it by."""
+    queue, with the search attributes operators find it by, and the workflow task timeout
+    of SAGALINE_WORKFLOW_TASK_TIMEOUT_SECONDS (a held saga step is renewed at 80 % of it)."""
+    settings = ctx.services.settings
     return StartOptions(
         id=workflow_id,
-        task_queue=ctx.services.settings.temporal_task_queue,
+        task_queue=settings.temporal_task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=search_attributes.at_start(command_id, aggregate_ids, saga_type),
         static_summary=summary,
+        task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
     )
 
 

@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)
     compensation_attempts: int = Field(default=8, ge=1)
     """How often a transfer saga tries a failing compensation before it parks for an operator."""
+    command_attempts: int = Field(default=5, ge=1)
+    """How often a worker tries a command (or saga step) that fails for a reason that is
+    neither a rule nor an outage before it fails for good; an outage never counts down."""
+    workflow_task_timeout_seconds: float = Field(default=10.0, ge=1, le=120)
+    """The workflow task timeout of the workflows the API starts (Temporal's default is 10 s,
+    its most 120 s). A transfer's step keeps its task open and is renewed at 80 % of this,
+    so a cancellation reaches a saga within about twice that; shorter also times out more
+    tasks that a loaded worker is slow to finish, and each such task is run again."""
 
     startup_timeout_seconds: float = Field(default=STARTUP_TIMEOUT_SECONDS, gt=0)
     """How long `up` waits for the whole stack before it names the part that is late."""

@@ -113,9 +113,10 @@ def create_worker(
     repository = Repository(
         store, PostgresSnapshotStore(engine), settings.snapshot_intervals(), cache
     )
-    users = UserActivities(repository, PostgresCredentials(engine, store))
-    accounts = AccountActivities(repository)
-    transfers = TransferActivities(repository)
+    attempts = settings.command_attempts
+    users = UserActivities(repository, PostgresCredentials(engine, store), attempts)
+    accounts = AccountActivities(repository, attempts)
+    transfers = TransferActivities(repository, attempts)
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,

@@ -19,8 +19,8 @@ C = TypeVar("C")
 
 # No attempt limit: an outage (database, broker) delays a command, it never fails it. A
 # business rejection is an answer, not an outage: it is never retried. Any other failure is
-# retried by the activity's own count (activities.command_handling.FAILED_ATTEMPTS) and then
-# fails as COMMAND_FAILED, for good.
+# retried by the activity's own count (the worker's SAGALINE_COMMAND_ATTEMPTS, passed to its
+# activities) and then fails as COMMAND_FAILED, for good. The workflow never reads that count.
 COMMAND_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,

@@ -25,6 +25,8 @@ CONSISTENCY_TIMEOUT_SECONDS = 1
 COMMAND_TIMEOUT_SECONDS = 5
 # A failing compensation parks its saga after two attempts (about half a second), not eight.
 COMPENSATION_ATTEMPTS = 2
+# A command failing for neither a rule nor an outage answers after two attempts, not five.
+COMMAND_ATTEMPTS = 2
 # Long enough for a test to use a session on a loaded machine (the tests that wait for one
 # to expire ask an API of their own with a shorter one: test_customer_sessions.py).
 SESSION_TTL_SECONDS = 30
@@ -36,6 +38,7 @@ STACK_SETTINGS = {
     "SAGALINE_CONSISTENCY_TIMEOUT_SECONDS": str(CONSISTENCY_TIMEOUT_SECONDS),
     "SAGALINE_COMMAND_TIMEOUT_SECONDS": str(COMMAND_TIMEOUT_SECONDS),
     "SAGALINE_COMPENSATION_ATTEMPTS": str(COMPENSATION_ATTEMPTS),
+    "SAGALINE_COMMAND_ATTEMPTS": str(COMMAND_ATTEMPTS),
     "SAGALINE_API_TOKENS": f"{CLIENT_TOKEN}:client,{OPERATOR_TOKEN}:operator",
     "SAGALINE_SESSION_KEY": SESSION_KEY,
     "SAGALINE_SESSION_TTL_SECONDS": str(SESSION_TTL_SECONDS),

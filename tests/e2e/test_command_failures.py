@@ -10,8 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from activities.command_handling import FAILED_ATTEMPTS
-from tests.e2e.conftest import Stack
+from tests.e2e.conftest import COMMAND_ATTEMPTS, Stack
 from tests.poison import INSTALL, UNINSTALL
 
 REGISTER = """
@@ -66,6 +65,8 @@ def test_a_registration_whose_event_the_database_refuses_answers_command_failed(
     assert answer["correlationId"] == command_id
     assert "could not be carried out" in answer["message"]
     logs = logs_of(stack)
-    assert f"command {command_id} failed on attempt {FAILED_ATTEMPTS} of {FAILED_ATTEMPTS}" in logs
+    # The worker tries it as often as SAGALINE_COMMAND_ATTEMPTS says, then fails it for good.
+    last = f"failed on attempt {COMMAND_ATTEMPTS} of {COMMAND_ATTEMPTS}, for good"
+    assert f"command {command_id} {last}" in logs
     assert f"command failed (correlation id {command_id}" in logs
     assert stack.sql("SELECT count(*) FROM events WHERE data::text LIKE %s", f"%{marker}%") == 0

@@ -83,13 +83,15 @@ def test_an_error_caused_by_an_outage_is_an_outage() -> None:
         assert is_outage(error)
 
 
-def failure_on_attempt(attempt: int, error: Exception) -> BaseException:
+def failure_on_attempt(
+    attempt: int, error: Exception, failed_attempts: int = FAILED_ATTEMPTS
+) -> BaseException:
     """What `rejections` makes of `error` raised in an activity's `attempt`-th attempt."""
     environment = ActivityEnvironment()
     environment.info = dataclasses.replace(environment.info, attempt=attempt)
 
     def run() -> None:
-        with rejections("command-7", ()):
+        with rejections("command-7", (), failed_attempts):
             raise error
 
     with pytest.raises(BaseException) as raised:
@@ -106,6 +108,16 @@ def test_a_failing_command_is_retried_until_its_last_attempt_then_fails_for_good
     last = failure_on_attempt(FAILED_ATTEMPTS, poison)
     assert isinstance(last, ApplicationError) and last.type == COMMAND_FAILED
     assert last.non_retryable
+
+
+def test_a_failing_command_fails_for_good_at_the_attempts_its_worker_was_given() -> None:
+    poison = wrapped(psycopg.errors.CheckViolation("poisoned"), IntegrityError)
+    first = failure_on_attempt(1, poison, failed_attempts=2)
+    second = failure_on_attempt(2, poison, failed_attempts=2)
+    assert isinstance(first, ApplicationError) and not first.non_retryable
+    assert isinstance(second, ApplicationError) and second.non_retryable
+    once = failure_on_attempt(1, poison, failed_attempts=1)
+    assert isinstance(once, ApplicationError) and once.non_retryable
 
 
 def test_an_outage_is_raised_as_it_is_however_many_attempts_it_took() -> None:

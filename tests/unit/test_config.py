@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from activities.command_handling import FAILED_ATTEMPTS
 from runtime.config import ConfigurationError, Settings
 
 
@@ -53,3 +54,35 @@ def test_the_worker_and_the_followers_serve_metrics_on_ports_of_their_own() -> N
     quiet = Settings(followers_metrics_port=0).process_metrics("followers")
     assert (quiet.serves(), quiet.serves_temporal()) == (False, True)
     assert Settings(metrics=False).process_metrics("followers").ports() == []
+
+
+def test_commands_are_tried_as_often_as_the_activities_default_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().command_attempts == FAILED_ATTEMPTS
+    monkeypatch.setenv("SAGALINE_COMMAND_ATTEMPTS", "2")
+    assert Settings().command_attempts == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_a_command_is_tried_at_least_once(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SAGALINE_COMMAND_ATTEMPTS", value)
+    with pytest.raises(ValidationError, match="command_attempts"):
+        Settings()
+
+
+def test_the_workflow_task_timeout_is_temporals_default_unless_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().workflow_task_timeout_seconds == 10
+    monkeypatch.setenv("SAGALINE_WORKFLOW_TASK_TIMEOUT_SECONDS", "3")
+    assert Settings().workflow_task_timeout_seconds == 3
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "121"])
+def test_a_workflow_task_timeout_outside_temporals_range_is_refused(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SAGALINE_WORKFLOW_TASK_TIMEOUT_SECONDS", value)
+    with pytest.raises(ValidationError, match="workflow_task_timeout_seconds"):
+        Settings()

@@ -21,7 +21,6 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.worker import Worker
 
 from activities.accounts import AccountActivities
-from activities.command_handling import FAILED_ATTEMPTS
 from activities.transfers import TransferActivities
 from adapters.database import create_engine
 from adapters.event_store import PostgresEventStore
@@ -45,6 +44,8 @@ from workflows.transfers import TransferSaga
 TASK_TIMEOUT = timedelta(seconds=5)
 # A step retrying on a cut database keeps its task open; a query waits for its renewal.
 RETRYING_TASK_TIMEOUT = timedelta(seconds=3)
+# The failure bound of the deposit's worker: fewer attempts than the default to retry past.
+DEPOSIT_ATTEMPTS = 2
 
 
 def worker_process(settings: Settings, task_queue: str, log: Path) -> ChildProcess:
@@ -192,7 +193,7 @@ async def test_a_deposit_is_retried_past_the_failure_bound_while_the_database_is
     task_queue = f"outage-{uuid.uuid4()}"
     bank = Bank(store, client, task_queue)
     account = await bank.account("0")
-    activities = AccountActivities(Repository(PostgresEventStore(proxied_engine)))
+    activities = AccountActivities(Repository(PostgresEventStore(proxied_engine)), DEPOSIT_ATTEMPTS)
     worker = Worker(
         client,
         task_queue=task_queue,
@@ -210,7 +211,7 @@ async def test_a_deposit_is_retried_past_the_failure_bound_while_the_database_is
 
         async def retried_past_the_bound() -> bool:
             pending = (await handle.describe()).raw_description.pending_activities
-            return any(activity.attempt > FAILED_ATTEMPTS + 1 for activity in pending)
+            return any(activity.attempt > DEPOSIT_ATTEMPTS + 1 for activity in pending)
 
         await eventually(retried_past_the_bound, 120, "the deposit retried past the bound")
         description = await handle.describe()

@@ -29,6 +29,8 @@ from domain.users import (
     RegisterUser,
     UnlockUser,
 )
+from runtime.config import Settings
+from runtime.worker import create_worker
 from tests.poison import Poison
 from tests.waiting import eventually
 from tests.workflows.bank import Bank
@@ -50,15 +52,28 @@ from workflows.users import (
     UnlockUserWorkflow,
 )
 
-pytestmark = pytest.mark.usefixtures("worker")
-
-# Five attempts take a few seconds of backoff; a minute is the most a failing command may run.
+# Fewer attempts than the default, so a poison command ends sooner; still more than one, so
+# the tests see the attempts before the last retried and the last one fail for good.
+ATTEMPTS = 2
+assert ATTEMPTS < FAILED_ATTEMPTS
+# A minute is the most a failing command may run (two attempts take 200 ms of backoff).
 ENDS_WITHIN = 60.0
 
 
+@pytest.fixture(scope="module")
+async def poison_queue(
+    settings: Settings, client: Client, engine: AsyncEngine, store: PostgresEventStore
+) -> AsyncIterator[str]:
+    """The task queue of a worker that tries each command ATTEMPTS times."""
+    queue = f"poison-{uuid.uuid4()}"
+    update = {"temporal_task_queue": queue, "command_attempts": ATTEMPTS}
+    async with create_worker(settings.model_copy(update=update), client, engine, store):
+        yield queue
+
+
 @pytest.fixture
-def bank(store: PostgresEventStore, client: Client, task_queue: str) -> Bank:
-    return Bank(store, client, task_queue)
+def bank(store: PostgresEventStore, client: Client, poison_queue: str) -> Bank:
+    return Bank(store, client, poison_queue)
 
 
 @pytest.fixture
@@ -182,7 +197,7 @@ async def test_a_poison_command_ends_with_its_failure_after_a_bounded_number_of_
     assert outcome.failure is not None, outcome
     assert outcome.failure.correlation_id == command.command_id
     assert "carries a poison marker" in outcome.failure.message
-    assert await last_attempt(handle) == FAILED_ATTEMPTS
+    assert await last_attempt(handle) == ATTEMPTS
     assert await stream_length(engine, stream_id) == before
 
 

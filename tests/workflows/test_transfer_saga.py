@@ -257,7 +257,14 @@ async def test_a_transfer_started_as_the_api_starts_it_shows_running_while_it_ru
     api = SimpleNamespace(
         services=SimpleNamespace(
             temporal=client,
-            settings=settings.model_copy(update={"temporal_task_queue": held_steps_queue}),
+            # The held step keeps the workflow task open: the query below waits for its
+            # renewal, at 80 % of the task timeout the API starts the saga with.
+            settings=settings.model_copy(
+                update={
+                    "temporal_task_queue": held_steps_queue,
+                    "workflow_task_timeout_seconds": HELD_TASK_TIMEOUT.total_seconds(),
+                }
+            ),
         )
     )
     StepsHeld.hold("withdraw")
@@ -277,12 +284,15 @@ async def test_a_transfer_started_as_the_api_starts_it_shows_running_while_it_ru
     await asyncio.wait_for(StepsHeld.started["withdraw"].wait(), timeout=30)
     handle = client.get_workflow_handle_for(TransferSaga.run, transfer_workflow_id(transfer_id))
 
-    running = (await handle.describe()).typed_search_attributes
+    described = await handle.describe()
+    running = described.typed_search_attributes
     state = await handle.query(TransferSaga.state)
     StepsHeld.gates["withdraw"].set()
     outcome = await asyncio.wait_for(sending, 60)
     finished = (await handle.describe()).typed_search_attributes
 
+    task_timeout = described.raw_description.execution_config.default_workflow_task_timeout
+    assert task_timeout.ToTimedelta() == HELD_TASK_TIMEOUT
     assert (state.status, state.current_step) == (SagaStatus.RUNNING, "withdraw")
     assert running.get(SAGA_STATUS) == state.status.value
     assert running.get(SAGA_TYPE) == "TransferSaga"
