@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 
 from graphql import GraphQLError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
+from adapters.event_store import PostgresEventStore
 from api.context import Context
 from domain.refusals import HIDDEN_AMOUNT, Refusal
+from domain.transfers import TransferRequested
 from domain.users import suspicious_activity_stream
 from projections.accounts import AccountView, get_account
 from projections.transfers import TransferView, get_transfer
@@ -105,18 +108,29 @@ async def transfer_accounts(ctx: Context, transfer_id: str) -> tuple[str, ...] |
         transfer = await get_transfer(conn, transfer_id)
     if transfer is not None:
         return (transfer.from_account_id, transfer.to_account_id)
+    # A transferId is the sender's choice: one naming another aggregate's stream (someone's
+    # account) starts a saga that fails at once, and must never open that stream to the
+    # sender. Only a stream that is empty yet or holds a transfer is asked about.
+    first = await PostgresEventStore(ctx.services.engine).read_stream(transfer_id, limit=1)
+    if first and first[0].type != TRANSFER_REQUESTED:
+        return None
     handle = ctx.services.temporal.get_workflow_handle(transfer_workflow_id(transfer_id))
     try:
-        description = await handle.describe()
-    except RPCError as error:
-        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-            return None
-        raise
+        description = await handle.describe(rpc_timeout=DESCRIBE_TIMEOUT)
+    except RPCError:
+        # Missing, or Temporal not answering: not visible (the same answer either way, and
+        # at once, so neither an outage nor the answer's timing tells what the id is).
+        return None
     ids = description.typed_search_attributes.get(search_attributes.AGGREGATE_IDS)
     if not ids:
         return None
     return tuple(i for i in ids if i != transfer_id)
 
+
+TRANSFER_REQUESTED = TransferRequested.__name__
+"""The stored type of every transfer stream's first event."""
+DESCRIBE_TIMEOUT = timedelta(seconds=2)
+"""How long a customer's read waits for Temporal to describe a transfer not yet projected."""
 
 AMOUNT = re.compile(r"-?[0-9]+\.[0-9]+")
 """A figure in a reason kept without its facts (recorded before they were kept)."""

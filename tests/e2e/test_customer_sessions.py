@@ -650,3 +650,31 @@ async def test_a_subscription_is_closed_when_its_session_expires(short_sessions:
         await socket.close()
     assert code == 4401
     assert datetime.now(UTC) >= expires_at
+
+
+async def test_a_transfer_id_naming_another_customers_account_opens_nothing_of_it(
+    stack: Stack,
+) -> None:
+    ann, bob, carol = customer(stack), customer(stack), customer(stack)
+    # Carol sends money from her own account under a transferId that is Ann's account id.
+    variables = {
+        "in": {
+            "fromAccountId": carol["account"],
+            "toAccountId": bob["account"],
+            "amount": "1.00",
+            "transferId": ann["account"],
+        }
+    }
+    body = await asyncio.to_thread(stack.graphql, TRANSFER, variables, carol["token"])
+    assert not body.get("errors"), body
+    # Whatever it answered, Ann's account stays closed to Carol, as a missing id is.
+    missing = str(uuid.uuid4())
+    answers = []
+    for stream_id in (ann["account"], missing):
+        message = await first_message(stack, carol["token"], FOLLOW_SAGA, {"id": stream_id})
+        answers.append((message["type"], refusal(message, stream_id)))
+        seen = await asyncio.to_thread(
+            stack.data, SAGA_AND_HISTORY, {"id": stream_id}, carol["token"]
+        )
+        assert seen == {"saga": None, "events": {"edges": []}}, seen
+    assert answers[0] == answers[1]
