@@ -81,6 +81,17 @@ def test_a_remembered_label_is_the_label_of_that_document_and_name() -> None:
     assert metrics.timed("query", "user") is metrics.duration.labels("query", "user")
 
 
+def test_a_document_of_a_long_query_text_is_labelled_but_not_kept() -> None:
+    metrics = GraphQLMetrics(new_registry())
+    schema = build_schema()
+    padded = parse("{ user(id: 1) { id } }\n#" + "x" * 100_000)
+    assert metrics.label(schema, padded, None) == ("query", "user")
+    short = parse("{ user(id: 1) { id } }")
+    assert metrics.label(schema, short, None) == ("query", "user")
+    kept = [document for document, _, _ in metrics._labels.values()]
+    assert kept == [short]
+
+
 def test_an_unparsable_document_is_an_unknown_operation() -> None:
     assert operation_label(None, "anything", ROOTS) == ("unknown", "unknown")
 
