@@ -183,7 +183,8 @@ FIGURE = re.compile(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*")
 
 def _figures_hidden(value: object) -> object:
     if not isinstance(value, str):
-        return HIDDEN_AMOUNT if isinstance(value, int | float) else value
+        is_figure = isinstance(value, int | float) and not isinstance(value, bool)
+        return HIDDEN_AMOUNT if is_figure else value
     if FIGURE.fullmatch(value):
         return HIDDEN_AMOUNT
     return AMOUNT.sub(HIDDEN_AMOUNT, value)

@@ -110,6 +110,8 @@ async def test_details_that_are_no_refusal_show_a_customer_no_figure() -> None:
         "account_id": "a-1",
         "balance": "90.00",
         "held": "1000",
+        "count": 3,
+        "final": True,
         "note": "the sender holds 90.00, not 1000.00",
     }
     customer = context(Caller(Role.CUSTOMER, "customer:u-1", "u-1"))
@@ -118,6 +120,8 @@ async def test_details_that_are_no_refusal_show_a_customer_no_figure() -> None:
         "account_id": "a-1",
         "balance": "(hidden)",
         "held": "(hidden)",
+        "count": "(hidden)",
+        "final": True,
         "note": "the sender holds (hidden), not (hidden)",
     }
     back_end = context(Caller(Role.CLIENT, "client:0123456789ab"))
