@@ -37,8 +37,12 @@ RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))
 
 # The project, installed in place (editable): the packages stay at /app/<package>, so
 # `sagaline migrate` finds /app/migrations beside /app/runtime.
+# The project's bytecode is compiled here, once: PYTHONDONTWRITEBYTECODE stops writing it at
+# run time, and a workflow's sandbox imports its module again for every workflow run, which
+# without bytecode compiles it from source each time.
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e . \
+    && python -m compileall -q activities adapters api domain projections runtime workflows \
     && test -d /app/migrations \
     && python -c "import runtime, pathlib; assert pathlib.Path(runtime.__file__).resolve().parent == pathlib.Path('/app/runtime')"
 

@@ -129,6 +129,9 @@ async def follow(
         deadline = loop.time() + run_seconds
         async with EventNotifications(database_url) as notifications:
             while loop.time() < deadline:
+                # What was notified while the last batch ran is in the next one: no wake-up
+                # for it after that batch.
+                await notifications.drain()
                 step = await batch()
                 moved += step
                 if step == 0:

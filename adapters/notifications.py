@@ -43,6 +43,17 @@ class EventNotifications:
         async for notify in self._conn.notifies():
             yield notify.payload
 
+    async def drain(self) -> None:
+        """Forget the notifications received so far, without waiting for any.
+
+        A reader that drains before it reads sees every commit those notified (a NOTIFY is
+        delivered after its commit), so only a later notification can be of something new.
+        """
+        if self._conn is None:
+            raise RuntimeError("EventNotifications is not entered")
+        async for _ in self._conn.notifies(timeout=0):
+            pass
+
     async def wait(self, seconds: float) -> bool:
         """Wait up to `seconds` for the next notification; False when none came."""
         if self._conn is None:

@@ -16,7 +16,7 @@ from adapters.event_store import PostgresEventStore
 from adapters.notifications import EventNotifications
 from adapters.outages import unavailable_service
 from api.outages import outage_log
-from domain.event_store import RecordedEvent
+from domain.event_store import EventPage, RecordedEvent
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,9 @@ class EventFeed:
         self._store = store
         self._database_url = database_url
         self._subscribers: set[asyncio.Queue[RecordedEvent | None]] = set()
+        self._subscribed = 0
+        """How many subscriptions were ever entered: a page read without bodies while
+        nobody listened is read again in full if someone subscribed meanwhile."""
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -57,6 +60,7 @@ class EventFeed:
         """
         queue: asyncio.Queue[RecordedEvent | None] = asyncio.Queue(QUEUE_SIZE)
         self._subscribers.add(queue)
+        self._subscribed += 1
 
         async def events() -> AsyncIterator[RecordedEvent]:
             while (event := await queue.get()) is not None:
@@ -72,11 +76,13 @@ class EventFeed:
             try:
                 async with EventNotifications(self._database_url) as notifications:
                     while True:
-                        page = await self._store.read_all(position, BATCH, wait_seconds=0.5)
+                        page = await self._page(position)
                         for event in page.events:
                             self._broadcast(event)
+                        # A page of positions only said nothing of what is left unless full.
+                        caught_up = page.next_position - position < BATCH
                         position = page.next_position
-                        if not page.events:
+                        if not page.events and caught_up:
                             await notifications.wait(IDLE_WAKE_SECONDS)
             except asyncio.CancelledError:
                 raise
@@ -87,6 +93,16 @@ class EventFeed:
                 else:
                     outage_log.report(service, error, "following the store for subscriptions")
                 await asyncio.sleep(1.0)
+
+    async def _page(self, position: int) -> EventPage:
+        """The next page; while nobody is subscribed, its positions only (no event's body is
+        read or decoded), unless someone subscribed during the read."""
+        subscribed = self._subscribed
+        if not self._subscribers:
+            page = await self._store.read_all(position, BATCH, types=(), wait_seconds=0.5)
+            if subscribed == self._subscribed:
+                return page
+        return await self._store.read_all(position, BATCH, wait_seconds=0.5)
 
     def _broadcast(self, event: RecordedEvent) -> None:
         for queue in list(self._subscribers):

@@ -117,6 +117,12 @@ class Projector:
             ),
             lambda position, page: page.next_position - position >= batch_size,
         )
+        # Where this projector's last batch left the checkpoint: the next batch starts there
+        # without asking. Only this projector moves its checkpoint while it holds its fence,
+        # and every move is conditional on the position it expects, so a checkpoint moved by
+        # anyone else is noticed at the next move, which then starts again from the database.
+        # Forgotten on any error, on a stop at an event, and when the follower hands back.
+        self._position: int | None = None
 
     @property
     def checkpoint(self) -> str:
@@ -125,14 +131,32 @@ class Projector:
 
     async def run_batch(self, wait_seconds: float = 0.5) -> int:
         """Apply the next batch; returns how far the checkpoint moved (0: up to date or stopped)."""
-        position = await self._start()
+        remembered = self._position is not None
+        try:
+            return await self._run_batch(wait_seconds)
+        except checkpoints.CheckpointMoved:
+            self._position = None
+            if not remembered:
+                raise
+            # Moved since this projector's last batch: start again from where it is now.
+            return await self.run_batch(wait_seconds)
+        except BaseException:
+            self._position = None
+            raise
+
+    async def _run_batch(self, wait_seconds: float) -> int:
+        position = self._position
         if position is None:
-            return 0
+            position = await self._start()
+            if position is None:
+                return 0
+            self._position = position
         page = await self._pages.page(position, wait_seconds)
         if page.next_position == position:
             return 0
         if not page.events:
             await self._advance_only(position, page.next_position)
+            self._position = page.next_position
             return page.next_position - position
         try:
             async with self._engine.begin() as conn:
@@ -141,7 +165,9 @@ class Projector:
         except Exception as error:
             if _not_the_events(error):
                 raise
+            self._position = None
             return await self._one_by_one(position, page.events, page.next_position)
+        self._position = page.next_position
         return page.next_position - position
 
     async def _start(self) -> int | None:
@@ -172,7 +198,10 @@ class Projector:
             raise checkpoints.CheckpointMoved(self._checkpoint, position)
 
     async def stop_reading_ahead(self) -> None:
-        """Cancel a read ahead that will not be used (the follower is done, or moved)."""
+        """Cancel a read ahead that will not be used (the follower is done, or moved), and
+        forget where the checkpoint was: another instance may move it before this one runs
+        again."""
+        self._position = None
         await self._pages.stop()
 
     async def apply_in(self, conn: AsyncConnection, batch: Sequence[RecordedEvent]) -> None:
