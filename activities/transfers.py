@@ -67,7 +67,13 @@ class TransferActivities:
 
     @activity.defn
     async def begin_transfer(self, command: TransferMoney) -> int:
-        """Check both accounts and the sender, then record the request."""
+        """Check both accounts and the sender, then record the request.
+
+        The API refuses a transferId naming another aggregate's stream before the saga
+        starts; a stream made under it since is met here: loading the transfer from it
+        raises InvalidInput on transferId (domain/transfers.py), a rejection the saga ends
+        with at this first step, recording nothing.
+        """
 
         async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
             loads: list[Load] = [

@@ -111,8 +111,7 @@ async def transfer_accounts(ctx: Context, transfer_id: str) -> tuple[str, ...] |
     # A transferId is the sender's choice: one naming another aggregate's stream (someone's
     # account) starts a saga that fails at once, and must never open that stream to the
     # sender. Only a stream that is empty yet or holds a transfer is asked about.
-    first = await PostgresEventStore(ctx.services.engine).read_stream(transfer_id, limit=1)
-    if first and first[0].type != TRANSFER_REQUESTED:
+    if await names_another_stream(ctx, transfer_id):
         return None
     handle = ctx.services.temporal.get_workflow_handle(transfer_workflow_id(transfer_id))
     try:
@@ -125,6 +124,14 @@ async def transfer_accounts(ctx: Context, transfer_id: str) -> tuple[str, ...] |
     if not ids:
         return None
     return tuple(i for i in ids if i != transfer_id)
+
+
+async def names_another_stream(ctx: Context, transfer_id: str) -> bool:
+    """Whether the transfer id is the id of a stream that is not a transfer's (someone's
+    account, a user): one that holds events and does not begin with `TransferRequested`.
+    Only its first event is read."""
+    first = await PostgresEventStore(ctx.services.engine).read_stream(transfer_id, limit=1)
+    return bool(first) and first[0].type != TRANSFER_REQUESTED
 
 
 TRANSFER_REQUESTED = TransferRequested.__name__

@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from domain.accounts import Account
 from domain.aggregate import Aggregate
-from domain.errors import DomainError
+from domain.errors import DomainError, InvalidInput
 from domain.events import DomainEvent, JsonDict, event_type
 
 
@@ -107,6 +107,16 @@ class NotTheTransfersAccount(DomainError):
 class TransferNotFound(DomainError):
     def __init__(self, transfer_id: str) -> None:
         super().__init__(f"transfer {transfer_id} not found", transfer_id=transfer_id)
+
+
+TRANSFER_ID_IN_USE = "is in use by another stream; choose another"
+"""Why a transferId naming another aggregate's stream (an account's, a user's) is refused."""
+
+
+def transfer_id_in_use() -> InvalidInput:
+    """The rejection of a transferId whose stream holds another aggregate's events: the
+    sender's bad input, answered before anything changes."""
+    return InvalidInput("transferId", TRANSFER_ID_IN_USE)
 
 
 class Transfer(Aggregate):
@@ -217,6 +227,9 @@ class Transfer(Aggregate):
                 self.status = TransferStatus.COMPLETED
             case TransferRejected():
                 self.status = TransferStatus.REJECTED
+            case _ if type(event).__module__ != __name__:
+                # The stream is another aggregate's: its id was chosen as a transferId.
+                raise transfer_id_in_use()
             case _:
                 raise TypeError(f"Transfer cannot apply {type(event).__name__}")
 

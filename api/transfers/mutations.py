@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 import strawberry
 from strawberry.types import Info
 
-from api.access import may_use_account, reason_shown, sees_transfer, sees_transfer_between
+from api.access import (
+    may_use_account,
+    names_another_stream,
+    reason_shown,
+    sees_transfer,
+    sees_transfer_between,
+)
 from api.consistency import read_after
 from api.context import Context
 from api.dispatch import command_failed, idempotency_key, send
@@ -25,7 +31,7 @@ from api.transfers.types import (
 )
 from domain.errors import InvalidInput
 from domain.money import check_amount
-from domain.transfers import TransferMoney
+from domain.transfers import TransferMoney, transfer_id_in_use
 from projections.transfers import get_transfer
 from workflows.command_outcomes import Failure, Rejection
 from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
@@ -109,6 +115,12 @@ async def _send_transfer(ctx: Context, input: TransferMoneyInput) -> TransferMon
         if error.field == "commandId":
             error = InvalidInput("transferId", error.message.split(": ", 1)[-1])
         return invalid_input(error)
+    # The transfer's stream is named by its id: an id naming another aggregate's stream
+    # (someone's account, a user) is bad input, answered before any saga starts. A stream
+    # that is empty or begins with TransferRequested (a retry) goes on as before; one made
+    # between this read and the saga's first step is refused by that step the same way.
+    if await names_another_stream(ctx, transfer_id):
+        return invalid_input(transfer_id_in_use())
     command = TransferMoney(
         transfer_id,
         str(input.from_account_id),

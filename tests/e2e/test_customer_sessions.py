@@ -667,7 +667,13 @@ async def test_a_transfer_id_naming_another_customers_account_opens_nothing_of_i
     }
     body = await asyncio.to_thread(stack.graphql, TRANSFER, variables, carol["token"])
     assert not body.get("errors"), body
-    # Whatever it answered, Ann's account stays closed to Carol, as a missing id is.
+    # The id is bad input, answered at once: no saga starts under it.
+    assert body["data"]["transferMoney"] == {
+        "__typename": "InvalidInput",
+        "field": "transferId",
+        "message": "transferId: is in use by another stream; choose another",
+    }
+    # Ann's account stays closed to Carol, as a missing id is.
     missing = str(uuid.uuid4())
     answers = []
     for stream_id in (ann["account"], missing):

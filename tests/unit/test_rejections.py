@@ -19,7 +19,7 @@ from api.errors import (
     InvalidInputPayload,
     UserLockedPayload,
 )
-from api.rejections import PAYLOADS, payload, payload_of, rejection_payload
+from api.rejections import PAYLOADS, invalid_input, payload, payload_of, rejection_payload
 from api.transfers.types import TransferMoneyPayload
 from api.users.types import EmailAlreadyInUsePayload, RegisterUserPayload
 from domain.accounts import (
@@ -32,6 +32,7 @@ from domain.accounts import (
 )
 from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
 from domain.rejections import REJECTION_CODES, REJECTIONS
+from domain.transfers import transfer_id_in_use
 from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
 from workflows.command_outcomes import COMMAND_RETRY, CommandOutcome, Rejection, rejection_of
 from workflows.transfers import COMPENSATION_RETRY
@@ -194,3 +195,16 @@ def test_an_outcome_recorded_before_rejections_carried_details_still_reads() -> 
 def test_an_activity_failure_that_is_not_a_rejection_is_no_outcome() -> None:
     outage = ApplicationError("database down", type="OperationalError")
     assert rejection_of(activity_failure(outage)) is None
+
+
+def test_a_transfer_id_refused_by_the_saga_answers_as_the_api_check_does() -> None:
+    # A stream made under the transferId after the API's check: the first step refuses it.
+    rejection = through_an_activity(transfer_id_in_use())
+    answered = rejection_payload(rejection, TransferMoneyPayload, repr)
+    assert (
+        answered
+        == invalid_input(transfer_id_in_use())
+        == InvalidInputPayload(
+            message="transferId: is in use by another stream; choose another", field="transferId"
+        )
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import TypeVar
@@ -20,6 +21,8 @@ from domain.accounts import (
     TransferRefunded,
 )
 from domain.aggregate import Aggregate
+from domain.errors import InvalidInput
+from domain.events import DomainEvent
 from domain.transfers import (
     NotTheTransfersAccount,
     Transfer,
@@ -53,6 +56,11 @@ def requested(
         transfer_id, [TransferRequested(transfer_id, source, destination, Decimal(amount))]
     )
 
+
+ACCOUNT_EVENTS = [
+    AccountOpened("account-1", "owner-1", "EUR", Decimal("500.00")),
+    MoneyDeposited("account-1", Decimal("7.00")),
+]
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -159,6 +167,24 @@ def test_a_step_of_a_transfer_never_requested_is_rejected_before_money_moves() -
     with pytest.raises(TransferNotFound):
         Transfer("t-unknown").withdraw(source)
     assert source.pending == [] and source.balance == Decimal("100.00")
+
+
+def test_a_transfer_loaded_from_another_aggregates_stream_is_refused_as_bad_input() -> None:
+    # A transferId chosen to be an account's id: its stream holds that account's events.
+    with pytest.raises(InvalidInput) as refused:
+        Transfer.replay("account-1", ACCOUNT_EVENTS)
+    assert refused.value.field == "transferId"
+    assert refused.value.message == "transferId: is in use by another stream; choose another"
+
+
+def test_a_transfer_event_it_cannot_apply_is_still_a_bug_not_bad_input() -> None:
+    @dataclass(frozen=True)
+    class TransferEventWithoutACase(DomainEvent):
+        transfer_id: str
+
+    TransferEventWithoutACase.__module__ = Transfer.__module__
+    with pytest.raises(TypeError, match="Transfer cannot apply"):
+        Transfer.replay("t-1", [TransferEventWithoutACase("t-1")])
 
 
 def test_a_withdraw_after_its_refund_takes_nothing_again() -> None:

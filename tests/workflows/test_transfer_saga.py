@@ -134,6 +134,29 @@ async def test_an_unknown_account_is_rejected(bank: Bank) -> None:
     assert not (await bank.repository.load(Transfer, outcome.transfer_id)).exists
 
 
+@pytest.mark.parametrize("named", ["another account", "a user"])
+async def test_a_transfer_id_naming_another_stream_is_refused_and_changes_nothing(
+    bank: Bank, store: PostgresEventStore, named: str
+) -> None:
+    # The stream appeared after the API's check: the saga's first step refuses the id.
+    source, destination = await bank.account("100.00"), await bank.account()
+    taken = await bank.account("7.00") if named == "another account" else await bank.user()
+    before = await store.read_stream(taken)
+    handle = await bank.start(source, destination, "1.00", transfer_id=taken)
+    outcome = await handle.result()
+
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "InvalidInput")
+    assert outcome.reason == "transferId: is in use by another stream; choose another"
+    assert outcome.details == {"field": "transferId"}
+    assert outcome.position == 0
+    state = await handle.query(TransferSaga.state)
+    assert state.status is SagaStatus.COMPENSATED
+    assert state.completed_steps == []
+    assert await store.read_stream(taken) == before
+    assert await bank.balance(source) == Decimal("100.00")
+    assert await bank.balance(destination) == Decimal("100.00")
+
+
 async def parked_transfer(bank: Bank) -> tuple[str, WorkflowHandle[TransferSaga, TransferOutcome]]:
     """A 25.00 transfer from a 100.00 account to a closed one, whose refund is blocked."""
     source, destination = await bank.account("100.00"), await bank.account("0")
