@@ -9,11 +9,14 @@ a bound.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
 from adapters.schema import projection_failures
+from domain.event_store import RecordedEvent
 from projections.projector import Projector
 from tests.waiting import eventually
 
@@ -38,3 +41,23 @@ async def project_through(
         return at >= position or stopped
 
     await eventually(passed, within, f"{projector.checkpoint} passed position {position}")
+
+
+class RecordingProjection:
+    """A projection of one test's own event type that remembers the positions of every
+    batch it was given."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.event_types = (f"Seen_{name}",)
+        self.tables: tuple[str, ...] = ()
+        self.batches: list[list[int]] = []
+
+    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
+        await self.apply_batch(conn, [event])
+
+    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
+        self.batches.append([event.position for event in events])
+
+    def writing_to(self, tables: dict[str, str]) -> RecordingProjection:
+        raise NotImplementedError("not rebuilt in these tests")

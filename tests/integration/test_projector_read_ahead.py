@@ -5,33 +5,14 @@ rolled back when the checkpoint moved meanwhile."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import checkpoints
 from adapters.event_store import PostgresEventStore
-from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
+from domain.event_store import NO_STREAM, NewEvent, StreamAppend
 from projections.projector import Projector
-
-
-class RecordingProjection:
-    """Remembers the positions of every batch it was given."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.event_types = (f"Seen_{name}",)
-        self.tables: tuple[str, ...] = ()
-        self.batches: list[list[int]] = []
-
-    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        await self.apply_batch(conn, [event])
-
-    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
-        self.batches.append([event.position for event in events])
-
-    def writing_to(self, tables: dict[str, str]) -> RecordingProjection:
-        raise NotImplementedError("not rebuilt in these tests")
+from tests.projecting import RecordingProjection
 
 
 async def test_a_checkpoint_moved_back_is_followed_and_the_page_read_ahead_is_not_used(

@@ -9,15 +9,16 @@ import uuid
 from collections.abc import Sequence
 
 import psycopg
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters import checkpoints
 from adapters.database import libpq_url
 from adapters.event_store import NOTIFY_CHANNEL, PostgresEventStore
 from adapters.notifications import EventNotifications
 from api.live import EventFeed
-from domain.event_store import NO_STREAM, EventPage, NewEvent, RecordedEvent, StreamAppend
+from domain.event_store import NO_STREAM, EventPage, NewEvent, StreamAppend
 from projections.projector import Projector
+from tests.projecting import RecordingProjection
 
 WITHIN = 10.0
 
@@ -42,25 +43,6 @@ async def test_a_drained_listener_waits_for_the_next_notification(database_url: 
         assert await notifications.wait(WITHIN)
 
 
-class CountingProjection:
-    """Remembers the positions of every batch it was given."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.event_types = (f"Counted_{name}",)
-        self.tables: tuple[str, ...] = ()
-        self.batches: list[list[int]] = []
-
-    async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
-        await self.apply_batch(conn, [event])
-
-    async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
-        self.batches.append([event.position for event in events])
-
-    def writing_to(self, tables: dict[str, str]) -> CountingProjection:
-        raise NotImplementedError("not rebuilt in these tests")
-
-
 async def append(store: PostgresEventStore, kind: str, count: int) -> int:
     events = [NewEvent(uuid.uuid4(), kind, {"n": n}) for n in range(count)]
     return (await store.append(StreamAppend(f"counted-{uuid.uuid4()}", events, NO_STREAM))).position
@@ -69,7 +51,7 @@ async def append(store: PostgresEventStore, kind: str, count: int) -> int:
 async def test_a_projector_asks_where_to_start_only_after_handing_back(
     engine: AsyncEngine, store: PostgresEventStore
 ) -> None:
-    projection = CountingProjection(f"counted_{uuid.uuid4().hex[:12]}")
+    projection = RecordingProjection(f"counted_{uuid.uuid4().hex[:12]}")
     kind = projection.event_types[0]
     projector = Projector(engine, store, projection, batch_size=500)  # type: ignore[arg-type]
     starts = 0
