@@ -113,15 +113,23 @@ class RelayActivities:
         publisher = self._publisher()
         self._position = None
         self._check_first = True
+        ended = False
         try:
             await publisher.start()
-            return await follow(
+            moved = await follow(
                 lambda: self.publish_batch(publisher),
                 self._database_url,
                 params.run_seconds,
                 fence=self._checkpoint,
             )
+            ended = True
+            return moved
         finally:
+            if not ended:
+                # Cancelled, fence lost, failed: what the producer holds is unacknowledged,
+                # so its checkpoint did not move; sent now, it could land after what
+                # another instance publishes meanwhile from that checkpoint. Dropped.
+                publisher.abort()
             # A publish_batch leaves nothing running; this drops a page published ahead
             # whose checkpoint did not move (the next run publishes it again).
             await self._stop_ahead()
@@ -144,16 +152,37 @@ class RelayActivities:
 
         Nothing a call starts outlives it: the publish of the next page started ahead has
         ended when it returns (its result waits for the next call), and is cancelled and
-        waited for when it raises or is cancelled. The relay's work is fenced (see
-        `activities.following.fenced`), and a fence lost cancels that work: no publish of
-        it goes on once the cancellation returned, while another instance may publish.
-        The ledger's pruning and the broker check started by a call have ended by then too.
+        waited for when it raises or is cancelled. The ledger's pruning and the broker
+        check started by a call have ended by then too.
+
+        The relay's work is fenced (see `activities.following.fenced`), and a fence lost
+        cancels that work, waiting for it to unwind for the fence's margin at most while
+        another instance may soon publish from the checkpoint. So a cancelled call aborts
+        `publisher` (`KafkaEventPublisher.abort`) the moment the cancellation reaches it,
+        before anything else of its unwinding, whatever that waits on: from then on nothing
+        of the relay's is sent to the broker, neither what the producer still held nor a
+        retry of a request under way; only a request already written to a connection may
+        still be applied by the broker. What was not acknowledged is published again from
+        the checkpoint. The publisher is of no use afterwards: the run ends with the call.
 
         The broker is checked about once a second. The routine check runs beside the pages
         published meanwhile (a call publishes pages until it answered, then acts on it), so
         events appended meanwhile do not wait for the broker's answer; a check at the start
         of a run or after an outage runs before the next page, as a loss is likeliest then.
         """
+        # In a task of its own, so the cancellation reaches this call at once, not only once
+        # whatever the batch waits on (a database that does not answer) let go.
+        batch = asyncio.create_task(self._settled_batch(publisher))
+        try:
+            await asyncio.wait({batch})
+        except asyncio.CancelledError:
+            publisher.abort()
+            await _cancelled(batch)
+            raise
+        return batch.result()
+
+    async def _settled_batch(self, publisher: KafkaEventPublisher) -> int:
+        """`publish_batch`, leaving nothing of it running when it returns or raises."""
         try:
             moved = await self._publish_batch(publisher)
             await self._end_pruning()

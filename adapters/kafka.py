@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import MessageSizeTooLargeError, TopicAlreadyExistsError
+from aiokafka.errors import MessageSizeTooLargeError, ProducerClosed, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -26,6 +27,10 @@ MAX_CACHED = 100_000
 DELETION_CHECKS = 50
 DELETION_CHECK_SECONDS = 0.1
 """How long replace_topic waits (at most) for the broker to stop listing a deleted topic."""
+ABORTED_CLOSE_SECONDS = 0.5
+"""How long `stop` after an `abort` waits (at most) for the publisher's connections to close."""
+
+log = logging.getLogger(__name__)
 
 
 _SPEC_VERSION_HEADER = ("ce_specversion", CLOUDEVENTS_SPEC_VERSION.encode())
@@ -96,6 +101,11 @@ class KafkaEventPublisher:
     `publish` returns, per partition, the offsets the broker gave the events, and `inspect`
     what the broker holds now, so the relay can tell when the broker lost what it
     acknowledged.
+
+    `stop` flushes what the producer still holds; after `abort` it drops it instead. The
+    abort reaches into the producer (its sender's request tasks, its accumulator), as
+    aiokafka has no way to close without flushing; tests/integration/test_relay_abort.py
+    checks it against a real broker.
     """
 
     def __init__(
@@ -128,6 +138,35 @@ class KafkaEventPublisher:
         self._offsets = AIOKafkaConsumer(
             bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms
         )
+        self._aborted = False
+        # The producer's requests of batches, each in a task of its own while it goes out
+        # and waits for its answer (retries included), so `abort` can cancel them.
+        self._requests: set[asyncio.Task[Any]] = set()
+        self._track_requests()
+
+    def _track_requests(self) -> None:
+        """Note every produce request task of the producer's sender as it starts.
+
+        The sender starts one task per broker for the batches it drains, and on its own
+        cancellation waits for them to end, retries and all; these are what `abort` must
+        cancel too. One that starts after the abort sends nothing.
+        """
+        sender = self._producer._sender
+        send = sender._send_produce_req
+        requests = self._requests
+
+        async def tracked(node_id: int, batches: Any) -> None:
+            if self._aborted:
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            requests.add(task)
+            try:
+                await send(node_id, batches)
+            finally:
+                requests.discard(task)
+
+        sender._send_produce_req = tracked
 
     async def start(self) -> None:
         """Connect, and create the topic if the broker does not list it."""
@@ -137,12 +176,58 @@ class KafkaEventPublisher:
         await self.create_topic()
 
     async def stop(self) -> None:
-        """Flush and disconnect."""
+        """Flush and disconnect; after `abort`, disconnect only, within
+        ABORTED_CLOSE_SECONDS."""
+        if self._aborted:
+            await self._close_aborted()
+            return
         try:
             await self._producer.stop()
         finally:
             await self._offsets.stop()
             await self._admin.close()
+
+    def abort(self) -> None:
+        """Stop sending at once: nothing the producer holds goes out any more.
+
+        Batches waiting in the producer fail (ProducerClosed) and are never sent, the
+        requests under way are cancelled (none is sent again, and one still connecting is
+        not sent at all), and every later publish fails with ProducerClosed. A request
+        already written to a connection is beyond recall: the broker may still apply it.
+        This returns without waiting for anything; `stop` then only disconnects.
+        """
+        if self._aborted:
+            return
+        self._aborted = True
+        producer = self._producer
+        sender = producer._sender
+        if sender.sender_task is not None:
+            sender.sender_task.cancel()
+        for request in self._requests:
+            request.cancel()
+        accumulator = producer._message_accumulator
+        held = [batch for batches in accumulator._batches.values() for batch in batches]
+        held += list(accumulator._pending_batches)
+        accumulator.fail_all(ProducerClosed())
+        for batch in held:
+            if batch.future.done() and not batch.future.cancelled():
+                batch.future.exception()  # retrieved: whoever waited on it was cancelled
+        # The producer's own stop would flush: `stop` disconnects it without that.
+        producer._closed = True
+
+    async def _close_aborted(self) -> None:
+        """Wait for the producer's cancelled tasks to end, and disconnect everything."""
+        producer = self._producer
+        tasks = {task for task in (producer._sender.sender_task, *self._requests) if task}
+        try:
+            async with asyncio.timeout(ABORTED_CLOSE_SECONDS):
+                if tasks:
+                    await asyncio.wait(tasks)
+                await producer.client.close()
+                await self._offsets.stop()
+                await self._admin.close()
+        except TimeoutError:
+            log.warning("kafka: connections still closing after %s s", ABORTED_CLOSE_SECONDS)
 
     async def create_topic(self) -> None:
         """Create the topic unless the broker lists it (never deletes anything)."""

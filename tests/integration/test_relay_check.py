@@ -51,6 +51,9 @@ class SlowCheckBroker:
     async def stop(self) -> None:
         pass
 
+    def abort(self) -> None:
+        pass
+
     async def create_topic(self) -> None:
         self.listed = True
 

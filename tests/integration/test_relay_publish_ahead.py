@@ -34,6 +34,7 @@ class FreezingBroker:
         self.sent: list[str] = []
         self.publishing = 0
         self.checking = 0
+        self.aborted = False
         self._ends: dict[int, int] = {}
         self._thawed = asyncio.Event()
         self._pages = 0
@@ -46,6 +47,9 @@ class FreezingBroker:
 
     async def stop(self) -> None:
         pass
+
+    def abort(self) -> None:
+        self.aborted = True
 
     async def create_topic(self) -> None:
         pass
@@ -113,6 +117,7 @@ async def test_cancelling_the_relay_while_it_publishes_ahead_leaves_nothing_publ
         assert working in done, "the cancelled work ended while the broker stayed frozen"
         assert broker.publishing == 0, "a publish of the cancelled work is still running"
         assert broker.checking == 0
+        assert broker.aborted, "the cancelled work dropped what the producer still held"
         assert broker.sent == [str(event.event_id) for event in events[:PAGE]]
     finally:
         broker.thaw()
