@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.testing import ActivityEnvironment
@@ -26,26 +21,12 @@ from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher, ensure_topic
 from domain.event_store import NO_STREAM, NewEvent, StreamAppend
 from runtime.embedded.broker import EmbeddedBroker
-from runtime.ports import free_port
 from tests.waiting import eventually
 
 EVENTS = 10
 WITHIN = 20.0
 REQUEST_TIMEOUT_MS = 60_000
 """Far beyond every wait here: the producer would go on retrying the page all along."""
-
-
-@pytest.fixture
-async def own_broker(tmp_path: Path) -> AsyncIterator[EmbeddedBroker]:
-    """A broker of this test alone, which it stops and starts again."""
-    broker = EmbeddedBroker(tmp_path / "kafka", free_port())
-    await broker.start()
-    try:
-        yield broker
-    finally:
-        if broker.returncode is None:
-            os.kill(broker.pid, signal.SIGCONT)
-        await broker.stop()
 
 
 class HandingPublisher(KafkaEventPublisher):

@@ -9,8 +9,6 @@ import os
 import signal
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -30,24 +28,10 @@ from domain.event_store import NewEvent, StreamAppend
 from runtime.cli import main
 from runtime.config import Settings
 from runtime.embedded.broker import EmbeddedBroker
-from runtime.ports import free_port
 from tests.kafka_support import FAST_GROUP
 
 PARTITIONS = 3
 OUTAGE_SECONDS = 5.0
-
-
-@pytest.fixture
-async def own_broker(tmp_path: Path) -> AsyncIterator[EmbeddedBroker]:
-    """A broker of this test alone, which it may restart or freeze."""
-    broker = EmbeddedBroker(tmp_path / "kafka", free_port())
-    await broker.start()
-    try:
-        yield broker
-    finally:
-        if broker.returncode is None:
-            os.kill(broker.pid, signal.SIGCONT)
-        await broker.stop()
 
 
 class Scenario:
