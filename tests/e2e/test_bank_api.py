@@ -83,11 +83,17 @@ COMPENSATED_AFTER_WITHDRAW = [
 SETTLED_WITHIN_SECONDS = 120
 
 
-def settled(stack: Stack, query: str, field: str, fields: dict[str, Any]) -> dict[str, Any]:
+def settled(
+    stack: Stack,
+    query: str,
+    field: str,
+    fields: dict[str, Any],
+    within: float = SETTLED_WITHIN_SECONDS,
+) -> dict[str, Any]:
     """A command's answer once it is not CommandPending, sent again under its commandId
-    while it is (as a client retries: the command runs once)."""
-    command = {**fields, "commandId": str(uuid.uuid4())}
-    deadline = time.monotonic() + SETTLED_WITHIN_SECONDS
+    (the caller's, else a new one) while it is, as a client retries: the command runs once."""
+    command = {"commandId": str(uuid.uuid4()), **fields}
+    deadline = time.monotonic() + within
     while True:
         answer: dict[str, Any] = stack.data(query, {"in": command})[field]
         if answer["__typename"] != "CommandPending" or time.monotonic() > deadline:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
 
 from tests.e2e.conftest import COMMAND_ATTEMPTS, Stack
+from tests.e2e.test_bank_api import settled
 from tests.poison import INSTALL, UNINSTALL
 
 REGISTER = """
@@ -56,10 +55,7 @@ def test_a_registration_whose_event_the_database_refuses_answers_command_failed(
     }
 
     # Sent again with the same id while it is still being retried, as a client would.
-    answer: dict[str, Any] = {"__typename": "CommandPending"}
-    deadline = time.monotonic() + 60
-    while answer["__typename"] == "CommandPending" and time.monotonic() < deadline:
-        answer = stack.data(REGISTER, request)["registerUser"]
+    answer = settled(stack, REGISTER, "registerUser", request["in"], within=60)
 
     assert answer["__typename"] == "CommandFailed", answer
     assert answer["correlationId"] == command_id
