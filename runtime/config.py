@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     """Per aggregate type, events between snapshots, e.g. "User=100,Account=50"."""
     aggregate_cache_size: int = Field(default=10_000, ge=0)
     """Aggregates a worker keeps in memory between commands (0: none)."""
+    workflow_sandbox: bool = False
+    """Run the worker's workflows in Temporal's workflow sandbox, which checks them for
+    non-deterministic calls at a cost of 8 to 18 ms of worker CPU per transfer; the tests always
+    run them in it (see `runtime.worker.workflow_runner`)."""
 
     command_timeout_seconds: float = Field(default=10.0, gt=0)
     consistency_timeout_seconds: float = Field(default=5.0, gt=0)

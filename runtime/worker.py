@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
@@ -61,10 +61,10 @@ WORKFLOWS = [
     TransferSaga,
 ]
 
-# Helpers the workflows share that keep no state between runs: imported once for all runs,
-# instead of again inside every run's sandbox. The sandbox's checks for non-deterministic
-# calls do not cover passed-through modules, so these must stay free of clocks, randomness
-# and I/O (the workflow APIs they call are deterministic).
+# Helpers the workflows share that keep no state between runs: in the sandbox, imported once
+# for all runs instead of again inside every run's sandbox. The sandbox's checks for
+# non-deterministic calls do not cover passed-through modules, so these must stay free of
+# clocks, randomness and I/O (the workflow APIs they call are deterministic).
 SHARED_WORKFLOW_MODULES = (
     "workflows.saga",
     "workflows.command_outcomes",
@@ -143,9 +143,23 @@ def create_worker(
         max_concurrent_workflow_tasks=POOL_SIZE,
         graceful_shutdown_timeout=timedelta(seconds=5),
         interceptors=[SagaMetricsInterceptor(metrics.sagas)] if metrics else [],
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(
-                *SHARED_WORKFLOW_MODULES
-            )
-        ),
+        workflow_runner=workflow_runner(settings),
+    )
+
+
+def workflow_runner(settings: Settings) -> WorkflowRunner:
+    """How the worker runs its workflows: outside the sandbox unless `workflow_sandbox` is set.
+
+    The sandbox re-imports a workflow's module for every run and proxies its calls, which cost
+    the worker more CPU per transfer than anything else it did. The tests run every workflow
+    in the sandbox (their worker, and the replay of every recorded history), so a workflow
+    that calls something non-deterministic fails there instead of in production.
+    """
+    return sandboxed_runner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+
+
+def sandboxed_runner() -> SandboxedWorkflowRunner:
+    """Temporal's workflow sandbox, with the shared helpers passed through."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*SHARED_WORKFLOW_MODULES)
     )

@@ -147,4 +147,7 @@ def settings(
         temporal_address=temporal_address,
         kafka_bootstrap=kafka_bootstrap,
         api_port=free_port(),
+        # The workers the tests start check every workflow for non-deterministic calls;
+        # the worker process runs them unsandboxed (see `runtime.worker.workflow_runner`).
+        workflow_sandbox=True,
     )
