@@ -57,8 +57,9 @@ def rejections(
     """Fail the activity with what its workflow should know of an error raised inside.
 
     A business rejection the activity `expected` fails it for good: the failure's type is the
-    error's code; its message and its one detail are the error's message and details, all
-    that a workflow passes on and a client is answered with. A rejection it did not expect
+    error's code; its message and its first detail are the error's message and details, all
+    that a workflow passes on and a client is answered with (a second one names the saga step
+    that refused, for an activity that runs several). A rejection it did not expect
     has no answer a client knows: it fails for good as COMMAND_FAILED (see below). An outage
     (database or broker unreachable) is raised as it is and retried until it ends. Anything
     else (a constraint violation, bad data, a bug) would fail the same way every time: it
@@ -71,8 +72,10 @@ def rejections(
             yield
         except DomainError as error:
             if type(error) in expected:
+                # A second detail names the step that refused, when the activity runs several.
+                step = () if error.step is None else ({"step": error.step},)
                 raise ApplicationError(
-                    error.message, error.details, type=error.code, non_retryable=True
+                    error.message, error.details, *step, type=error.code, non_retryable=True
                 ) from None
             log.error(
                 "command %s met a rejection its activity does not name: %s", command_id, error

@@ -1,5 +1,8 @@
 """Transfer saga activities: each step is one transaction over the account and the transfer.
 
+Since the saga's steps share transactions (workflows/transfers.py), begin_and_reserve and
+deposit_and_complete each run two steps in one transaction, with the events of both.
+
 The transfer's record says which steps it completed and compensated, and both streams are
 appended atomically, so a retried step or a compensation of a step that never happened
 changes no balance.
@@ -7,7 +10,8 @@ changes no balance.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
 
@@ -22,10 +26,11 @@ from activities.command_handling import (
     with_retries,
 )
 from domain.accounts import Account, AccountNotFound, CurrencyMismatch
+from domain.errors import DomainError
 from domain.events import JsonDict
 from domain.rejections import REJECTIONS
 from domain.repository import EventIds, Repository
-from domain.transfers import SameAccountTransfer, Transfer, TransferMoney
+from domain.transfers import SameAccountTransfer, Transfer, TransferMoney, TransferStep
 from domain.users import User
 
 TRANSFER_REJECTS: Rejects = REJECTIONS
@@ -43,6 +48,16 @@ class RejectTransfer:
     """The rejection's details (a refusal's facts); none in histories from before."""
 
 
+@contextmanager
+def refusals_named(step: TransferStep) -> Iterator[None]:
+    """Name `step` in a rejection raised inside, for an activity that runs several steps."""
+    try:
+        yield
+    except DomainError as error:
+        error.step = step.value
+        raise
+
+
 class TransferActivities:
     """The steps of TransferSaga and their compensations; a step that fails for neither a
     rule nor an outage is tried `attempts` times (SAGALINE_COMMAND_ATTEMPTS), then the saga
@@ -56,11 +71,13 @@ class TransferActivities:
         """Every activity of the saga, for a worker to register."""
         return [
             self.begin_transfer,
+            self.begin_and_reserve,
             self.reserve_daily_limit,
             self.release_daily_limit,
             self.withdraw,
             self.refund,
             self.deposit,
+            self.deposit_and_complete,
             self.complete_transfer,
             self.reject_transfer,
         ]
@@ -74,7 +91,19 @@ class TransferActivities:
         raises InvalidInput on transferId (domain/transfers.py), a rejection the saga ends
         with at this first step, recording nothing.
         """
+        return await self._begin(command, reserve=False)
 
+    @activity.defn
+    async def begin_and_reserve(self, command: TransferMoney) -> int:
+        """begin_transfer and reserve_daily_limit in one transaction.
+
+        A refusal by the reservation names its step (DomainError.step), so the saga tells it
+        from a refusal by begin's checks; either way nothing is recorded, the transaction
+        being one. What is recorded when both pass is what the two steps record.
+        """
+        return await self._begin(command, reserve=True)
+
+    async def _begin(self, command: TransferMoney, reserve: bool) -> int:
         async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
             loads: list[Load] = [
                 (Transfer, command.transfer_id),
@@ -100,7 +129,12 @@ class TransferActivities:
             if source.currency != destination.currency:
                 raise CurrencyMismatch(source.currency, destination.currency)
             transfer.request(command.from_account_id, command.to_account_id, command.amount)
-            result = await self._repository.save_all([transfer], ids, metadata)
+            if not reserve:
+                result = await self._repository.save_all([transfer], ids, metadata)
+                return CommandResult(transfer.id, transfer.version, result.position)
+            with refusals_named(TransferStep.RESERVE_DAILY_LIMIT):
+                transfer.reserve_daily_limit(source, command.day)
+            result = await self._repository.save_all([source, transfer], ids, metadata)
             return CommandResult(transfer.id, transfer.version, result.position)
 
         return (
@@ -151,6 +185,17 @@ class TransferActivities:
 
         def decide(destination: Account, transfer: Transfer) -> None:
             transfer.deposit(destination)
+
+        return await self._step(command, command.to_account_id, decide)
+
+    @activity.defn
+    async def deposit_and_complete(self, command: TransferMoney) -> int:
+        """deposit and complete_transfer in one transaction: once the receiver has the money
+        the transfer can only complete, so both go in one save, with the same events."""
+
+        def decide(destination: Account, transfer: Transfer) -> None:
+            transfer.deposit(destination)
+            transfer.complete()
 
         return await self._step(command, command.to_account_id, decide)
 

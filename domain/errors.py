@@ -22,6 +22,10 @@ class DomainError(Exception):
     refusal: Refusal | None = None
     """Why, as facts, for a rule that refuses with an account's figures (domain/refusals.py)."""
 
+    step: str | None = None
+    """The saga step that refused, set by an activity that runs several steps in one
+    transaction (activities/transfers.py), so that its workflow knows which one it was."""
+
     def __init__(self, message: str, **details: str) -> None:
         super().__init__(message)
         self.message = message

@@ -91,6 +91,16 @@ def rejection_of(error: ActivityError) -> Rejection | None:
     return Rejection(cause.type, cause.message, known)
 
 
+def refusing_step(error: ActivityError) -> str | None:
+    """The saga step a rejection names, when its activity ran several steps (else None)."""
+    cause = error.cause
+    if not (isinstance(cause, ApplicationError) and len(cause.details) > 1):
+        return None
+    named = cause.details[1]
+    step = named.get("step") if isinstance(named, dict) else None
+    return step if isinstance(step, str) else None
+
+
 def failure_of(error: ActivityError) -> Failure | None:
     """The failure an activity gave up with (COMMAND_FAILED), or None for any other."""
     cause = error.cause

@@ -32,7 +32,13 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import search_attributes
-from workflows.command_outcomes import Failure, Rejection, failure_of, rejection_of
+from workflows.command_outcomes import (
+    Failure,
+    Rejection,
+    failure_of,
+    refusing_step,
+    rejection_of,
+)
 from workflows.saga_metrics import SagaReport, report
 
 T = TypeVar("T")
@@ -110,7 +116,7 @@ class Saga:
 
     async def step(
         self,
-        name: str,
+        name: str | tuple[str, ...],
         action: Callable[[], Awaitable[T]],
         compensation: Compensation | None = None,
         *,
@@ -122,11 +128,19 @@ class Saga:
         saga is past its pivot (or this step is the pivot): then the saga only goes forward. A
         step rejected meanwhile raises StepRejected, and the saga compensates as for any
         rejection. A step that failed is parked, or raises StepFailed (see the module).
+
+        A tuple names several steps that `action` runs in one transaction: they are listed
+        as completed together, a rejection names the one that refused (refusing_step; the
+        first if it names none) after the ones before it, the compensation is named after the
+        last of them, and since a transaction that failed did nothing, a failure owes that
+        compensation nothing.
         """
-        self.state.current_step = name
-        workflow.set_current_details(f"step: {name}")
+        parts = (name,) if isinstance(name, str) else name
+        label = " + ".join(parts)
+        self.state.current_step = label
+        workflow.set_current_details(f"step: {label}")
         if compensation is not None:
-            self._owed.append((name, compensation))
+            self._owed.append((parts[-1], compensation))
         running = asyncio.ensure_future(action())
         cancelled: asyncio.CancelledError | None = None
         while True:
@@ -147,21 +161,31 @@ class Saga:
                 if rejection is not None:
                     if compensation is not None:
                         self._owed.pop()
-                    self.state.error = f"{name}: {rejection.message}"
+                    refused = label
+                    if len(parts) > 1:
+                        step = refusing_step(error)
+                        refused = step if step in parts else parts[0]
+                        self.state.completed_steps.extend(parts[: parts.index(refused)])
+                    self.state.error = f"{refused}: {rejection.message}"
                     self.state.error_details = dict(rejection.details) or None
-                    raise StepRejected(name, rejection) from None
+                    raise StepRejected(refused, rejection) from None
                 failure = failure_of(error)
                 if failure is None or not workflow.patched(FAILED_STEPS_PARK):
                     raise
-                self.state.error = f"{name}: {failure.message}"
+                self.state.error = f"{label}: {failure.message}"
                 self.state.error_details = None
-                if not self._owed and not self._forward_only:
-                    raise StepFailed(name, failure) from None
+                # Steps sharing one transaction that failed did nothing: not even their own
+                # compensation is owed.
+                owed = self._owed[:-1] if len(parts) > 1 and compensation else self._owed
+                if not owed and not self._forward_only:
+                    if owed is not self._owed:
+                        self._owed.pop()
+                    raise StepFailed(label, failure) from None
                 if cancelled is not None and not self._forward_only:
                     raise cancelled from None
                 await self._park_failed_step()
                 running = asyncio.ensure_future(action())
-        self.state.completed_steps.append(name)
+        self.state.completed_steps.extend(parts)
         if pivot:
             self._owed.clear()
             self._forward_only = True

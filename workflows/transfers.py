@@ -10,6 +10,14 @@ activity tasks. That is safe because every step is idempotent: its event ids der
 workflow and the step's sequence number, and the transfer's record says which steps were
 done, so a step run again after a lost workflow task (a worker that died) appends nothing
 twice. Histories from before run their steps as activities, and still do.
+
+Since STEPS_SHARE_TRANSACTIONS a transfer runs three local activities instead of five, each
+pause between two of them being a round trip through the SDK: begin_and_reserve (begin's
+checks and the reservation), withdraw, and deposit_and_complete (once the receiver has the
+money the transfer can only complete). Each records what its two steps recorded, in one
+transaction; the saga lists the same steps as completed. A refusal by begin's checks still
+records nothing; one by the reservation still ends the transfer rejected, its record opened
+and closed by reject_transfer, as before. Histories from before run five, and still do.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ CANCELLED_TRANSFERS_RECORD_THEIR_END = "cancelled-transfers-record-their-end"
 CANCELLED_REASON = "the transfer was cancelled before the money reached the receiver"
 CANCELLED_TYPE = "TransferCancelled"
 STEPS_RUN_LOCALLY = "steps-run-locally"
+STEPS_SHARE_TRANSACTIONS = "steps-share-transactions"
+BEGIN, COMPLETE = "begin", "complete"
 NO_OUTCOME = "TransferEndedWithoutOutcome"
 
 # Compensations are retried with backoff for a while; past that the saga parks for an operator.
@@ -99,6 +109,7 @@ class TransferSaga:
     async def _transfer(self, command: TransferMoney) -> TransferOutcome:
         saga = self._saga
         self._local = workflow.patched(STEPS_RUN_LOCALLY)
+        shared = self._local and workflow.patched(STEPS_SHARE_TRANSACTIONS)
         attributes: list[SearchAttributeUpdate[Any]] = [
             search_attributes.SAGA_TYPE.value_set(SAGA_TYPE),
             search_attributes.COMMAND_ID.value_set(command.transfer_id),
@@ -129,28 +140,43 @@ class TransferSaga:
             )
 
         activities = TransferActivities
+        reserve, deposit = TransferStep.RESERVE_DAILY_LIMIT.value, TransferStep.DEPOSIT.value
         try:
-            await saga.step("begin", step(activities.begin_transfer))
-            await saga.step(
-                TransferStep.RESERVE_DAILY_LIMIT.value,
-                step(activities.reserve_daily_limit),
-                compensation(activities.release_daily_limit),
-            )
+            if shared:
+                # begin's checks and the reservation in one transaction; a refusal names which
+                # of the two refused (the saga helper reads it).
+                await saga.step(
+                    (BEGIN, reserve),
+                    step(activities.begin_and_reserve),
+                    compensation(activities.release_daily_limit),
+                )
+            else:
+                await saga.step(BEGIN, step(activities.begin_transfer))
+                await saga.step(
+                    reserve,
+                    step(activities.reserve_daily_limit),
+                    compensation(activities.release_daily_limit),
+                )
             await saga.step(
                 TransferStep.WITHDRAW.value,
                 step(activities.withdraw),
                 compensation(activities.refund),
             )
             # Once the receiver has the money the transfer can only complete: nothing to undo.
-            await saga.step(TransferStep.DEPOSIT.value, step(activities.deposit), pivot=True)
-            position = await saga.step("complete", step(activities.complete_transfer))
+            if shared:
+                position = await saga.step(
+                    (deposit, COMPLETE), step(activities.deposit_and_complete), pivot=True
+                )
+            else:
+                await saga.step(deposit, step(activities.deposit), pivot=True)
+                position = await saga.step(COMPLETE, step(activities.complete_transfer))
         except StepRejected as rejected:
             await saga.compensate()
             rejection = rejected.rejection
             position = 0
             # A transfer refused by its first check (unknown account, locked sender) is bad
             # input: it changes nothing, not even the transfer's own record.
-            if rejected.step != "begin" or not workflow.patched(REFUSALS_RECORD_NOTHING):
+            if rejected.step != BEGIN or not workflow.patched(REFUSALS_RECORD_NOTHING):
                 position = await self._record_rejection(
                     command, rejection.message, rejection.type, rejection.details
                 )

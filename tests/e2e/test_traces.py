@@ -17,13 +17,7 @@ from tests.e2e.test_user_story import sign_up
 from tests.waiting import eventually
 
 TOPIC = "sagaline.events"
-TRANSFER_ACTIVITIES = [
-    "begin_transfer",
-    "reserve_daily_limit",
-    "withdraw",
-    "deposit",
-    "complete_transfer",
-]
+TRANSFER_ACTIVITIES = ["begin_and_reserve", "withdraw", "deposit_and_complete"]
 WITHIN_SECONDS = 60
 
 

@@ -11,6 +11,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.command_handling import rejections
+from activities.transfers import refusals_named
 from api.accounts.types import AccountClosedPayload, DepositMoneyPayload, OpenAccountPayload
 from api.errors import (
     AccountNotFoundPayload,
@@ -32,9 +33,15 @@ from domain.accounts import (
 )
 from domain.errors import ConcurrencyConflict, DomainError, InvalidInput
 from domain.rejections import REJECTION_CODES, REJECTIONS
-from domain.transfers import transfer_id_in_use
+from domain.transfers import TransferStep, transfer_id_in_use
 from domain.users import EmailAlreadyInUse, UserLockedError, UserNotFound
-from workflows.command_outcomes import COMMAND_RETRY, CommandOutcome, Rejection, rejection_of
+from workflows.command_outcomes import (
+    COMMAND_RETRY,
+    CommandOutcome,
+    Rejection,
+    refusing_step,
+    rejection_of,
+)
 from workflows.transfers import COMPENSATION_RETRY
 
 ONE_OF_EACH_ANSWERED: list[DomainError] = [
@@ -208,3 +215,20 @@ def test_a_transfer_id_refused_by_the_saga_answers_as_the_api_check_does() -> No
             message="transferId: is in use by another stream; choose another", field="transferId"
         )
     )
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_a_refusal_inside_a_named_step_tells_the_workflow_which_step_refused(named: bool) -> None:
+    error = DailyLimitExceeded("account-1", Decimal("5.00"), Decimal("30.00"))
+    with pytest.raises(ApplicationError) as raised, rejections("command-1", REJECTIONS):
+        if named:
+            with refusals_named(TransferStep.RESERVE_DAILY_LIMIT):
+                raise error
+        raise error
+    failure = activity_failure(raised.value)
+
+    assert refusing_step(failure) == ("reserve_daily_limit" if named else None)
+    # The rejection itself, its facts included, is what it is without the name.
+    rejection = rejection_of(failure)
+    assert rejection is not None
+    assert (rejection.type, rejection.details) == ("DailyLimitExceeded", error.details)

@@ -123,7 +123,8 @@ class RefundBlocked(TransferActivities):
 
 
 class StepsHeld(TransferActivities):
-    """Real transfer activities whose withdraw and deposit wait while the test holds them."""
+    """Real transfer activities whose withdraw and deposit (alone, or with the completion)
+    wait while the test holds them."""
 
     gates: ClassVar[dict[str, asyncio.Event]] = {}
     started: ClassVar[dict[str, asyncio.Event]] = {}
@@ -152,6 +153,11 @@ class StepsHeld(TransferActivities):
     async def deposit(self, command: TransferMoney) -> int:  # type: ignore[override]
         await StepsHeld.pass_gate("deposit")
         return await super().deposit(command)
+
+    @activity.defn(name="deposit_and_complete")
+    async def deposit_and_complete(self, command: TransferMoney) -> int:  # type: ignore[override]
+        await StepsHeld.pass_gate("deposit")
+        return await super().deposit_and_complete(command)
 
 
 async def cancellation_seen(

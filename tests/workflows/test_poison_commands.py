@@ -213,7 +213,7 @@ async def test_a_transfer_failing_at_its_first_step_ends_failed_and_changes_noth
 
     assert (outcome.status, outcome.error_type) == ("FAILED", COMMAND_FAILED)
     state = await handle.query(TransferSaga.state)
-    assert state.error is not None and state.error.startswith("begin: ")
+    assert state.error is not None and state.error.startswith("begin + reserve_daily_limit: ")
     assert state.completed_steps == []
     assert await stream_length(engine, transfer_id) == 0
     assert await bank.balance(source) == Decimal("100.00")
@@ -273,6 +273,6 @@ async def test_cancelling_a_transfer_parked_before_its_pivot_gives_the_money_bac
 
     await eventually(compensated, ENDS_WITHIN, "the saga compensated")
     state = await handle.query(TransferSaga.state)
-    assert state.error is not None and state.error.startswith("deposit: ")
+    assert state.error is not None and state.error.startswith("deposit + complete: ")
     assert await bank.balance(source) == Decimal("100.00")
     assert await bank.balance(destination) == Decimal("0.00")

@@ -104,7 +104,53 @@ LOCAL_STEP_HISTORIES = (
 )
 
 
-@pytest.mark.parametrize("name", LOCAL_STEP_HISTORIES)
+# Histories of transfers whose steps share transactions (since STEPS_SHARE_TRANSACTIONS).
+SHARED_STEP_HISTORIES = (
+    "transfer_completed_steps_shared",
+    "transfer_completed_as_the_api_starts_it_steps_shared",
+    "transfer_compensated_steps_shared",
+    "transfer_refused_locked_owner_steps_shared",
+    "transfer_refused_daily_limit_steps_shared",
+    "transfer_refused_with_figures_steps_shared",
+    "transfer_parked_then_retried_steps_shared",
+    "transfer_cancelled_while_parked_steps_shared",
+    "transfer_cancelled_during_withdraw_steps_shared",
+    "transfer_cancelled_during_deposit_steps_shared",
+)
+
+
+def local_activities(name: str) -> list[str]:
+    """The local activities a recorded history ran, in order."""
+    events = json.loads((HISTORIES / f"{name}.json").read_text())["history"]["events"]
+    return [
+        decoded(marker["details"]["data"])["activity_type"]  # type: ignore[index]
+        for marker in (
+            event["markerRecordedEventAttributes"]
+            for event in events
+            if event["eventType"] == "EVENT_TYPE_MARKER_RECORDED"
+        )
+        if marker["markerName"] == "core_local_activity"
+    ]
+
+
+@pytest.mark.parametrize("name", SHARED_STEP_HISTORIES)
+def test_transfers_with_shared_steps_are_among_the_recorded_histories(name: str) -> None:
+    ran = local_activities(name)
+
+    assert ran[0] == "begin_and_reserve"
+    assert not {"begin_transfer", "reserve_daily_limit", "deposit", "complete_transfer"} & set(ran)
+
+
+def test_a_transfer_refused_by_its_reservation_is_among_the_recorded_histories() -> None:
+    # begin's checks passed, the reservation refused: the rejection is recorded.
+    assert local_activities("transfer_refused_daily_limit_steps_shared") == [
+        "begin_and_reserve",
+        "reject_transfer",
+    ]
+    assert local_activities("transfer_refused_locked_owner_steps_shared") == ["begin_and_reserve"]
+
+
+@pytest.mark.parametrize("name", LOCAL_STEP_HISTORIES + SHARED_STEP_HISTORIES)
 def test_transfers_with_local_steps_are_among_the_recorded_histories(name: str) -> None:
     events = json.loads((HISTORIES / f"{name}.json").read_text())["history"]["events"]
     kinds = [event["eventType"] for event in events]
@@ -231,6 +277,11 @@ async def test_record_histories(
     refused_with_figures = await bank.start(short, destination, "50.00")
     await refused_with_figures.result()
     await save(refused_with_figures, "transfer_refused_with_figures")
+
+    limited = await bank.account("500.00", limit="20.00")
+    refused_by_the_limit = await bank.start(limited, destination, "30.00")
+    await refused_by_the_limit.result()
+    await save(refused_by_the_limit, "transfer_refused_daily_limit")
 
     parked_bank = Bank(store, client, blocked_refunds_queue)
     RefundBlocked.blocked = True

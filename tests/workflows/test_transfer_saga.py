@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import timedelta
 from decimal import Decimal
@@ -20,6 +21,7 @@ from temporalio.service import RPCError
 from adapters.event_store import PostgresEventStore
 from api.dispatch import send
 from domain.accounts import Account
+from domain.refusals import Refusal, RefusalKind
 from domain.transfers import Transfer, TransferMoney, TransferStatus
 from runtime.config import Settings
 from tests.waiting import eventually
@@ -57,6 +59,52 @@ async def test_a_transfer_moves_the_amount_and_completes(bank: Bank) -> None:
     transfer = await bank.repository.load(Transfer, outcome.transfer_id)
     assert transfer.status is TransferStatus.COMPLETED
     assert outcome.position > 0
+
+
+async def local_activities(handle: WorkflowHandle[TransferSaga, TransferOutcome]) -> list[str]:
+    """The local activities the saga ran, in order, as its history's markers record them."""
+    history = await handle.fetch_history()
+    markers = [
+        event.marker_recorded_event_attributes
+        for event in history.events
+        if event.HasField("marker_recorded_event_attributes")
+    ]
+    return [
+        json.loads(marker.details["data"].payloads[0].data)["activity_type"]
+        for marker in markers
+        if marker.marker_name == "core_local_activity"
+    ]
+
+
+async def types(store: PostgresEventStore, stream_id: str) -> list[tuple[str, str | None]]:
+    """A stream's event types, with the step a transfer's step event names."""
+    return [(e.type, e.data.get("step")) for e in await store.read_stream(stream_id)]
+
+
+async def test_a_transfer_runs_three_steps_that_record_what_the_five_recorded(
+    bank: Bank, store: PostgresEventStore
+) -> None:
+    source, destination = await bank.account("100.00"), await bank.account("5.00")
+    handle = await bank.start(source, destination, "40.25")
+    outcome = await handle.result()
+
+    assert await local_activities(handle) == [
+        "begin_and_reserve",
+        "withdraw",
+        "deposit_and_complete",
+    ]
+    assert await types(store, outcome.transfer_id) == [
+        ("TransferRequested", None),
+        ("TransferStepCompleted", "reserve_daily_limit"),
+        ("TransferStepCompleted", "withdraw"),
+        ("TransferStepCompleted", "deposit"),
+        ("TransferCompleted", None),
+    ]
+    assert (await types(store, source))[-2:] == [
+        ("DailyLimitReserved", None),
+        ("MoneyWithdrawn", None),
+    ]
+    assert (await types(store, destination))[-1:] == [("MoneyDeposited", None)]
 
 
 @pytest.mark.parametrize("as_the_api_starts_it", [True, False])
@@ -109,11 +157,16 @@ async def test_transfer_refunds_then_releases_when_the_destination_is_closed(ban
 async def test_a_locked_owner_cannot_send_and_nothing_is_touched(bank: Bank) -> None:
     owner = await bank.user(locked=True)
     source, destination = await bank.account("100.00", owner=owner), await bank.account()
-    outcome = await bank.transfer(source, destination, "1.00")
+    handle = await bank.start(source, destination, "1.00")
+    outcome = await handle.result()
 
     assert (outcome.status, outcome.error_type) == ("REJECTED", "UserLocked")
     assert await bank.balance(source) == Decimal("100.00")
     assert not (await bank.repository.load(Transfer, outcome.transfer_id)).exists
+    state = await handle.query(TransferSaga.state)
+    assert state.completed_steps == [] and state.compensations == []
+    assert state.error is not None and state.error.startswith("begin: ")
+    assert await local_activities(handle) == ["begin_and_reserve"]
 
 
 async def test_exceeding_the_daily_limit_is_rejected_before_any_money_moves(bank: Bank) -> None:
@@ -124,6 +177,32 @@ async def test_exceeding_the_daily_limit_is_rejected_before_any_money_moves(bank
     assert first.status == "COMPLETED"
     assert (second.status, second.error_type) == ("REJECTED", "DailyLimitExceeded")
     assert await bank.balance(source) == Decimal("420.00")
+
+
+async def test_a_refused_reservation_ends_rejected_with_the_refusals_facts_on_record(
+    bank: Bank, store: PostgresEventStore
+) -> None:
+    # begin's checks pass and the reservation refuses, in the same transaction: the request
+    # is recorded with the rejection, as when they ran one after the other.
+    source, destination = await bank.account("500.00", limit="20.00"), await bank.account()
+    handle = await bank.start(source, destination, "30.00")
+    outcome = await handle.result()
+
+    assert (outcome.status, outcome.error_type) == ("REJECTED", "DailyLimitExceeded")
+    refusal = Refusal.from_facts(outcome.details or {})
+    assert refusal is not None and refusal.kind is RefusalKind.DAILY_LIMIT_EXCEEDED
+    assert await local_activities(handle) == ["begin_and_reserve", "reject_transfer"]
+    state = await handle.query(TransferSaga.state)
+    assert state.status is SagaStatus.COMPENSATED
+    assert state.completed_steps == ["begin"] and state.compensations == []
+    assert state.error is not None and state.error.startswith("reserve_daily_limit: ")
+    assert state.error_details == outcome.details
+    recorded = await store.read_stream(outcome.transfer_id)
+    assert [e.type for e in recorded] == ["TransferRequested", "TransferRejected"]
+    assert recorded[1].data["details"] == outcome.details
+    assert outcome.position == recorded[1].position
+    account = await bank.repository.load(Account, source)
+    assert (account.balance, account.reserved_on(TODAY)) == (Decimal("500.00"), 0)
 
 
 async def test_an_unknown_account_is_rejected(bank: Bank) -> None:
