@@ -16,6 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.following import Pacing
 from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
 from adapters.event_store import PostgresEventStore
@@ -23,6 +24,7 @@ from adapters.kafka import KafkaEventPublisher
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from projections.rebuild import drop_abandoned_rebuilds
+from projections.transfers import TransfersProjection
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
 from runtime.serving import serve
@@ -47,6 +49,9 @@ REBUILDS_PROVIDED_FOR = 1
 POOL_HEADROOM = 4
 """Pooled connections beyond those: the detector's sweep, another rebuild, an attempt of a
 follower starting while the one before it still unwinds."""
+
+TRANSFERS_PROJECTION = TransfersProjection.name
+"""The read model every transfer's answer waits on (read-your-writes)."""
 
 FOLLOWER_WORKFLOWS = [
     RelayWorkflow,
@@ -134,8 +139,12 @@ def create_followers_worker(
             request_timeout_ms=settings.kafka_request_timeout_ms,
         )
 
-    relay = RelayActivities(engine, store, database_url, publisher)
-    projection_activities = ProjectionActivities(projectors, database_url, engine, store)
+    relay = RelayActivities(
+        engine, store, database_url, publisher, coalesce_seconds=settings.relay_coalesce_ms / 1000
+    )
+    projection_activities = ProjectionActivities(
+        projectors, database_url, engine, store, projector_pacing(settings, projectors)
+    )
     patterns = pattern_activities(
         settings, client, engine, store, metrics.consumers if metrics else None
     )
@@ -152,6 +161,23 @@ def create_followers_worker(
         max_concurrent_activities=pool_size(),
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
+
+
+def projector_pacing(settings: Settings, projectors: Mapping[str, Projector]) -> dict[str, Pacing]:
+    """How each projector spaces its batches: the transfers projection, which every
+    transfer's answer waits on, by its own window; the others by the projectors' one."""
+    return {
+        name: Pacing(
+            page_size=projector.batch_size,
+            coalesce_seconds=(
+                settings.transfers_projector_coalesce_ms
+                if name == TRANSFERS_PROJECTION
+                else settings.projector_coalesce_ms
+            )
+            / 1000,
+        )
+        for name, projector in projectors.items()
+    }
 
 
 def handover(settings: Settings) -> timedelta:
