@@ -27,6 +27,15 @@ class Commits:
         self.pending = 0
         self.batches: list[tuple[float, int]] = []
         self.taken = asyncio.Event()
+        self.batched = asyncio.Event()
+
+    def moved(self, step: int) -> None:
+        """What the loop reports of each batch: nothing to check here."""
+
+    async def batches_at_least(self, count: int) -> None:
+        while len(self.batches) < count:
+            self.batched.clear()
+            await asyncio.wait_for(self.batched.wait(), WITHIN)
 
     async def commit(self, times: int = 1) -> None:
         async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
@@ -37,6 +46,7 @@ class Commits:
     async def batch(self) -> int:
         step, self.pending = self.pending, 0
         self.batches.append((asyncio.get_running_loop().time(), step))
+        self.batched.set()
         if step:
             self.taken.set()
         return step
@@ -56,13 +66,12 @@ async def following(commits: Commits, pacing: Pacing) -> asyncio.Task[None]:
 
     async def run() -> None:
         try:
-            await run_batches(commits.batch, notifications, loop.time() + 60, pacing, lambda step: None)
+            await run_batches(commits.batch, notifications, loop.time() + 60, pacing, commits.moved)
         finally:
             await notifications.__aexit__(None, None, None)
 
     task = asyncio.create_task(run())
-    while not commits.batches:  # the first batch, finding nothing
-        await asyncio.sleep(0.01)
+    await commits.batches_at_least(1)  # the first batch, finding nothing
     return task
 
 
@@ -127,8 +136,7 @@ async def test_without_a_page_size_a_batch_that_moved_is_followed_by_another(
     try:
         await commits.commit()
         await commits.taken_all()
-        while len(commits.batches) < 3:
-            await asyncio.sleep(0.01)
+        await commits.batches_at_least(3)
     finally:
         await stopped(task)
     assert [step for _, step in commits.batches][:3] == [0, 1, 0]
