@@ -51,9 +51,10 @@ class Settings(BaseSettings):
     relay_coalesce_ms: float = Field(default=10.0, ge=0)
     """How long the relay, busy, lets commits gather before its next batch (see Pacing)."""
     projector_coalesce_ms: float = Field(default=50.0, ge=0)
-    """The same for every projector but the transfers projection's."""
-    transfers_projector_coalesce_ms: float = Field(default=0.0, ge=0)
-    """The same for the transfers projection's, which every transfer's answer waits on."""
+    """The same for the projectors of read models no mutation's answer is read from."""
+    answered_projector_coalesce_ms: float = Field(default=0.0, ge=0)
+    """The same for the read models mutations answer from (transfers, accounts, users):
+    their answers wait for them (read-your-writes)."""
     kafka_dead_letter_suffix: str = ".dlq"
     kafka_consumer_max_attempts: int = Field(default=3, ge=1)
     kafka_consumer_session_timeout_ms: int = Field(default=10_000, gt=0)

@@ -21,10 +21,12 @@ from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
+from projections.accounts import AccountsProjection
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from projections.rebuild import drop_abandoned_rebuilds
 from projections.transfers import TransfersProjection
+from projections.users import UsersProjection
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
 from runtime.serving import serve
@@ -50,8 +52,11 @@ POOL_HEADROOM = 4
 """Pooled connections beyond those: the detector's sweep, another rebuild, an attempt of a
 follower starting while the one before it still unwinds."""
 
-TRANSFERS_PROJECTION = TransfersProjection.name
-"""The read model every transfer's answer waits on (read-your-writes)."""
+ANSWERED_PROJECTIONS = frozenset(
+    {TransfersProjection.name, AccountsProjection.name, UsersProjection.name}
+)
+"""The read models mutations answer from, once they have the command's events
+(read-your-writes: `read_after` in api/*/mutations.py)."""
 
 FOLLOWER_WORKFLOWS = [
     RelayWorkflow,
@@ -164,14 +169,15 @@ def create_followers_worker(
 
 
 def projector_pacing(settings: Settings, projectors: Mapping[str, Projector]) -> dict[str, Pacing]:
-    """How each projector spaces its batches: the transfers projection, which every
-    transfer's answer waits on, by its own window; the others by the projectors' one."""
+    """How each projector spaces its batches: those of the read models mutations answer
+    from by their own window (none by default), so no answer waits longer; the others by
+    the projectors' one."""
     return {
         name: Pacing(
             page_size=projector.batch_size,
             coalesce_seconds=(
-                settings.transfers_projector_coalesce_ms
-                if name == TRANSFERS_PROJECTION
+                settings.answered_projector_coalesce_ms
+                if name in ANSWERED_PROJECTIONS
                 else settings.projector_coalesce_ms
             )
             / 1000,
