@@ -113,9 +113,14 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 
 
 async def follow(
-    batch: Callable[[], Awaitable[int]], database_url: str, run_seconds: float, fence: str
+    batch: Callable[[], Awaitable[int]],
+    database_url: str,
+    run_seconds: float,
+    fence: str,
+    pacing: Pacing | None = None,
 ) -> int:
-    """Run batches until `run_seconds` pass, sleeping on LISTEN/NOTIFY when there is no work.
+    """Run batches until `run_seconds` pass, sleeping on LISTEN/NOTIFY when there is no work
+    (see `run_batches` for how `pacing` spaces them).
 
     Heartbeats all along, so a dead worker is noticed within the heartbeat timeout and the
     activity resumes elsewhere from the last stored checkpoint; batches run only while this
@@ -123,20 +128,64 @@ async def follow(
     """
     moved = 0
 
-    async def batches() -> int:
+    def count(step: int) -> None:
         nonlocal moved
+        moved += step
+
+    async def batches() -> int:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + run_seconds
         async with EventNotifications(database_url) as notifications:
-            while loop.time() < deadline:
-                # What was notified while the last batch ran is in the next one: no wake-up
-                # for it after that batch.
-                await notifications.drain()
-                step = await batch()
-                moved += step
-                if step == 0:
-                    await notifications.wait(IDLE_WAKE_SECONDS)
+            await run_batches(
+                batch, notifications, loop.time() + run_seconds, pacing or Pacing(), count
+            )
         return moved
 
     async with heartbeating(lambda: moved):
         return await fenced(database_url, fence, batches)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How a follower spaces its batches.
+
+    `page_size`: a batch that moved the checkpoint by less than this read a page that was
+    not full, so it saw every commit notified before it began: the next batch waits for a
+    notification instead of reading an empty page at once. None: every batch that moved
+    is followed by another at once (for a batch whose step says nothing of its page).
+
+    `coalesce_seconds`: a notification that comes less than this after a batch that moved
+    the checkpoint is acted on only once that much has passed since the batch ended, so
+    the commits arriving meanwhile share one batch. A commit that finds the follower idle
+    (its last batch moved nothing) is acted on at once; any other within this bound.
+    """
+
+    page_size: int | None = None
+    coalesce_seconds: float = 0.0
+
+
+async def run_batches(
+    batch: Callable[[], Awaitable[int]],
+    notifications: EventNotifications,
+    deadline: float,
+    pacing: Pacing,
+    moved: Callable[[int], object],
+) -> None:
+    """Run batches until the loop's clock passes `deadline`, each woken by a notification
+    (or after IDLE_WAKE_SECONDS without one) and spaced by `pacing`; `moved` is told each
+    batch's step."""
+    loop = asyncio.get_running_loop()
+    while loop.time() < deadline:
+        # What was notified while the last batch ran is in the next one: no wake-up
+        # for it after that batch.
+        await notifications.drain()
+        step = await batch()
+        moved(step)
+        ended = loop.time()
+        if step != 0 and (pacing.page_size is None or not 0 < step < pacing.page_size):
+            continue  # a full page, or a move back: more may be there already
+        if not await notifications.wait(IDLE_WAKE_SECONDS) or step == 0:
+            continue
+        # Busy: let the commits arriving within the window share the next batch.
+        pause = ended + pacing.coalesce_seconds - loop.time()
+        if pause > 0:
+            await asyncio.sleep(pause)

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.following import follow
+from activities.following import Pacing, follow
 from domain.event_store import EventStore
 from projections.catalog import find_projection
 from projections.projector import Projector
@@ -35,8 +35,11 @@ class ProjectionActivities:
         database_url: str,
         engine: AsyncEngine,
         store: EventStore,
+        pacing: Mapping[str, Pacing] | None = None,
     ) -> None:
         self._projectors = projectors
+        # Each projector's (by projection name; unnamed: a batch after every move).
+        self._pacing = pacing or {}
         self._database_url = database_url
         self._engine = engine
         self._store = store
@@ -68,6 +71,7 @@ class ProjectionActivities:
                 self._database_url,
                 params.run_seconds,
                 fence=projector.checkpoint,
+                pacing=self._pacing.get(params.projection),
             )
         finally:
             await projector.stop_reading_ahead()

@@ -11,7 +11,7 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio import activity
 
-from activities.following import FollowInput, follow
+from activities.following import FollowInput, Pacing, follow
 from adapters import broker_loss, checkpoints, relay_ledger
 from adapters.broker_loss import Loss, TopicState
 from adapters.kafka import KafkaEventPublisher, encode_event
@@ -76,6 +76,7 @@ class RelayActivities:
         publisher: Callable[[], KafkaEventPublisher],
         batch_size: int = 1000,
         checkpoint: str = RELAY_CHECKPOINT,
+        coalesce_seconds: float = 0.0,
     ) -> None:
         self._engine = engine
         self._store = store
@@ -83,6 +84,10 @@ class RelayActivities:
         self._publisher = publisher
         self._batch_size = batch_size
         self._checkpoint = checkpoint
+        # A call that moved the checkpoint by less than a page published a page that was
+        # not full, unless it published several beside a broker check: then it ends on one
+        # that was not full either (see `_publish_batch`).
+        self._pacing = Pacing(page_size=batch_size, coalesce_seconds=coalesce_seconds)
         self._position: int | None = None
         self._ledger: Ledger | None = None
         self._next_check = 0.0
@@ -121,6 +126,7 @@ class RelayActivities:
                 self._database_url,
                 params.run_seconds,
                 fence=self._checkpoint,
+                pacing=self._pacing,
             )
             ended = True
             return moved

@@ -125,6 +125,11 @@ class Projector:
         self._position: int | None = None
 
     @property
+    def batch_size(self) -> int:
+        """The positions a full page spans: a batch that moved less read all there was."""
+        return self._batch_size
+
+    @property
     def checkpoint(self) -> str:
         """The name of the checkpoint this projector moves."""
         return self._checkpoint

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     kafka_idempotent_producer: bool = False
     kafka_request_timeout_ms: int = Field(default=5_000, gt=0)
     """How long the relay waits for the broker's ack before retrying the batch."""
+    relay_coalesce_ms: float = Field(default=10.0, ge=0)
+    """How long the relay, busy, lets commits gather before its next batch (see Pacing)."""
+    projector_coalesce_ms: float = Field(default=50.0, ge=0)
+    """The same for the projectors of read models no mutation's answer is read from."""
+    answered_projector_coalesce_ms: float = Field(default=0.0, ge=0)
+    """The same for the read models mutations answer from (transfers, accounts, users):
+    their answers wait for them (read-your-writes)."""
     kafka_dead_letter_suffix: str = ".dlq"
     kafka_consumer_max_attempts: int = Field(default=3, ge=1)
     kafka_consumer_session_timeout_ms: int = Field(default=10_000, gt=0)

@@ -16,13 +16,17 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.following import Pacing
 from activities.projections import ProjectionActivities
 from activities.relay import RelayActivities
 from adapters.event_store import PostgresEventStore
 from adapters.kafka import KafkaEventPublisher
+from projections.accounts import AccountsProjection
 from projections.catalog import all_projections, projection_names
 from projections.projector import Projector
 from projections.rebuild import drop_abandoned_rebuilds
+from projections.transfers import TransfersProjection
+from projections.users import UsersProjection
 from runtime.config import Settings
 from runtime.patterns import pattern_activities
 from runtime.serving import serve
@@ -47,6 +51,12 @@ REBUILDS_PROVIDED_FOR = 1
 POOL_HEADROOM = 4
 """Pooled connections beyond those: the detector's sweep, another rebuild, an attempt of a
 follower starting while the one before it still unwinds."""
+
+ANSWERED_PROJECTIONS = frozenset(
+    {TransfersProjection.name, AccountsProjection.name, UsersProjection.name}
+)
+"""The read models mutations answer from, once they have the command's events
+(read-your-writes: `read_after` in api/*/mutations.py)."""
 
 FOLLOWER_WORKFLOWS = [
     RelayWorkflow,
@@ -134,8 +144,12 @@ def create_followers_worker(
             request_timeout_ms=settings.kafka_request_timeout_ms,
         )
 
-    relay = RelayActivities(engine, store, database_url, publisher)
-    projection_activities = ProjectionActivities(projectors, database_url, engine, store)
+    relay = RelayActivities(
+        engine, store, database_url, publisher, coalesce_seconds=settings.relay_coalesce_ms / 1000
+    )
+    projection_activities = ProjectionActivities(
+        projectors, database_url, engine, store, projector_pacing(settings, projectors)
+    )
     patterns = pattern_activities(
         settings, client, engine, store, metrics.consumers if metrics else None
     )
@@ -152,6 +166,24 @@ def create_followers_worker(
         max_concurrent_activities=pool_size(),
         graceful_shutdown_timeout=timedelta(seconds=5),
     )
+
+
+def projector_pacing(settings: Settings, projectors: Mapping[str, Projector]) -> dict[str, Pacing]:
+    """How each projector spaces its batches: those of the read models mutations answer
+    from by their own window (none by default), so no answer waits longer; the others by
+    the projectors' one."""
+    return {
+        name: Pacing(
+            page_size=projector.batch_size,
+            coalesce_seconds=(
+                settings.answered_projector_coalesce_ms
+                if name in ANSWERED_PROJECTIONS
+                else settings.projector_coalesce_ms
+            )
+            / 1000,
+        )
+        for name, projector in projectors.items()
+    }
 
 
 def handover(settings: Settings) -> timedelta:
