@@ -16,12 +16,16 @@ from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
 from api.metrics import GraphQLMetrics
+from api.pagination import MAX_PAGE
 from api.websocket_limits import SocketsAwaitingInit, SocketsPerCaller
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
 from projections.consistency import CheckpointWakeups
 from projections.users import UserView, get_user, users_by_ids
 from runtime.config import Settings
+
+OWNER_ACCOUNTS = MAX_PAGE
+"""The most accounts a user's `accounts` list answers; a user with more gets an error there."""
 
 
 @dataclass(frozen=True)
@@ -90,11 +94,13 @@ class Context:
 
     @cached_property
     def accounts_by_owner(self) -> DataLoader[str, list[AccountView]]:
+        """Each owner's first OWNER_ACCOUNTS + 1 accounts: one more than the list answers
+        tells an owner who has too many."""
         engine = self.services.read_engine
 
         async def owned(owner_ids: list[str]) -> list[list[AccountView]]:
             async with engine.connect() as conn:
-                found = await accounts_of_owners(conn, owner_ids)
+                found = await accounts_of_owners(conn, owner_ids, OWNER_ACCOUNTS + 1)
             return [found[owner] for owner in owner_ids]
 
         return DataLoader(load_fn=owned)

@@ -65,6 +65,17 @@ class PositionAhead(GraphQLError):
         )
 
 
+class TooManyAccounts(GraphQLError):
+    """A user's `accounts` list asked of a user with more accounts than it holds."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the user has more than {limit} accounts, more than its accounts list answers;"
+            " page through them with accounts(ownerId:, first:, after:)",
+            extensions={"code": "TOO_MANY_ACCOUNTS", "limit": limit},
+        )
+
+
 @strawberry.type(name="UserNotFound", description="No user has this id.")
 class UserNotFoundPayload:
     message: str

@@ -73,7 +73,8 @@ for the client ('Unknown operation named "B".'), so they are not masked as a bug
 MAX_ANSWER_COST = 10_000
 UNPAGED_ITEMS = MAX_PAGE
 """How many items a list of objects without pages (a user's accounts) is counted as: as many as
-the largest page, since nothing else bounds it."""
+the largest page. A user's `accounts` answers at most that many (api/context.OWNER_ACCOUNTS):
+for a user with more it is an error, so the estimate holds however many a customer opens."""
 
 
 def selection_cost(

@@ -19,10 +19,12 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    func,
     select,
+    true,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.accounts import AccountStatus
@@ -182,13 +184,40 @@ async def list_accounts(
     return [account_view(r._mapping) for r in (await conn.execute(query)).all()]
 
 
+# Each owner's first accounts in id order, the owners' lists side by side: a LATERAL
+# subquery per owner finds its rows through the owner_id index and keeps the first `limit`
+# (a top-N sort), so however many accounts an owner has, at most `limit` of them are loaded.
+_OWNERS = (
+    func.unnest(bindparam("owner_ids", type_=ARRAY(Text)))
+    .table_valued("owner_id")
+    .render_derived(name="owners")
+)
+_OWNERS_FIRST = (
+    select(accounts)
+    .where(accounts.c.owner_id == _OWNERS.c.owner_id)
+    .order_by(accounts.c.id)
+    .limit(bindparam("limit"))
+    .lateral("owned")
+)
+_ACCOUNTS_OF_OWNERS = (
+    select(_OWNERS_FIRST)
+    .select_from(_OWNERS)
+    .join(_OWNERS_FIRST, true())
+    .order_by(_OWNERS_FIRST.c.owner_id, _OWNERS_FIRST.c.id)
+)
+
+
 async def accounts_of_owners(
-    conn: AsyncConnection, owner_ids: Sequence[str]
+    conn: AsyncConnection, owner_ids: Sequence[str], limit: int
 ) -> dict[str, list[AccountView]]:
-    """Every account of each owner, in one query."""
-    query = select(accounts).where(accounts.c.owner_id.in_(owner_ids)).order_by(accounts.c.id)
-    found: dict[str, list[AccountView]] = {owner: [] for owner in owner_ids}
-    for row in (await conn.execute(query)).all():
+    """The first `limit` accounts of each owner in id order (all of them if it has no more),
+    in one query."""
+    distinct = list(dict.fromkeys(owner_ids))
+    found: dict[str, list[AccountView]] = {owner: [] for owner in distinct}
+    if not distinct:
+        return found
+    rows = await conn.execute(_ACCOUNTS_OF_OWNERS, {"owner_ids": distinct, "limit": limit})
+    for row in rows.all():
         view = account_view(row._mapping)
         found[view.owner_id].append(view)
     return found

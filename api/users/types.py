@@ -11,16 +11,18 @@ from strawberry.types import Info
 
 from api.access import sees_user
 from api.accounts.types import Account
-from api.context import Context
+from api.context import OWNER_ACCOUNTS, Context
 from api.errors import (
     CommandFailed,
     CommandPending,
     ConcurrencyConflictPayload,
     Forbidden,
     InvalidInputPayload,
+    TooManyAccounts,
     UserLockedPayload,
     UserNotFoundPayload,
 )
+from projections.accounts import AccountView
 from projections.users import UserView
 
 
@@ -40,12 +42,16 @@ class User:
     last_updated: datetime
     version: int
 
-    @strawberry.field(description="The user's accounts (batched across users per request).")
-    async def accounts(self, info: Info[Context, None]) -> list[Account]:
+    @strawberry.field(
+        description=f"The user's accounts in id order (batched across users per request), at"
+        f" most {OWNER_ACCOUNTS}: for a user with more, null with an error whose code is"
+        " TOO_MANY_ACCOUNTS; page through those with accounts(ownerId:, first:, after:)."
+    )
+    async def accounts(self, info: Info[Context, None]) -> list[Account] | None:
         if not sees_user(info.context, str(self.id)):
             return []
         views = await info.context.accounts_by_owner.load(str(self.id))
-        return [Account.from_view(v) for v in views]
+        return [Account.from_view(v) for v in owner_accounts(views)]
 
     @classmethod
     def from_view(cls, view: UserView) -> User:
@@ -58,6 +64,14 @@ class User:
             last_updated=view.last_updated,
             version=view.version,
         )
+
+
+def owner_accounts(views: list[AccountView]) -> list[AccountView]:
+    """A user's accounts as its `accounts` list answers them, loaded one past the bound:
+    all of them, or TooManyAccounts if there are more than the list holds."""
+    if len(views) > OWNER_ACCOUNTS:
+        raise TooManyAccounts(OWNER_ACCOUNTS)
+    return views
 
 
 @strawberry.input

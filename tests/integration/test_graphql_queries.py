@@ -1,9 +1,11 @@
 """GraphQL queries against real read models: `users { accounts }` costs a bounded number of
-statements however many users are on the page (DataLoader batching)."""
+statements however many users are on the page (DataLoader batching), and a user's `accounts`
+list answers at most MAX_PAGE accounts (more is an error on that field alone)."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast
 
@@ -17,11 +19,12 @@ from adapters.event_store import PostgresEventStore
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
 from api.live import EventFeed
+from api.pagination import MAX_PAGE, encode_cursor
 from api.schema import build_schema
 from domain.accounts import Account
 from domain.repository import Repository
 from domain.users import User
-from projections.accounts import AccountsProjection
+from projections.accounts import AccountsProjection, accounts, accounts_of_owners
 from projections.projector import Projector
 from projections.users import UsersProjection
 from runtime.config import Settings
@@ -87,3 +90,136 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
         event.remove(counted.sync_engine, "before_cursor_execute", count)
         await counted.dispose()
     assert counts[5] == counts[40] <= 2
+
+
+def services_on(engine: AsyncEngine, store: PostgresEventStore, database_url: str) -> Services:
+    return Services(
+        settings=Settings(database_url=database_url),
+        engine=engine,
+        temporal=cast(Client, None),
+        tokens=TokenCheck({}),
+        feed=EventFeed(store, database_url),
+        reads=ReadPool(database_url, 1),
+    )
+
+
+def client_context(services: Services) -> Context:
+    return Context(
+        services=services,
+        request=Request({"type": "http", "method": "POST", "headers": []}),
+        caller=Caller(Role.CLIENT, "test"),
+    )
+
+
+async def registered_users(engine: AsyncEngine, store: PostgresEventStore, count: int) -> list[str]:
+    """The ids of `count` new users, in the users read model."""
+    repository = Repository(store)
+    ids = []
+    for _ in range(count):
+        user = User(f"user-{uuid.uuid4()}")
+        user.register(f"{uuid.uuid4()}@example.com", "Q")
+        await repository.save(user, lambda _: uuid.uuid4(), {})
+        ids.append(user.id)
+    projector = Projector(engine, store, UsersProjection(), batch_size=2_000)
+    await project_through(engine, projector, await store.head_position())
+    return ids
+
+
+async def give_accounts(engine: AsyncEngine, owner_id: str, count: int) -> list[str]:
+    """`count` open accounts of the owner, written straight into the accounts read model
+    (opening them one by one through commands would take far longer); their ids in id
+    order."""
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "id": f"account-{uuid.uuid4()}",
+            "owner_id": owner_id,
+            "balance": Decimal(0),
+            "currency": "EUR",
+            "status": "OPEN",
+            "opened_at": now,
+            "last_updated": now,
+            "version": 1,
+        }
+        for _ in range(count)
+    ]
+    async with engine.begin() as conn:
+        await conn.execute(accounts.insert(), rows)
+    return sorted(row["id"] for row in rows)
+
+
+ACCOUNTS_OF_TWO = """
+query($full: ID!, $over: ID!) {
+  full: user(id: $full) { id accounts { id } }
+  over: user(id: $over) { id name accounts { id } }
+}"""
+
+
+async def test_a_user_over_the_accounts_bound_gets_an_error_on_that_list_alone(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    full, over = await registered_users(engine, store, 2)
+    full_ids = await give_accounts(engine, full, MAX_PAGE)
+    await give_accounts(engine, over, MAX_PAGE + 1)
+
+    schema = build_schema()
+    context = client_context(services_on(engine, store, database_url))
+    result = await schema.execute(
+        ACCOUNTS_OF_TWO, {"full": full, "over": over}, context_value=context
+    )
+
+    assert result.data is not None
+    # Exactly the bound: every account, in id order.
+    assert result.data["full"] == {"id": full, "accounts": [{"id": i} for i in full_ids]}
+    # One more: the list is null with a typed error; the user's other fields still answer.
+    assert result.data["over"] == {"id": over, "name": "Q", "accounts": None}
+    assert result.errors is not None and len(result.errors) == 1
+    error = result.errors[0]
+    assert error.path == ["over", "accounts"]
+    assert error.extensions == {"code": "TOO_MANY_ACCOUNTS", "limit": MAX_PAGE}
+    assert "accounts(ownerId:, first:, after:)" in error.message
+
+
+async def test_accounts_of_owners_loads_at_most_the_limit_per_owner_in_id_order(
+    engine: AsyncEngine, store: PostgresEventStore
+) -> None:
+    many, few, none = (f"user-{uuid.uuid4()}" for _ in range(3))
+    many_ids = await give_accounts(engine, many, 7)
+    few_ids = await give_accounts(engine, few, 2)
+    async with engine.connect() as conn:
+        found = await accounts_of_owners(conn, [many, few, none, many], 5)
+    assert {owner: [v.id for v in views] for owner, views in found.items()} == {
+        many: many_ids[:5],
+        few: few_ids,
+        none: [],
+    }
+
+
+USERS_FROM = """
+query($after: String!) {
+  users(first: 50, after: $after) { edges { node { id accounts { id } } } }
+}"""
+
+
+async def test_a_page_of_users_answers_with_one_of_them_over_the_accounts_bound(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    (over,) = await registered_users(engine, store, 1)
+    await give_accounts(engine, over, MAX_PAGE + 1)
+
+    schema = build_schema()
+    context = client_context(services_on(engine, store, database_url))
+    # From just before this user: the page holds it, and whichever users other tests made.
+    result = await schema.execute(
+        USERS_FROM, {"after": encode_cursor(over[:-1])}, context_value=context
+    )
+
+    assert result.data is not None
+    edges = result.data["users"]["edges"]
+    at = next(i for i, edge in enumerate(edges) if edge["node"]["id"] == over)
+    assert edges[at]["node"]["accounts"] is None
+    assert all(edge["node"]["accounts"] is not None for i, edge in enumerate(edges) if i != at)
+    assert result.errors is not None
+    assert [(e.path, (e.extensions or {}).get("code")) for e in result.errors] == [
+        (["users", "edges", at, "node", "accounts"], "TOO_MANY_ACCOUNTS")
+    ]
