@@ -174,12 +174,11 @@ class Saga:
                     raise
                 self.state.error = f"{label}: {failure.message}"
                 self.state.error_details = None
-                # Steps sharing one transaction that failed did nothing: not even their own
-                # compensation is owed.
-                owed = self._owed[:-1] if len(parts) > 1 and compensation else self._owed
-                if not owed and not self._forward_only:
-                    if owed is not self._owed:
-                        self._owed.pop()
+                # Steps sharing one transaction that failed did nothing: ending here, not
+                # even their own compensation is owed. Parked, it stays for the retry.
+                own = 1 if len(parts) > 1 and compensation else 0
+                if len(self._owed) == own and not self._forward_only:
+                    self._owed.clear()
                     raise StepFailed(label, failure) from None
                 if cancelled is not None and not self._forward_only:
                     raise cancelled from None
