@@ -12,7 +12,12 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker, WorkflowRunner
+from temporalio.worker import (
+    PollerBehaviorSimpleMaximum,
+    UnsandboxedWorkflowRunner,
+    Worker,
+    WorkflowRunner,
+)
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.accounts import AccountActivities
@@ -47,6 +52,24 @@ log = logging.getLogger(__name__)
 
 POOL_SIZE = 40
 """Database connections of a worker (pool plus overflow), and so its activity slots."""
+
+TASK_QUEUE_PARTITIONS = 4
+"""How many partitions Temporal splits a task queue into unless told otherwise (its dev
+server too). A poll waits on one partition; a task written to one that nobody polls waits
+until it is forwarded to a polled one."""
+
+NEW_WORKFLOW_TASK_POLLS = 6
+"""Polls at once of the task queue itself, where the first workflow task of every workflow
+goes: at least one per partition, with room for the polls being renewed. A transfer is
+usually one workflow task, so this is where it waits for the worker. The SDK's default
+(one of its five polls) left the tasks on the other partitions waiting for forwarding: with
+12 API clients their schedule-to-start p99 was 0.7-1.7 s against 0.15-0.35 s with six."""
+
+STICKY_WORKFLOW_TASK_POLLS = 2
+"""Polls at once of the worker's own (sticky, single-partition) queue, where the later
+workflow tasks of a run it holds go: a compensation, a retry, an operator's update."""
+
+WORKFLOW_TASK_POLLS = NEW_WORKFLOW_TASK_POLLS + STICKY_WORKFLOW_TASK_POLLS
 
 WORKFLOWS = [
     RegisterUserWorkflow,
@@ -141,6 +164,10 @@ def create_worker(
         max_concurrent_activities=POOL_SIZE,
         max_concurrent_local_activities=POOL_SIZE,
         max_concurrent_workflow_tasks=POOL_SIZE,
+        # The SDK gives the task queue itself this share of the polls (rounded down, at
+        # least one each); 6 of 8 is exactly 0.75.
+        workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(WORKFLOW_TASK_POLLS),
+        nonsticky_to_sticky_poll_ratio=NEW_WORKFLOW_TASK_POLLS / WORKFLOW_TASK_POLLS,
         graceful_shutdown_timeout=timedelta(seconds=5),
         interceptors=[SagaMetricsInterceptor(metrics.sagas)] if metrics else [],
         workflow_runner=workflow_runner(settings),
