@@ -36,7 +36,7 @@ _APPEND_GROUP = (
 # versions, no unique keys) as one set-based statement: no subtransaction, one NOTIFY. Its one
 # parameter is a JSON document, `{"s": [[stream, expected, count], ...], "e": [[stream,
 # version, event id, type, schema version, data, metadata], ...]}`: the client encodes it in
-# one C-accelerated call, where ten binary arrays cost three to four times as much, and each
+# one C-accelerated call, where ten binary arrays cost several times as much, and each
 # event's data and metadata are taken out as jsonb without being parsed a second time.
 # Existing streams are locked first in stream id order, as `sagaline_append_group` does, so it
 # queues behind other groups instead of deadlocking. An append whose stream moved gets no
