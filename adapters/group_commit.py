@@ -8,7 +8,6 @@ import json
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
-from uuid import UUID
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -34,19 +33,22 @@ _APPEND_GROUP = (
 )
 
 # A group of plain appends (one stream each, all different, exact or NO_STREAM expected
-# versions, no unique keys) as one set-based statement: no subtransaction, no JSON to take
-# apart, one NOTIFY. Existing streams are locked first in stream id order, as
-# `sagaline_append_group` does, so it queues behind other groups instead of deadlocking. An
-# append whose stream moved gets no version back and is sent again the careful way, which
-# names the conflict; a reused event id fails the statement, so nothing of it is kept, and
-# the whole group is sent the careful way.
+# versions, no unique keys) as one set-based statement: no subtransaction, one NOTIFY. Its one
+# parameter is a JSON document, `{"s": [[stream, expected, count], ...], "e": [[stream,
+# version, event id, type, schema version, data, metadata], ...]}`: the client encodes it in
+# one C-accelerated call, where ten binary arrays cost several times as much, and each
+# event's data and metadata are taken out as jsonb without being parsed a second time.
+# Existing streams are locked first in stream id order, as `sagaline_append_group` does, so it
+# queues behind other groups instead of deadlocking. An append whose stream moved gets no
+# version back and is sent again the careful way, which names the conflict; a reused event id
+# fails the statement, so nothing of it is kept, and the whole group is sent the careful way.
 _APPEND_PLAIN = """
 WITH a AS (
-    SELECT * FROM unnest(%(streams)b::text[], %(expected)b::integer[], %(counts)b::integer[])
-        AS a(stream_id, expected, n)
+    SELECT s->>0 AS stream_id, (s->>1)::integer AS expected, (s->>2)::integer AS n
+    FROM jsonb_array_elements(%(group)s::jsonb -> 's') AS s
 ),
 locked AS MATERIALIZED (
-    SELECT stream_id FROM streams WHERE stream_id = ANY(%(streams)b::text[])
+    SELECT stream_id FROM streams WHERE stream_id IN (SELECT stream_id FROM a)
     ORDER BY stream_id FOR UPDATE
 ),
 bumped AS (
@@ -64,15 +66,10 @@ created AS (
 appended AS (SELECT * FROM bumped UNION ALL SELECT * FROM created),
 inserted AS (
     INSERT INTO events (event_id, stream_id, version, type, schema_version, data, metadata)
-    SELECT e.event_id, e.stream_id, e.version, e.type, e.schema_version, e.data::jsonb,
-           e.metadata::jsonb
-    FROM unnest(
-        %(event_streams)b::text[], %(versions)b::integer[], %(event_ids)b::uuid[],
-        %(types)b::text[], %(schema_versions)b::smallint[], %(data)b::text[],
-        %(metadata)b::text[]
-    ) WITH ORDINALITY AS e(stream_id, version, event_id, type, schema_version, data, metadata, ord)
-    WHERE e.stream_id IN (SELECT stream_id FROM appended)
-    ORDER BY e.ord
+    SELECT (e->>2)::uuid, e->>0, (e->>1)::integer, e->>3, (e->>4)::smallint, e->5, e->6
+    FROM jsonb_array_elements(%(group)s::jsonb -> 'e') WITH ORDINALITY AS t(e, ord)
+    WHERE e->>0 IN (SELECT stream_id FROM appended)
+    ORDER BY t.ord
     RETURNING stream_id, position
 ),
 last AS (SELECT stream_id, max(position) AS position FROM inserted GROUP BY stream_id)
@@ -305,46 +302,28 @@ def _all_plain(group: Sequence[_Waiting]) -> bool:
     return len({w.streams[0].stream_id for w in group}) == len(group)
 
 
-def _plain_params(group: Sequence[_Waiting]) -> dict[str, list[Any]]:
-    """The plain statement's arrays: one entry per append, and one per event."""
-    streams: list[str] = []
-    expected: list[int] = []
-    counts: list[int] = []
-    event_streams: list[str] = []
-    versions: list[int] = []
-    event_ids: list[UUID] = []
-    types: list[str] = []
-    schema_versions: list[int] = []
-    data: list[str] = []
-    metadata: list[str] = []
-    dumps = json.dumps
+def _plain_params(group: Sequence[_Waiting]) -> dict[str, str]:
+    """The plain statement's parameter: one entry per append, and one per event."""
+    streams: list[list[Any]] = []
+    events: list[list[Any]] = []
     for waiting in group:
         stream = waiting.streams[0]
         stream_id, version = stream.stream_id, stream.expected_version
-        streams.append(stream_id)
-        expected.append(version)
-        counts.append(len(stream.events))
+        streams.append([stream_id, version, len(stream.events)])
         for event in stream.events:
             version += 1
-            event_streams.append(stream_id)
-            versions.append(version)
-            event_ids.append(event.event_id)
-            types.append(event.type)
-            schema_versions.append(event.schema_version)
-            data.append(dumps(event.data))
-            metadata.append(dumps(event.metadata))
-    return {
-        "streams": streams,
-        "expected": expected,
-        "counts": counts,
-        "event_streams": event_streams,
-        "versions": versions,
-        "event_ids": event_ids,
-        "types": types,
-        "schema_versions": schema_versions,
-        "data": data,
-        "metadata": metadata,
-    }
+            events.append(
+                [
+                    stream_id,
+                    version,
+                    str(event.event_id),
+                    event.type,
+                    event.schema_version,
+                    event.data,
+                    event.metadata,
+                ]
+            )
+    return {"group": json.dumps({"s": streams, "e": events})}
 
 
 def _fail(group: Sequence[_Waiting], error: Exception) -> None:

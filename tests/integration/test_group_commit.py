@@ -275,3 +275,25 @@ async def test_an_event_id_reused_in_a_plain_group_fails_only_its_own_caller(
     assert isinstance(stolen, EventIdConflict) and stolen.event_id == taken.event_id
     assert isinstance(ok, AppendResult) and ok.versions == {bystander: 1}
     assert await store.read_stream(thief) == []
+
+
+async def test_a_plain_group_stores_each_events_data_and_metadata_as_given(
+    store: PostgresEventStore,
+) -> None:
+    first, second = stream(), stream()
+    data = {"name": "Zoë \"quoted\" \\ 'single' ✓", "nested": {"list": [1, 2.5, None, True]}}
+    metadata = {"correlation": "c-1", "empty": {}, "big": 2**40}
+    event = NewEvent(uuid.uuid4(), "Happened", data, metadata, schema_version=3)
+    plain = store.appends.plain_groups_flushed
+
+    one, two = await in_one_group(
+        store,
+        [[StreamAppend(first, [event], NO_STREAM)], [StreamAppend(second, [new_event()], 0)]],
+    )
+
+    assert store.appends.plain_groups_flushed == plain + 1
+    assert isinstance(one, AppendResult) and isinstance(two, AppendResult)
+    [stored] = await store.read_stream(first)
+    assert (stored.event_id, stored.type, stored.schema_version) == (event.event_id, "Happened", 3)
+    assert (stored.data, stored.metadata) == (data, metadata)
+    assert stored.position == one.position
