@@ -189,6 +189,7 @@ class GroupCommit:
             # Taken again after the connection is back in the pool: appends that queued while
             # it was being returned found every flusher busy and started none.
             while group := self._take():
+                sent: list[_Waiting] = []
                 try:
                     if self._opening is None:
                         self._opening = asyncio.ensure_future(self._pool.open())
@@ -207,7 +208,8 @@ class GroupCommit:
                             group = self._take()
                             self._start_flushers()  # for what is left beyond MAX_GROUP
                 except Exception as error:  # no connection, or it broke: fail what it held
-                    _fail(group, error)  # not sent; `_flush` settles what it was given
+                    _fail(sent, error)  # `_flush` settles what it was given, but to be sure
+                    _fail(group, error)  # not sent
         finally:
             # At once, not in the done callback: an append queued from now on must find a
             # free flusher slot, or it would wait for a flusher that never starts.
@@ -255,8 +257,8 @@ class GroupCommit:
         self, conn: psycopg.AsyncConnection[Any], group: list[_Waiting]
     ) -> None:
         """Send a group through `sagaline_append_group`, each member in its own subtransaction."""
-        payload = json.dumps([[stream_json(s) for s in w.streams] for w in group])
         try:
+            payload = json.dumps([[stream_json(s) for s in w.streams] for w in group])
             cursor = await conn.execute(_APPEND_GROUP, [payload], prepare=True)
             rows = await cursor.fetchall()
         except Exception as error:
@@ -266,8 +268,9 @@ class GroupCommit:
             if len(group) == 1:
                 _fail(group, error)
                 return
-            # The statement failed as a whole and was rolled back: a deadlock with another
-            # group, or one member's bad data. Alone, each member gets its own outcome.
+            # The statement failed as a whole and was rolled back, or was never sent: a
+            # deadlock with another group, or one member's bad data (data the database
+            # refuses, or that is not JSON at all). Alone, each member gets its own outcome.
             for waiting in group:
                 await self._flush_careful(conn, [waiting])
             return

@@ -65,9 +65,10 @@ usually one workflow task, so this is where it waits for the worker. The SDK's d
 (one of its five polls) left the tasks on the other partitions waiting for forwarding: with
 12 API clients their schedule-to-start p99 was 0.7-1.7 s against 0.15-0.35 s with six."""
 
-STICKY_WORKFLOW_TASK_POLLS = 2
+STICKY_WORKFLOW_TASK_POLLS = 4
 """Polls at once of the worker's own (sticky, single-partition) queue, where the later
-workflow tasks of a run it holds go: a compensation, a retry, an operator's update."""
+workflow tasks of a run it holds go: every command's second task (after its activity), a
+compensation, a retry, an operator's update. Four, as the SDK's default split gave."""
 
 WORKFLOW_TASK_POLLS = NEW_WORKFLOW_TASK_POLLS + STICKY_WORKFLOW_TASK_POLLS
 
@@ -164,10 +165,11 @@ def create_worker(
         max_concurrent_activities=POOL_SIZE,
         max_concurrent_local_activities=POOL_SIZE,
         max_concurrent_workflow_tasks=POOL_SIZE,
-        # The SDK gives the task queue itself this share of the polls (rounded down, at
-        # least one each); 6 of 8 is exactly 0.75.
+        # The SDK gives the task queue itself this share of the polls, rounded down (in
+        # single precision) and at least one each; half a poll more keeps the rounding
+        # from taking one away.
         workflow_task_poller_behavior=PollerBehaviorSimpleMaximum(WORKFLOW_TASK_POLLS),
-        nonsticky_to_sticky_poll_ratio=NEW_WORKFLOW_TASK_POLLS / WORKFLOW_TASK_POLLS,
+        nonsticky_to_sticky_poll_ratio=(NEW_WORKFLOW_TASK_POLLS + 0.5) / WORKFLOW_TASK_POLLS,
         graceful_shutdown_timeout=timedelta(seconds=5),
         interceptors=[SagaMetricsInterceptor(metrics.sagas)] if metrics else [],
         workflow_runner=workflow_runner(settings),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from decimal import Decimal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -282,7 +283,7 @@ async def test_a_plain_group_stores_each_events_data_and_metadata_as_given(
 ) -> None:
     first, second = stream(), stream()
     data = {"name": "Zoë \"quoted\" \\ 'single' ✓", "nested": {"list": [1, 2.5, None, True]}}
-    metadata = {"correlation": "c-1", "empty": {}, "big": 2**40}
+    metadata = {"correlation": "c-1", "empty": {}, "big": 2**70, "floats": [0.1, 2.5e-7]}
     event = NewEvent(uuid.uuid4(), "Happened", data, metadata, schema_version=3)
     plain = store.appends.plain_groups_flushed
 
@@ -297,3 +298,28 @@ async def test_a_plain_group_stores_each_events_data_and_metadata_as_given(
     assert (stored.event_id, stored.type, stored.schema_version) == (event.event_id, "Happened", 3)
     assert (stored.data, stored.metadata) == (data, metadata)
     assert stored.position == one.position
+
+
+async def test_an_append_whose_data_is_not_json_fails_only_its_own_caller(
+    store: PostgresEventStore,
+) -> None:
+    bad, good = stream(), stream()
+    unencodable = NewEvent(uuid.uuid4(), "Happened", {"amount": Decimal("1.50")})
+
+    # Neither the set-based statement nor the careful one can be built for the whole group;
+    # alone, the bad append fails and the other is stored.
+    refused, stored = await asyncio.wait_for(
+        in_one_group(
+            store,
+            [
+                [StreamAppend(bad, [unencodable], NO_STREAM)],
+                [StreamAppend(good, [new_event()], NO_STREAM)],
+            ],
+            committed=False,
+        ),
+        timeout=30,
+    )
+
+    assert isinstance(refused, TypeError)
+    assert isinstance(stored, AppendResult) and stored.versions == {good: 1}
+    assert await store.read_stream(bad) == []

@@ -16,7 +16,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum
 
 from adapters.event_store import PostgresEventStore
 from runtime.config import Settings
-from runtime.worker import TASK_QUEUE_PARTITIONS, create_worker
+from runtime.worker import STICKY_WORKFLOW_TASK_POLLS, TASK_QUEUE_PARTITIONS, create_worker
 
 
 async def test_the_task_queue_has_a_poll_per_partition_and_the_sticky_queue_one_of_its_own(
@@ -35,7 +35,7 @@ async def test_the_task_queue_has_a_poll_per_partition_and_the_sticky_queue_one_
     task_queue_polls = max(1, math.floor(polling.maximum * share))
     sticky_polls = polling.maximum - task_queue_polls
     assert task_queue_polls >= TASK_QUEUE_PARTITIONS
-    assert sticky_polls >= 1
+    assert sticky_polls >= STICKY_WORKFLOW_TASK_POLLS
     # Each poll holds a workflow-task slot while it waits: most slots stay for the work.
     slots = config.get("max_concurrent_workflow_tasks")
     assert slots is not None and polling.maximum <= slots // 2
