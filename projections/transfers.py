@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Column,
     DateTime,
     Integer,
     MetaData,
     Numeric,
-    RowMapping,
     Table,
     Text,
     func,
@@ -139,6 +140,30 @@ async def get_transfer(conn: AsyncConnection, transfer_id: str) -> TransferView 
     return None if row is None else _view(row._mapping)
 
 
+_TRANSFER_COLUMNS = (
+    "id",
+    "from_account_id",
+    "to_account_id",
+    "amount",
+    "status",
+    "reason",
+    "steps",
+    "created_at",
+    "updated_at",
+    "reason_details",
+)
+_TRANSFER_BY_ID = f"SELECT {', '.join(_TRANSFER_COLUMNS)} FROM transfers WHERE id = %s"
+
+
+async def read_transfer(
+    conn: psycopg.AsyncConnection[Any], transfer_id: str
+) -> TransferView | None:
+    """One transfer by id, on a `ReadPool`'s psycopg connection, as a prepared statement."""
+    cursor = await conn.execute(_TRANSFER_BY_ID, [transfer_id], prepare=True)
+    row = await cursor.fetchone()
+    return None if row is None else _view(dict(zip(_TRANSFER_COLUMNS, row, strict=True)))
+
+
 async def list_transfers(
     conn: AsyncConnection,
     status: TransferStatus | None,
@@ -166,7 +191,7 @@ async def list_transfers(
     return [_view(r._mapping) for r in (await conn.execute(query)).all()]
 
 
-def _view(m: RowMapping) -> TransferView:
+def _view(m: Mapping[Any, Any]) -> TransferView:
     return TransferView(
         id=m["id"],
         from_account_id=m["from_account_id"],
