@@ -13,7 +13,7 @@ from sqlalchemy import Row, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from adapters.database import libpq_url
+from adapters.database import driver_of, libpq_url
 from adapters.group_commit import EventIdTaken, GroupCommit, event_json, keys_json, stream_json
 from adapters.schema import events
 from adapters.tracing import span
@@ -73,6 +73,8 @@ _READ_STREAMS = text(
     " ON e.stream_id = f.stream_id AND e.version >= f.version"
     " ORDER BY e.stream_id, e.version"
 )
+# A stream's first event's type, on the driver.
+_FIRST_TYPE = "SELECT type FROM events WHERE stream_id = %s ORDER BY version LIMIT 1"
 # Transactions writing to `events` hold RowExclusiveLock on it until they end.
 _WRITERS = text(
     "SELECT coalesce(array_agg(virtualtransaction), '{}') FROM pg_locks"
@@ -197,6 +199,14 @@ class PostgresEventStore:
             query = query.limit(limit)
         async with self._autocommit.connect() as conn:
             return [_recorded(row) for row in (await conn.execute(query)).all()]
+
+    async def first_event_type(self, stream_id: str) -> str | None:
+        """The type of a stream's first event, None for a stream with no events (one
+        prepared statement on the driver: the API asks this before every transfer)."""
+        async with self._autocommit.connect() as conn:
+            cursor = await (await driver_of(conn)).execute(_FIRST_TYPE, [stream_id], prepare=True)
+            row = await cursor.fetchone()
+        return None if row is None else str(row[0])
 
     async def read_streams(
         self, from_versions: Mapping[str, int]

@@ -15,7 +15,6 @@ from datetime import timedelta
 from graphql import GraphQLError
 from temporalio.service import RPCError
 
-from adapters.event_store import PostgresEventStore
 from api.context import Context
 from domain.refusals import HIDDEN_AMOUNT, Refusal
 from domain.transfers import TransferRequested
@@ -130,8 +129,8 @@ async def names_another_stream(ctx: Context, transfer_id: str) -> bool:
     """Whether the transfer id is the id of a stream that is not a transfer's (someone's
     account, a user): one that holds events and does not begin with `TransferRequested`.
     Only its first event is read."""
-    first = await PostgresEventStore(ctx.services.engine).read_stream(transfer_id, limit=1)
-    return bool(first) and first[0].type != TRANSFER_REQUESTED
+    first = await ctx.services.event_store.first_event_type(transfer_id)
+    return first is not None and first != TRANSFER_REQUESTED
 
 
 TRANSFER_REQUESTED = TransferRequested.__name__

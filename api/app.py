@@ -259,10 +259,9 @@ class TokenGuard:
 
 def read_models_engine(settings: Settings) -> AsyncEngine | None:
     """The engine of SAGALINE_READ_DATABASE_URL (a replica), or None to read the primary."""
-    url = settings.require_read_database_url()
-    if url == settings.require_database_url():
+    if not settings.reads_replica():
         return None
-    return create_engine(url, pool_size=20, autocommit=True)
+    return create_engine(settings.require_read_database_url(), pool_size=20, autocommit=True)
 
 
 def create_app(settings: Settings) -> Starlette:

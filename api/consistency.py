@@ -55,7 +55,12 @@ async def ensure_consistent(
     seconds = services.settings.consistency_timeout_seconds
     with services.consistency_waits.slot():
         if not await wait_until_caught_up(
-            services.read_engine, projections, position, seconds, services.checkpoint_wakeups
+            services.read_engine,
+            projections,
+            position,
+            seconds,
+            services.checkpoint_wakeups,
+            trust_notifications=services.reads_primary,
         ):
             raise ConsistencyTimeout(position, seconds)
 
@@ -70,17 +75,25 @@ async def read_after(
 
     Past the bound it answers as far as it got, which may be from before the position.
     """
-    services = ctx.services
-    if position:
-        await wait_until_caught_up(
-            services.read_engine,
-            [projection],
-            position,
-            services.settings.consistency_timeout_seconds,
-            services.checkpoint_wakeups,
-        )
-    async with services.read_engine.connect() as conn:
+    await wait_for_read_model(ctx, projection, position)
+    async with ctx.services.read_engine.connect() as conn:
         return await fetch(conn)
+
+
+async def wait_for_read_model(ctx: Context, projection: str, position: int) -> None:
+    """Return once the read model includes `position`, or once the bound passes (0 waits for
+    none)."""
+    if not position:
+        return
+    services = ctx.services
+    await wait_until_caught_up(
+        services.read_engine,
+        [projection],
+        position,
+        services.settings.consistency_timeout_seconds,
+        services.checkpoint_wakeups,
+        trust_notifications=services.reads_primary,
+    )
 
 
 def read_model_behind(command_id: str) -> CommandPending:

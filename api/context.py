@@ -12,6 +12,7 @@ from strawberry.dataloader import DataLoader
 from temporalio.client import Client
 
 from adapters.database import ReadPool
+from adapters.event_store import PostgresEventStore
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
 from api.live import EventFeed
@@ -53,6 +54,17 @@ class Services:
     def read_engine(self) -> AsyncEngine:
         """The engine for read-model queries and consistency waits."""
         return self.engine if self.read_models is None else self.read_models
+
+    @property
+    def reads_primary(self) -> bool:
+        """Whether read models are read on the primary, where the checkpoint notifications
+        come from (then a checkpoint notified at a position is readable there)."""
+        return self.read_models is None
+
+    @cached_property
+    def event_store(self) -> PostgresEventStore:
+        """The event store on the primary, for the reads the API makes of it."""
+        return PostgresEventStore(self.engine)
 
     async def admit(self, caller: Caller | None) -> Caller | None:
         """The caller, unless it is a customer whose user is locked (or unknown), or has been

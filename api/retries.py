@@ -17,6 +17,7 @@ still are, by their activity: their new aggregate's id comes from the command id
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from typing import Any
@@ -61,15 +62,10 @@ def asks_the_same(first: dict[str, Any], command: Any) -> bool:
     an input recorded by another version of the API (fields since added, dropped or changed)
     compares by what both ask for; one that does not read as this version's field differs.
     """
-    types = typing.get_type_hints(type(command))
-    chosen = CHOSEN_BY_CALLER[type(command)]
-    for field in dataclasses.fields(command):
-        if field.name not in chosen:
-            continue
+    for field in chosen_fields(command.__class__):
         if field.name in first:
             try:
-                adapter = pydantic.TypeAdapter[Any](types[field.name])
-                recorded = adapter.validate_python(first[field.name])
+                recorded = field.adapter.validate_python(first[field.name])
             except pydantic.ValidationError:
                 return False
         elif field.default is not dataclasses.MISSING:
@@ -79,6 +75,29 @@ def asks_the_same(first: dict[str, Any], command: Any) -> bool:
         if recorded != getattr(command, field.name):
             return False
     return True
+
+
+@dataclasses.dataclass(frozen=True)
+class ChosenField:
+    """A field the caller chooses: how a recorded value reads as it, and its default."""
+
+    name: str
+    adapter: pydantic.TypeAdapter[Any]
+    default: Any
+
+
+@functools.cache
+def chosen_fields(command_type: type) -> tuple[ChosenField, ...]:
+    """The fields of CHOSEN_BY_CALLER[command_type], in the command's order, each with the
+    adapter of its type hint: built once per command type (resolving the hints and building
+    an adapter costs more than comparing a whole command)."""
+    types = typing.get_type_hints(command_type)
+    chosen = CHOSEN_BY_CALLER[command_type]
+    return tuple(
+        ChosenField(field.name, pydantic.TypeAdapter(types[field.name]), field.default)
+        for field in dataclasses.fields(command_type)
+        if field.name in chosen
+    )
 
 
 async def ensure_retry(temporal: Client, workflow_id: str, command: Any) -> None:

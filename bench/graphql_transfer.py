@@ -30,10 +30,14 @@ other between random accounts of all ACCOUNTS (so some accounts are hot). A clie
 latency runs from the first send to the final answer. The goal is p99 <= 1 s and no pending
 answer. The phase reports the rate, and the CPU time every process of the stack (and this
 one) spent per transfer meanwhile.
+
+`--sequential-only` runs the warm-up and the sequential part alone (no concurrent rounds, no
+clients; their entries are null in the JSON line).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import random
 import sys
@@ -155,12 +159,12 @@ def ms(values: list[float], fraction: float) -> float:
     return 1000 * percentile(values, fraction)
 
 
-async def main() -> None:
+async def main(sequential_only: bool) -> None:
     async with running_stack() as stack:
-        await measure(stack)
+        await measure(stack, sequential_only)
 
 
-async def measure(stack: UpProcess) -> None:
+async def measure(stack: UpProcess, sequential_only: bool = False) -> None:
     async with httpx.AsyncClient(timeout=60.0) as http:
         owner = await register_user(http, stack.graphql_url)
         opening = asyncio.Semaphore(OPENING_AT_ONCE)
@@ -197,7 +201,7 @@ async def measure(stack: UpProcess) -> None:
             )
 
             rounds: dict[str, list[tuple[float, list[float]]]] = {"project": [], "baseline": []}
-            for index in range(CONCURRENT_ROUNDS):
+            for index in range(0 if sequential_only else CONCURRENT_ROUNDS):
                 order = ["project", "baseline"] if index % 2 == 0 else ["baseline", "project"]
                 for side in order:
                     began = time.perf_counter()
@@ -212,7 +216,7 @@ async def measure(stack: UpProcess) -> None:
                         for s in order
                     )
                 )
-            clients = await clients_phase(stack, sides, accounts)
+            clients = None if sequential_only else await clients_phase(stack, sides, accounts)
         finally:
             await engine.dispose()
         balances = await total_balance(http, stack.graphql_url, accounts)
@@ -249,7 +253,9 @@ async def measure(stack: UpProcess) -> None:
             "baseline_p99_ms": rounded(ms(sequential["baseline"], 0.99)),
             "read_model_wait_p50_ms": rounded(1000 * median(read_model_waits)),
             "read_model_wait_max_ms": rounded(1000 * max(read_model_waits)),
-            "concurrent": {
+            "concurrent": None
+            if sequential_only
+            else {
                 "transfers_per_round": CONCURRENT,
                 "rounds": CONCURRENT_ROUNDS,
                 "p50_ms": rounded(concurrent("project", 0.5)),
@@ -345,4 +351,10 @@ async def total_balance(http: httpx.AsyncClient, url: str, accounts: list[str]) 
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument(
+        "--sequential-only",
+        action="store_true",
+        help="only the warm-up and the one-at-a-time transfers",
+    )
+    asyncio.run(main(parser.parse_args().sequential_only))

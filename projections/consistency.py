@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -58,12 +58,39 @@ async def checkpoint_reach(engine: AsyncEngine, projections: Sequence[str]) -> t
     return every, int(furthest or 0)
 
 
+class CheckpointWatch:
+    """One wait's view of the notifications: which of its checkpoints were notified at its
+    position or past it since the watch began."""
+
+    def __init__(self, names: Sequence[str], position: int) -> None:
+        self.names = frozenset(names)
+        self.position = position
+        self._reached: set[str] = set()
+        self._moved = asyncio.Event()
+
+    def notified(self, name: str, position: int) -> None:
+        if name in self.names and position >= self.position:
+            self._reached.add(name)
+            self._moved.set()
+
+    def reached(self) -> bool:
+        """Whether every checkpoint watched was notified at the position or past it."""
+        return self._reached >= self.names
+
+    async def wait(self, seconds: float) -> None:
+        """Return once one of the checkpoints is notified at the position or past it (or was,
+        since the last wait), or after `seconds`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._moved.wait(), seconds)
+        self._moved.clear()
+
+
 class CheckpointWakeups:
     """Wakes waiters when a checkpoint they wait on is notified at or past their position."""
 
     def __init__(self, database_url: str) -> None:
         self._database_url = database_url
-        self._waiters: set[tuple[frozenset[str], int, asyncio.Future[None]]] = set()
+        self._watches: set[CheckpointWatch] = set()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -77,18 +104,15 @@ class CheckpointWakeups:
                 await self._task
             self._task = None
 
-    async def wait(self, names: Sequence[str], position: int, seconds: float) -> None:
-        """Return when one of the checkpoints `names` is notified at `position` or past it,
-        or after `seconds`."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiter = (frozenset(names), position, future)
-        self._waiters.add(waiter)
+    @contextlib.contextmanager
+    def watch(self, names: Sequence[str], position: int) -> Iterator[CheckpointWatch]:
+        """Watch the checkpoints `names` for a move to `position` or past it, for the block."""
+        watch = CheckpointWatch(names, position)
+        self._watches.add(watch)
         try:
-            await asyncio.wait_for(future, seconds)
-        except TimeoutError:
-            pass
+            yield watch
         finally:
-            self._waiters.discard(waiter)
+            self._watches.discard(watch)
 
     def notified(self, payload: str) -> None:
         """A checkpoint moved: `payload` is its name and position, space-separated."""
@@ -96,9 +120,8 @@ class CheckpointWakeups:
         if not position_text.isdigit():
             return
         position = int(position_text)
-        for names, wanted, future in list(self._waiters):
-            if name in names and position >= wanted and not future.done():
-                future.set_result(None)
+        for watch in list(self._watches):
+            watch.notified(name, position)
 
     async def _listen(self) -> None:
         while True:
@@ -119,20 +142,30 @@ async def wait_until_caught_up(
     position: int,
     seconds: float,
     wakeups: CheckpointWakeups | None = None,
+    trust_notifications: bool = False,
 ) -> bool:
     """Wait (bounded) until the projections have processed `position`; False on timeout.
 
     With `wakeups`, a notification that a checkpoint reached the position ends the pause
-    between two checks early.
+    between two checks early; the watch starts before the first check, so a move notified
+    while that check runs still ends the pause. With `trust_notifications` too (`engine`
+    reads the database the notifications come from, not a replica), once every projection
+    was notified at the position or past it the wait is over without another check: a
+    notification is delivered only after its checkpoint's move committed.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
-    names = [checkpoint_name(p) for p in projections]
-    while not await caught_up(engine, projections, position):
-        if loop.time() >= deadline:
-            return False
-        if wakeups is None:
+    if wakeups is None:
+        while not await caught_up(engine, projections, position):
+            if loop.time() >= deadline:
+                return False
             await asyncio.sleep(POLL_SECONDS)
-        else:
-            await wakeups.wait(names, position, POLL_SECONDS)
-    return True
+        return True
+    with wakeups.watch([checkpoint_name(p) for p in projections], position) as watch:
+        while not (trust_notifications and watch.reached()):
+            if await caught_up(engine, projections, position):
+                return True
+            if loop.time() >= deadline:
+                return False
+            await watch.wait(POLL_SECONDS)
+        return True

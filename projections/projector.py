@@ -43,6 +43,24 @@ _ADVANCE = (
 )
 
 
+_NO_FLUSH_WAIT = "SET LOCAL synchronous_commit TO OFF"
+
+
+async def _commit_without_flush(conn: AsyncConnection) -> None:
+    """Let the transaction's commit return before its WAL reaches the disk.
+
+    The commit is visible, and its checkpoint's notification sent, at once: the disk sync
+    is off the path of every answer that waits for a read model. A batch's rows and its
+    checkpoint commit together and the WAL is written in order, so a database crash can lose
+    only the last whole batches, their checkpoint moves with them: the projector starts again
+    from the checkpoint that survived and applies those events again. The events themselves
+    are the event store's, committed with a flush. A reader then waits on the checkpoint
+    (`consistentWith`) until it is back. Not for read models read on a replica: a standby
+    receives WAL only once it is flushed, up to `wal_writer_delay` later.
+    """
+    await (await driver_of(conn)).execute(_NO_FLUSH_WAIT)
+
+
 class Projection(Protocol):
     """A read model: its name, tables, the events it reads, how one event changes its rows."""
 
@@ -99,8 +117,12 @@ class Projector:
         projection: Projection,
         batch_size: int = 500,
         checkpoint: str | None = None,
+        flush_commits: bool = True,
     ) -> None:
+        """`flush_commits=False`: a batch's commit returns before its WAL is on disk (see
+        `_commit_without_flush`); for read models read on this database, not a replica."""
         self._engine = engine
+        self._flush_commits = flush_commits
         self._store = store
         self._projection = projection
         self._batch_size = batch_size
@@ -165,6 +187,8 @@ class Projector:
             return page.next_position - position
         try:
             async with self._engine.begin() as conn:
+                if not self._flush_commits:
+                    await _commit_without_flush(conn)
                 await self.apply_in(conn, page.events)
                 await self._advance(conn, position, page.next_position)
         except Exception as error:

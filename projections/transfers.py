@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
+import psycopg
+from psycopg.types.json import Jsonb
 from sqlalchemy import (
     Column,
     DateTime,
     Integer,
     MetaData,
     Numeric,
-    RowMapping,
     Table,
     Text,
-    func,
     or_,
     select,
-    update,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.database import driver_of
 from domain.event_store import RecordedEvent
 from domain.transfers import TransferStatus
 from projections.accounts import accounts
@@ -83,6 +84,14 @@ class TransfersProjection:
 
     def __init__(self, table: Table = transfers) -> None:
         self._table = table
+        # Quoted for SQL, and `%` doubled: the statements are psycopg's, with placeholders.
+        quoted = '"' + table.name.replace('"', '""').replace("%", "%%") + '"'
+        self._insert = _insert_transfer(quoted)
+        self._add_step = _changed(quoted, "steps = array_append(steps, %(step)s::text)")
+        self._set_status = _changed(quoted, "status = %(status)s")
+        self._reject = _changed(
+            quoted, "status = %(status)s, reason = %(reason)s, reason_details = %(details)s"
+        )
 
     def writing_to(self, tables: dict[str, str]) -> TransfersProjection:
         """The same projection writing into other tables (live name -> other name)."""
@@ -90,46 +99,72 @@ class TransfersProjection:
 
     async def apply(self, conn: AsyncConnection, event: RecordedEvent) -> None:
         """Update the transfer's row; the version guard makes a replayed event a no-op."""
-        table, data = self._table, event.data
-        if event.type == "TransferRequested":
-            await conn.execute(
-                insert(table)
-                .values(
-                    id=event.stream_id,
-                    from_account_id=data["from_account_id"],
-                    to_account_id=data["to_account_id"],
-                    amount=Decimal(data["amount"]),
-                    status=TransferStatus.REQUESTED.value,
-                    steps=[],
-                    created_at=event.recorded_at,
-                    updated_at=event.recorded_at,
-                    version=event.version,
-                )
-                .on_conflict_do_nothing(index_elements=[table.c.id])
-            )
-            return
-        values: dict[str, object] = {"updated_at": event.recorded_at, "version": event.version}
-        if event.type == "TransferStepCompleted":
-            values["steps"] = func.array_append(table.c.steps, data["step"])
-        elif event.type == "TransferStepCompensated":
-            values["steps"] = func.array_append(table.c.steps, f"compensated:{data['step']}")
-        elif event.type == "TransferCompleted":
-            values["status"] = TransferStatus.COMPLETED.value
-        elif event.type == "TransferRejected":
-            values["status"] = TransferStatus.REJECTED.value
-            values["reason"] = data["reason"]
-            details = data.get("details")
-            values["reason_details"] = details if isinstance(details, dict) else None
-        await conn.execute(
-            update(table)
-            .where(table.c.id == event.stream_id, table.c.version < event.version)
-            .values(**values)
-        )
+        await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
-        """Apply events one by one, in order."""
+        """Apply events one by one, in order, each a prepared statement on the driver (in the
+        caller's transaction): SQLAlchemy's execute path costs more than the statements."""
+        driver = await driver_of(conn)
         for event in events:
-            await self.apply(conn, event)
+            statement, params = self._statement(event)
+            await driver.execute(statement, params, prepare=True)
+
+    def _statement(self, event: RecordedEvent) -> tuple[str, dict[str, Any]]:
+        data = event.data
+        if event.type == "TransferRequested":
+            return self._insert, {
+                "id": event.stream_id,
+                "from_account_id": data["from_account_id"],
+                "to_account_id": data["to_account_id"],
+                "amount": Decimal(data["amount"]),
+                "status": _REQUESTED,
+                "at": event.recorded_at,
+                "version": event.version,
+            }
+        params: dict[str, Any] = {
+            "id": event.stream_id,
+            "at": event.recorded_at,
+            "version": event.version,
+        }
+        if event.type == "TransferStepCompleted":
+            return self._add_step, {**params, "step": data["step"]}
+        if event.type == "TransferStepCompensated":
+            return self._add_step, {**params, "step": f"compensated:{data['step']}"}
+        if event.type == "TransferCompleted":
+            return self._set_status, {**params, "status": _COMPLETED}
+        if event.type == "TransferRejected":
+            details = data.get("details")
+            return self._reject, {
+                **params,
+                "status": _REJECTED,
+                "reason": data["reason"],
+                "details": Jsonb(details) if isinstance(details, dict) else None,
+            }
+        raise ValueError(f"not an event of the transfers projection: {event.type}")
+
+
+# The statuses as the rows store them (an enum member's `.value` is a slow property).
+_REQUESTED: str = TransferStatus.REQUESTED.value
+_COMPLETED: str = TransferStatus.COMPLETED.value
+_REJECTED: str = TransferStatus.REJECTED.value
+
+
+def _insert_transfer(table: str) -> str:
+    """Insert a requested transfer; one already there (a replayed event) is left as it is."""
+    return (
+        f"INSERT INTO {table} (id, from_account_id, to_account_id, amount, status, steps,"
+        " created_at, updated_at, version) VALUES (%(id)s, %(from_account_id)s,"
+        " %(to_account_id)s, %(amount)s, %(status)s, '{}', %(at)s, %(at)s, %(version)s)"
+        " ON CONFLICT (id) DO NOTHING"
+    )
+
+
+def _changed(table: str, assignments: str) -> str:
+    """An event's change to its transfer's row, skipped if the row has that event already."""
+    return (
+        f"UPDATE {table} SET {assignments}, updated_at = %(at)s, version = %(version)s"
+        " WHERE id = %(id)s AND version < %(version)s"
+    )
 
 
 async def get_transfer(conn: AsyncConnection, transfer_id: str) -> TransferView | None:
@@ -137,6 +172,30 @@ async def get_transfer(conn: AsyncConnection, transfer_id: str) -> TransferView 
     query = select(transfers).where(transfers.c.id == transfer_id)
     row = (await conn.execute(query)).one_or_none()
     return None if row is None else _view(row._mapping)
+
+
+_TRANSFER_COLUMNS = (
+    "id",
+    "from_account_id",
+    "to_account_id",
+    "amount",
+    "status",
+    "reason",
+    "steps",
+    "created_at",
+    "updated_at",
+    "reason_details",
+)
+_TRANSFER_BY_ID = f"SELECT {', '.join(_TRANSFER_COLUMNS)} FROM transfers WHERE id = %s"
+
+
+async def read_transfer(
+    conn: psycopg.AsyncConnection[Any], transfer_id: str
+) -> TransferView | None:
+    """One transfer by id, on a `ReadPool`'s psycopg connection, as a prepared statement."""
+    cursor = await conn.execute(_TRANSFER_BY_ID, [transfer_id], prepare=True)
+    row = await cursor.fetchone()
+    return None if row is None else _view(dict(zip(_TRANSFER_COLUMNS, row, strict=True)))
 
 
 async def list_transfers(
@@ -166,7 +225,7 @@ async def list_transfers(
     return [_view(r._mapping) for r in (await conn.execute(query)).all()]
 
 
-def _view(m: RowMapping) -> TransferView:
+def _view(m: Mapping[Any, Any]) -> TransferView:
     return TransferView(
         id=m["id"],
         from_account_id=m["from_account_id"],

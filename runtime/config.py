@@ -160,6 +160,10 @@ class Settings(BaseSettings):
         """The database the API reads its read models from: the replica if set, else the primary."""
         return self.read_database_url or self.require_database_url()
 
+    def reads_replica(self) -> bool:
+        """Whether the API reads its read models from another database than the primary."""
+        return self.require_read_database_url() != self.require_database_url()
+
     def require_temporal_address(self) -> str:
         """The Temporal frontend address, which must be known by the time a process connects."""
         if not self.temporal_address:

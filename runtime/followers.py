@@ -133,7 +133,12 @@ def create_followers_worker(
     """
     database_url = settings.require_database_url()
     kafka_bootstrap = settings.require_kafka_bootstrap()
-    projectors = {p.name: Projector(engine, store, p) for p in all_projections()}
+    # Unless the API reads a replica (which receives WAL only once it is flushed), a
+    # projector's commit does not wait for its flush.
+    flush_commits = settings.reads_replica()
+    projectors = {
+        p.name: Projector(engine, store, p, flush_commits=flush_commits) for p in all_projections()
+    }
 
     def publisher() -> KafkaEventPublisher:
         return KafkaEventPublisher(

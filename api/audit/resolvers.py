@@ -12,7 +12,6 @@ from graphql import GraphQLError
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
-from adapters.event_store import PostgresEventStore
 from api.access import NotYours, details_shown, reason_shown, require_operator, sees_stream
 from api.auth import Role
 from api.consistency import ensure_consistent
@@ -111,8 +110,7 @@ class AuditQueries:
         await ensure_consistent(info.context, consistent_with, projection_names())
         if not await sees_stream(info.context, str(stream_id)):
             return connection([], size, lambda e: str(e.version), shown_to(info.context))
-        store = PostgresEventStore(info.context.services.engine)
-        recorded = await store.read_stream(
+        recorded = await info.context.services.event_store.read_stream(
             str(stream_id), from_version=_version_after(after) + 1, limit=size + 1
         )
         recorded = [await reason_hidden(info.context, event) for event in recorded]

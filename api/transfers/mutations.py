@@ -14,7 +14,7 @@ from api.access import (
     sees_transfer,
     sees_transfer_between,
 )
-from api.consistency import read_after
+from api.consistency import wait_for_read_model
 from api.context import Context
 from api.dispatch import command_failed, idempotency_key, send
 from api.errors import AccountNotFoundPayload
@@ -32,7 +32,7 @@ from api.transfers.types import (
 from domain.errors import InvalidInput
 from domain.money import check_amount
 from domain.transfers import TransferMoney, transfer_id_in_use
-from projections.transfers import get_transfer
+from projections.transfers import read_transfer
 from workflows.command_outcomes import Failure, Rejection
 from workflows.transfers import SAGA_TYPE as TRANSFER_SAGA
 from workflows.transfers import TransferOutcome, TransferSaga, transfer_workflow_id
@@ -50,9 +50,9 @@ async def _transfer(
     A transfer read under the id that is not the command's (the id reused for another, and
     the saga's history out of reach in time) raises CommandIdReused: it is not shown.
     """
-    view = await read_after(
-        ctx, "transfers", position, lambda conn: get_transfer(conn, command.transfer_id)
-    )
+    await wait_for_read_model(ctx, "transfers", position)
+    async with ctx.services.reads.connection() as conn:
+        view = await read_transfer(conn, command.transfer_id)
     if view is not None:
         first = {
             "transfer_id": view.id,

@@ -108,3 +108,13 @@ async def test_concurrent_unique_key_claims_have_one_winner(store: PostgresEvent
         await store.append(StreamAppend(loser, [event()], NO_STREAM, claims=[key]))
     for refused in (s for s, won in zip(streams, outcomes, strict=True) if not won):
         assert await store.read_stream(refused) == []
+
+
+async def test_a_streams_first_event_type_is_read_alone(store: PostgresEventStore) -> None:
+    stream = new_stream()
+    assert await store.first_event_type(stream) is None
+    first = NewEvent(uuid.uuid4(), "Opened", {}, {"actor": "test"})
+    await store.append(StreamAppend(stream, [first, event(1)], NO_STREAM))
+    await store.append(StreamAppend(stream, [event(2)], 2))
+
+    assert await store.first_event_type(stream) == "Opened"

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from adapters.database import ReadPool
 from adapters.event_store import PostgresEventStore
 from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
 from domain.events import DomainEvent, to_data, type_name
@@ -18,7 +19,7 @@ from domain.transfers import (
     TransferStepCompensated,
     TransferStepCompleted,
 )
-from projections.transfers import TransfersProjection, get_transfer
+from projections.transfers import TransfersProjection, get_transfer, read_transfer
 
 
 async def stored(
@@ -93,3 +94,36 @@ async def test_a_rejected_transfer_shows_its_reason_and_compensations_once_when_
         "compensated:withdraw",
         "compensated:reserve_daily_limit",
     ]
+
+
+async def test_read_transfer_on_a_plain_connection_answers_as_get_transfer(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    transfer_id = f"transfer-{uuid.uuid4()}"
+    details = {"account_id": "account-a", "limit": "10.00"}
+    events = await stored(
+        store,
+        transfer_id,
+        [
+            TransferRequested(transfer_id, "account-a", "account-d", Decimal("20.00")),
+            TransferStepCompleted(transfer_id, "reserve_daily_limit"),
+            TransferStepCompensated(transfer_id, "reserve_daily_limit"),
+            TransferRejected(transfer_id, "over the daily limit", "DailyLimitExceeded", details),
+        ],
+    )
+    async with engine.begin() as conn:
+        await TransfersProjection().apply_batch(conn, events)
+    async with engine.connect() as conn:
+        expected = await get_transfer(conn, transfer_id)
+    reads = ReadPool(database_url, 1)
+    try:
+        async with reads.connection() as plain:
+            view = await read_transfer(plain, transfer_id)
+            missing = await read_transfer(plain, f"transfer-{uuid.uuid4()}")
+    finally:
+        await reads.close()
+
+    assert expected is not None and view == expected
+    assert view.reason_details == details
+    assert view.steps == ["reserve_daily_limit", "compensated:reserve_daily_limit"]
+    assert missing is None
