@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import psycopg
-
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
