@@ -197,6 +197,9 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._next_end_check = 0.0
+        # Whether the last claim found ids processed before: a consumer that just started, or
+        # one reading messages again, claims with ON CONFLICT until a claim finds none.
+        self._redelivering = True
 
     async def start(self) -> None:
         """Make sure both topics exist and join the group.
@@ -224,6 +227,7 @@ class EventConsumer:
             await self.stop()
             raise
         self._next_end_check = 0.0
+        self._redelivering = True
 
     async def stop(self) -> None:
         """Leave the group without committing anything more."""
@@ -369,7 +373,7 @@ class EventConsumer:
         while True:
             try:
                 async with self._engine.begin() as conn:
-                    fresh = await first_deliveries(conn, self._name, ids)
+                    fresh = await self._claim(conn, ids)
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
             except _FailedAt:
@@ -383,6 +387,13 @@ class EventConsumer:
                 continue
             self._count(len(first), len(events) - len(first))
             return True
+
+    async def _claim(self, conn: AsyncConnection, ids: Sequence[str]) -> set[str]:
+        """Claim the ids in the transaction; those not processed before. As all new while no
+        claim lately found one processed before (the cheaper insert; see `first_deliveries`)."""
+        fresh = await first_deliveries(conn, self._name, ids, expect_new=not self._redelivering)
+        self._redelivering = len(fresh) < len(set(ids))
+        return fresh
 
     def _count(self, processed: int, duplicates: int) -> None:
         self.stats.processed += processed
@@ -418,7 +429,7 @@ class EventConsumer:
             failed_at: int | None = None
             try:
                 async with self._engine.begin() as conn:
-                    fresh = await first_deliveries(conn, self._name, [e.event_id for e in events])
+                    fresh = await self._claim(conn, [e.event_id for e in events])
                     first = _first_deliveries(events, fresh)
                     try:
                         await self._run_handler(conn, events, first)
