@@ -56,7 +56,7 @@ async def _commit_without_flush(conn: AsyncConnection) -> None:
     from the checkpoint that survived and applies those events again. The events themselves
     are the event store's, committed with a flush. A reader then waits on the checkpoint
     (`consistentWith`) until it is back. Not for read models read on a replica: a standby
-    receives WAL only once it is flushed, up to `wal_writer_delay` later.
+    receives WAL only once it is flushed, up to three times `wal_writer_delay` later.
     """
     await (await driver_of(conn)).execute(_NO_FLUSH_WAIT)
 

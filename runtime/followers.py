@@ -133,7 +133,8 @@ def create_followers_worker(
     """
     database_url = settings.require_database_url()
     kafka_bootstrap = settings.require_kafka_bootstrap()
-    # Unless the API reads a replica (which receives WAL only once it is flushed), a
+    # Unless the read models are read on a replica (`SAGALINE_READ_DATABASE_URL`, given to
+    # this process as to the API; a replica receives WAL only once it is flushed), a
     # projector's commit does not wait for its flush.
     flush_commits = settings.reads_replica()
     projectors = {
