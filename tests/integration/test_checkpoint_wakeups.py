@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import delete, insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+import projections.consistency
 from adapters.schema import checkpoints
-from projections.consistency import CheckpointWakeups, wait_until_caught_up
+from projections.consistency import CheckpointWakeups, caught_up, wait_until_caught_up
 from projections.projector import CHECKPOINT_CHANNEL, checkpoint_name
 
 STORED_POSITION = 5
@@ -29,14 +30,30 @@ RESEND_SECONDS = 0.05
 
 
 @pytest.fixture
-async def projection(engine: AsyncEngine) -> str:
-    """A projection whose stored checkpoint is behind WANTED_POSITION (and stays there)."""
-    name = f"wakeups-{uuid.uuid4()}"
+async def stored(engine: AsyncEngine) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Projections whose stored checkpoints are behind WANTED_POSITION (and stay there),
+    deleted afterwards: a checkpoint past the event store's head would mislead other tests'
+    reads of how far the read models got."""
+    names: list[str] = []
+
+    async def projection() -> str:
+        name = f"wakeups-{uuid.uuid4()}"
+        names.append(checkpoint_name(name))
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(checkpoints).values(name=checkpoint_name(name), position=STORED_POSITION)
+            )
+        return name
+
+    yield projection
     async with engine.begin() as conn:
-        await conn.execute(
-            insert(checkpoints).values(name=checkpoint_name(name), position=STORED_POSITION)
-        )
-    return name
+        await conn.execute(delete(checkpoints).where(checkpoints.c.name.in_(names)))
+
+
+@pytest.fixture
+async def projection(stored: Callable[[], Awaitable[str]]) -> str:
+    """A projection whose stored checkpoint is behind WANTED_POSITION (and stays there)."""
+    return await stored()
 
 
 @pytest.fixture
@@ -122,13 +139,9 @@ async def test_a_move_short_of_the_position_or_of_another_checkpoint_does_not_en
 
 
 async def test_every_projection_waited_on_must_be_notified(
-    engine: AsyncEngine, projection: str
+    engine: AsyncEngine, projection: str, stored: Callable[[], Awaitable[str]]
 ) -> None:
-    second = f"wakeups-{uuid.uuid4()}"
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(checkpoints).values(name=checkpoint_name(second), position=STORED_POSITION)
-        )
+    second = await stored()
     wakeups = CheckpointWakeups("unused: the notifications are handed over directly")
     only_first = f"{checkpoint_name(projection)} {WANTED_POSITION}"
     waiting = asyncio.create_task(
@@ -178,3 +191,30 @@ async def test_a_watch_keeps_a_move_notified_before_it_waits() -> None:
         async with asyncio.timeout(LONG_BOUND_SECONDS / 2):
             await watch.wait(LONG_BOUND_SECONDS)
         assert watch.reached()
+
+
+async def test_a_move_notified_once_during_the_first_check_ends_the_wait(
+    engine: AsyncEngine, projection: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wakeups = CheckpointWakeups("unused: the notifications are handed over directly")
+    payload = f"{checkpoint_name(projection)} {WANTED_POSITION}"
+    checks = 0
+
+    async def notified_while_checking(
+        engine: AsyncEngine, names: Sequence[str], position: int
+    ) -> bool:
+        nonlocal checks
+        checks += 1
+        if checks == 1:  # once only: a watch begun after this check would never see it
+            wakeups.notified(payload)
+        return await caught_up(engine, names, position)
+
+    monkeypatch.setattr(projections.consistency, "caught_up", notified_while_checking)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    assert await wait_until_caught_up(
+        engine, [projection], WANTED_POSITION, LONG_BOUND_SECONDS, wakeups, True
+    )
+    assert loop.time() - began < LONG_BOUND_SECONDS / 2
+    assert checks == 1
