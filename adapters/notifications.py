@@ -6,9 +6,20 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 from adapters.database import libpq_url
 from adapters.event_store import NOTIFY_CHANNEL
+
+KEEPALIVE = {
+    "keepalives": 1,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+"""TCP keepalives of a listening connection, which otherwise only ever reads: a peer that
+vanished without closing it (a host lost, a network cut) is noticed within about half a
+minute, and the listener connects again, instead of waiting forever for a notification."""
 
 
 class EventNotifications:
@@ -20,7 +31,9 @@ class EventNotifications:
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None
 
     async def __aenter__(self) -> EventNotifications:
-        self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        self._conn = await psycopg.AsyncConnection.connect(
+            make_conninfo(self._url, **KEEPALIVE), autocommit=True
+        )
         await self._conn.execute(
             psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(self._channel))
         )

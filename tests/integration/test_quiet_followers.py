@@ -5,6 +5,8 @@ event bodies while nobody is subscribed, yet misses nothing for one who subscrib
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import uuid
 from collections.abc import Sequence
 
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from adapters import checkpoints
 from adapters.database import libpq_url
 from adapters.event_store import NOTIFY_CHANNEL, PostgresEventStore
-from adapters.notifications import EventNotifications
+from adapters.notifications import KEEPALIVE, EventNotifications
 from api.live import EventFeed
 from domain.event_store import NO_STREAM, EventPage, NewEvent, StreamAppend
 from projections.projector import Projector
@@ -135,3 +137,18 @@ async def test_a_subscription_entered_during_a_positions_only_read_gets_the_page
         store.during_read.set()
         await asyncio.wait_for(reading, WITHIN)
     assert store.reads == [(20, ()), (20, None)]
+
+
+async def test_a_listening_connection_keeps_its_peer_alive_with_tcp_keepalives(
+    database_url: str,
+) -> None:
+    async with EventNotifications(database_url) as notifications:
+        conn = notifications._conn
+        assert conn is not None
+        # A socket object of its own on a copy of the descriptor: closing it leaves the
+        # connection's open.
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            idle = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)
+            assert idle == KEEPALIVE["keepalives_idle"]
+        assert await notifications.wait(0) is False  # still usable
