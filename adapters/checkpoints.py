@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.database import driver_of
 from adapters.schema import checkpoints
 
 
@@ -16,14 +17,20 @@ async def load(conn: AsyncConnection, name: str) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
+_ADVANCE = (
+    "UPDATE checkpoints SET position = %(position)s, updated_at = now()"
+    " WHERE name = %(name)s AND position = %(expected)s"
+)
+
+
 async def advance(conn: AsyncConnection, name: str, expected: int, position: int) -> None:
-    """Move a checkpoint from `expected` to `position`, failing if another follower moved it."""
-    result = await conn.execute(
-        update(checkpoints)
-        .where(checkpoints.c.name == name, checkpoints.c.position == expected)
-        .values(position=position, updated_at=func.now())
-    )
-    if result.rowcount != 1:
+    """Move a checkpoint from `expected` to `position`, failing if another follower moved it.
+
+    A prepared statement on the driver, in `conn`'s transaction: the relay moves its
+    checkpoint once a page."""
+    params = {"name": name, "expected": expected, "position": position}
+    cursor = await (await driver_of(conn)).execute(_ADVANCE, params, prepare=True)
+    if cursor.rowcount != 1:
         raise CheckpointMoved(name, expected)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from adapters import checkpoints
+from adapters.database import driver_of
 from adapters.schema import checkpoints as checkpoints_table
 from adapters.schema import relay_acks, relay_brokers
 
@@ -86,35 +87,32 @@ async def load(conn: AsyncConnection, name: str) -> Ledger:
     )
 
 
+# A page published again over a log cut at the same offset: the newer one counts. One
+# prepared statement however many partitions the page went to.
+_RECORD = (
+    "INSERT INTO relay_acks (name, partition, base_offset, end_offset, last_batch_offset,"
+    " first_position) SELECT %(name)s, * FROM unnest(%(partitions)s::integer[],"
+    " %(base_offsets)s::bigint[], %(end_offsets)s::bigint[], %(last_batch_offsets)s::bigint[],"
+    " %(first_positions)s::bigint[])"
+    " ON CONFLICT (name, partition, base_offset) DO UPDATE SET"
+    " end_offset = excluded.end_offset, last_batch_offset = excluded.last_batch_offset,"
+    " first_position = excluded.first_position"
+)
+
+
 async def record(conn: AsyncConnection, name: str, acks: Sequence[PartitionAck]) -> None:
     """Store a page's acknowledgements (in the transaction that moves the checkpoint)."""
     if not acks:
         return
-    await conn.execute(
-        insert(relay_acks)
-        .values(
-            [
-                {
-                    "name": name,
-                    "partition": ack.partition,
-                    "base_offset": ack.base_offset,
-                    "end_offset": ack.end_offset,
-                    "last_batch_offset": ack.last_batch_offset,
-                    "first_position": ack.first_position,
-                }
-                for ack in acks
-            ]
-        )
-        # A page published again over a log cut at the same offset: the newer one counts.
-        .on_conflict_do_update(
-            index_elements=["name", "partition", "base_offset"],
-            set_={
-                "end_offset": insert(relay_acks).excluded.end_offset,
-                "last_batch_offset": insert(relay_acks).excluded.last_batch_offset,
-                "first_position": insert(relay_acks).excluded.first_position,
-            },
-        )
-    )
+    params = {
+        "name": name,
+        "partitions": [ack.partition for ack in acks],
+        "base_offsets": [ack.base_offset for ack in acks],
+        "end_offsets": [ack.end_offset for ack in acks],
+        "last_batch_offsets": [ack.last_batch_offset for ack in acks],
+        "first_positions": [ack.first_position for ack in acks],
+    }
+    await (await driver_of(conn)).execute(_RECORD, params, prepare=True)
 
 
 KEPT_PAGES = 16
