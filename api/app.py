@@ -86,6 +86,13 @@ class GraphQLResponseSubResponse(Response):
     """A sub-response that remembers the client accepts application/graphql-response+json."""
 
 
+def empty_sub_response(sub_response: Response) -> Response:
+    """A sub-response as strawberry's view makes one: no status, no headers of its own."""
+    sub_response.status_code = None  # type: ignore[assignment]
+    del sub_response.headers["content-length"]
+    return sub_response
+
+
 class SagalineGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI app with sagaline's typed context, GraphQL over HTTP's media type,
     and GraphiQL loading its assets from the API."""
@@ -113,6 +120,12 @@ class SagalineGraphQL(GraphQL[Context, None]):
         self.graphiql = GraphiQLPage(settings.graphiql_assets_dir or DEFAULT_ASSETS_DIR)
         # No streamed answers over HTTP (multipart, SSE): a plain POST is answered in one.
         self._streams = bool(self._stream_transport_map)
+        # A plain POST's sub-response is only read (context and resolvers cannot reach it):
+        # one empty one of each kind serves every such request.
+        self._plain_sub_responses = (
+            empty_sub_response(Response()),
+            empty_sub_response(GraphQLResponseSubResponse()),
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,7 +153,8 @@ class SagalineGraphQL(GraphQL[Context, None]):
 
     async def _answer(self, request: Request, operation: GraphQLRequestData) -> Response:
         """What the view's `run` answers to a plain JSON POST, by the same steps."""
-        sub_response = await self.get_sub_response(request)
+        accepts = accepts_graphql_response(request.headers.get("accept", ""))
+        sub_response = self._plain_sub_responses[accepts]
         context = await self.get_context(request, response=sub_response)
         result = await self.execute_single(
             request=request,
@@ -168,10 +182,7 @@ class SagalineGraphQL(GraphQL[Context, None]):
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         if not accepts_graphql_response(request.headers.get("accept", "")):
             return await super().get_sub_response(request)
-        sub_response = GraphQLResponseSubResponse()
-        sub_response.status_code = None  # type: ignore[assignment]
-        del sub_response.headers["content-length"]
-        return sub_response
+        return empty_sub_response(GraphQLResponseSubResponse())
 
     def create_response(
         self,

@@ -6,13 +6,17 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+BODY_SCOPE_KEY = "sagaline.body"
+"""Where BodyLimit leaves the body it read whole, for the app not to read it a second time."""
+
 
 class BodyLimit:
     """Answers 413 to an HTTP request whose body is larger than `max_bytes`, before parsing.
 
-    A declared Content-Length is checked up front; a chunked or under-declared body is
-    counted as it arrives. The body is read whole before the app runs (GraphQL parses it
-    whole anyway), so a refusal never comes after the app has started answering.
+        A declared Content-Length is checked up front; a chunked or under-declared body is
+        counted as it arrives. The body is read whole before the app runs (GraphQL parses it
+        whole anyway), so a refusal never comes after the app has started answering. The body
+    is then both in the scope (BODY_SCOPE_KEY) and replayed to the app's first `receive`.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -42,6 +46,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
+        scope[BODY_SCOPE_KEY] = body
         replayed = False
 
         async def replay() -> Message:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from strawberry.http import GraphQLRequestData
 
+from api.edge import BODY_SCOPE_KEY
 from api.request_shapes import decoded_json, is_operation_name
 
 JSON = "application/json"
@@ -33,8 +34,9 @@ async def plain_operation(request: Request) -> GraphQLRequestData | None:
     """The operation of a plain JSON POST, or None for any other request (the view's)."""
     if request.method != "POST" or not is_json(request.headers.get("content-type", "")):
         return None
+    body = request.scope.get(BODY_SCOPE_KEY)
     try:
-        data = decoded_json(await request.body())
+        data = decoded_json(body if isinstance(body, bytes) else await request.body())
     except ValueError:
         return None
     if type(data) is not dict:
