@@ -13,9 +13,9 @@ BODY_SCOPE_KEY = "sagaline.body"
 class BodyLimit:
     """Answers 413 to an HTTP request whose body is larger than `max_bytes`, before parsing.
 
-        A declared Content-Length is checked up front; a chunked or under-declared body is
-        counted as it arrives. The body is read whole before the app runs (GraphQL parses it
-        whole anyway), so a refusal never comes after the app has started answering. The body
+    A declared Content-Length is checked up front; a chunked or under-declared body is
+    counted as it arrives. The body is read whole before the app runs (GraphQL parses it
+    whole anyway), so a refusal never comes after the app has started answering. The body
     is then both in the scope (BODY_SCOPE_KEY) and replayed to the app's first `receive`.
     """
 
