@@ -26,9 +26,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.database import driver_of
 from domain.accounts import AccountStatus
 from domain.event_store import RecordedEvent
+from projections.prepared import apply_prepared, quoted_table
 
 
 def accounts_table(name: str = "accounts") -> Table:
@@ -85,7 +85,7 @@ class AccountsProjection:
     def __init__(self, table: Table = accounts) -> None:
         self._table = table
         # Quoted for SQL, and `%` doubled: the statements are psycopg's, with placeholders.
-        quoted = '"' + table.name.replace('"', '""').replace("%", "%%") + '"'
+        quoted = quoted_table(table.name)
         self._open = _open_account(quoted)
         self._move = _changed(quoted, "balance = balance + %(amount)s")
         self._close = _changed(quoted, "status = %(status)s")
@@ -99,12 +99,8 @@ class AccountsProjection:
         await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
-        """Apply events one by one, in order, each a prepared statement on the driver (in the
-        caller's transaction): SQLAlchemy's execute path costs more than the statements."""
-        driver = await driver_of(conn)
-        for event in events:
-            statement, params = self._statement(event)
-            await driver.execute(statement, params, prepare=True)
+        """Apply events one by one, in order, each a prepared statement on the driver."""
+        await apply_prepared(conn, events, self._statement)
 
     def _statement(self, event: RecordedEvent) -> tuple[str, dict[str, Any]]:
         if event.type == "AccountOpened":

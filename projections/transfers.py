@@ -24,10 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.database import driver_of
 from domain.event_store import RecordedEvent
 from domain.transfers import TransferStatus
 from projections.accounts import accounts
+from projections.prepared import apply_prepared, quoted_table
 
 
 def transfers_table(name: str = "transfers") -> Table:
@@ -85,7 +85,7 @@ class TransfersProjection:
     def __init__(self, table: Table = transfers) -> None:
         self._table = table
         # Quoted for SQL, and `%` doubled: the statements are psycopg's, with placeholders.
-        quoted = '"' + table.name.replace('"', '""').replace("%", "%%") + '"'
+        quoted = quoted_table(table.name)
         self._insert = _insert_transfer(quoted)
         self._add_step = _changed(quoted, "steps = array_append(steps, %(step)s::text)")
         self._set_status = _changed(quoted, "status = %(status)s")
@@ -102,12 +102,8 @@ class TransfersProjection:
         await self.apply_batch(conn, [event])
 
     async def apply_batch(self, conn: AsyncConnection, events: Sequence[RecordedEvent]) -> None:
-        """Apply events one by one, in order, each a prepared statement on the driver (in the
-        caller's transaction): SQLAlchemy's execute path costs more than the statements."""
-        driver = await driver_of(conn)
-        for event in events:
-            statement, params = self._statement(event)
-            await driver.execute(statement, params, prepare=True)
+        """Apply events one by one, in order, each a prepared statement on the driver."""
+        await apply_prepared(conn, events, self._statement)
 
     def _statement(self, event: RecordedEvent) -> tuple[str, dict[str, Any]]:
         data = event.data
