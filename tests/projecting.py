@@ -9,18 +9,30 @@ a bound.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters import checkpoints
+from adapters.event_store import PostgresEventStore
 from adapters.schema import projection_failures
-from domain.event_store import RecordedEvent
+from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
+from domain.events import DomainEvent, to_data, type_name
 from projections.projector import Projector
 from tests.waiting import eventually
 
 PROJECTED_WITHIN = 30.0
+
+
+async def stored(
+    store: PostgresEventStore, stream: str, events: list[DomainEvent]
+) -> list[RecordedEvent]:
+    """Append a test's domain events to a new stream, and read them back as recorded."""
+    new = [NewEvent(uuid.uuid4(), type_name(e), to_data(e)) for e in events]
+    await store.append(StreamAppend(stream, new, NO_STREAM))
+    return await store.read_stream(stream)
 
 
 async def project_through(

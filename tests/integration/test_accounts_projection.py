@@ -18,17 +18,8 @@ from domain.accounts import (
     MoneyWithdrawn,
     TransferRefunded,
 )
-from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
-from domain.events import DomainEvent, to_data, type_name
 from projections.accounts import AccountsProjection, get_account
-
-
-async def stored(
-    store: PostgresEventStore, stream: str, events: list[DomainEvent]
-) -> list[RecordedEvent]:
-    new = [NewEvent(uuid.uuid4(), type_name(e), to_data(e)) for e in events]
-    await store.append(StreamAppend(stream, new, NO_STREAM))
-    return await store.read_stream(stream)
+from tests.projecting import stored
 
 
 async def test_an_account_shows_its_balance_after_each_event_and_its_closing(

@@ -9,8 +9,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.database import ReadPool
 from adapters.event_store import PostgresEventStore
-from domain.event_store import NO_STREAM, NewEvent, RecordedEvent, StreamAppend
-from domain.events import DomainEvent, to_data, type_name
 from domain.transfers import (
     TransferCompleted,
     TransferRejected,
@@ -20,14 +18,7 @@ from domain.transfers import (
     TransferStepCompleted,
 )
 from projections.transfers import TransfersProjection, get_transfer, read_transfer
-
-
-async def stored(
-    store: PostgresEventStore, stream: str, events: list[DomainEvent]
-) -> list[RecordedEvent]:
-    new = [NewEvent(uuid.uuid4(), type_name(e), to_data(e)) for e in events]
-    await store.append(StreamAppend(stream, new, NO_STREAM))
-    return await store.read_stream(stream)
+from tests.projecting import stored
 
 
 async def test_a_completed_transfer_shows_its_accounts_amount_steps_and_status(
