@@ -61,7 +61,7 @@ GOAL_P99_MS = 100.0
 Send = Callable[[int, int], Awaitable[str]]
 
 
-def p(values: list[float], q: float) -> float:
+def p(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if values else 0.0
 
 
@@ -217,7 +217,7 @@ async def main() -> None:
             latencies: dict[str, list[float]] = {"project": [], "baseline": []}
             p99s: dict[str, list[float]] = {"project": [], "baseline": []}
             for index in range(ROUNDS):
-                sides = [
+                sides: list[tuple[str, Callable[[], Awaitable[list[float]]]]] = [
                     ("project", lambda: relay_round(engine, store, url, bootstrap, pool)),
                     ("baseline", lambda: raw_round(bootstrap, pool)),
                 ]

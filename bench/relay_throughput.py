@@ -18,6 +18,7 @@ import asyncio
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -110,7 +111,7 @@ async def main() -> None:
             events = await all_events(store)
             rates: dict[str, list[float]] = {"project": [], "baseline": []}
             for index in range(ROUNDS):
-                sides = [
+                sides: list[tuple[str, Callable[[], Awaitable[float]]]] = [
                     ("project", lambda: relay_round(engine, store, url, bootstrap)),
                     ("baseline", lambda: raw_round(events, bootstrap)),
                 ]
