@@ -33,6 +33,7 @@ from api.websocket_limits import SocketsPerCaller, close_reason
 from runtime.config import ConfigurationError, Settings
 
 ORIGIN = "https://app.example.com"
+UNPARSED = "Unable to parse request body as JSON"
 
 
 def echo_app(max_bytes: int) -> TestClient:
@@ -402,6 +403,9 @@ def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
         (b"12", NOT_A_REQUEST),
         (b'{"query": "{ __typename }"}\xff', "Unable to parse request body as JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "Unable to parse request body as JSON"),
+        # More digits than Python converts to an int (sys.get_int_max_str_digits).
+        (b'{"query": "{ __typename }", "variables": {"n": 1' + b"0" * 5_000 + b"}}", UNPARSED),
+        (b'{"query": "{ __typename }", "variables": {"n": -' + b"9" * 5_000 + b"}}", UNPARSED),
         (
             b'{"query": "query A { __typename }", "operationName": "\\ud800"}',
             NOT_AN_OPERATION_NAME,
@@ -449,6 +453,7 @@ def subscribe(operation_id: object = "1", **payload: Any) -> str:
         "null",
         "[1, 2]",
         "[" * 100_000 + "]" * 100_000,
+        '{"type": "ping", "payload": {"n": 1' + "0" * 5_000 + "}}",
         message(type=1),
         subscribe(1),
         subscribe("x" * 100),
