@@ -155,6 +155,30 @@ async def test_a_document_over_the_cost_is_refused_before_validation() -> None:
     assert within.errors is None
 
 
+TOO_LONG_INTEGER = "1" + "0" * 5_000
+"""More digits than Python converts to an int (sys.get_int_max_str_digits)."""
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"{{ users(first: {TOO_LONG_INTEGER}) {{ edges {{ cursor }} }} }}",
+        f"query ($f: Int = {TOO_LONG_INTEGER}) {{ users(first: $f) {{ edges {{ cursor }} }} }}",
+        f'mutation {{ depositMoney(input: {{accountId: "a", amount: {TOO_LONG_INTEGER}}})'
+        " { __typename } }",
+        f"{{ user(id: {TOO_LONG_INTEGER}) {{ id }} }}",
+    ],
+)
+async def test_an_integer_literal_too_long_to_convert_is_bad_input_not_internal(
+    query: str,
+) -> None:
+    answer = await build_schema().execute(query)
+    assert answer.errors is not None
+    assert [e.extensions for e in answer.errors] == [{"code": "BAD_USER_INPUT"}]
+    assert "digits" in answer.errors[0].message
+    assert TOO_LONG_INTEGER not in answer.errors[0].message
+
+
 @pytest.mark.parametrize(
     ("accept", "expected"),
     [
