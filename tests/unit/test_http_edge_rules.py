@@ -3,6 +3,7 @@ GraphiQL's page pointing at local assets."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types.execution import PreExecutionError
@@ -60,6 +62,33 @@ def test_body_limit_passes_a_body_at_the_limit_through_whole() -> None:
     response = echo_app(100).post("/", content=b"x" * 100)
     assert response.status_code == 200
     assert response.json() == {"received": 100}
+
+
+async def test_body_limit_answers_408_to_a_body_that_stops_arriving() -> None:
+    # A client that sends its headers and part of its body, then dribbles or stalls (slow
+    # loris), is answered and let go of, not waited on for as long as it keeps the socket.
+    messages = [{"type": "http.request", "body": b'{"query":', "more_body": True}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the app must not run without the whole body")
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    started = time.monotonic()
+    await asyncio.wait_for(BodyLimit(app, 100, within_seconds=0.2)(scope, receive, send), 5)
+    assert time.monotonic() - started < 2
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 def test_selection_cost_counts_fields_and_fragments_where_spread() -> None:
