@@ -139,3 +139,14 @@ async def test_a_refused_input_is_logged_without_the_values_it_held(
         or "AuthenticateInput" in r.getMessage()
         for r in caplog.records
     ), caplog.text
+
+
+async def test_a_refusal_quoting_a_long_name_is_logged_cut_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The document's own text comes back in graphql-core's messages ("Cannot query field
+    # 'aaaa...'"): a body of a megabyte must not make a log line of one.
+    (record,) = await logged(caplog, "{ " + "a" * 100_000 + " }")
+    assert record.levelno == logging.INFO
+    assert len(record.getMessage()) < 1_000
+    assert "Cannot query field" in record.getMessage()
