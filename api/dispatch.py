@@ -22,6 +22,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import UpdateMethodMultiParam
 
 from activities.command_handling import CLIENT_MESSAGE, CommandResult
@@ -70,6 +71,7 @@ def aggregate_id_for(kind: str, command_id: str) -> str:
 
 
 SETTLED_START_SECONDS = 1.0
+STARTED_CHECK_SECONDS = 2.0
 
 
 async def send(
@@ -125,6 +127,14 @@ async def send(
             except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
                 # wait_for cancels the call at the bound, which the SDK raises as the
                 # latter; a cancellation of this request itself arrives as CancelledError.
+                # Still running only if Temporal took the start: a call that kept retrying
+                # an unreachable server until the bound started nothing.
+                if not await _started(ctx, workflow_id):
+                    raise RPCError(
+                        "Temporal did not take the workflow's start within the command timeout",
+                        RPCStatusCode.UNAVAILABLE,
+                        b"",
+                    ) from None
                 return None
             except WorkflowAlreadyStartedError:
                 joined = True
@@ -254,6 +264,28 @@ def start_options(
         static_summary=summary,
         task_timeout=timedelta(seconds=settings.workflow_task_timeout_seconds),
     )
+
+
+async def _started(ctx: Context, workflow_id: str) -> bool:
+    """Whether Temporal knows the workflow, asked within STARTED_CHECK_SECONDS.
+
+    An update-with-start call learns of its start only when the whole call answers, so one
+    cut off by the bound cannot tell a saga still running from a start never taken.
+    """
+    handle = ctx.services.temporal.get_workflow_handle(workflow_id)
+    try:
+        await asyncio.wait_for(
+            handle.describe(rpc_timeout=timedelta(seconds=STARTED_CHECK_SECONDS)),
+            STARTED_CHECK_SECONDS,
+        )
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        return False
+    except Exception:
+        return False
+    return True
 
 
 async def _settled(start: WithStartWorkflowOperation[Any, Any]) -> None:

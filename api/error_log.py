@@ -10,6 +10,7 @@ at most every few seconds per component.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,14 @@ from strawberry.types import ExecutionContext
 from adapters.outages import unavailable_service
 
 log = logging.getLogger(__name__)
+
+ECHOED_VALUE = re.compile(r"((?:[Ff]ound|cannot represent[^:]*): ).*", re.DOTALL)
+"""Where graphql-core's message on a refused input quotes the value it was given (a
+password among them), to the end of the message."""
+NOT_LOGGED = "<value not logged>"
+MAX_LOGGED_MESSAGE = 500
+"""The most of a refusal's message logged: it may quote the document (a field name of the
+body's whole size), and a client's mistake is worth a line, not a megabyte."""
 
 CORRELATION_ID = "correlationId"
 """The extension under which an unexpected error's correlation id travels to the masking."""
@@ -39,9 +48,19 @@ def log_errors(errors: Sequence[GraphQLError]) -> None:
     """Log each error of an operation at the level its cause calls for."""
     for error in errors:
         if is_client_error(error):
-            log.info("request refused%s: %s", _where(error), error.message)
+            log.info("request refused%s: %s", _where(error), without_values(error.message))
         elif unavailable_service(error.original_error) is None:
             report_unexpected(error)
+
+
+def without_values(message: str) -> str:
+    """A refusal's message as logged: what it quotes of the request's input left out, since
+    that may be a secret, and cut to MAX_LOGGED_MESSAGE (the caller is still answered the
+    whole message)."""
+    message = ECHOED_VALUE.sub(rf"\1{NOT_LOGGED}", message, count=1)
+    if len(message) <= MAX_LOGGED_MESSAGE:
+        return message
+    return f"{message[:MAX_LOGGED_MESSAGE]}... ({len(message)} characters)"
 
 
 def is_client_error(error: GraphQLError) -> bool:

@@ -24,11 +24,15 @@ _OPERATION_ID = re.compile(rf"[ -~]{{1,{MAX_OPERATION_ID_LENGTH}}}")
 
 
 def decoded_json(data: str | bytes) -> object:
-    """A request body or websocket message as JSON; text that is not UTF-8, or nested too
-    deeply for the decoder, is refused as JSON that does not parse (HTTP 400, close 4400)."""
+    """A request body or websocket message as JSON; text that is not UTF-8, nested too
+    deeply for the decoder, or holding an integer of more digits than Python converts, is
+    refused as JSON that does not parse (HTTP 400, close 4400)."""
     try:
         return json.loads(data)
-    except (UnicodeDecodeError, RecursionError) as error:
+    except json.JSONDecodeError:
+        raise
+    except (ValueError, RecursionError) as error:
+        # UnicodeDecodeError is a ValueError, as is the integer conversion's limit.
         raise json.JSONDecodeError(f"not JSON: {type(error).__name__}", "", 0) from None
 
 

@@ -35,9 +35,11 @@ from graphql import (
     SelectionSetNode,
     ValueNode,
     VariableNode,
+    Visitor,
     get_operation_ast,
     is_introspection_type,
     parse,
+    visit,
 )
 from starlette.requests import Request
 from strawberry.exceptions import MissingQueryError
@@ -260,6 +262,36 @@ def over_answer_cost(
     )
 
 
+MAX_INTEGER_DIGITS = 200
+"""The most digits an integer literal in a document may have: as many as the longest id.
+Converting one of more than Python's limit (4,300) raises inside validation."""
+
+
+class _LongIntegers(Visitor):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[IntValueNode] = []
+
+    def enter_int_value(self, node: IntValueNode, *_: object) -> None:
+        if len(node.value.lstrip("-")) > MAX_INTEGER_DIGITS:
+            self.found.append(node)
+
+
+def over_long_integers(document: DocumentNode) -> list[GraphQLError]:
+    """The refusals of the document's integer literals of more than MAX_INTEGER_DIGITS."""
+    visitor = _LongIntegers()
+    visit(document, visitor)
+    return [
+        GraphQLError(
+            f"an integer of {len(node.value.lstrip('-'))} digits, over the limit of"
+            f" {MAX_INTEGER_DIGITS}",
+            nodes=[node],
+            extensions={"code": "BAD_USER_INPUT"},
+        )
+        for node in visitor.found
+    ]
+
+
 class CheckedDocuments:
     """Each query text's parsed document and its errors, computed once per text.
 
@@ -355,6 +387,10 @@ class CheckedDocuments:
         refusal = over_cost(document, self.max_cost)
         if refusal is not None:
             return [refusal]
+        # Before validation, which would convert each one to an int.
+        long_integers = over_long_integers(document)
+        if long_integers:
+            return long_integers
         return validate_document(schema, document, (*rules, *self.rules))
 
 

@@ -18,7 +18,7 @@ import httpx
 from api.app import create_app
 from runtime.config import Settings
 from tests.e2e.conftest import CLIENT_TOKEN, COMMAND_TIMEOUT_SECONDS, Stack
-from tests.e2e.test_bank_api import BALANCE, DEPOSIT, open_account, register
+from tests.e2e.test_bank_api import BALANCE, DEPOSIT, TRANSFER, open_account, register
 from tests.proxy import CuttableProxy
 from tests.waiting import eventually
 
@@ -140,3 +140,34 @@ async def test_a_temporal_outage_answers_retry_while_reads_still_answer(stack: S
         assert retried.status_code == 200, retried.text
         assert retried.json()["data"]["depositMoney"]["__typename"] == "MoneyDeposited"
         assert retried.json()["data"]["depositMoney"]["account"]["balance"] == "7.00"
+
+
+async def test_a_transfer_temporal_did_not_take_answers_retry_not_pending(stack: Stack) -> None:
+    # Not TransferPending: that says the saga runs, and nothing had been started.
+    source = open_account(stack, register(stack))
+    destination = open_account(stack, register(stack))
+    stack.data(DEPOSIT, deposit_of(source, "10.00"))
+    transfer_id = str(uuid.uuid4())
+    request = {
+        "in": {
+            "fromAccountId": source,
+            "toAccountId": destination,
+            "amount": "4.00",
+            "transferId": transfer_id,
+        }
+    }
+    async with (
+        proxy_to(stack.ports.temporal) as proxy,
+        api_reaching(stack, postgres_port=stack.ports.postgres, temporal_port=proxy.port) as api,
+    ):
+        proxy.cut()
+        assert_retry_later(await graphql(api, TRANSFER, request), "temporal")
+
+        proxy.restore()
+        retried = await graphql(api, TRANSFER, request)
+        assert retried.status_code == 200, retried.text
+        answer = retried.json()["data"]["transferMoney"]
+        assert answer["__typename"] == "TransferCompleted", answer
+        assert answer["transfer"]["id"] == transfer_id
+    settled = stack.data(BALANCE, {"id": source, "at": answer["position"]})
+    assert settled["account"]["balance"] == "6.00"

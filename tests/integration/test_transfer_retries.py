@@ -34,10 +34,17 @@ mutation($in: TransferMoneyInput!) {
 
 
 class SlowSagas:
-    """A Temporal client whose transfer sagas do not answer within the command timeout."""
+    """A Temporal client whose transfer sagas start and do not answer within the command
+    timeout."""
 
     async def execute_update_with_start_workflow(self, update: Any, **options: Any) -> None:
         await asyncio.Event().wait()
+
+    def get_workflow_handle(self, workflow_id: str, **options: Any) -> SlowSagas:
+        return self
+
+    async def describe(self, **options: Any) -> None:
+        """The saga is known: it was started."""
 
 
 async def transfer(

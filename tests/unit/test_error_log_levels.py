@@ -98,3 +98,55 @@ async def test_the_api_schema_logs_bad_requests_at_info(caplog: pytest.LogCaptur
     assert result.errors
     assert caplog.records
     assert all(r.levelno == logging.INFO and r.exc_info is None for r in caplog.records)
+
+
+PASSWORD = "hunter2-not-for-logs"
+REGISTER = "mutation ($in: RegisterUserInput!) { registerUser(input: $in) { __typename } }"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        # A required field missing, an unknown one, a leaf of the wrong type: graphql-core's
+        # messages quote the value they were given, the password with it.
+        (REGISTER, {"in": {"email": "ann@example.com", "password": PASSWORD}}),
+        (REGISTER, {"in": {"email": "a@b.c", "name": "Ann", "password": PASSWORD, "pw": 1}}),
+        (REGISTER, {"in": {"email": "a@b.c", "name": "Ann", "password": [PASSWORD]}}),
+        (
+            f'mutation {{ registerUser(input: {{email: "a@b.c", password: "{PASSWORD}"}})'
+            " { __typename } }",
+            None,
+        ),
+        (
+            f'mutation {{ authenticate(input: {{email: "a@b.c", password: ["{PASSWORD}"]}})'
+            " { __typename } }",
+            None,
+        ),
+    ],
+)
+async def test_a_refused_input_is_logged_without_the_values_it_held(
+    caplog: pytest.LogCaptureFixture, query: str, variables: dict[str, object] | None
+) -> None:
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        result = await build_schema().execute(query, variables)
+    assert result.errors
+    assert caplog.records
+    assert all(PASSWORD not in r.getMessage() for r in caplog.records), caplog.text
+    assert all(
+        "RegisterUserInput" in r.getMessage()
+        or "String" in r.getMessage()
+        or "AuthenticateInput" in r.getMessage()
+        for r in caplog.records
+    ), caplog.text
+
+
+async def test_a_refusal_quoting_a_long_name_is_logged_cut_short(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The document's own text comes back in graphql-core's messages ("Cannot query field
+    # 'aaaa...'"): a body of a megabyte must not make a log line of one.
+    (record,) = await logged(caplog, "{ " + "a" * 100_000 + " }")
+    assert record.levelno == logging.INFO
+    assert len(record.getMessage()) < 1_000
+    assert "Cannot query field" in record.getMessage()

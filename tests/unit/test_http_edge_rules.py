@@ -3,6 +3,7 @@ GraphiQL's page pointing at local assets."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
+from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.http.ides import get_graphql_ide_html
 from strawberry.types.execution import PreExecutionError
@@ -33,6 +35,7 @@ from api.websocket_limits import SocketsPerCaller, close_reason
 from runtime.config import ConfigurationError, Settings
 
 ORIGIN = "https://app.example.com"
+UNPARSED = "Unable to parse request body as JSON"
 
 
 def echo_app(max_bytes: int) -> TestClient:
@@ -59,6 +62,33 @@ def test_body_limit_passes_a_body_at_the_limit_through_whole() -> None:
     response = echo_app(100).post("/", content=b"x" * 100)
     assert response.status_code == 200
     assert response.json() == {"received": 100}
+
+
+async def test_body_limit_answers_408_to_a_body_that_stops_arriving() -> None:
+    # A client that sends its headers and part of its body, then dribbles or stalls (slow
+    # loris), is answered and let go of, not waited on for as long as it keeps the socket.
+    messages = [{"type": "http.request", "body": b'{"query":', "more_body": True}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("the app must not run without the whole body")
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": []}
+    started = time.monotonic()
+    await asyncio.wait_for(BodyLimit(app, 100, within_seconds=0.2)(scope, receive, send), 5)
+    assert time.monotonic() - started < 2
+    assert sent[0]["type"] == "http.response.start"
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
 
 
 def test_selection_cost_counts_fields_and_fragments_where_spread() -> None:
@@ -152,6 +182,30 @@ async def test_a_document_over_the_cost_is_refused_before_validation() -> None:
     assert [e.extensions for e in over.errors] == [{"code": "QUERY_TOO_COSTLY"}]
     within = await schema.execute("{ __typename }")
     assert within.errors is None
+
+
+TOO_LONG_INTEGER = "1" + "0" * 5_000
+"""More digits than Python converts to an int (sys.get_int_max_str_digits)."""
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        f"{{ users(first: {TOO_LONG_INTEGER}) {{ edges {{ cursor }} }} }}",
+        f"query ($f: Int = {TOO_LONG_INTEGER}) {{ users(first: $f) {{ edges {{ cursor }} }} }}",
+        f'mutation {{ depositMoney(input: {{accountId: "a", amount: {TOO_LONG_INTEGER}}})'
+        " { __typename } }",
+        f"{{ user(id: {TOO_LONG_INTEGER}) {{ id }} }}",
+    ],
+)
+async def test_an_integer_literal_too_long_to_convert_is_bad_input_not_internal(
+    query: str,
+) -> None:
+    answer = await build_schema().execute(query)
+    assert answer.errors is not None
+    assert [e.extensions for e in answer.errors] == [{"code": "BAD_USER_INPUT"}]
+    assert "digits" in answer.errors[0].message
+    assert TOO_LONG_INTEGER not in answer.errors[0].message
 
 
 @pytest.mark.parametrize(
@@ -402,6 +456,9 @@ def test_graphiql_page_loads_every_asset_from_the_api(tmp_path: Any) -> None:
         (b"12", NOT_A_REQUEST),
         (b'{"query": "{ __typename }"}\xff', "Unable to parse request body as JSON"),
         (b"[" * 100_000 + b"]" * 100_000, "Unable to parse request body as JSON"),
+        # More digits than Python converts to an int (sys.get_int_max_str_digits).
+        (b'{"query": "{ __typename }", "variables": {"n": 1' + b"0" * 5_000 + b"}}", UNPARSED),
+        (b'{"query": "{ __typename }", "variables": {"n": -' + b"9" * 5_000 + b"}}", UNPARSED),
         (
             b'{"query": "query A { __typename }", "operationName": "\\ud800"}',
             NOT_AN_OPERATION_NAME,
@@ -449,6 +506,7 @@ def subscribe(operation_id: object = "1", **payload: Any) -> str:
         "null",
         "[1, 2]",
         "[" * 100_000 + "]" * 100_000,
+        '{"type": "ping", "payload": {"n": 1' + "0" * 5_000 + "}}",
         message(type=1),
         subscribe(1),
         subscribe("x" * 100),
