@@ -61,6 +61,12 @@ class RecordingTemporal:
     async def result(self) -> None:
         await asyncio.Event().wait()
 
+    def get_workflow_handle(self, workflow_id: str, **options: Any) -> RecordingTemporal:
+        return self
+
+    async def describe(self, **options: Any) -> None:
+        """Every workflow asked about is known: each was started."""
+
 
 class Statements:
     """The SQL each engine ran since the last `clear`."""
