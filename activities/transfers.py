@@ -1,7 +1,8 @@
 """Transfer saga activities: each step is one transaction over the account and the transfer.
 
 Since the saga's steps share transactions (workflows/transfers.py), begin_and_reserve and
-deposit_and_complete each run two steps in one transaction, with the events of both.
+deposit_and_complete each run two steps in one transaction, with the events of both; since
+the withdrawal shares the first one, begin_reserve_and_withdraw runs three.
 
 The transfer's record says which steps it completed and compensated, and both streams are
 appended atomically, so a retried step or a compensation of a step that never happened
@@ -72,6 +73,7 @@ class TransferActivities:
         return [
             self.begin_transfer,
             self.begin_and_reserve,
+            self.begin_reserve_and_withdraw,
             self.reserve_daily_limit,
             self.release_daily_limit,
             self.withdraw,
@@ -103,7 +105,16 @@ class TransferActivities:
         """
         return await self._begin(command, reserve=True)
 
-    async def _begin(self, command: TransferMoney, reserve: bool) -> int:
+    @activity.defn
+    async def begin_reserve_and_withdraw(self, command: TransferMoney) -> int:
+        """begin_transfer, reserve_daily_limit and withdraw in one transaction.
+
+        A refusal by the reservation or the withdrawal names its step, as in
+        begin_and_reserve; whichever refuses, nothing is recorded, the transaction being one.
+        """
+        return await self._begin(command, reserve=True, withdraw=True)
+
+    async def _begin(self, command: TransferMoney, reserve: bool, withdraw: bool = False) -> int:
         async def attempt(ids: EventIds, metadata: JsonDict) -> CommandResult:
             loads: list[Load] = [
                 (Transfer, command.transfer_id),
@@ -134,6 +145,9 @@ class TransferActivities:
                 return CommandResult(transfer.id, transfer.version, result.position)
             with refusals_named(TransferStep.RESERVE_DAILY_LIMIT):
                 transfer.reserve_daily_limit(source, command.day)
+            if withdraw:
+                with refusals_named(TransferStep.WITHDRAW):
+                    transfer.withdraw(source)
             result = await self._repository.save_all([source, transfer], ids, metadata)
             return CommandResult(transfer.id, transfer.version, result.position)
 

@@ -22,7 +22,7 @@ operator asks for a retry, then runs the compensations that are still owed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -121,6 +121,7 @@ class Saga:
         compensation: Compensation | None = None,
         *,
         pivot: bool = False,
+        compensations: Sequence[tuple[str, Compensation]] = (),
     ) -> T:
         """Run one step; its compensation is registered before it starts.
 
@@ -133,14 +134,18 @@ class Saga:
         as completed together, a rejection names the one that refused (refusing_step; the
         first if it names none) after the ones before it, the compensation is named after the
         last of them, and since a transaction that failed did nothing, a failure owes that
-        compensation nothing.
+        compensation nothing. Such a step may instead register `compensations`, one per step
+        it runs that needs undoing, each named after its step and run in reverse order, as
+        if the steps had run one by one; a rejection or a failure drops them all alike.
         """
         parts = (name,) if isinstance(name, str) else name
         label = " + ".join(parts)
         self.state.current_step = label
         workflow.set_current_details(f"step: {label}")
+        mine = list(compensations)
         if compensation is not None:
-            self._owed.append((parts[-1], compensation))
+            mine.append((parts[-1], compensation))
+        self._owed.extend(mine)
         running = asyncio.ensure_future(action())
         cancelled: asyncio.CancelledError | None = None
         while True:
@@ -159,8 +164,8 @@ class Saga:
             except ActivityError as error:
                 rejection = rejection_of(error)
                 if rejection is not None:
-                    if compensation is not None:
-                        self._owed.pop()
+                    if mine:
+                        del self._owed[-len(mine) :]
                     refused = label
                     if len(parts) > 1:
                         step = refusing_step(error)
@@ -176,7 +181,7 @@ class Saga:
                 self.state.error_details = None
                 # Steps sharing one transaction that failed did nothing: ending here, not
                 # even their own compensation is owed. Parked, it stays for the retry.
-                own = 1 if len(parts) > 1 and compensation else 0
+                own = len(mine) if len(parts) > 1 else 0
                 if len(self._owed) == own and not self._forward_only:
                     self._owed.clear()
                     raise StepFailed(label, failure) from None

@@ -18,6 +18,14 @@ money the transfer can only complete). Each records what its two steps recorded,
 transaction; the saga lists the same steps as completed. A refusal by begin's checks still
 records nothing; one by the reservation still ends the transfer rejected, its record opened
 and closed by reject_transfer, as before. Histories from before run five, and still do.
+
+Since WITHDRAWAL_SHARES_TRANSACTION a transfer runs two: begin_reserve_and_withdraw takes the
+money from the sender in the transaction that checks and reserves, saving a local activity
+and its round trip. A refusal by the withdrawal (too little money) now records nothing, not
+even the reservation: the transfer still ends rejected, its record opened and closed by
+reject_transfer, with nothing to release. Once it went through, its compensations are the
+ones the two steps registered before, refund then release_daily_limit. Histories from before
+run three, and still do.
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ CANCELLED_REASON = "the transfer was cancelled before the money reached the rece
 CANCELLED_TYPE = "TransferCancelled"
 STEPS_RUN_LOCALLY = "steps-run-locally"
 STEPS_SHARE_TRANSACTIONS = "steps-share-transactions"
+WITHDRAWAL_SHARES_TRANSACTION = "withdrawal-shares-transaction"
 BEGIN, COMPLETE = "begin", "complete"
 NO_OUTCOME = "TransferEndedWithoutOutcome"
 
@@ -110,6 +119,7 @@ class TransferSaga:
         saga = self._saga
         self._local = workflow.patched(STEPS_RUN_LOCALLY)
         shared = self._local and workflow.patched(STEPS_SHARE_TRANSACTIONS)
+        withdrawing = shared and workflow.patched(WITHDRAWAL_SHARES_TRANSACTION)
         attributes: list[SearchAttributeUpdate[Any]] = [
             search_attributes.SAGA_TYPE.value_set(SAGA_TYPE),
             search_attributes.COMMAND_ID.value_set(command.transfer_id),
@@ -141,8 +151,20 @@ class TransferSaga:
 
         activities = TransferActivities
         reserve, deposit = TransferStep.RESERVE_DAILY_LIMIT.value, TransferStep.DEPOSIT.value
+        withdraw = TransferStep.WITHDRAW.value
         try:
-            if shared:
+            if withdrawing:
+                # begin's checks, the reservation and the withdrawal in one transaction; a
+                # refusal names which refused. Undone as the two steps were, last first.
+                await saga.step(
+                    (BEGIN, reserve, withdraw),
+                    step(activities.begin_reserve_and_withdraw),
+                    compensations=[
+                        (reserve, compensation(activities.release_daily_limit)),
+                        (withdraw, compensation(activities.refund)),
+                    ],
+                )
+            elif shared:
                 # begin's checks and the reservation in one transaction; a refusal names which
                 # of the two refused (the saga helper reads it).
                 await saga.step(
@@ -157,11 +179,10 @@ class TransferSaga:
                     step(activities.reserve_daily_limit),
                     compensation(activities.release_daily_limit),
                 )
-            await saga.step(
-                TransferStep.WITHDRAW.value,
-                step(activities.withdraw),
-                compensation(activities.refund),
-            )
+            if not withdrawing:
+                await saga.step(
+                    withdraw, step(activities.withdraw), compensation(activities.refund)
+                )
             # Once the receiver has the money the transfer can only complete: nothing to undo.
             if shared:
                 position = await saga.step(

@@ -17,7 +17,7 @@ from tests.e2e.test_user_story import sign_up
 from tests.waiting import eventually
 
 TOPIC = "sagaline.events"
-TRANSFER_ACTIVITIES = ["begin_and_reserve", "withdraw", "deposit_and_complete"]
+TRANSFER_ACTIVITIES = ["begin_reserve_and_withdraw", "deposit_and_complete"]
 WITHIN_SECONDS = 60
 
 

@@ -123,8 +123,8 @@ class RefundBlocked(TransferActivities):
 
 
 class StepsHeld(TransferActivities):
-    """Real transfer activities whose withdraw and deposit (alone, or with the completion)
-    wait while the test holds them."""
+    """Real transfer activities whose withdraw (alone, or with begin and the reservation) and
+    deposit (alone, or with the completion) wait while the test holds them."""
 
     gates: ClassVar[dict[str, asyncio.Event]] = {}
     started: ClassVar[dict[str, asyncio.Event]] = {}
@@ -148,6 +148,11 @@ class StepsHeld(TransferActivities):
     async def withdraw(self, command: TransferMoney) -> int:  # type: ignore[override]
         await StepsHeld.pass_gate("withdraw")
         return await super().withdraw(command)
+
+    @activity.defn(name="begin_reserve_and_withdraw")
+    async def begin_reserve_and_withdraw(self, command: TransferMoney) -> int:  # type: ignore[override]
+        await StepsHeld.pass_gate("withdraw")
+        return await super().begin_reserve_and_withdraw(command)
 
     @activity.defn(name="deposit")
     async def deposit(self, command: TransferMoney) -> int:  # type: ignore[override]

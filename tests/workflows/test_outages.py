@@ -153,6 +153,12 @@ class BeginAttemptsCounted(TransferActivities):
         BeginAttemptsCounted.attempts[str(info.workflow_id)] = info.attempt
         return await super().begin_and_reserve(command)
 
+    @activity.defn(name="begin_reserve_and_withdraw")
+    async def begin_reserve_and_withdraw(self, command: TransferMoney) -> int:  # type: ignore[override]
+        info = activity.info()
+        BeginAttemptsCounted.attempts[str(info.workflow_id)] = info.attempt
+        return await super().begin_reserve_and_withdraw(command)
+
 
 async def test_a_transfer_completes_after_the_database_was_unreachable_for_several_attempts(
     store: PostgresEventStore,

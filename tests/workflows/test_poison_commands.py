@@ -213,7 +213,8 @@ async def test_a_transfer_failing_at_its_first_step_ends_failed_and_changes_noth
 
     assert (outcome.status, outcome.error_type) == ("FAILED", COMMAND_FAILED)
     state = await handle.query(TransferSaga.state)
-    assert state.error is not None and state.error.startswith("begin + reserve_daily_limit: ")
+    assert state.error is not None
+    assert state.error.startswith("begin + reserve_daily_limit + withdraw: ")
     assert state.completed_steps == []
     assert await stream_length(engine, transfer_id) == 0
     assert await bank.balance(source) == Decimal("100.00")
@@ -229,7 +230,9 @@ async def test_a_transfer_failing_after_its_first_step_parks_then_an_operator_re
 ) -> None:
     source, destination = await bank.account("100.00"), await bank.account("0")
     transfer_id = f"transfer-{uuid.uuid4()}"
-    await poison.mark(transfer_id, "MoneyWithdrawn")
+    # The withdrawal shares the first step's transaction: the first step after it is the
+    # deposit, where the saga parks.
+    await poison.mark(transfer_id, "MoneyDeposited")
     handle = await bank.start(source, destination, "30.00", transfer_id, with_attributes=True)
 
     async def parked() -> bool:
@@ -238,9 +241,10 @@ async def test_a_transfer_failing_after_its_first_step_parks_then_an_operator_re
     await eventually(parked, ENDS_WITHIN, "the saga parked as NEEDS_ATTENTION")
     state = await handle.query(TransferSaga.state)
     assert state.status is SagaStatus.NEEDS_ATTENTION
-    assert state.error is not None and state.error.startswith("withdraw: ")
-    assert state.completed_steps == ["begin", "reserve_daily_limit"]
-    assert await bank.balance(source) == Decimal("100.00")
+    assert state.error is not None and state.error.startswith("deposit + complete: ")
+    assert state.completed_steps == ["begin", "reserve_daily_limit", "withdraw"]
+    assert await bank.balance(source) == Decimal("70.00")
+    assert await bank.balance(destination) == Decimal("0.00")
 
     await poison.cure(transfer_id)
     resumed = await handle.execute_update(TransferSaga.retry)
@@ -251,6 +255,23 @@ async def test_a_transfer_failing_after_its_first_step_parks_then_an_operator_re
     assert await bank.balance(source) == Decimal("70.00")
     assert await bank.balance(destination) == Decimal("30.00")
     assert await saga_status(handle) == SagaStatus.COMPLETED.value
+
+
+async def test_a_transfer_whose_withdrawal_fails_ends_failed_and_changes_nothing(
+    bank: Bank, poison: Poison, engine: AsyncEngine
+) -> None:
+    # The withdrawal runs in the first step's transaction: failing, it undid the checks and
+    # the reservation too, so nothing is owed and the saga ends at once.
+    source, destination = await bank.account("100.00"), await bank.account("0")
+    transfer_id = f"transfer-{uuid.uuid4()}"
+    await poison.mark(transfer_id, "MoneyWithdrawn")
+    handle = await bank.start(source, destination, "30.00", transfer_id, with_attributes=True)
+
+    outcome = await asyncio.wait_for(handle.result(), ENDS_WITHIN)
+
+    assert (outcome.status, outcome.error_type) == ("FAILED", COMMAND_FAILED)
+    assert await stream_length(engine, transfer_id) == 0
+    assert await bank.balance(source) == Decimal("100.00")
 
 
 async def test_cancelling_a_transfer_parked_before_its_pivot_gives_the_money_back(

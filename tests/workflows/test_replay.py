@@ -119,6 +119,22 @@ SHARED_STEP_HISTORIES = (
 )
 
 
+# Histories of transfers whose withdrawal shares the first transaction (since
+# WITHDRAWAL_SHARES_TRANSACTION).
+WITHDRAWAL_SHARED_HISTORIES = (
+    "transfer_completed_withdrawal_shared",
+    "transfer_completed_as_the_api_starts_it_withdrawal_shared",
+    "transfer_compensated_withdrawal_shared",
+    "transfer_refused_locked_owner_withdrawal_shared",
+    "transfer_refused_daily_limit_withdrawal_shared",
+    "transfer_refused_with_figures_withdrawal_shared",
+    "transfer_parked_then_retried_withdrawal_shared",
+    "transfer_cancelled_while_parked_withdrawal_shared",
+    "transfer_cancelled_during_withdraw_withdrawal_shared",
+    "transfer_cancelled_during_deposit_withdrawal_shared",
+)
+
+
 def local_activities(name: str) -> list[str]:
     """The local activities a recorded history ran, in order."""
     events = json.loads((HISTORIES / f"{name}.json").read_text())["history"]["events"]
@@ -141,6 +157,24 @@ def test_transfers_with_shared_steps_are_among_the_recorded_histories(name: str)
     assert not {"begin_transfer", "reserve_daily_limit", "deposit", "complete_transfer"} & set(ran)
 
 
+@pytest.mark.parametrize("name", WITHDRAWAL_SHARED_HISTORIES)
+def test_transfers_withdrawing_in_the_first_transaction_are_among_the_recorded_histories(
+    name: str,
+) -> None:
+    ran = local_activities(name)
+
+    assert ran[0] == "begin_reserve_and_withdraw"
+    assert not {"begin_and_reserve", "reserve_daily_limit", "withdraw"} & set(ran)
+
+
+def test_a_transfer_refused_by_its_withdrawal_in_the_first_transaction_is_recorded() -> None:
+    # The withdrawal refused in the reservation's transaction: nothing to release.
+    assert local_activities("transfer_refused_with_figures_withdrawal_shared") == [
+        "begin_reserve_and_withdraw",
+        "reject_transfer",
+    ]
+
+
 def test_a_transfer_refused_by_its_reservation_is_among_the_recorded_histories() -> None:
     # begin's checks passed, the reservation refused: the rejection is recorded.
     assert local_activities("transfer_refused_daily_limit_steps_shared") == [
@@ -150,7 +184,9 @@ def test_a_transfer_refused_by_its_reservation_is_among_the_recorded_histories()
     assert local_activities("transfer_refused_locked_owner_steps_shared") == ["begin_and_reserve"]
 
 
-@pytest.mark.parametrize("name", LOCAL_STEP_HISTORIES + SHARED_STEP_HISTORIES)
+@pytest.mark.parametrize(
+    "name", LOCAL_STEP_HISTORIES + SHARED_STEP_HISTORIES + WITHDRAWAL_SHARED_HISTORIES
+)
 def test_transfers_with_local_steps_are_among_the_recorded_histories(name: str) -> None:
     events = json.loads((HISTORIES / f"{name}.json").read_text())["history"]["events"]
     kinds = [event["eventType"] for event in events]

@@ -81,18 +81,14 @@ async def types(store: PostgresEventStore, stream_id: str) -> list[tuple[str, st
     return [(e.type, e.data.get("step")) for e in await store.read_stream(stream_id)]
 
 
-async def test_a_transfer_runs_three_steps_that_record_what_the_five_recorded(
+async def test_a_transfer_runs_two_steps_that_record_what_the_five_recorded(
     bank: Bank, store: PostgresEventStore
 ) -> None:
     source, destination = await bank.account("100.00"), await bank.account("5.00")
     handle = await bank.start(source, destination, "40.25")
     outcome = await handle.result()
 
-    assert await local_activities(handle) == [
-        "begin_and_reserve",
-        "withdraw",
-        "deposit_and_complete",
-    ]
+    assert await local_activities(handle) == ["begin_reserve_and_withdraw", "deposit_and_complete"]
     assert await types(store, outcome.transfer_id) == [
         ("TransferRequested", None),
         ("TransferStepCompleted", "reserve_daily_limit"),
@@ -122,14 +118,21 @@ async def test_operators_find_a_transfer_by_its_search_attributes(
     assert found.get(AGGREGATE_IDS) == [outcome.transfer_id, source, destination]
 
 
-async def test_insufficient_funds_rejects_and_releases_the_reservation(bank: Bank) -> None:
+async def test_insufficient_funds_rejects_and_reserves_nothing(bank: Bank) -> None:
     source, destination = await bank.account("10.00", limit="50.00"), await bank.account()
     handle = await bank.start(source, destination, "30.00")
     outcome = await handle.result()
 
     assert (outcome.status, outcome.error_type) == ("REJECTED", "InsufficientFunds")
+    # The withdrawal refused in the reservation's transaction: nothing was reserved, so
+    # nothing is released, and the transfer's record holds the request and its rejection.
+    assert await local_activities(handle) == ["begin_reserve_and_withdraw", "reject_transfer"]
     state = await handle.query(TransferSaga.state)
-    assert state.compensations == ["reserve_daily_limit"]
+    assert state.compensations == []
+    assert state.completed_steps == ["begin", "reserve_daily_limit"]
+    assert state.error is not None and state.error.startswith("withdraw: ")
+    transfer = await bank.repository.load(Transfer, outcome.transfer_id)
+    assert transfer.status is TransferStatus.REJECTED
     account = await bank.repository.load(Account, source)
     assert account.balance == Decimal("10.00")
     assert account.reserved_on(TODAY) == 0
@@ -166,7 +169,7 @@ async def test_a_locked_owner_cannot_send_and_nothing_is_touched(bank: Bank) -> 
     state = await handle.query(TransferSaga.state)
     assert state.completed_steps == [] and state.compensations == []
     assert state.error is not None and state.error.startswith("begin: ")
-    assert await local_activities(handle) == ["begin_and_reserve"]
+    assert await local_activities(handle) == ["begin_reserve_and_withdraw"]
 
 
 async def test_exceeding_the_daily_limit_is_rejected_before_any_money_moves(bank: Bank) -> None:
@@ -191,7 +194,7 @@ async def test_a_refused_reservation_ends_rejected_with_the_refusals_facts_on_re
     assert (outcome.status, outcome.error_type) == ("REJECTED", "DailyLimitExceeded")
     refusal = Refusal.from_facts(outcome.details or {})
     assert refusal is not None and refusal.kind is RefusalKind.DAILY_LIMIT_EXCEEDED
-    assert await local_activities(handle) == ["begin_and_reserve", "reject_transfer"]
+    assert await local_activities(handle) == ["begin_reserve_and_withdraw", "reject_transfer"]
     state = await handle.query(TransferSaga.state)
     assert state.status is SagaStatus.COMPENSATED
     assert state.completed_steps == ["begin"] and state.compensations == []
@@ -395,7 +398,10 @@ async def test_a_transfer_started_as_the_api_starts_it_shows_running_while_it_ru
 
     task_timeout = described.raw_description.execution_config.default_workflow_task_timeout
     assert task_timeout.ToTimedelta() == HELD_TASK_TIMEOUT
-    assert (state.status, state.current_step) == (SagaStatus.RUNNING, "withdraw")
+    assert (state.status, state.current_step) == (
+        SagaStatus.RUNNING,
+        "begin + reserve_daily_limit + withdraw",
+    )
     assert running.get(SAGA_STATUS) == state.status.value
     assert running.get(SAGA_TYPE) == "TransferSaga"
     assert outcome is not None and outcome.status == "COMPLETED"
