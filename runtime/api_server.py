@@ -10,6 +10,7 @@ from uvicorn.config import LOGGING_CONFIG
 from api.app import create_app
 from api.auth import TokenConfigurationError, parse_tokens
 from runtime.config import ConfigurationError, Settings
+from runtime.request_heads import bounded_heads_protocol
 from runtime.startup import freeze_startup_objects
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ async def serve_api(settings: Settings) -> None:
         # A websocket message is bounded as an HTTP body is (api/edge.py): a larger one
         # closes its socket with 1009 before it is parsed.
         ws_max_size=settings.api_max_body_bytes,
+        # A request's head is bounded in size and in time (runtime/request_heads.py).
+        http=bounded_heads_protocol(),
     )
     freeze_startup_objects()
     await uvicorn.Server(config).serve()

@@ -80,6 +80,19 @@ def test_a_body_under_the_limit_is_answered(stack: Stack) -> None:
     assert response.json()["data"] == {"__typename": "Query"}
 
 
+def test_headers_over_the_limit_are_refused_with_431_before_the_app(stack: Stack) -> None:
+    # The API's server bounds a request's head (runtime/request_heads.py): 32 KiB.
+    response = httpx.post(
+        stack.graphql_url,
+        json={"query": "{ __typename }"},
+        headers={**AUTH, "X-Padding": "a" * 40_000},
+        timeout=30,
+    )
+    assert response.status_code == 431, response.text
+    assert "headers are larger than" in response.json()["errors"][0]["message"]
+    assert post(stack, {"query": "{ __typename }"}).status_code == 200
+
+
 def test_a_query_selecting_too_many_fields_is_refused(stack: Stack) -> None:
     repeated = "{" + " systemStatus { headPosition }" * 300 + "}"
     aliased = "{" + "".join(f" s{i}: systemStatus {{ headPosition }}" for i in range(300)) + "}"
