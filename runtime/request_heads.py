@@ -155,7 +155,11 @@ def bounded_heads_protocol(
 
         def _head_overdue(self) -> None:
             self._head_deadline = None
-            if self._head_started:
+            if self._head_started and self.flow.read_paused:
+                # The server stopped reading (earlier pipelined requests are still being
+                # answered): the rest of this head may be waiting, unread, on the socket.
+                self._arm_head_deadline()
+            elif self._head_started:
                 self._refuse(408, "request headers did not arrive in time")
             elif self.cycle is None and not self.transport.is_closing():
                 self.transport.close()

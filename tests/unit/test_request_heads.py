@@ -25,8 +25,8 @@ ANSWER_WITHIN = 10.0
 
 
 async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers 200 with the length of the body it read (`/slow` after a pause); accepts and
-    closes a websocket."""
+    """Answers 200 with the length of the body it read (`/slow`: empty, after a pause); accepts
+    and closes a websocket."""
     if scope["type"] == "websocket":
         await receive()
         await send({"type": "websocket.accept"})
@@ -34,14 +34,19 @@ async def echo_length(scope: Scope, receive: Receive, send: Send) -> None:
         return
     if scope["type"] != "http":
         return
+    if scope["path"] == "/slow":  # answers without reading, so a pipelined request waits unread
+        await asyncio.sleep(SLOW_PATH_SECONDS)
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]}
+        )
+        await send({"type": "http.response.body", "body": b""})
+        return
     size = 0
     while True:
         message = await receive()
         size += len(message.get("body", b""))
         if not message.get("more_body", False):
             break
-    if scope["path"] == "/slow":
-        await asyncio.sleep(SLOW_PATH_SECONDS)
     body = json.dumps({"received": size}).encode()
     headers = [(b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -328,3 +333,16 @@ async def statuses(reader: asyncio.StreamReader, count: int) -> list[bytes]:
         length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
         await asyncio.wait_for(reader.readexactly(length), ANSWER_WITHIN)
     return found
+
+
+async def test_a_pipelined_head_the_server_has_not_read_yet_is_not_overdue(port: int) -> None:
+    # The second request waits behind `/slow`, so the server stops reading: the end of the
+    # third head, sent at once, stays unread past the bound until `/slow` is answered.
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /slow HTTP/1.1\r\nHost: api\r\n\r\n" + request() + b"POST / HTTP/1.1\r\nHo")
+    await writer.drain()
+    await asyncio.sleep(0.05)  # a separate read
+    writer.write(b"st: api\r\nContent-Length: 0\r\n\r\n")
+    await writer.drain()
+    assert await statuses(reader, 3) == [b"200", b"200", b"200"]
+    writer.close()
