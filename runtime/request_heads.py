@@ -16,6 +16,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 MAX_HEAD_BYTES = 32_768
 """How large a request's head may grow: the API's own headers (a bearer token, a session,
 `traceparent`, `consistentWith`) take well under a kilobyte; common servers stop at 8-32 KiB."""
+MAX_HEADERS = 100
+"""How many headers a request may carry: each costs the server far more than its few bytes on
+the wire, so many tiny ones would hold more memory than the byte bound suggests."""
 HEAD_WITHIN_SECONDS = 10.0
 """How long a connection may take to send a request's head: from the moment it opens, or from
 the first byte of each further request on it."""
@@ -27,21 +30,32 @@ _STATUS_LINES = {
 
 
 def bounded_heads_protocol(
-    max_bytes: int = MAX_HEAD_BYTES, within_seconds: float = HEAD_WITHIN_SECONDS
+    max_bytes: int = MAX_HEAD_BYTES,
+    within_seconds: float = HEAD_WITHIN_SECONDS,
+    max_headers: int = MAX_HEADERS,
 ) -> type[HttpToolsProtocol]:
-    """uvicorn's httptools protocol, refusing a head over `max_bytes` (431) or not complete
-    `within_seconds` (408); either way the connection is then closed.
+    """uvicorn's httptools protocol, refusing a head over `max_bytes` or `max_headers` (431) or
+    not complete `within_seconds` (408); either way the connection is then closed, after the
+    answers to any earlier requests pipelined on it.
 
     A connection that opens and sends nothing within the bound is closed without an answer,
-    as uvicorn closes an idle kept-alive one. A head still arriving is counted read by read,
-    so what one may hold in memory is `max_bytes` plus one read; a complete one is measured
-    by its parts before the app sees it.
+    as uvicorn closes an idle kept-alive one. A head's size is its target and each header's
+    name and value with ": " and CRLF, counted as the parser hands them over, plus the bytes of
+    the header still being read; what one head may hold in memory is `max_bytes` plus one read.
     """
 
     class BoundedHeadsProtocol(HttpToolsProtocol):
         _head_deadline: asyncio.TimerHandle | None = None
         _head_started = False
         _head_bytes = 0
+        """The open head's target and whole headers, as the parser has handed them over."""
+        _unparsed_bytes = 0
+        """Bytes of the open head the parser holds but has not handed over yet: the header
+        being read, when reads go by without finishing it."""
+        _header_count = 0
+        _head_moved = False
+        """Whether, in the current read, a head began or one of its headers was handed over."""
+        _refusal: tuple[int, str] | None = None
         _refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -53,45 +67,83 @@ def bounded_heads_protocol(
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._refused:
+            if self._refusal is not None:
                 return
             head_was_open = self._head_started
+            url_before = len(self.url) if head_was_open else 0
+            self._head_moved = False
             super().data_received(data)
-            # A read that began inside a head and did not finish it is head bytes throughout.
-            # A read in which a head began is not counted: its start may be an earlier body's end.
-            if head_was_open and self._head_started:
-                self._head_bytes += len(data)
-                if self._head_bytes > max_bytes:
-                    self._refuse(431, f"request headers are larger than {max_bytes} bytes")
+            if self._refusal is not None or not self._head_started:
+                return
+            if head_was_open and not self._head_moved:
+                # The whole read went into the open head: the part not in its target is a
+                # header the parser is still gathering.
+                self._unparsed_bytes += len(data) - (len(self.url) - url_before)
+            if self._head_bytes + self._unparsed_bytes > max_bytes:
+                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
 
         def on_message_begin(self) -> None:
-            if self._refused:
+            if self._refusal is not None:
                 return
             super().on_message_begin()
             self._head_started = True
+            self._head_moved = True
             self._head_bytes = 0
+            self._unparsed_bytes = 0
+            self._header_count = 0
             if self._head_deadline is None:
                 self._arm_head_deadline()
 
+        def on_url(self, url: bytes) -> None:
+            if self._refusal is not None:
+                return
+            self._head_bytes += len(url)
+            if self._head_bytes > max_bytes:
+                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
+                return
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            if self._refusal is not None:
+                return
+            self._head_moved = True
+            self._unparsed_bytes = 0
+            self._head_bytes += len(name) + len(value) + 4
+            self._header_count += 1
+            if self._header_count > max_headers:
+                self._refuse(431, f"request has more than {max_headers} headers")
+            elif self._head_bytes > max_bytes:
+                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
+            else:
+                super().on_header(name, value)
+
         def on_headers_complete(self) -> None:
-            if self._refused:
+            if self._refusal is not None:
                 return
             self._head_started = False
             self._disarm_head_deadline()
-            # A head that came in one read was not counted as it arrived: its parts are.
-            size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-            if size > max_bytes:
-                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
-                return
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
-            if not self._refused:
+            if self._refusal is None:
                 super().on_body(body)
 
         def on_message_complete(self) -> None:
-            if not self._refused:
+            if self._refusal is None:
                 super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._refusal is not None and not self._answering():
+                self._send_refusal()
+
+        def handle_websocket_upgrade(self) -> None:
+            if self._refusal is None:
+                super().handle_websocket_upgrade()
+
+        def _unsupported_upgrade_warning(self) -> None:
+            if self._refusal is None:
+                super()._unsupported_upgrade_warning()
 
         def _arm_head_deadline(self) -> None:
             self._head_deadline = self.loop.call_later(within_seconds, self._head_overdue)
@@ -103,16 +155,37 @@ def bounded_heads_protocol(
 
         def _head_overdue(self) -> None:
             self._head_deadline = None
-            if self._head_started:
+            if self._head_started and self.flow.read_paused:
+                # The server stopped reading (earlier pipelined requests are still being
+                # answered): the rest of this head may be waiting, unread, on the socket.
+                self._arm_head_deadline()
+            elif self._head_started:
                 self._refuse(408, "request headers did not arrive in time")
             elif self.cycle is None and not self.transport.is_closing():
                 self.transport.close()
 
+        def _answering(self) -> bool:
+            """Whether an earlier request on this connection is still being answered."""
+            return bool(self.pipeline) or (
+                self.cycle is not None and not self.cycle.response_complete
+            )
+
         def _refuse(self, status: int, message: str) -> None:
-            self._refused = True
+            """Stop reading; answer `status` once earlier requests are answered, then close."""
+            self._refusal = (status, message)
             self._disarm_head_deadline()
             if self.transport.is_closing():
                 return
+            if self._answering():
+                self.transport.pause_reading()
+            else:
+                self._send_refusal()
+
+        def _send_refusal(self) -> None:
+            if self._refused or self._refusal is None or self.transport.is_closing():
+                return
+            self._refused = True
+            status, message = self._refusal
             body = f'{{"errors":[{{"message":"{message}"}}]}}'.encode()
             head = [
                 _STATUS_LINES[status],
