@@ -131,16 +131,21 @@ async def test_transfer_and_saga_updates_follow_a_transfer_to_its_end(stack: Sta
                 }
             },
         )
-        statuses = []
-        while not statuses or statuses[-1] != "COMPLETED":
-            statuses.append((await next_data(transfers, "transferUpdated"))["status"])
+        updates = []
+        while not updates or updates[-1]["status"] != "COMPLETED":
+            updates.append(await next_data(transfers, "transferUpdated"))
         saga_statuses = []
         while not saga_statuses or saga_statuses[-1] != "COMPLETED":
             saga_statuses.append((await next_data(sagas, "sagaUpdated"))["status"])
     finally:
         await transfers.close()
         await sagas.close()
-    assert statuses[0] == "REQUESTED"
+    # Each update is the transfer as the read models hold it once they have caught up with
+    # the change that woke it: a later change already projected by then is in it too, so a
+    # fast transfer may be seen REQUESTED first, or COMPLETED at once. Never out of order.
+    statuses = [update["status"] for update in updates]
+    assert statuses[-1] == "COMPLETED" and set(statuses[:-1]) <= {"REQUESTED"}, statuses
+    assert updates[-1]["steps"] == ["reserve_daily_limit", "withdraw", "deposit"], updates
     assert saga_statuses[-1] == "COMPLETED"
 
 
