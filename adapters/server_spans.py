@@ -41,7 +41,6 @@ class ServerSpans:
     """Starts server spans of one SDK tracer the cheap way (see the module's docstring)."""
 
     def __init__(self, tracer: SdkTracer) -> None:
-        self._tracer = tracer
         self._processor: SpanProcessor = tracer.span_processor
         self._resource = tracer.resource
         self._sampler = tracer.sampler
