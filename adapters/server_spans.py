@@ -27,9 +27,16 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace import Tracer as SdkTracer
-from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    DEFAULT_TRACE_STATE,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
 from opentelemetry.util import types
 
 log = logging.getLogger(__name__)
@@ -66,12 +73,24 @@ class ServerSpans:
             trace_id = self._ids.generate_trace_id()
             random_trace_id = self._ids.is_trace_id_random()
             parent_or_none = None
+        if self._sampler is DEFAULT_ON:
+            # The SDK's default: a root span is sampled, a child as its parent was.
+            sampled = parent_or_none is None or parent_context.trace_flags.sampled
+            if not sampled:
+                return trace.NonRecordingSpan(
+                    self._context(parent_context, trace_id, False, random_trace_id)
+                )
+            return ServerSpan(
+                name,
+                self._context(parent_or_none, trace_id, True, random_trace_id),
+                parent_or_none,
+                dict(attributes),
+                self,
+            )
         sampling = self._sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
-        flags = (
-            TraceFlags.SAMPLED
-            if sampling.decision is Decision.RECORD_AND_SAMPLE
-            else TraceFlags.DEFAULT
-        )
+        flags = TraceFlags.DEFAULT
+        if sampling.decision is Decision.RECORD_AND_SAMPLE:
+            flags |= TraceFlags.SAMPLED
         if random_trace_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
         context = SpanContext(
@@ -83,10 +102,26 @@ class ServerSpans:
         )
         if sampling.decision is Decision.DROP:
             return trace.NonRecordingSpan(context)
-        recorded = (
-            {**sampling.attributes, **attributes} if sampling.attributes else dict(attributes)
-        )
+        recorded = dict(attributes)
+        if sampling.attributes:
+            recorded = {**sampling.attributes, **recorded}
         return ServerSpan(name, context, parent_or_none, recorded, self)
+
+    def _context(
+        self, parent: SpanContext | None, trace_id: int, sampled: bool, random_trace_id: bool
+    ) -> SpanContext:
+        """A new span's context as the SDK makes it under DEFAULT_ON, which keeps the parent's
+        trace state."""
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+        if random_trace_id:
+            flags |= TraceFlags.RANDOM_TRACE_ID
+        return SpanContext(
+            trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(flags),
+            trace_state=parent.trace_state if parent is not None else DEFAULT_TRACE_STATE,
+        )
 
     def _ended(self, span: ServerSpan) -> None:
         self._processor.on_end(

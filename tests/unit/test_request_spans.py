@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import Link, SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import Message, Receive, Scope, Send
 
 import adapters.tracing
@@ -120,6 +121,24 @@ def test_a_caller_traceparent_makes_the_request_span_its_child(
     assert span.context is not None and span.parent is not None
     assert f"{span.context.trace_id:032x}" == CALLER_TRACE
     assert f"{span.parent.span_id:016x}" == CALLER_SPAN and span.parent.is_remote
+    # The SDK's tracer gives a child of the same parent the same flags and trace state.
+    parent = TraceContextTextMapPropagator().extract({"traceparent": traceparent.decode()})
+    with adapters.tracing.tracer().start_as_current_span("reference", context=parent) as made:
+        assert made.get_span_context().trace_flags == span.context.trace_flags
+        assert made.get_span_context().trace_state == span.context.trace_state
+
+
+def test_a_caller_that_did_not_sample_its_trace_gets_no_request_span(
+    exported: InMemorySpanExporter,
+) -> None:
+    seen: list[trace.Span] = []
+    traceparent = f"00-{CALLER_TRACE}-{CALLER_SPAN}-00".encode()
+    serve(answering(200, seen), request([(b"traceparent", traceparent)]))
+    assert exported.get_finished_spans() == ()
+    (current,) = seen
+    assert not current.is_recording()
+    assert f"{current.get_span_context().trace_id:032x}" == CALLER_TRACE
+    assert not current.get_span_context().trace_flags.sampled
 
 
 def test_a_server_error_or_an_exception_marks_the_span_an_error(
