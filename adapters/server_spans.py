@@ -4,9 +4,10 @@ The SDK's `Tracer.start_as_current_span` costs about 40 µs a span here: the spa
 attribute cleaning into `BoundedAttributes`, bounded lists for events and links, two context
 managers, the processors' `on_start`, and a `ReadableSpan` copy at the end. A request span
 needs little of that: its attributes are known, it has no links and rarely an event. A
-`ServerSpan` keeps what it records in plain fields and, when it ends, hands the tracer's span
-processor the same `ReadableSpan` the SDK would (same ids, parent, resource, scope, kind,
-status, times, attributes and events), so the JSON-lines file and OTLP get what they got.
+`ServerSpan` keeps what it records in plain fields and is itself the `ReadableSpan` the
+tracer's span processor gets when it ends, with what the SDK's would hold (ids, parent,
+resource, scope, kind, status, times, attributes and events), so the JSON-lines file and
+OTLP get what they got.
 
 What it keeps from the SDK: the tracer's sampler decides (a span it does not record is a
 non-recording span, as the SDK makes), ids come from the tracer's id generator, and the
@@ -42,6 +43,7 @@ from opentelemetry.util import types
 log = logging.getLogger(__name__)
 
 _PLAIN_VALUES = (str, bool, int, float)
+UNSET = Status(StatusCode.UNSET)
 
 
 class ServerSpans:
@@ -124,21 +126,7 @@ class ServerSpans:
         )
 
     def _ended(self, span: ServerSpan) -> None:
-        self._processor.on_end(
-            ReadableSpan(
-                name=span.name,
-                context=span.get_span_context(),
-                parent=span.parent,
-                resource=self._resource,
-                attributes=span.attributes,
-                events=span.events,
-                kind=SpanKind.SERVER,
-                status=span.status,
-                start_time=span.start_time,
-                end_time=span.end_time,
-                instrumentation_scope=self._scope,
-            )
-        )
+        self._processor.on_end(span)
 
 
 def _scope_of(tracer: SdkTracer) -> InstrumentationScope:
@@ -146,8 +134,10 @@ def _scope_of(tracer: SdkTracer) -> InstrumentationScope:
     return InstrumentationScope(info.name, info.version, info.schema_url)
 
 
-class ServerSpan(trace.Span):
-    """A recording span that keeps its data in plain fields until it ends.
+class ServerSpan(trace.Span, ReadableSpan):
+    """A recording span that is its own `ReadableSpan`: what it records goes straight into
+    the fields the exporters read, and once ended it takes nothing more, so the processors
+    get the span itself rather than a copy (the SDK's span copies itself at its end).
 
     Used from one task (the request's), so it takes no lock. Attribute values that are not a
     string, bool, int or float (or a sequence of one of them) are dropped, as the SDK drops
@@ -162,31 +152,37 @@ class ServerSpan(trace.Span):
         attributes: dict[str, Any],
         spans: ServerSpans,
     ) -> None:
-        self.name = name
-        self._context = context
-        self.parent = parent
-        self.attributes = attributes
-        self.events: list[Event] = []
-        self.status = Status(StatusCode.UNSET)
-        self.start_time = time_ns()
-        self.end_time: int | None = None
+        self._name = name
+        self._context = self._span_context = context
+        self._kind = SpanKind.SERVER
+        self._instrumentation_info = None
+        self._instrumentation_scope = spans._scope
+        self._parent = parent
+        self._start_time = time_ns()
+        self._end_time: int | None = None
+        # The same dict twice: `_attributes` is what ReadableSpan reads, typed as a mapping.
+        self._attributes = self._recorded = attributes
+        self._events: tuple[Event, ...] = ()
+        self._links = ()
+        self._resource = spans._resource
+        self._status = UNSET
         self._spans = spans
 
     def get_span_context(self) -> SpanContext:
-        return self._context
+        return self._span_context
 
     def is_recording(self) -> bool:
-        return self.end_time is None
+        return self._end_time is None
 
     def set_attribute(self, key: str, value: types.AnyValue) -> None:
-        if self.end_time is not None:
+        if self._end_time is not None:
             log.warning("Setting attribute on ended span.")
             return
         cleaned = _cleaned(value)
         if cleaned is None or not key:
-            log.warning("Invalid attribute %r dropped from span %s", key, self.name)
+            log.warning("Invalid attribute %r dropped from span %s", key, self._name)
             return
-        self.attributes[key] = cleaned
+        self._recorded[key] = cleaned
 
     def set_attributes(self, attributes: Mapping[str, types.AnyValue]) -> None:
         for key, value in attributes.items():
@@ -195,26 +191,26 @@ class ServerSpan(trace.Span):
     def add_event(
         self, name: str, attributes: types.Attributes = None, timestamp: int | None = None
     ) -> None:
-        if self.end_time is not None:
+        if self._end_time is not None:
             return
         kept = {k: c for k, v in (attributes or {}).items() if (c := _cleaned(v)) is not None}
-        self.events.append(Event(name, kept, timestamp))
+        self._events = (*self._events, Event(name, kept, timestamp))
 
     def add_link(self, context: SpanContext, attributes: types.Attributes = None) -> None:
         """Links are not kept: the API's request spans have none."""
-        log.warning("Link dropped from span %s", self.name)
+        log.warning("Link dropped from span %s", self._name)
 
     def update_name(self, name: str) -> None:
-        if self.end_time is None:
-            self.name = name
+        if self._end_time is None:
+            self._name = name
 
     def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
-        if self.end_time is not None or self.status.status_code is StatusCode.OK:
+        if self._end_time is not None or self._status.status_code is StatusCode.OK:
             return
         if isinstance(status, StatusCode):
             status = Status(status, description)
         if status.status_code is not StatusCode.UNSET:
-            self.status = status
+            self._status = status
 
     def record_exception(
         self,
@@ -239,10 +235,10 @@ class ServerSpan(trace.Span):
         self.add_event("exception", recorded, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
-        if self.end_time is not None:
+        if self._end_time is not None:
             log.warning("Calling end() on an ended span.")
             return
-        self.end_time = end_time if end_time is not None else time_ns()
+        self._end_time = end_time if end_time is not None else time_ns()
         self._spans._ended(self)
 
 

@@ -76,6 +76,7 @@ class TraceRequests:
 def _caller_context(scope: Scope) -> Context | None:
     """The caller's trace context if the request sends a `traceparent` header, else None
     (the current context)."""
-    if not any(name == TRACEPARENT_HEADER for name, _ in scope["headers"]):
-        return None
-    return TraceContextTextMapPropagator().extract(Headers(scope=scope))
+    for name, _ in scope["headers"]:
+        if name == TRACEPARENT_HEADER:
+            return TraceContextTextMapPropagator().extract(Headers(scope=scope))
+    return None
