@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -224,3 +225,24 @@ def test_span_lines_are_byte_for_byte_the_json_of_span_line() -> None:
     lines = SpanLines()
     for span in spans * 2:
         assert lines.line(span) == json.dumps(span_line(span), default=str) + "\n"
+
+
+def test_a_request_span_encodes_for_otlp(exported: InMemorySpanExporter) -> None:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ValueError("bad input")
+
+    serve(answering(200), request())
+    with pytest.raises(ValueError):
+        serve(failing, request())
+    request_span = encode_spans(exported.get_finished_spans()).resource_spans[0]
+    (scope_spans,) = request_span.scope_spans
+    assert scope_spans.scope.name == "sagaline"
+    answered, raised = scope_spans.spans
+    assert answered.name == SPAN_NAME and answered.kind == answered.SPAN_KIND_SERVER
+    assert {a.key: a.value.int_value for a in answered.attributes}[
+        "http.response.status_code"
+    ] == 200
+    assert [event.name for event in raised.events] == ["exception"]
+    assert {a.key: a.value.string_value for a in request_span.resource.attributes}[
+        "service.name"
+    ] == "sagaline-api"
