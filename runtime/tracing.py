@@ -77,6 +77,7 @@ class JsonLinesSpanExporter(SpanExporter):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
+        self._lines = SpanLines()
         self._fd: int | None = self._open()
 
     def _open(self) -> int:
@@ -101,7 +102,7 @@ class JsonLinesSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._fd is None:
             return SpanExportResult.FAILURE
-        lines = "".join(json.dumps(span_line(s), default=str) + "\n" for s in spans).encode()
+        lines = "".join([self._lines.line(s) for s in spans]).encode()
         unwritten = memoryview(lines)
         try:
             while unwritten:
@@ -141,3 +142,68 @@ def span_line(span: ReadableSpan) -> dict[str, Any]:
             for link in span.links
         ],
     }
+
+
+_encode = json.JSONEncoder(default=str).encode
+"""`json.dumps(value, default=str)`, without building the encoder again for every call."""
+
+SEGMENTS_KEPT = 1024
+
+
+class SpanLines:
+    """`span_line` as JSON text and a newline, byte for byte what `json.dumps(span_line(span),
+    default=str)` writes, at about a third of its cost.
+
+    The ids and times are formatted straight into the line; what repeats from span to span
+    (the name, kind and service between the span id and the start time) is encoded once per
+    combination; attributes, events and links go through the JSON encoder only when present.
+    """
+
+    def __init__(self) -> None:
+        self._segments: dict[tuple[str, str, object], str] = {}
+
+    def line(self, span: ReadableSpan) -> str:
+        context = span.get_span_context()
+        assert context is not None
+        parent = span.parent
+        parent_id = "null" if parent is None else f'"{parent.span_id:016x}"'
+        start, end = span.start_time, span.end_time
+        attributes = span.attributes
+        events = span.events
+        links = span.links
+        return (
+            f'{{"trace_id": "{context.trace_id:032x}", "span_id": "{context.span_id:016x}", '
+            f'"parent_id": {parent_id}, {self._segment(span)}{"null" if start is None else start}, '
+            f'"end_unix_nano": {"null" if end is None else end}, '
+            f'"status": "{span.status.status_code.name}", '
+            f'"attributes": {_encode(dict(attributes)) if attributes else "{}"}, '
+            f'"events": {_encode(_events(span)) if events else "[]"}, '
+            f'"links": {_encode(_links(span)) if links else "[]"}}}\n'
+        )
+
+    def _segment(self, span: ReadableSpan) -> str:
+        """`"name": ..., "kind": ..., "service": ..., "start_unix_nano": ` of a span."""
+        key = (span.name, span.kind.name, span.resource.attributes.get("service.name"))
+        segment = self._segments.get(key)
+        if segment is None:
+            if len(self._segments) >= SEGMENTS_KEPT:
+                self._segments.clear()
+            name, kind, service = key
+            segment = self._segments[key] = (
+                f'"name": {_encode(name)}, "kind": {_encode(kind)}, '
+                f'"service": {_encode(service)}, "start_unix_nano": '
+            )
+        return segment
+
+
+def _events(span: ReadableSpan) -> list[dict[str, Any]]:
+    return [
+        {"name": event.name, "attributes": dict(event.attributes or {})} for event in span.events
+    ]
+
+
+def _links(span: ReadableSpan) -> list[dict[str, str]]:
+    return [
+        {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
+        for link in span.links
+    ]
