@@ -633,9 +633,14 @@ def _message_attributes(event: ConsumedEvent, group_id: str, name: str) -> dict[
 
 
 def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -> bool:
-    """Whether a message's `ce_type` header is one of `types`; True when it has none."""
-    ce_type = _message_headers(record).get("ce_type")
-    return ce_type is None or ce_type in types
+    """Whether a message's `ce_type` header is one of `types`; True when it has none.
+
+    The headers scanned from the last, as `_message_headers` takes the last of a name
+    given twice, without building their dict (this runs for every message fetched)."""
+    for name, value in reversed(record.headers):
+        if name == "ce_type":
+            return value in types
+    return True
 
 
 def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
