@@ -5,7 +5,7 @@ child process: one Starlette endpoint at /graphql under uvicorn with the same se
 `runtime.api_server` (log level INFO with access log, lifespan on, the same logging setup,
 what start-up built frozen out of garbage collection), but uvicorn's own httptools protocol:
 the request-head bounds of `runtime.request_heads` are the project's own work (about 8 µs a
-request), which a hand-written endpoint would not have. The same bearer-token guard
+request), which a hand-written endpoint would not have. It has the same bearer-token guard
 (`api.app.TokenGuard` over `api.auth.TokenCheck`). It takes the POSTed JSON, runs the same
 SELECT on the accounts read model through a psycopg 3 pool (prepared), and answers the same
 JSON the API gives. No GraphQL library: no parse, no validation, no resolver machinery.
