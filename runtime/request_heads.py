@@ -44,6 +44,8 @@ def bounded_heads_protocol(
     the header still being read; what one head may hold in memory is `max_bytes` plus one read.
     """
 
+    too_large = f"request headers are larger than {max_bytes} bytes"
+
     class BoundedHeadsProtocol(HttpToolsProtocol):
         _head_deadline: asyncio.TimerHandle | None = None
         _head_started = False
@@ -56,7 +58,6 @@ def bounded_heads_protocol(
         _head_moved = False
         """Whether, in the current read, a head began or one of its headers was handed over."""
         _refusal: tuple[int, str] | None = None
-        _refused = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -80,7 +81,7 @@ def bounded_heads_protocol(
                 # header the parser is still gathering.
                 self._unparsed_bytes += len(data) - (len(self.url) - url_before)
             if self._head_bytes + self._unparsed_bytes > max_bytes:
-                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
+                self._refuse(431, too_large)
 
         def on_message_begin(self) -> None:
             if self._refusal is not None:
@@ -99,7 +100,7 @@ def bounded_heads_protocol(
                 return
             self._head_bytes += len(url)
             if self._head_bytes > max_bytes:
-                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
+                self._refuse(431, too_large)
                 return
             super().on_url(url)
 
@@ -113,7 +114,7 @@ def bounded_heads_protocol(
             if self._header_count > max_headers:
                 self._refuse(431, f"request has more than {max_headers} headers")
             elif self._head_bytes > max_bytes:
-                self._refuse(431, f"request headers are larger than {max_bytes} bytes")
+                self._refuse(431, too_large)
             else:
                 super().on_header(name, value)
 
@@ -182,9 +183,9 @@ def bounded_heads_protocol(
                 self._send_refusal()
 
         def _send_refusal(self) -> None:
-            if self._refused or self._refusal is None or self.transport.is_closing():
+            # Sent at most once: sending closes the transport.
+            if self._refusal is None or self.transport.is_closing():
                 return
-            self._refused = True
             status, message = self._refusal
             body = f'{{"errors":[{{"message":"{message}"}}]}}'.encode()
             head = [
