@@ -135,8 +135,14 @@ def bounded_heads_protocol(
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            if self._refusal is not None and not self._answering():
-                self._send_refusal()
+            if self._refusal is not None:
+                if not self._answering():
+                    self._send_refusal()
+            elif self._head_started and self._head_deadline is not None:
+                # Reading again after an earlier answer: what came of this head may have
+                # waited unread, so its bound starts afresh.
+                self._disarm_head_deadline()
+                self._arm_head_deadline()
 
         def handle_websocket_upgrade(self) -> None:
             if self._refusal is None:
