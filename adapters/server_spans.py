@@ -37,6 +37,7 @@ from opentelemetry.trace import (
     Status,
     StatusCode,
     TraceFlags,
+    TraceState,
 )
 from opentelemetry.util import types
 
@@ -76,23 +77,24 @@ class ServerSpans:
             random_trace_id = self._ids.is_trace_id_random()
             parent_or_none = None
         if self._sampler is DEFAULT_ON:
-            # The SDK's default: a root span is sampled, a child as its parent was.
-            sampled = parent_or_none is None or parent_context.trace_flags.sampled
-            if not sampled:
-                return trace.NonRecordingSpan(
-                    self._context(parent_context, trace_id, False, random_trace_id)
-                )
-            return ServerSpan(
-                name,
-                self._context(parent_or_none, trace_id, True, random_trace_id),
-                parent_or_none,
-                dict(attributes),
-                self,
+            # The SDK's default: a root span is sampled, a child as its parent was, and a
+            # child keeps its parent's trace state.
+            sampled = recording = parent_or_none is None or parent_context.trace_flags.sampled
+            trace_state: TraceState | None = (
+                DEFAULT_TRACE_STATE if parent_or_none is None else parent_context.trace_state
             )
-        sampling = self._sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, attributes)
-        flags = TraceFlags.DEFAULT
-        if sampling.decision is Decision.RECORD_AND_SAMPLE:
-            flags |= TraceFlags.SAMPLED
+            recorded = dict(attributes)
+        else:
+            sampling = self._sampler.should_sample(
+                parent, trace_id, name, SpanKind.SERVER, attributes
+            )
+            sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
+            recording = sampling.decision is not Decision.DROP
+            trace_state = sampling.trace_state
+            recorded = dict(attributes)
+            if sampling.attributes:
+                recorded = {**sampling.attributes, **recorded}
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
         if random_trace_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
         context = SpanContext(
@@ -100,30 +102,11 @@ class ServerSpans:
             self._ids.generate_span_id(),
             is_remote=False,
             trace_flags=TraceFlags(flags),
-            trace_state=sampling.trace_state,
+            trace_state=trace_state,
         )
-        if sampling.decision is Decision.DROP:
+        if not recording:
             return trace.NonRecordingSpan(context)
-        recorded = dict(attributes)
-        if sampling.attributes:
-            recorded = {**sampling.attributes, **recorded}
         return ServerSpan(name, context, parent_or_none, recorded, self)
-
-    def _context(
-        self, parent: SpanContext | None, trace_id: int, sampled: bool, random_trace_id: bool
-    ) -> SpanContext:
-        """A new span's context as the SDK makes it under DEFAULT_ON, which keeps the parent's
-        trace state."""
-        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
-        if random_trace_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
-        return SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=TraceFlags(flags),
-            trace_state=parent.trace_state if parent is not None else DEFAULT_TRACE_STATE,
-        )
 
     def _ended(self, span: ServerSpan) -> None:
         self._processor.on_end(span)
@@ -153,6 +136,7 @@ class ServerSpan(trace.Span, ReadableSpan):
         spans: ServerSpans,
     ) -> None:
         self._name = name
+        # The same context twice: `_context` is what ReadableSpan reads, typed as optional.
         self._context = self._span_context = context
         self._kind = SpanKind.SERVER
         self._instrumentation_info = None
