@@ -1,5 +1,6 @@
 """The API's request span, recorded the cheap way, is the span the SDK would have exported;
-and the JSON-lines exporter writes what `json.dumps(span_line(span))` writes."""
+and the JSON-lines exporter writes what `json.dumps(span_line(span))` writes, `span_line`
+being the line's fields spelt out plainly."""
 
 from __future__ import annotations
 
@@ -24,10 +25,36 @@ import adapters.tracing
 import api.tracing
 from adapters.server_spans import ServerSpan, ServerSpans
 from api.tracing import SPAN_NAME, TraceRequests
-from runtime.tracing import SpanLines, span_line
+from runtime.tracing import SpanLines
 
 CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
+
+
+def span_line(span: ReadableSpan) -> dict[str, Any]:
+    """A span as the JSON object of its line, spelt out: what `SpanLines` must write."""
+    context = span.get_span_context()
+    assert context is not None
+    return {
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent_id": None if span.parent is None else f"{span.parent.span_id:016x}",
+        "name": span.name,
+        "kind": span.kind.name,
+        "service": span.resource.attributes.get("service.name"),
+        "start_unix_nano": span.start_time,
+        "end_unix_nano": span.end_time,
+        "status": span.status.status_code.name,
+        "attributes": dict(span.attributes or {}),
+        "events": [
+            {"name": event.name, "attributes": dict(event.attributes or {})}
+            for event in span.events
+        ],
+        "links": [
+            {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
+            for link in span.links
+        ],
+    }
 
 
 @pytest.fixture
