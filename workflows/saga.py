@@ -118,12 +118,12 @@ class Saga:
         self,
         name: str | tuple[str, ...],
         action: Callable[[], Awaitable[T]],
-        compensation: Compensation | None = None,
+        compensations: Sequence[tuple[str, Compensation]] = (),
         *,
         pivot: bool = False,
-        compensations: Sequence[tuple[str, Compensation]] = (),
     ) -> T:
-        """Run one step; its compensation is registered before it starts.
+        """Run one step; its compensations are registered before it starts, each named after
+        the step it undoes.
 
         A cancellation while the step runs is raised once the step has succeeded, unless the
         saga is past its pivot (or this step is the pivot): then the saga only goes forward. A
@@ -131,20 +131,17 @@ class Saga:
         rejection. A step that failed is parked, or raises StepFailed (see the module).
 
         A tuple names several steps that `action` runs in one transaction: they are listed
-        as completed together, a rejection names the one that refused (refusing_step; the
-        first if it names none) after the ones before it, the compensation is named after the
-        last of them, and since a transaction that failed did nothing, a failure owes that
-        compensation nothing. Such a step may instead register `compensations`, one per step
-        it runs that needs undoing, each named after its step and run in reverse order, as
-        if the steps had run one by one; a rejection or a failure drops them all alike.
+        as completed together, and a rejection names the one that refused (refusing_step; the
+        first if it names none) after the ones before it. Such a step registers one
+        compensation per step it runs that needs undoing, run in reverse order as if the
+        steps had run one by one; since a transaction that failed did nothing, a rejection or
+        a failure drops them all alike.
         """
         parts = (name,) if isinstance(name, str) else name
         label = " + ".join(parts)
         self.state.current_step = label
         workflow.set_current_details(f"step: {label}")
         mine = list(compensations)
-        if compensation is not None:
-            mine.append((parts[-1], compensation))
         self._owed.extend(mine)
         running = asyncio.ensure_future(action())
         cancelled: asyncio.CancelledError | None = None

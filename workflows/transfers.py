@@ -159,7 +159,7 @@ class TransferSaga:
                 await saga.step(
                     (BEGIN, reserve, withdraw),
                     step(activities.begin_reserve_and_withdraw),
-                    compensations=[
+                    [
                         (reserve, compensation(activities.release_daily_limit)),
                         (withdraw, compensation(activities.refund)),
                     ],
@@ -170,18 +170,20 @@ class TransferSaga:
                 await saga.step(
                     (BEGIN, reserve),
                     step(activities.begin_and_reserve),
-                    compensation(activities.release_daily_limit),
+                    [(reserve, compensation(activities.release_daily_limit))],
                 )
             else:
                 await saga.step(BEGIN, step(activities.begin_transfer))
                 await saga.step(
                     reserve,
                     step(activities.reserve_daily_limit),
-                    compensation(activities.release_daily_limit),
+                    [(reserve, compensation(activities.release_daily_limit))],
                 )
             if not withdrawing:
                 await saga.step(
-                    withdraw, step(activities.withdraw), compensation(activities.refund)
+                    withdraw,
+                    step(activities.withdraw),
+                    [(withdraw, compensation(activities.refund))],
                 )
             # Once the receiver has the money the transfer can only complete: nothing to undo.
             if shared:

@@ -69,7 +69,7 @@ class IndependentUndosSaga:
 
         try:
             for name in ("first", "second"):
-                await saga.step(name, call(Undos.do, name), call(Undos.undo, name))  # type: ignore[arg-type]
+                await saga.step(name, call(Undos.do, name), [(name, call(Undos.undo, name))])  # type: ignore[arg-type]
             await saga.step("third", call(Undos.refuse, "third"))  # type: ignore[arg-type]
         except StepRejected:
             await saga.compensate()
