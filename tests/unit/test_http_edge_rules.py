@@ -9,7 +9,7 @@ import json
 import time
 from typing import Any, cast
 
-import httpx
+import httpx2
 import pytest
 from graphql import get_introspection_query, parse
 from starlette.applications import Starlette
@@ -297,7 +297,7 @@ def test_a_request_with_two_authorization_headers_is_refused_as_ambiguous() -> N
     query = {"query": "{ __typename }"}
     one = client.post("/", json=query, headers={"Authorization": "Bearer t"})
     assert one.status_code == 200 and one.json()["data"] == {"__typename": "Query"}
-    two = httpx.Headers([("Authorization", "Bearer t"), ("Authorization", "Bearer t")])
+    two = httpx2.Headers([("Authorization", "Bearer t"), ("Authorization", "Bearer t")])
     refused = client.post("/", json=query, headers=two)
     assert refused.status_code == 401
     assert refused.headers["www-authenticate"] == "Bearer"
