@@ -55,7 +55,10 @@ async def first_deliveries(
     """
     if not message_ids:
         return set()
-    ids = list(dict.fromkeys(message_ids))
+    # In one order whatever order they were fetched in: two consumers of one handler claiming
+    # the same ids (overlapping in a rebalance) then wait on each other's first shared id
+    # instead of each holding one the other waits on, a deadlock.
+    ids = sorted(set(message_ids))
     driver = await driver_of(conn)
     if expect_new:
         try:
