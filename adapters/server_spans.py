@@ -76,6 +76,7 @@ class ServerSpans:
             trace_id = self._ids.generate_trace_id()
             random_trace_id = self._ids.is_trace_id_random()
             parent_or_none = None
+        recorded = dict(attributes)
         if self._sampler is DEFAULT_ON:
             # The SDK's default: a root span is sampled, a child as its parent was, and a
             # child keeps its parent's trace state.
@@ -83,7 +84,6 @@ class ServerSpans:
             trace_state: TraceState | None = (
                 DEFAULT_TRACE_STATE if parent_or_none is None else parent_context.trace_state
             )
-            recorded = dict(attributes)
         else:
             sampling = self._sampler.should_sample(
                 parent, trace_id, name, SpanKind.SERVER, attributes
@@ -91,7 +91,6 @@ class ServerSpans:
             sampled = sampling.decision is Decision.RECORD_AND_SAMPLE
             recording = sampling.decision is not Decision.DROP
             trace_state = sampling.trace_state
-            recorded = dict(attributes)
             if sampling.attributes:
                 recorded = {**sampling.attributes, **recorded}
         flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
