@@ -84,7 +84,7 @@ class SagalineSchema(LoggedSchema):
             self.execution_context_class is StrawberryGraphQLCoreExecutionContext
             and not self.exception_handlers
         ):
-            self.execution_context_class = executor_for(self._schema)
+            self.execution_context_class = executor_for(self._schema, self.config)
 
     def runs_directly(self) -> bool:
         """Whether `execute` takes the direct path (it answers an ExecutionResult then)."""

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.extensions import FieldExtension
 from strawberry.extensions.field_extension import AsyncExtensionResolver
 from strawberry.schema.name_converter import NameConverter
@@ -61,21 +62,27 @@ class InputBoundary(FieldExtension):
         self, next_: AsyncExtensionResolver, source: Any, info: Info, **kwargs: Any
     ) -> Any:
         try:
-            checked = self._checked_arguments(info.schema.config.name_converter, kwargs)
+            checked = self.checked_arguments(info.schema.config.name_converter, kwargs)
             result = next_(source, info, **checked)
             # A subscription's resolver gives an async generator, not an awaitable.
             return await result if inspect.isawaitable(result) else result
         except InvalidInput as error:
             if self.answers_invalid_input:
                 return invalid_input(error)
-            raise bad_user_input(error.message, error.field) from None
+            raise self.refusal(error) from None
 
-    def _checked_arguments(self, names: NameConverter, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def checked_arguments(self, names: NameConverter, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The arguments (by Python name) with their rules applied; raises InvalidInput."""
         checked = dict(kwargs)
         for python_name, type_, name in self._named_arguments(names):
             if python_name in kwargs:
                 checked[python_name] = _checked(names, kwargs[python_name], type_, name)
         return checked
+
+    @staticmethod
+    def refusal(error: InvalidInput) -> GraphQLError:
+        """The error bad input is answered with where the field has no InvalidInput member."""
+        return bad_user_input(error.message, error.field)
 
     def _named_arguments(self, names: NameConverter) -> list[tuple[str, Any, str]]:
         """The field's arguments (Python name, type, GraphQL name), named once per converter."""

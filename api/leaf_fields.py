@@ -34,16 +34,22 @@ from typing import Any, ClassVar
 from graphql import (
     GraphQLLeafType,
     GraphQLObjectType,
+    GraphQLResolveInfo,
     GraphQLResolveInfoHelpers,
     GraphQLSchema,
+    get_argument_values,
     is_leaf_type,
     is_non_null_type,
 )
+from graphql.execution.executor import to_nodes
 from graphql.pyutils import Undefined
 from strawberry.execution import optimized_is_awaitable
+from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from api.root_fields import PlainRoot, RootFields, plain_root_fields
 
 PlainLeaf = tuple[Callable[[Any, str], Any], str, GraphQLLeafType, bool]
 """A plain leaf field: strawberry's attribute resolver and the attribute's name (what its
@@ -110,6 +116,7 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
     `leaf_fields` on its own subclass (`executor_for`)."""
 
     leaf_fields: ClassVar[LeafFields] = {}
+    root_fields: ClassVar[RootFields] = {}
 
     @property
     def async_helpers(self) -> GraphQLResolveInfoHelpers:
@@ -162,22 +169,92 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Any,
         position_context: Any,
     ) -> Any:
-        fields = self.leaf_fields.get(parent_type.name)
-        if fields is not None and self.middleware_manager is None:
-            leaf = fields.get(field_details_list[0].node.name.value)
-            if leaf is not None:
-                answer = leaf_value(leaf, source)
-                if answer is not Undefined:
-                    return answer
+        if self.middleware_manager is None:
+            name = field_details_list[0].node.name.value
+            fields = self.leaf_fields.get(parent_type.name)
+            if fields is not None:
+                leaf = fields.get(name)
+                if leaf is not None:
+                    answer = leaf_value(leaf, source)
+                    if answer is not Undefined:
+                        return answer
+            roots = self.root_fields.get(parent_type.name)
+            root = None if roots is None or self.abort_signal is not None else roots.get(name)
+            if root is not None:
+                return self.execute_root_field(
+                    root, parent_type, source, field_details_list, path, position_context
+                )
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
 
+    def execute_root_field(
+        self,
+        root: PlainRoot,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        """A plain root field, as graphql-core's `execute_field` and strawberry's resolver
+        chain answer it: the same resolve info, arguments, errors and completion."""
+        field_def = root.field_def
+        return_type = field_def.type
+        first = field_details_list[0]
+        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        try:
+            arguments = (
+                get_argument_values(
+                    field_def,
+                    first.node,
+                    self.variable_values,
+                    first.fragment_variable_values,
+                    self.hide_suggestions,
+                )
+                if field_def.args or first.node.arguments
+                else {}
+            )
+            answer = root.call(source, info, arguments)
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        return self.complete_root_field(
+            root, answer, field_details_list, info, path, position_context
+        )
 
-def executor_for(schema: GraphQLSchema) -> type[LeafFieldsExecutor]:
-    """An executor class answering the schema's plain leaf fields."""
+    async def complete_root_field(
+        self,
+        root: PlainRoot,
+        answer: Any,
+        field_details_list: Any,
+        info: GraphQLResolveInfo[Any],
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        """The root field's awaited answer completed, or its error handled."""
+        return_type = root.field_def.type
+        try:
+            resolved = await root.resolved(answer)
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, resolved, position_context
+            )
+            if self.is_awaitable(completed):
+                completed = await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            completed = None
+        return completed
+
+
+def executor_for(schema: GraphQLSchema, config: StrawberryConfig) -> type[LeafFieldsExecutor]:
+    """An executor class answering the schema's plain leaf fields and calling its plain root
+    fields directly."""
     return type(
         "SchemaLeafFieldsExecutor",
         (LeafFieldsExecutor,),
-        {"leaf_fields": plain_leaf_fields(schema)},
+        {
+            "leaf_fields": plain_leaf_fields(schema),
+            "root_fields": plain_root_fields(schema, config),
+        },
     )

@@ -131,7 +131,7 @@ def test_only_plain_leaves_qualify() -> None:
 
 @pytest.mark.parametrize("query", QUERIES)
 async def test_answers_are_graphql_core_s(query: str) -> None:
-    fast = executor_for(SCHEMA._schema)
+    fast = executor_for(SCHEMA._schema, SCHEMA.config)
     assert issubclass(fast, LeafFieldsExecutor)
     expected = await answer(StrawberryGraphQLCoreExecutionContext, query)
     got = await answer(fast, query)
@@ -140,7 +140,9 @@ async def test_answers_are_graphql_core_s(query: str) -> None:
 
 
 async def test_the_refusals_are_reported() -> None:
-    result = await answer(executor_for(SCHEMA._schema), "{ items { name count colour maybe } }")
+    result = await answer(
+        executor_for(SCHEMA._schema, SCHEMA.config), "{ items { name count colour maybe } }"
+    )
     messages = {tuple(e.path or ()): e.message for e in result.errors or []}
     assert messages[("items", 1, "name")] == "Cannot return null for non-nullable field Item.name."
     assert "Int cannot represent" in messages[("items", 2, "count")]
@@ -171,4 +173,4 @@ async def freed_without_the_collector(executor: type[Any]) -> bool:
 async def test_an_operation_is_freed_as_it_ends() -> None:
     # The stock executor holds itself in a cycle (through its helpers), and the context too.
     assert not await freed_without_the_collector(StrawberryGraphQLCoreExecutionContext)
-    assert await freed_without_the_collector(executor_for(SCHEMA._schema))
+    assert await freed_without_the_collector(executor_for(SCHEMA._schema, SCHEMA.config))
