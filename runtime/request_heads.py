@@ -13,6 +13,8 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from runtime.response_writes import HeadWithBody
+
 MAX_HEAD_BYTES = 32_768
 """How large a request's head may grow: the API's own headers (a bearer token, a session,
 `traceparent`, `consistentWith`) take well under a kilobyte; common servers stop at 8-32 KiB."""
@@ -36,7 +38,8 @@ def bounded_heads_protocol(
 ) -> type[HttpToolsProtocol]:
     """uvicorn's httptools protocol, refusing a head over `max_bytes` or `max_headers` (431) or
     not complete `within_seconds` (408); either way the connection is then closed, after the
-    answers to any earlier requests pipelined on it.
+    answers to any earlier requests pipelined on it. Each answer's head is written with its
+    body (`HeadWithBody`).
 
     A connection that opens and sends nothing within the bound is closed without an answer,
     as uvicorn closes an idle kept-alive one. A head's size is its target and each header's
@@ -123,7 +126,12 @@ def bounded_heads_protocol(
                 return
             self._head_started = False
             self._disarm_head_deadline()
+            earlier = self.cycle
             super().on_headers_complete()
+            cycle = self.cycle
+            if cycle is not None and cycle is not earlier:
+                # The answer's head goes out with its body (runtime/response_writes.py).
+                cycle.transport = HeadWithBody(self.transport, cycle)
 
         def on_body(self, body: bytes) -> None:
             if self._refusal is None:
