@@ -32,6 +32,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
 from graphql import (
+    DocumentNode,
     GraphQLLeafType,
     GraphQLObjectType,
     GraphQLResolveInfo,
@@ -41,7 +42,7 @@ from graphql import (
     is_leaf_type,
     is_non_null_type,
 )
-from graphql.execution.executor import to_nodes
+from graphql.execution.executor import default_field_resolver, default_type_resolver, to_nodes
 from graphql.pyutils import Undefined
 from strawberry.execution import optimized_is_awaitable
 from strawberry.schema.config import StrawberryConfig
@@ -50,6 +51,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
 from api.root_fields import PlainRoot, RootFields, plain_root_fields
+from api.variable_plans import PLANS_KEPT, VariablePlan, variable_plan
 
 PlainLeaf = tuple[Callable[[Any, str], Any], str, GraphQLLeafType, bool]
 """A plain leaf field: strawberry's attribute resolver and the attribute's name (what its
@@ -117,6 +119,84 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
 
     leaf_fields: ClassVar[LeafFields] = {}
     root_fields: ClassVar[RootFields] = {}
+    variable_plans: ClassVar[dict[tuple[int, str | None], VariablePlan | None]] = {}
+
+    @classmethod
+    def build(
+        cls,
+        schema: GraphQLSchema,
+        document: DocumentNode,
+        root_value: Any = None,
+        context_value: Any = None,
+        raw_variable_values: dict[str, Any] | None = None,
+        operation_name: str | None = None,
+        field_resolver: Any = None,
+        type_resolver: Any = None,
+        subscribe_field_resolver: Any = None,
+        max_coercion_errors: int = 50,
+        enable_early_execution: bool = False,
+        middleware: Any = None,
+        is_awaitable: Any = None,
+        is_async_iterable: Any = None,
+        hide_suggestions: bool = False,
+        abort_signal: Any = None,
+        hooks: Any = None,
+        **custom_args: Any,
+    ) -> Any:
+        """graphql-core's executor, its operation and variables taken from the document's
+        plan (api/variable_plans.py) when the plan takes these variables as they are."""
+        plans = cls.variable_plans
+        key = (id(document), operation_name)
+        plan = plans.get(key)
+        if plan is not None and plan.document is document and middleware is None:
+            variable_values = plan.variable_values(raw_variable_values or {})
+            if variable_values is not None:
+                return cls(
+                    schema,
+                    {},
+                    {},
+                    root_value,
+                    context_value,
+                    plan.operation,
+                    variable_values,
+                    field_resolver or default_field_resolver,
+                    type_resolver or default_type_resolver,
+                    subscribe_field_resolver or default_field_resolver,
+                    enable_early_execution,
+                    None,
+                    is_awaitable,
+                    is_async_iterable,
+                    hide_suggestions=hide_suggestions,
+                    abort_signal=abort_signal,
+                    hooks=hooks,
+                    **custom_args,
+                )
+        built = super().build(
+            schema,
+            document,
+            root_value,
+            context_value,
+            raw_variable_values,
+            operation_name,
+            field_resolver,
+            type_resolver,
+            subscribe_field_resolver,
+            max_coercion_errors,
+            enable_early_execution,
+            middleware,
+            is_awaitable,
+            is_async_iterable,
+            hide_suggestions=hide_suggestions,
+            abort_signal=abort_signal,
+            hooks=hooks,
+            **custom_args,
+        )
+        if plan is None and not isinstance(built, list):
+            # Built once the generic way, so the schema and the document are known good.
+            if len(plans) >= PLANS_KEPT:
+                plans.clear()
+            plans[key] = variable_plan(schema, document, operation_name)
+        return built
 
     @property
     def async_helpers(self) -> GraphQLResolveInfoHelpers:
@@ -256,5 +336,6 @@ def executor_for(schema: GraphQLSchema, config: StrawberryConfig) -> type[LeafFi
         {
             "leaf_fields": plain_leaf_fields(schema),
             "root_fields": plain_root_fields(schema, config),
+            "variable_plans": {},
         },
     )
