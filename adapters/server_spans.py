@@ -45,6 +45,11 @@ log = logging.getLogger(__name__)
 
 _PLAIN_VALUES = (str, bool, int, float)
 UNSET = Status(StatusCode.UNSET)
+FLAGS = {
+    flags: TraceFlags(flags) for flags in range(TraceFlags.SAMPLED + TraceFlags.RANDOM_TRACE_ID + 1)
+}
+"""The four trace flags a span can get, made once: a `TraceFlags` is an int with a `__dict__`,
+so each one made is an object the collector tracks for as long as its span is queued."""
 
 
 class ServerSpans:
@@ -100,7 +105,7 @@ class ServerSpans:
             trace_id,
             self._ids.generate_span_id(),
             is_remote=False,
-            trace_flags=TraceFlags(flags),
+            trace_flags=FLAGS[flags],
             trace_state=trace_state,
         )
         if not recording:
