@@ -58,6 +58,8 @@ DEAD_LETTER_SUFFIX = ".dlq"
 MAX_ERROR_HEADER = 2000
 END_CHECK_SECONDS = 2.0
 """How often a running consumer checks that its positions are not past the log's end."""
+DECODE_SLICE = 100
+"""Messages decoded between two yields to the event loop while a transaction runs beside."""
 
 
 class ConsumedEvent(NamedTuple):
@@ -643,12 +645,22 @@ def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -
     return True
 
 
-def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
-    """Every message's event, or None when one is undecodable."""
+async def _decoded(
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+) -> list[ConsumedEvent] | None:
+    """Every message's event, or None when one is undecodable.
+
+    A slice at a time, yielding in between: the transaction before runs meanwhile, and its
+    replies are taken as they come rather than after thousands of messages (milliseconds)."""
+    events: list[ConsumedEvent] = []
     try:
-        return [decode(record) for record in records]
+        for start in range(0, len(records), DECODE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            events.extend(decode(record) for record in records[start : start + DECODE_SLICE])
     except UndecodableMessage:
         return None
+    return events
 
 
 def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[int]:

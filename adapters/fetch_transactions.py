@@ -5,6 +5,8 @@ chunk is prepared (its messages decoded) while the chunk before it is stored, an
 transaction begins only once that one committed. A consumer thus holds at most one open
 transaction and never waits in Python while it holds one, so any wait between its
 transaction and another consumer's is all in Postgres, which breaks a cycle as a deadlock.
+Preparing yields to the event loop as it goes (see `store_in_turn`), so the transaction
+before it is not kept waiting on its replies.
 """
 
 from __future__ import annotations
@@ -20,11 +22,16 @@ Prepared = TypeVar("Prepared")
 async def store_in_turn(
     messages: Sequence[Message],
     size: int,
-    prepare: Callable[[Sequence[Message]], Prepared | None],
+    prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
     store: Callable[[Prepared], Awaitable[bool]],
 ) -> int:
     """Store `messages` in chunks of `size`, each with `store` once the one before it was
     stored; how many messages from the start got stored.
+
+    A chunk is prepared while the one before it is stored, and only after the one before it
+    was prepared (the first chunk's transaction is not put off by the second's preparing).
+    `prepare` should yield now and then: the transaction it runs beside goes on whenever a
+    reply of Postgres arrives, instead of after the whole chunk is prepared.
 
     A chunk `prepare` cannot take (None) or `store` cannot store (False) is where it ends:
     nothing of it is stored, and the chunks after it are left untouched. An error from
@@ -36,9 +43,14 @@ async def store_in_turn(
     running: list[asyncio.Task[bool]] = []
     try:
         previous: asyncio.Task[bool] | None = None
+        previous_prepared: asyncio.Event | None = None
         for start in range(0, len(messages), size):
             chunk = messages[start : start + size]
-            task = asyncio.create_task(_store_after(chunk, previous, prepare, store))
+            prepared = asyncio.Event()
+            task = asyncio.create_task(
+                _store_after(chunk, previous, previous_prepared, prepared, prepare, store)
+            )
+            previous_prepared = prepared
             running.append(task)
             if previous is not None and not await _succeeded(previous):
                 break
@@ -62,11 +74,19 @@ async def store_in_turn(
 async def _store_after(
     chunk: Sequence[Message],
     previous: asyncio.Task[bool] | None,
-    prepare: Callable[[Sequence[Message]], Prepared | None],
+    previous_prepared: asyncio.Event | None,
+    done_preparing: asyncio.Event,
+    prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
     store: Callable[[Prepared], Awaitable[bool]],
 ) -> bool:
-    """Prepare `chunk` now, and store it once `previous` was stored; False if it was not."""
-    prepared = prepare(chunk)
+    """Prepare `chunk` once the chunk before it is prepared, and store it once `previous`
+    was stored; False if it was not."""
+    try:
+        if previous_prepared is not None:
+            await previous_prepared.wait()
+        prepared = await prepare(chunk)
+    finally:
+        done_preparing.set()
     if previous is not None and not await _succeeded(previous):
         return False
     if prepared is None:

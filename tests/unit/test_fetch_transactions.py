@@ -20,8 +20,10 @@ class Journal:
         self._unpreparable = unpreparable
         self._failing = failing
 
-    def prepare(self, chunk: Sequence[int]) -> list[int] | None:
+    async def prepare(self, chunk: Sequence[int]) -> list[int] | None:
         self.steps.append(f"prepare {chunk[0]}")
+        await asyncio.sleep(0)  # preparing yields, letting the chunk before it go on
+        self.steps.append(f"prepared {chunk[0]}")
         return None if self._unpreparable in chunk else list(chunk)
 
     async def store(self, chunk: list[int]) -> bool:
@@ -39,7 +41,7 @@ async def test_chunks_are_stored_one_after_another_the_next_prepared_meanwhile()
     journal = Journal()
     assert await store_in_turn(list(range(7)), 3, journal.prepare, journal.store) == 7
     assert journal.most_open == 1
-    begins = [step for step in journal.steps if not step.startswith("prepare")]
+    begins = [step for step in journal.steps if "begin" in step or "commit" in step]
     assert begins == ["begin 0", "commit 0", "begin 3", "commit 3", "begin 6", "commit 6"]
     assert journal.steps.index("prepare 3") < journal.steps.index("commit 0")
     assert journal.steps.index("prepare 6") < journal.steps.index("commit 3")
@@ -56,7 +58,14 @@ async def test_an_error_storing_a_chunk_is_raised() -> None:
         raise RuntimeError("the handler broke")
 
     with pytest.raises(RuntimeError, match="the handler broke"):
-        await store_in_turn([1, 2], 1, list, refuses)
+        await store_in_turn([1, 2], 1, Journal().prepare, refuses)
+
+
+async def test_a_chunk_is_prepared_only_after_the_one_before_it() -> None:
+    journal = Journal()
+    assert await store_in_turn(list(range(6)), 3, journal.prepare, journal.store) == 6
+    assert journal.steps.index("prepared 0") < journal.steps.index("prepare 3")
+    assert journal.steps.index("prepared 0") < journal.steps.index("begin 0")
 
 
 async def test_an_empty_fetch_stores_nothing() -> None:
