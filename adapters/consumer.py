@@ -5,7 +5,8 @@ processed (`first_delivery`), so a redelivered message changes nothing. A fetch 
 partition of it) is stored in transactions of up to `transaction_size` messages: their ids
 claimed in one statement, their first deliveries given to a batch handler in one call, one
 commit; the next one's messages are decoded while the one before it is handled, and it
-begins only after that commit (a consumer never holds claimed ids while it waits in Python).
+begins and claims once the one before it has claimed, handling only after that commit
+(`adapters.fetch_transactions` says why no wait cycle can then run through Python).
 From a transaction that fails on, the fetch is handled partition by partition: consecutive
 messages of a partition share a transaction, and a failing one is taken out and handled
 alone. Messages of types the handler does not watch (`event_types`) are passed over unread.
@@ -39,7 +40,7 @@ from opentelemetry.trace import Link, Span, SpanKind
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.consumer_metrics import ConsumerMetrics
-from adapters.fetch_transactions import store_in_turn
+from adapters.fetch_transactions import Turn, store_in_turn
 from adapters.idempotency import first_deliveries, first_delivery
 from adapters.kafka import ensure_topic
 from adapters.outages import is_outage
@@ -58,6 +59,8 @@ DEAD_LETTER_SUFFIX = ".dlq"
 MAX_ERROR_HEADER = 2000
 END_CHECK_SECONDS = 2.0
 """How often a running consumer checks that its positions are not past the log's end."""
+DECODE_SLICE = 100
+"""Messages decoded between two yields to the event loop while a transaction runs beside."""
 
 
 class ConsumedEvent(NamedTuple):
@@ -357,32 +360,44 @@ class EventConsumer:
         how many of its messages (in the fetch's order) got stored, the rest left untouched.
 
         The usual case: the fetch's messages in transactions of up to `transaction_size`,
-        one claim, one handler call and one commit each, one after the other
-        (`store_in_turn`: the next one's messages are decoded meanwhile). What cannot go
-        together (a message undecodable, a handler failure) and what comes after it goes
-        partition by partition after this.
+        one claim, one handler call and one commit each, committed one after the other
+        (`store_in_turn`: the next one's messages are decoded, and its ids claimed, while
+        the one before it is handled). What cannot go together (a message undecodable, a
+        handler failure, an outage past the claim) and what comes after it goes partition
+        by partition after this.
         """
         records = [record for partition in batch.values() for record in partition]
         return await store_in_turn(records, self._transaction_size, _decoded, self._store_events)
 
-    async def _store_events(self, events: Sequence[ConsumedEvent]) -> bool:
-        """Store decoded messages of a fetch in one transaction, waiting out outages; False
-        when the handler fails (rolled back: partition by partition finds the culprit)."""
+    async def _store_events(self, events: Sequence[ConsumedEvent], turn: Turn) -> bool:
+        """Store decoded messages of a fetch in one transaction, once the one before it is
+        stored; False (rolled back) when the handler fails (partition by partition finds the
+        culprit) or the transaction before it was not stored.
+
+        An outage during the claim is waited out here. One after it gives False too, and
+        partition by partition waits it out: the next transaction may hold claims by then,
+        waiting for this one, and a claim made again here could wait for a claim that waits
+        for those."""
         ids = [event.event_id for event in events]
         outages = 0
         while True:
             try:
                 async with self._engine.begin() as conn:
                     fresh = await self._claim(conn, ids)
+                    turn.claimed()
+                    if not await turn.previous_stored():
+                        raise _NotInTurn
                     first = _first_deliveries(events, fresh)
                     await self._run_handler(conn, events, first)
-            except _FailedAt:
+            except (_FailedAt, _NotInTurn):
                 return False
             except Exception as error:
                 if not self._transient(error):
                     raise
-                outages += 1
                 log.warning("%s: outage handling a fetch: %s", self._name, error)
+                if turn.has_claimed:
+                    return False
+                outages += 1
                 await asyncio.sleep(min(self._retry_delay * 2**outages, 5.0))
                 continue
             self._count(len(first), len(events) - len(first))
@@ -643,12 +658,22 @@ def _is_watched(record: ConsumerRecord[bytes, bytes], types: frozenset[bytes]) -
     return True
 
 
-def _decoded(records: Sequence[ConsumerRecord[bytes, bytes]]) -> list[ConsumedEvent] | None:
-    """Every message's event, or None when one is undecodable."""
+async def _decoded(
+    records: Sequence[ConsumerRecord[bytes, bytes]],
+) -> list[ConsumedEvent] | None:
+    """Every message's event, or None when one is undecodable.
+
+    A slice at a time, yielding in between: the transaction before runs meanwhile, and its
+    replies are taken as they come rather than after thousands of messages (milliseconds)."""
+    events: list[ConsumedEvent] = []
     try:
-        return [decode(record) for record in records]
+        for start in range(0, len(records), DECODE_SLICE):
+            if start:
+                await asyncio.sleep(0)
+            events.extend(decode(record) for record in records[start : start + DECODE_SLICE])
     except UndecodableMessage:
         return None
+    return events
 
 
 def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[int]:
@@ -661,6 +686,10 @@ def _first_deliveries(events: Sequence[ConsumedEvent], fresh: set[str]) -> list[
             unseen.discard(event.event_id)
             first.append(index)
     return first
+
+
+class _NotInTurn(Exception):
+    """The transaction before this one in the fetch was not stored: this one rolls back."""
 
 
 class _FailedAt(Exception):

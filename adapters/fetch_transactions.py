@@ -1,10 +1,17 @@
-"""A consumer's fetch stored in consecutive transactions, the next one prepared meanwhile.
+"""A consumer's fetch stored in consecutive transactions, the next one begun meanwhile.
 
-The messages of a fetch go in chunks, one transaction each, strictly one after another: a
-chunk is prepared (its messages decoded) while the chunk before it is stored, and its
-transaction begins only once that one committed. A consumer thus holds at most one open
-transaction and never waits in Python while it holds one, so any wait between its
-transaction and another consumer's is all in Postgres, which breaks a cycle as a deadlock.
+The messages of a fetch go in chunks, one transaction each, committed strictly one after
+another: a chunk is prepared (its messages decoded) while the chunk before it is stored; its
+transaction begins and claims its messages once the one before it has claimed its own, and
+does the rest (the handler, the commit) once that one committed. So a consumer holds at most
+two open transactions, and the later one waits in Python only for a transaction that is past
+its claim. Every transaction claims before it does anything else, and one past its claim
+never waits on a claim (it takes key locks in sorted order, writes its effects), so nothing
+it waits on can wait on the claims of the one waiting for it: any cycle of waits between
+consumers is all in Postgres, which breaks it as a deadlock. A transaction that waits for its
+claim holds back the next one's claim, so a claim never waits in Python behind another claim.
+Preparing yields to the event loop as it goes, so the transaction before it is not kept
+waiting on its replies.
 """
 
 from __future__ import annotations
@@ -17,14 +24,56 @@ Message = TypeVar("Message")
 Prepared = TypeVar("Prepared")
 
 
+class Turn:
+    """A chunk's place in the fetch, as its `store` sees it."""
+
+    def __init__(self, previous: asyncio.Task[bool] | None, before: Turn | None) -> None:
+        self._previous = previous
+        self._before = before
+        self._claimed = asyncio.Event()
+
+    def claimed(self) -> None:
+        """Say that the chunk's transaction holds its claim: the next chunk may claim its own.
+
+        Once it said so, a store must not wait on anything in Python but `previous_stored`."""
+        self._claimed.set()
+
+    async def wait_claimed(self) -> None:
+        """Wait until the chunk has claimed, or its store ended."""
+        await self._claimed.wait()
+
+    @property
+    def has_claimed(self) -> bool:
+        """Whether `claimed` was said (the next chunk may hold claims of its own now)."""
+        return self._claimed.is_set()
+
+    async def previous_stored(self) -> bool:
+        """Wait until the chunk before this one is stored; False when it was not (the chunk
+        must then not be stored either: roll back and return False)."""
+        return self._previous is None or await _succeeded(self._previous)
+
+    async def previous_claimed(self) -> bool:
+        """Wait until the chunk before this one has claimed, or ended; False when it ended
+        without being stored (this one then has nothing to wait for)."""
+        if self._before is not None:
+            await self._before.wait_claimed()
+        previous = self._previous
+        return previous is None or not previous.done() or await _succeeded(previous)
+
+
 async def store_in_turn(
     messages: Sequence[Message],
     size: int,
-    prepare: Callable[[Sequence[Message]], Prepared | None],
-    store: Callable[[Prepared], Awaitable[bool]],
+    prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
+    store: Callable[[Prepared, Turn], Awaitable[bool]],
 ) -> int:
-    """Store `messages` in chunks of `size`, each with `store` once the one before it was
-    stored; how many messages from the start got stored.
+    """Store `messages` in chunks of `size`; how many messages from the start got stored.
+
+    A chunk is prepared while the one before it is stored, and only after the one before it
+    was prepared. `prepare` should yield now and then: the transaction it runs beside goes on
+    whenever a reply of Postgres arrives, instead of after the whole chunk is prepared.
+    `store` is called once the chunk before has claimed (`Turn.claimed`) or ended; it claims,
+    says so, and waits for `Turn.previous_stored` before it stores anything more.
 
     A chunk `prepare` cannot take (None) or `store` cannot store (False) is where it ends:
     nothing of it is stored, and the chunks after it are left untouched. An error from
@@ -36,13 +85,19 @@ async def store_in_turn(
     running: list[asyncio.Task[bool]] = []
     try:
         previous: asyncio.Task[bool] | None = None
+        previous_turn: Turn | None = None
+        previous_prepared: asyncio.Event | None = None
         for start in range(0, len(messages), size):
             chunk = messages[start : start + size]
-            task = asyncio.create_task(_store_after(chunk, previous, prepare, store))
+            prepared = asyncio.Event()
+            turn = Turn(previous, previous_turn)
+            task = asyncio.create_task(
+                _store_after(chunk, turn, previous_prepared, prepared, prepare, store)
+            )
             running.append(task)
             if previous is not None and not await _succeeded(previous):
                 break
-            previous = task
+            previous, previous_turn, previous_prepared = task, turn, prepared
         await asyncio.wait(running)
     finally:
         for task in running:
@@ -61,17 +116,27 @@ async def store_in_turn(
 
 async def _store_after(
     chunk: Sequence[Message],
-    previous: asyncio.Task[bool] | None,
-    prepare: Callable[[Sequence[Message]], Prepared | None],
-    store: Callable[[Prepared], Awaitable[bool]],
+    turn: Turn,
+    previous_prepared: asyncio.Event | None,
+    done_preparing: asyncio.Event,
+    prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
+    store: Callable[[Prepared, Turn], Awaitable[bool]],
 ) -> bool:
-    """Prepare `chunk` now, and store it once `previous` was stored; False if it was not."""
-    prepared = prepare(chunk)
-    if previous is not None and not await _succeeded(previous):
-        return False
-    if prepared is None:
-        return False
-    return await store(prepared)
+    """Prepare `chunk` once the chunk before it is prepared, and store it once that one has
+    claimed; False if it was not stored."""
+    try:
+        try:
+            if previous_prepared is not None:
+                await previous_prepared.wait()
+            prepared = await prepare(chunk)
+        finally:
+            done_preparing.set()
+        if prepared is None or not await turn.previous_claimed():
+            return False
+        return await store(prepared, turn)
+    finally:
+        # The next chunk waits for this one's claim: it may go on once this one ended.
+        turn.claimed()
 
 
 async def _succeeded(task: asyncio.Task[bool]) -> bool:
