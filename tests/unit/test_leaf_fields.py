@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, execute, parse
+from graphql import ExecutionResult, parse
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from api.inputs import DECIMAL_SCALAR
 from api.leaf_fields import LeafFieldsExecutor, executor_for, plain_leaf_fields
+from tests.executing import executed
 
 
 @strawberry.enum
@@ -110,17 +111,13 @@ QUERIES = [
 
 
 async def answer(executor: type[Any], query: str, context: object = None) -> ExecutionResult:
-    result = execute(
+    return await executed(
         SCHEMA._schema,
         parse(query),
+        executor,
         variable_values={"skip": True},
         context_value=context,
-        executor_class=executor,
     )
-    if not isinstance(result, ExecutionResult):
-        result = await result
-    assert isinstance(result, ExecutionResult)
-    return result
 
 
 def test_only_plain_leaves_qualify() -> None:

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, execute, parse
+from graphql import ExecutionResult, parse
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from api.inputs import guard
 from api.leaf_fields import executor_for
 from domain.errors import InvalidInput
+from tests.executing import executed
 
 
 @strawberry.type
@@ -93,18 +94,14 @@ VARIABLES = {"id": "v3", "note": "from a variable"}
 
 
 async def answer(executor: type[Any], query: str) -> ExecutionResult:
-    result = execute(
+    return await executed(
         SCHEMA._schema,
         parse(query),
+        executor,
         root_value="the root",
         context_value="the context",
         variable_values=VARIABLES,
-        executor_class=executor,
     )
-    if not isinstance(result, ExecutionResult):
-        result = await result
-    assert isinstance(result, ExecutionResult)
-    return result
 
 
 def test_only_plain_root_fields_qualify() -> None:

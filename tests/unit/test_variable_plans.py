@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 import strawberry
-from graphql import ExecutionResult, execute, parse
+from graphql import ExecutionResult, parse
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from api.leaf_fields import executor_for
+from tests.executing import executed
 
 
 @strawberry.input
@@ -63,17 +64,9 @@ CASES: list[tuple[str, dict[str, Any], str | None]] = [
 async def answer(
     executor: type[Any], query: Any, variables: dict[str, Any], name: str | None
 ) -> ExecutionResult:
-    result = execute(
-        SCHEMA._schema,
-        query,
-        variable_values=variables,
-        operation_name=name,
-        executor_class=executor,
+    return await executed(
+        SCHEMA._schema, query, executor, variable_values=variables, operation_name=name
     )
-    if not isinstance(result, ExecutionResult):
-        result = await result
-    assert isinstance(result, ExecutionResult)
-    return result
 
 
 @pytest.mark.parametrize(("query", "variables", "name"), CASES)
