@@ -23,7 +23,7 @@ from runtime.embedded.process import (
     http_answers,
     log_tail,
 )
-from runtime.ports import free_port
+from runtime.ports import free_ports
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCALHOST = "127.0.0.1"
@@ -110,12 +110,7 @@ class StackPorts:
     @classmethod
     def free(cls) -> StackPorts:
         """Nine different ports nobody listens on right now."""
-        ports: list[int] = []
-        while len(ports) < 9:
-            port = free_port()
-            if port not in ports:
-                ports.append(port)
-        return cls(*ports)
+        return cls(*free_ports(9))
 
 
 class UpProcess:

@@ -92,10 +92,11 @@ async def database_url(service_dir: Path) -> AsyncIterator[str]:
 async def temporal_server(service_dir: Path) -> AsyncIterator[EmbeddedTemporal]:
     """An in-memory, headless Temporal dev server with the search attributes registered."""
     from runtime.embedded.temporal import EmbeddedTemporal
-    from runtime.ports import free_port
+    from runtime.ports import free_ports
 
+    port, ui_port = free_ports(2)
     server = EmbeddedTemporal(
-        service_dir / "temporal", free_port(), free_port(), in_memory=True, headless=True
+        service_dir / "temporal", port, ui_port, in_memory=True, headless=True
     )
     await server.start()
     try:

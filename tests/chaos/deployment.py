@@ -23,7 +23,7 @@ from runtime.embedded.postgres import CHILD_ENV, EmbeddedPostgres, bin_dir
 from runtime.embedded.process import ChildProcess, ComponentStartError, http_answers
 from runtime.embedded.temporal import EmbeddedTemporal
 from runtime.launcher import LOCALHOST, PROJECT_ROOT, sagaline_command, sagaline_process
-from runtime.ports import free_port
+from runtime.ports import free_ports
 
 CLIENT_TOKEN = "chaos-client-token"
 OPERATOR_TOKEN = "chaos-operator-token"
@@ -31,16 +31,6 @@ READY_WITHIN = 180.0
 """Bound of every start and restart: generous, the machine may be busy."""
 STOP_GRACE = 20.0
 PG_CTL_WITHIN = 60.0
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    """`count` different ports nobody listens on right now."""
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports
 
 
 class Deployment:
@@ -57,14 +47,14 @@ class Deployment:
         settings: Mapping[str, str] | None = None,
     ) -> None:
         self.data_dir = data_dir.absolute()
-        ports = distinct_free_ports(3 + apis + 2 * (workers + followers))
+        ports = free_ports(4 + apis + 2 * (workers + followers))
         self.postgres = EmbeddedPostgres(self.data_dir, ports[0])
         self.temporal = EmbeddedTemporal(
-            self.data_dir / "temporal", ports[1], free_port(), headless=True
+            self.data_dir / "temporal", ports[1], ports[3], headless=True
         )
         self.broker = EmbeddedBroker(self.data_dir / "kafka", ports[2])
-        self.api_ports = ports[3 : 3 + apis]
-        metrics_ports = ports[3 + apis :]
+        self.api_ports = ports[4 : 4 + apis]
+        metrics_ports = ports[4 + apis :]
         self.settings = dict(settings or {})
         self.session_key = secrets.token_urlsafe(32)
         logs = self.data_dir / "logs"
