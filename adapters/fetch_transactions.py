@@ -25,11 +25,14 @@ Prepared = TypeVar("Prepared")
 
 
 class Turn:
-    """A chunk's place in the fetch, as its `store` sees it."""
+    """A chunk's place in the fetch, as its `store` sees it: after the chunk before it
+    (`before`, stored by the task `previous`), which it is prepared after, claims after and
+    is stored after."""
 
     def __init__(self, previous: asyncio.Task[bool] | None, before: Turn | None) -> None:
         self._previous = previous
         self._before = before
+        self._prepared = asyncio.Event()
         self._claimed = asyncio.Event()
 
     def claimed(self) -> None:
@@ -60,6 +63,28 @@ class Turn:
         previous = self._previous
         return previous is None or not previous.done() or await _succeeded(previous)
 
+    async def _run(
+        self,
+        chunk: Sequence[Message],
+        prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
+        store: Callable[[Prepared, Turn], Awaitable[bool]],
+    ) -> bool:
+        """Prepare `chunk` once the chunk before it is prepared, and store it once that one has
+        claimed; False if it was not stored."""
+        try:
+            try:
+                if self._before is not None:
+                    await self._before._prepared.wait()
+                prepared = await prepare(chunk)
+            finally:
+                self._prepared.set()
+            if prepared is None or not await self.previous_claimed():
+                return False
+            return await store(prepared, self)
+        finally:
+            # The next chunk waits for this one's claim: it may go on once this one ended.
+            self.claimed()
+
 
 async def store_in_turn(
     messages: Sequence[Message],
@@ -86,18 +111,13 @@ async def store_in_turn(
     try:
         previous: asyncio.Task[bool] | None = None
         previous_turn: Turn | None = None
-        previous_prepared: asyncio.Event | None = None
         for start in range(0, len(messages), size):
-            chunk = messages[start : start + size]
-            prepared = asyncio.Event()
             turn = Turn(previous, previous_turn)
-            task = asyncio.create_task(
-                _store_after(chunk, turn, previous_prepared, prepared, prepare, store)
-            )
+            task = asyncio.create_task(turn._run(messages[start : start + size], prepare, store))
             running.append(task)
             if previous is not None and not await _succeeded(previous):
                 break
-            previous, previous_turn, previous_prepared = task, turn, prepared
+            previous, previous_turn = task, turn
         await asyncio.wait(running)
     finally:
         for task in running:
@@ -112,31 +132,6 @@ async def store_in_turn(
             break
         stored += 1
     return min(stored * size, len(messages))
-
-
-async def _store_after(
-    chunk: Sequence[Message],
-    turn: Turn,
-    previous_prepared: asyncio.Event | None,
-    done_preparing: asyncio.Event,
-    prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
-    store: Callable[[Prepared, Turn], Awaitable[bool]],
-) -> bool:
-    """Prepare `chunk` once the chunk before it is prepared, and store it once that one has
-    claimed; False if it was not stored."""
-    try:
-        try:
-            if previous_prepared is not None:
-                await previous_prepared.wait()
-            prepared = await prepare(chunk)
-        finally:
-            done_preparing.set()
-        if prepared is None or not await turn.previous_claimed():
-            return False
-        return await store(prepared, turn)
-    finally:
-        # The next chunk waits for this one's claim: it may go on once this one ended.
-        turn.claimed()
 
 
 async def _succeeded(task: asyncio.Task[bool]) -> bool:

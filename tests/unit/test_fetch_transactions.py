@@ -110,3 +110,28 @@ async def test_an_empty_fetch_stores_nothing() -> None:
     journal = Journal()
     assert await store_in_turn([], 3, journal.prepare, journal.store) == 0
     assert journal.steps == []
+
+
+async def test_a_cancelled_fetch_rolls_back_both_open_transactions_and_leaves_no_task() -> None:
+    journal = Journal()
+    handling = asyncio.Event()
+
+    async def handles_slowly(chunk: list[int], turn: Turn) -> bool:
+        if chunk[0] == 0:
+            journal.steps.append("claimed 0")
+            turn.claimed()
+            handling.set()
+            await asyncio.Event().wait()  # the handler's round trip that never comes back
+        return await journal.store(chunk, turn)
+
+    storing = asyncio.create_task(store_in_turn(list(range(9)), 3, journal.prepare, handles_slowly))
+    await handling.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert "claimed 3" in journal.steps and journal.open == 1, "the next one waits past its claim"
+    storing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await storing
+    assert journal.open == 0
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    assert not [step for step in journal.steps if step.startswith(("handle", "commit"))]
