@@ -63,7 +63,7 @@ class Turn:
         previous = self._previous
         return previous is None or not previous.done() or await _succeeded(previous)
 
-    async def _run(
+    async def run(
         self,
         chunk: Sequence[Message],
         prepare: Callable[[Sequence[Message]], Awaitable[Prepared | None]],
@@ -113,7 +113,7 @@ async def store_in_turn(
         previous_turn: Turn | None = None
         for start in range(0, len(messages), size):
             turn = Turn(previous, previous_turn)
-            task = asyncio.create_task(turn._run(messages[start : start + size], prepare, store))
+            task = asyncio.create_task(turn.run(messages[start : start + size], prepare, store))
             running.append(task)
             if previous is not None and not await _succeeded(previous):
                 break
