@@ -51,7 +51,7 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
 from api.root_fields import PlainRoot, RootFields, plain_root_fields
-from api.variable_plans import PLANS_KEPT, VariablePlan, variable_plan
+from api.variable_plans import PLANS_KEPT, VariablePlan, variable_plan, worth_planning
 
 PlainLeaf = tuple[Callable[[Any, str], Any], str, GraphQLLeafType, bool]
 """A plain leaf field: strawberry's attribute resolver and the attribute's name (what its
@@ -191,7 +191,7 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
             hooks=hooks,
             **custom_args,
         )
-        if plan is None and not isinstance(built, list):
+        if plan is None and not isinstance(built, list) and worth_planning(document):
             # Built once the generic way, so the schema and the document are known good.
             if len(plans) >= PLANS_KEPT:
                 plans.clear()
@@ -280,7 +280,6 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         """A plain root field, as graphql-core's `execute_field` and strawberry's resolver
         chain answer it: the same resolve info, arguments, errors and completion."""
         field_def = root.field_def
-        return_type = field_def.type
         first = field_details_list[0]
         info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
         try:
@@ -295,27 +294,33 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
                 if field_def.args or first.node.arguments
                 else {}
             )
-            answer = root.call(source, info, arguments)
         except Exception as raw_error:
-            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            self.handle_field_error(raw_error, field_def.type, field_details_list, path)
             return None
         return self.complete_root_field(
-            root, answer, field_details_list, info, path, position_context
+            root, source, arguments, field_details_list, info, path, position_context
         )
 
     async def complete_root_field(
         self,
         root: PlainRoot,
-        answer: Any,
+        source: Any,
+        arguments: dict[str, Any],
         field_details_list: Any,
         info: GraphQLResolveInfo[Any],
         path: Any,
         position_context: Any,
     ) -> Any:
-        """The root field's awaited answer completed, or its error handled."""
+        """The root field's answer completed, or its error handled.
+
+        The boundary's checks and the call happen here, when the field's turn comes among
+        the fields run together, as in strawberry's chain (a coroutine itself): a refusal
+        raised at once would stop the sibling fields before they ran, and a non-null field's
+        refusal would then drop their errors from the answer.
+        """
         return_type = root.field_def.type
         try:
-            resolved = await root.resolved(answer)
+            resolved = await root.resolved(root.call(source, info, arguments))
             completed = self.complete_value(
                 return_type, field_details_list, info, path, resolved, position_context
             )

@@ -57,7 +57,8 @@ class PlainRoot:
 
     def call(self, source: Any, info: GraphQLResolveInfo[Any], arguments: dict[str, Any]) -> Any:
         """What the resolver gives (an awaitable) for graphql-core's coerced arguments; bad
-        input raises the boundary's error, as strawberry's chain would when awaited."""
+        input raises the boundary's error (the executor calls this when the field's
+        coroutine runs, where strawberry's chain would raise it)."""
         kwargs = {python: arguments[name] for name, python in self.arguments if name in arguments}
         try:
             checked = self.boundary.checked_arguments(self.config.name_converter, kwargs)

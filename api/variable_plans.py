@@ -12,6 +12,11 @@ specified `ID`, `String` and `Boolean` types, non-null or not and without a defa
 values that these types take as they are (a string, a boolean). Any other value (missing,
 null, a number for an `ID`) gives no coerced values, and graphql-core's own build coerces it
 (or refuses it with its own errors) instead.
+
+A plan holds its document, and the document its query text. Only documents whose text the
+parsed-documents cache keeps (api/safety.py) are planned: a longer text is parsed anew for each
+request, so its plan would never be used again, and would only keep that text (up to a whole
+request body) alive until the plans are cleared.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from graphql import (
 from graphql.execution.get_variable_signature import get_variable_signature
 from graphql.execution.values import VariableValues, VariableValueSource
 from graphql.pyutils import Undefined
+
+from api.safety import MAX_CACHED_QUERY_CHARS
 
 TAKEN_AS_THEY_ARE = {GraphQLID: str, GraphQLString: str, GraphQLBoolean: bool}
 """The scalars whose coercion hands back a value of this Python type unchanged."""
@@ -58,6 +65,12 @@ class VariablePlan:
             sources[name] = VariableValueSource(signature, value)
             coerced[name] = value
         return VariableValues(sources, coerced)
+
+
+def worth_planning(document: DocumentNode) -> bool:
+    """Whether the document's text is short enough for its parsed document to be reused."""
+    location = document.loc
+    return location is not None and len(location.source.body) <= MAX_CACHED_QUERY_CHARS
 
 
 def variable_plan(

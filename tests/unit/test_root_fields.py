@@ -1,6 +1,7 @@
 """Plain root fields called in one step give the answers of strawberry's resolver chain: values,
 nulls, the input boundary's refusals, a resolver's errors (messages, paths, locations,
-extensions), an error in a non-null field nulling the whole answer, and the same `Info`."""
+extensions), an error in a non-null field nulling the whole answer (a refusal of its arguments
+included, the fields beside it still run and reported), and the same `Info`."""
 
 from __future__ import annotations
 
@@ -83,6 +84,9 @@ QUERIES = [
     '{ one: thing(id: "a1") { name } two: thing(id: "fails") { name } }',
     '{ must(id: "b2") { name } }',
     '{ must(id: "fails") { name } thing(id: "a1") { name } }',
+    '{ must(id: "bad\\u0000id") { name } thing(id: "fails") { name } }',
+    '{ must(id: "bad\\u0000id") { name } thing(id: "refused") { name } }',
+    '{ thing(id: "fails") { name } must(id: "bad\\u0000id") { name } }',
     "{ count(times: 3) }",
     "{ count(times: 3, flag: true) }",
     "{ root }",

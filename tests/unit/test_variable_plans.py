@@ -1,7 +1,7 @@
 """An operation's variables coerced by its document's plan give graphql-core's answers, on the
 first request and on its repeats: values, the refusals of a missing, null or mistyped value,
 and documents the plan leaves to graphql-core (fragments, defaults, other types, several
-operations)."""
+operations); no plan is kept of a document too long to be kept parsed."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from graphql import ExecutionResult, parse
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from api.leaf_fields import executor_for
+from api.safety import MAX_CACHED_QUERY_CHARS
 from tests.executing import executed
 
 
@@ -93,3 +94,17 @@ async def test_a_plain_operation_is_planned_and_others_are_not() -> None:
     plans = planned.variable_plans
     assert plans[(id(plain), None)] is not None
     assert plans[(id(fragment), None)] is None
+
+
+async def test_a_document_too_long_to_be_kept_parsed_keeps_no_plan() -> None:
+    # Such a text is parsed anew for each request (api/safety.py), so a plan of it would
+    # never be used again: it would only keep the text alive, a body's worth per plan.
+    planned = executor_for(SCHEMA._schema, SCHEMA.config)
+    padded = parse(OPERATION + " " * MAX_CACHED_QUERY_CHARS)
+    expected = await answer(StrawberryGraphQLCoreExecutionContext, padded, {"id": "a"}, None)
+    got = await answer(planned, padded, {"id": "a"}, None)
+    assert got.data == expected.data
+    assert planned.variable_plans == {}
+    kept = parse(OPERATION + " " * (MAX_CACHED_QUERY_CHARS - len(OPERATION)))
+    await answer(planned, kept, {"id": "a"}, None)
+    assert planned.variable_plans[(id(kept), None)] is not None
