@@ -51,7 +51,8 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
 from api.root_fields import PlainRoot, RootFields, plain_root_fields
-from api.variable_plans import PLANS_KEPT, VariablePlan, variable_plan, worth_planning
+from api.safety import kept_parsed
+from api.variable_plans import PLANS_KEPT, VariablePlan, variable_plan
 
 PlainLeaf = tuple[Callable[[Any, str], Any], str, GraphQLLeafType, bool]
 """A plain leaf field: strawberry's attribute resolver and the attribute's name (what its
@@ -191,7 +192,7 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
             hooks=hooks,
             **custom_args,
         )
-        if plan is None and not isinstance(built, list) and worth_planning(document):
+        if plan is None and not isinstance(built, list) and kept_parsed(document):
             # Built once the generic way, so the schema and the document are known good.
             if len(plans) >= PLANS_KEPT:
                 plans.clear()

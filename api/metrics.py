@@ -27,7 +27,7 @@ from strawberry.extensions.field_extension import AsyncExtensionResolver
 from strawberry.types import Info
 from strawberry.types.base import get_object_definition
 
-from api.safety import MAX_CACHED_QUERY_CHARS
+from api.safety import kept_parsed
 
 UNKNOWN = "unknown"
 MULTIPLE = "multiple"
@@ -90,7 +90,7 @@ class GraphQLMetrics:
         if known is not None and known[0] is document and known[1] == operation_name:
             return known[2]
         label = operation_label(document, operation_name, self.root_fields(schema))
-        if not _small(document):
+        if not kept_parsed(document):
             # Kept, it would keep its query text: a document of up to a body's size (mostly
             # comments, which cost no tokens) that the parse cache does not keep either.
             return label
@@ -257,9 +257,3 @@ def metrics_extensions(
     if metrics is None:
         return []
     return [lambda: OperationMetrics(metrics)]
-
-
-def _small(document: DocumentNode) -> bool:
-    """Whether the document's query text is one the parse cache would keep."""
-    location = document.loc
-    return location is not None and len(location.source.body) <= MAX_CACHED_QUERY_CHARS

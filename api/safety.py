@@ -72,6 +72,12 @@ REQUEST_REFUSALS = (MissingQueryError, CannotGetOperationTypeError, InvalidOpera
 for the client ('Unknown operation named "B".'), so they are not masked as a bug."""
 
 
+def kept_parsed(document: DocumentNode) -> bool:
+    """Whether the document's query text is one the parsed-documents cache keeps."""
+    location = document.loc
+    return location is not None and len(location.source.body) <= MAX_CACHED_QUERY_CHARS
+
+
 MAX_ANSWER_COST = 10_000
 UNPAGED_ITEMS = MAX_PAGE
 """How many items a list of objects without pages (a user's accounts) is counted as: as many as

@@ -37,8 +37,6 @@ from graphql.execution.get_variable_signature import get_variable_signature
 from graphql.execution.values import VariableValues, VariableValueSource
 from graphql.pyutils import Undefined
 
-from api.safety import MAX_CACHED_QUERY_CHARS
-
 TAKEN_AS_THEY_ARE = {GraphQLID: str, GraphQLString: str, GraphQLBoolean: bool}
 """The scalars whose coercion hands back a value of this Python type unchanged."""
 PLANS_KEPT = 256
@@ -65,12 +63,6 @@ class VariablePlan:
             sources[name] = VariableValueSource(signature, value)
             coerced[name] = value
         return VariableValues(sources, coerced)
-
-
-def worth_planning(document: DocumentNode) -> bool:
-    """Whether the document's text is short enough for its parsed document to be reused."""
-    location = document.loc
-    return location is not None and len(location.source.body) <= MAX_CACHED_QUERY_CHARS
 
 
 def variable_plan(
