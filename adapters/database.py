@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+Value = TypeVar("Value")
 
 # How long a read waits for a free connection before it fails as an outage would.
 READ_CONNECT_TIMEOUT_SECONDS = 10.0
@@ -105,3 +107,87 @@ class ReadPool:
         if self._opening is not None:
             await asyncio.gather(self._opening, return_exceptions=True)
             await self._pool.close()
+
+
+Fetch = Callable[[psycopg.AsyncConnection[Any], list[str]], Awaitable[Mapping[str, Value]]]
+"""A read of several keys in one statement: what it found, by key (a key absent if none)."""
+
+
+class GroupedReads(Generic[Value]):
+    """Reads by key that arrive together, sent as one statement on one connection.
+
+    Group commit for reads: the first read starts a flusher; every key asked for while the
+    flusher's statement runs waits for the next one, which reads them all at once. One
+    checkout and one round trip then serve many requests (16 in flight ask in groups of
+    several), and a read alone costs what it did: its own statement, at once.
+
+    Each caller gets its own answer. A caller cancelled while it waits leaves the group
+    without it. A failure of the connection (an outage) is every waiting caller's, as each
+    would have met it; any other failure of a group of several keys reads each key alone,
+    so that no caller's key can fail another caller's read.
+    """
+
+    def __init__(self, pool: ReadPool, fetch: Fetch[Value]) -> None:
+        self._pool = pool
+        self._fetch = fetch
+        self._waiting: dict[str, list[asyncio.Future[Value | None]]] = {}
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def get(self, key: str) -> Value | None:
+        """What the read finds for the key, or None."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Value | None] = loop.create_future()
+        self._waiting.setdefault(key, []).append(answer)
+        if self._flusher is None:
+            self._flusher = loop.create_task(self._flush())
+        return await answer
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                waiting, self._waiting = self._waiting, {}
+                await self._read(waiting)
+        finally:
+            self._flusher = None
+            # Cancelled (the API stopping): nobody is left waiting for a flusher.
+            for answers in self._waiting.values():
+                for answer in answers:
+                    answer.cancel()
+            self._waiting = {}
+
+    async def _read(self, waiting: dict[str, list[asyncio.Future[Value | None]]]) -> None:
+        keys = [key for key, answers in waiting.items() if not all(a.done() for a in answers)]
+        if not keys:
+            return
+        try:
+            async with self._pool.connection() as conn:
+                found = await self._fetch(conn, keys)
+        except asyncio.CancelledError:
+            for answers in waiting.values():
+                for answer in answers:
+                    answer.cancel()
+            raise
+        except Exception as error:
+            if len(keys) > 1 and not isinstance(error, psycopg.OperationalError):
+                for key in keys:
+                    await self._read({key: waiting[key]})
+                return
+            for key in keys:
+                _settle(waiting[key], error=error)
+            return
+        for key in keys:
+            _settle(waiting[key], value=found.get(key))
+
+
+def _settle(
+    answers: list[asyncio.Future[Value | None]],
+    value: Value | None = None,
+    error: Exception | None = None,
+) -> None:
+    for answer in answers:
+        if answer.done():
+            continue
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(value)

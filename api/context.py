@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 from temporalio.client import Client
 
-from adapters.database import ReadPool
+from adapters.database import GroupedReads, ReadPool
 from adapters.event_store import PostgresEventStore
 from api.auth import Caller, TokenCheck
 from api.consistency_waits import ConsistencyWaits
@@ -20,7 +20,7 @@ from api.metrics import GraphQLMetrics
 from api.pagination import MAX_PAGE
 from api.websocket_limits import SocketsAwaitingInit, SocketsPerCaller
 from domain.users import UserStatus
-from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners
+from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners, read_accounts
 from projections.consistency import CheckpointWakeups
 from projections.users import UserView, get_user, users_by_ids
 from runtime.config import Settings
@@ -60,6 +60,11 @@ class Services:
         """Whether read models are read on the primary, where the checkpoint notifications
         come from (then a checkpoint notified at a position is readable there)."""
         return self.read_models is None
+
+    @cached_property
+    def accounts(self) -> GroupedReads[AccountView]:
+        """`account(id)` reads: those of requests in flight together go as one statement."""
+        return GroupedReads(self.reads, read_accounts)
 
     @cached_property
     def event_store(self) -> PostgresEventStore:

@@ -1,9 +1,9 @@
-"""Load from `wrk`: one round of POSTs of the same body, with its latency percentiles.
+"""Load from `wrk`: one round of POSTs, with its latency percentiles.
 
 `wrk` is a C load generator (Debian package `wrk`; `make bench` installs it). It runs in its
 own process with one thread, so it takes a small, measured share of the CPUs. A Lua script
-sets the POST body and headers and prints the round's figures as JSON when it ends. Running
-this module as a script does nothing.
+sets the headers and each request's body (the given bodies in turn) and prints the round's
+figures as JSON when it ends. Running this module as a script does nothing.
 """
 
 from __future__ import annotations
@@ -14,15 +14,22 @@ import resource
 import shutil
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 # `done` runs once at the end of the round: the counts and the latency percentiles in µs.
 SCRIPT = """
 wrk.method = "POST"
-wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = {authorization}
+
+local bodies = {{{bodies}}}
+local next_body = 0
+request = function()
+  next_body = next_body % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[next_body])
+end
 
 done = function(summary, latency, requests)
   local errors = summary.errors
@@ -54,14 +61,18 @@ def lua_string(value: str) -> str:
 
 
 async def wrk_round(
-    url: str, body: bytes, authorization: str, connections: int, seconds: float
+    url: str, bodies: Sequence[bytes], authorization: str, connections: int, seconds: float
 ) -> WrkRound:
-    """`connections` keep-alive connections POSTing `body` back to back for `seconds`."""
+    """`connections` keep-alive connections POSTing the bodies in turn, back to back, for
+    `seconds`."""
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: `make bench` installs it")
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(
-            SCRIPT.format(body=lua_string(body.decode()), authorization=lua_string(authorization))
+            SCRIPT.format(
+                bodies=", ".join(lua_string(body.decode()) for body in bodies),
+                authorization=lua_string(authorization),
+            )
         )
         script.flush()
         before = resource.getrusage(resource.RUSAGE_CHILDREN)

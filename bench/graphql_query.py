@@ -2,17 +2,19 @@
 
 The project: the whole stack as `python -m runtime.cli up` starts it (embedded Postgres,
 Temporal, Kafka broker, worker and API, every one on a free port, data under a temp dir in
-/tmp), with one user and one account created through GraphQL. The API process is the real
-one: uvicorn serving `api.app.create_app`, whose `account` resolver reads the accounts read
-model in Postgres.
+/tmp), with one user and ACCOUNTS accounts created through GraphQL. The API process is the
+real one: uvicorn serving `api.app.create_app`, whose `account` resolver reads the accounts
+read model in Postgres.
 
 Baseline: `bench/_baseline_api.py` in a child process, what a user would write by hand: one
 Starlette endpoint under uvicorn with the same server settings and token guard, running the
 same SELECT on the same database through psycopg 3 (prepared) and answering the same JSON.
-Before the load, both answers are checked to be equal.
+Before the load, both sides' answers are checked to be equal for every account, and the
+project's to be right for every account asked for all at once.
 
 Load: `wrk` (bench/_wrk.py), one thread, CONCURRENCY keep-alive connections, the same POST
-body for both sides, ROUND_SECONDS per side per round, the order swapped every round.
+bodies for both sides (each account's query in turn, so the requests in flight together ask
+for different accounts), ROUND_SECONDS per side per round, the order swapped every round.
 Figures are medians over rounds: queries/s and each round's p50/p99 latency, and where the
 CPU went per query: the server process, Postgres (every backend of the stack) and wrk.
 """
@@ -49,6 +51,7 @@ from _wrk import WrkRound, wrk_round
 from runtime.launcher import UpProcess
 
 CONCURRENCY = 16
+ACCOUNTS = 32
 ROUNDS = 6
 ROUND_SECONDS = 4.0
 WARMUP_SECONDS = 3.0
@@ -100,7 +103,7 @@ class Round:
 async def load_round(
     side: str,
     url: str,
-    body: bytes,
+    bodies: list[bytes],
     server: psutil.Process,
     stack: UpProcess,
     seconds: float,
@@ -109,7 +112,7 @@ async def load_round(
     postgres = postgres_processes(stack)
     server_before = cpu_seconds([server])[server.pid]
     postgres_before = cpu_seconds(postgres)
-    load = await wrk_round(url, body, f"Bearer {CLIENT_TOKEN}", CONCURRENCY, seconds)
+    load = await wrk_round(url, bodies, f"Bearer {CLIENT_TOKEN}", CONCURRENCY, seconds)
     server_after = cpu_seconds([server])[server.pid]
     postgres_after = cpu_seconds(postgres)
     postgres_used = sum(t - postgres_before.get(pid, 0.0) for pid, t in postgres_after.items())
@@ -151,29 +154,44 @@ async def measure(stack: UpProcess, baseline_url: str, baseline_server: psutil.P
     api_server = psutil.Process(api_pid(stack))
     async with httpx.AsyncClient(timeout=30.0) as setup:
         owner = await register_user(setup, url)
-        account_id = await open_account(setup, url, owner, "1234.56")
-        variables = {"id": account_id}
-        data = await graphql_data(setup, url, ACCOUNT_QUERY, variables)
-        if data["account"] is None or Decimal(data["account"]["balance"]) != Decimal("1234.56"):
-            raise RuntimeError(f"the read model does not have the account: {data}")
-        by_hand = await graphql_data(setup, baseline_url, ACCOUNT_QUERY, variables)
-        if by_hand != data:
-            raise RuntimeError(f"the baseline answers {by_hand}, the API {data}")
-    progress(f"user {owner} and account {account_id} created; both sides answer the same")
+        deposits = {
+            await open_account(setup, url, owner, f"{1000 + index}.56"): Decimal(
+                f"{1000 + index}.56"
+            )
+            for index in range(ACCOUNTS)
+        }
+        for account_id, deposit in deposits.items():
+            variables = {"id": account_id}
+            data = await graphql_data(setup, url, ACCOUNT_QUERY, variables)
+            if data["account"] is None or Decimal(data["account"]["balance"]) != deposit:
+                raise RuntimeError(f"the read model does not have the account: {data}")
+            by_hand = await graphql_data(setup, baseline_url, ACCOUNT_QUERY, variables)
+            if by_hand != data:
+                raise RuntimeError(f"the baseline answers {by_hand}, the API {data}")
+        together = await asyncio.gather(
+            *(graphql_data(setup, url, ACCOUNT_QUERY, {"id": a}) for a in deposits)
+        )
+        for account_id, data in zip(deposits, together, strict=True):
+            if data["account"]["id"] != account_id:
+                raise RuntimeError(f"asked together for {account_id}, the API answers {data}")
+    progress(f"user {owner} and {ACCOUNTS} accounts created; both sides answer the same")
 
-    body = httpx.Request("POST", url, json={"query": ACCOUNT_QUERY, "variables": variables}).read()
+    bodies = [
+        httpx.Request("POST", url, json={"query": ACCOUNT_QUERY, "variables": {"id": a}}).read()
+        for a in deposits
+    ]
     sides = {"project": (url, api_server), "baseline": (baseline_url, baseline_server)}
     rounds: dict[str, list[Round]] = {"project": [], "baseline": []}
     load_average = os.getloadavg()[0]
     for side, (side_url, server) in sides.items():
-        warm = await load_round(side, side_url, body, server, stack, WARMUP_SECONDS)
+        warm = await load_round(side, side_url, bodies, server, stack, WARMUP_SECONDS)
         progress(f"warm-up {side}: {warm.rate:.0f} queries/s")
     for index in range(ROUNDS):
         order = ["project", "baseline"] if index % 2 == 0 else ["baseline", "project"]
         for side in order:
             side_url, server = sides[side]
             rounds[side].append(
-                await load_round(side, side_url, body, server, stack, ROUND_SECONDS)
+                await load_round(side, side_url, bodies, server, stack, ROUND_SECONDS)
             )
         progress(
             f"round {index + 1}/{ROUNDS}: "
@@ -219,11 +237,12 @@ async def measure(stack: UpProcess, baseline_url: str, baseline_server: psutil.P
             },
             "load_average_1m_at_start": round(load_average, 2),
             "concurrency": CONCURRENCY,
+            "accounts": ACCOUNTS,
             "rounds": ROUNDS,
             "round_seconds": ROUND_SECONDS,
             "samples": {"project": project["samples"], "baseline": baseline["samples"]},
             "p99_samples": {"project": project["p99_samples"], "baseline": baseline["p99_samples"]},
-            "load_generator": f"wrk -t1 -c{CONCURRENCY}, Lua script for the POST body",
+            "load_generator": f"wrk -t1 -c{CONCURRENCY}, Lua script for the POST bodies",
             "baseline_kind": "hand-written Starlette endpoint under uvicorn, same token guard,"
             " the same SELECT through a psycopg 3 pool (prepared), the same JSON",
         }

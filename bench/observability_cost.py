@@ -119,7 +119,7 @@ class Round:
 async def query_round(side: Side, seconds: float) -> Round:
     before = stack_cpu(side.stack)
     load = await wrk_round(
-        side.stack.graphql_url, side.body, f"Bearer {CLIENT_TOKEN}", CONCURRENCY, seconds
+        side.stack.graphql_url, [side.body], f"Bearer {CLIENT_TOKEN}", CONCURRENCY, seconds
     )
     cpu = cpu_by_role(before, stack_cpu(side.stack))
     cpu.pop("bench", None)

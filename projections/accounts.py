@@ -147,7 +147,7 @@ def _changed(table: str, assignments: str) -> str:
     )
 
 
-# The most frequent read of the API, sent on the driver's connection as a prepared statement:
+# The most frequent reads of the API, sent on the driver's connection as prepared statements:
 # no statement building, compiling or result wrapping per call.
 _ACCOUNT_BY_ID = (
     "SELECT id, owner_id, balance, currency, status, opened_at, last_updated, version"
@@ -166,23 +166,43 @@ async def get_account(conn: AsyncConnection, account_id: str) -> AccountView | N
     return None if row is None else account_view(row._mapping)
 
 
-async def read_account(conn: psycopg.AsyncConnection[Any], account_id: str) -> AccountView | None:
-    """One account by id, on a `ReadPool`'s psycopg connection, as a prepared statement."""
-    cursor = await conn.execute(_ACCOUNT_BY_ID, [account_id], prepare=True)
-    row = await cursor.fetchone()
-    if row is None:
-        return None
-    id_, owner_id, balance, currency, status, opened_at, last_updated, version = row
-    return AccountView(
-        id=id_,
-        owner_id=owner_id,
-        balance=balance,
-        currency=currency,
-        status=AccountStatus(status),
-        opened_at=opened_at,
-        last_updated=last_updated,
-        version=version,
-    )
+_ACCOUNTS_BY_IDS = (
+    "SELECT id, owner_id, balance, currency, status, opened_at, last_updated, version"
+    " FROM accounts WHERE id = ANY(%s)"
+)
+
+
+async def read_accounts(
+    conn: psycopg.AsyncConnection[Any], account_ids: list[str]
+) -> dict[str, AccountView]:
+    """Accounts by id, on a `ReadPool`'s psycopg connection, as a prepared statement (one
+    id's statement for one id)."""
+    if len(account_ids) == 1:
+        cursor = await conn.execute(_ACCOUNT_BY_ID, account_ids, prepare=True)
+    else:
+        cursor = await conn.execute(_ACCOUNTS_BY_IDS, [account_ids], prepare=True)
+    found = {}
+    for (
+        id_,
+        owner_id,
+        balance,
+        currency,
+        status,
+        opened_at,
+        last_updated,
+        version,
+    ) in await cursor.fetchall():
+        found[id_] = AccountView(
+            id=id_,
+            owner_id=owner_id,
+            balance=balance,
+            currency=currency,
+            status=AccountStatus(status),
+            opened_at=opened_at,
+            last_updated=last_updated,
+            version=version,
+        )
+    return found
 
 
 async def accounts_by_ids(

@@ -10,7 +10,7 @@ from api.accounts.types import Account
 from api.consistency import ensure_consistent
 from api.context import Context
 from api.pagination import Connection, connection, decode_cursor, page_size
-from projections.accounts import list_accounts, read_account
+from projections.accounts import list_accounts
 
 READ_MODELS = ["accounts"]
 
@@ -22,8 +22,7 @@ class AccountQueries:
         self, info: Info[Context, None], id: strawberry.ID, consistent_with: str | None = None
     ) -> Account | None:
         await ensure_consistent(info.context, consistent_with, READ_MODELS)
-        async with info.context.services.reads.connection() as conn:
-            view = await read_account(conn, str(id))
+        view = await info.context.services.accounts.get(str(id))
         if view is None or not sees_account(info.context, view):
             return None
         return Account.from_view(view)

@@ -1,9 +1,11 @@
 """GraphQL queries against real read models: `users { accounts }` costs a bounded number of
-statements however many users are on the page (DataLoader batching), and a user's `accounts`
-list answers at most MAX_PAGE accounts (more is an error on that field alone)."""
+statements however many users are on the page (DataLoader batching), a user's `accounts`
+list answers at most MAX_PAGE accounts (more is an error on that field alone), and
+`account(id)` queries in flight together are read in one statement."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from temporalio.client import Client
 
-from adapters.database import ReadPool, create_engine
+from adapters.database import GroupedReads, ReadPool, create_engine
 from adapters.event_store import PostgresEventStore
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
@@ -24,7 +26,13 @@ from api.schema import build_schema
 from domain.accounts import Account
 from domain.repository import Repository
 from domain.users import User
-from projections.accounts import AccountsProjection, accounts, accounts_of_owners
+from projections.accounts import (
+    AccountsProjection,
+    AccountView,
+    accounts,
+    accounts_of_owners,
+    read_accounts,
+)
 from projections.projector import Projector
 from projections.users import UsersProjection
 from runtime.config import Settings
@@ -237,3 +245,50 @@ async def test_a_page_of_users_answers_with_one_of_them_over_the_accounts_bound(
     assert [(e.path, (e.extensions or {}).get("code")) for e in result.errors] == [
         (["users", "edges", i, "node", "accounts"], "TOO_MANY_ACCOUNTS") for i in over_at
     ]
+
+
+ACCOUNT = "query($id: ID!) { account(id: $id) { id ownerId balance } }"
+
+
+async def test_accounts_asked_for_together_are_read_in_one_group_each_answered_its_own(
+    engine: AsyncEngine, store: PostgresEventStore, database_url: str
+) -> None:
+    owners = [f"user-{uuid.uuid4()}" for _ in range(3)]
+    owned = {owner: await give_accounts(engine, owner, 2) for owner in owners}
+    owner_of = {account: owner for owner, ids in owned.items() for account in ids}
+    missing = f"account-{uuid.uuid4()}"
+    asked = [*owner_of, *owner_of, missing]
+
+    services = services_on(engine, store, database_url)
+    statements: list[list[str]] = []
+
+    async def counted(conn: Any, ids: list[str]) -> dict[str, AccountView]:
+        statements.append(ids)
+        return await read_accounts(conn, ids)
+
+    services.__dict__["accounts"] = GroupedReads(services.reads, counted)
+    schema = build_schema()
+    try:
+        results = await asyncio.gather(
+            *(
+                schema.execute(ACCOUNT, {"id": account}, context_value=client_context(services))
+                for account in asked
+            )
+        )
+        alone = await schema.execute(
+            ACCOUNT, {"id": asked[0]}, context_value=client_context(services)
+        )
+    finally:
+        await services.reads.close()
+
+    for account, result in zip(asked, results, strict=True):
+        assert result.errors is None, result.errors
+        expected = (
+            None
+            if account == missing
+            else {"id": account, "ownerId": owner_of[account], "balance": "0.00"}
+        )
+        assert result.data == {"account": expected}
+    assert alone.data == {"account": results[0].data["account"]}  # type: ignore[index]
+    # One statement for the requests in flight together (each id once), one for the last.
+    assert [sorted(ids) for ids in statements] == [sorted({*asked}), [asked[0]]]
