@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
@@ -12,6 +13,8 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from adapters.outages import unavailable_service
 
 Value = TypeVar("Value")
 
@@ -81,8 +84,11 @@ class ReadPool:
         )
         self._opening: asyncio.Future[None] | None = None
 
-    def connection(self) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
-        """A connection for the block, back in the pool afterwards."""
+    def connection(
+        self, wait_seconds: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[psycopg.AsyncConnection[Any]]:
+        """A connection for the block, back in the pool afterwards; waiting for one at most
+        `wait_seconds` (READ_CONNECT_TIMEOUT_SECONDS by default), then PoolTimeout."""
         opening = self._opening
         if (
             opening is not None
@@ -91,15 +97,19 @@ class ReadPool:
             and not opening.exception()
         ):
             # Once open, the pool's own checkout, without a second generator around it.
-            return self._pool.connection()
-        return self._opened_connection()
+            return self._pool.connection(wait_seconds)
+        return self._opened_connection(wait_seconds)
 
     @contextlib.asynccontextmanager
-    async def _opened_connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _opened_connection(
+        self, wait_seconds: float | None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         if self._opening is None:
             self._opening = asyncio.ensure_future(self._pool.open())
-        await self._opening
-        async with self._pool.connection() as conn:
+        # Shielded: a caller cancelled while the pool opens does not cancel the opening,
+        # which every other caller waits on too.
+        await asyncio.shield(self._opening)
+        async with self._pool.connection(wait_seconds) as conn:
             yield conn
 
     async def close(self) -> None:
@@ -111,83 +121,123 @@ class ReadPool:
 
 Fetch = Callable[[psycopg.AsyncConnection[Any], list[str]], Awaitable[Mapping[str, Value]]]
 """A read of several keys in one statement: what it found, by key (a key absent if none)."""
+Waiting = dict[str, list[asyncio.Future[Any]]]
+"""The callers waiting for each key, in the order the keys were first asked for."""
 
 
 class GroupedReads(Generic[Value]):
     """Reads by key that arrive together, sent as one statement on one connection.
 
-    Group commit for reads: the first read starts a flusher; every key asked for while the
-    flusher's statement runs waits for the next one, which reads them all at once. One
-    checkout and one round trip then serve many requests (16 in flight ask in groups of
-    several), and a read alone costs what it did: its own statement, at once.
+    Group commit for reads. The first read starts a flusher, which sends its key at once;
+    every key asked for while that statement runs queues for the next one, which reads them
+    all together. Under concurrent requests one checkout and one round trip then serve many
+    of them, where each would pay its own, and the pace of a lone read is unchanged. A key
+    is only read by a statement that starts after it was asked for, so a read sees every
+    write committed before it was asked (what `consistentWith` waits for).
 
-    Each caller gets its own answer. A caller cancelled while it waits leaves the group
-    without it. A failure of the connection (an outage) is every waiting caller's, as each
-    would have met it; any other failure of a group of several keys reads each key alone,
-    so that no caller's key can fail another caller's read.
+    Each caller gets its own answer. A caller cancelled while it waits leaves the group; a
+    key whose callers have all left is not read. The statement runs once more on another
+    connection if its connection had died (one the pool kept across a database restart). A
+    database outage is then every waiting caller's, as each would have met it; any other
+    failure of a group of several keys reads each key alone, so that no caller's key fails
+    another's read. A caller waits for a connection for at most READ_CONNECT_TIMEOUT_SECONDS
+    from when it asked, as a read of its own would. If the flusher stops (the API stopping),
+    every caller still waiting is cancelled.
     """
 
     def __init__(self, pool: ReadPool, fetch: Fetch[Value]) -> None:
         self._pool = pool
         self._fetch = fetch
-        self._waiting: dict[str, list[asyncio.Future[Value | None]]] = {}
+        self._queued: Waiting = {}
+        self._queued_since = 0.0
+        self._reading: Waiting = {}
         self._flusher: asyncio.Task[None] | None = None
 
     async def get(self, key: str) -> Value | None:
         """What the read finds for the key, or None."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Value | None] = loop.create_future()
-        self._waiting.setdefault(key, []).append(answer)
+        if not self._queued:
+            self._queued_since = loop.time()
+        self._queued.setdefault(key, []).append(answer)
         if self._flusher is None:
-            self._flusher = loop.create_task(self._flush())
+            # A context of its own: the flusher outlives the request that started it.
+            self._flusher = loop.create_task(self._flush(), context=contextvars.Context())
         return await answer
 
     async def _flush(self) -> None:
         try:
-            while self._waiting:
-                waiting, self._waiting = self._waiting, {}
-                await self._read(waiting)
+            while self._queued:
+                self._reading, self._queued = self._queued, {}
+                await self._read(self._reading, self._queued_since)
+                self._reading = {}
+        except BaseException as error:
+            # Stopped (cancelled), or a bug of ours: no caller is left waiting.
+            for waiting in (self._reading, self._queued):
+                for answers in waiting.values():
+                    if isinstance(error, Exception):
+                        _fail(answers, error)
+                    else:
+                        for answer in answers:
+                            answer.cancel()
+            self._reading, self._queued = {}, {}
+            raise
         finally:
             self._flusher = None
-            # Cancelled (the API stopping): nobody is left waiting for a flusher.
-            for answers in self._waiting.values():
-                for answer in answers:
-                    answer.cancel()
-            self._waiting = {}
 
-    async def _read(self, waiting: dict[str, list[asyncio.Future[Value | None]]]) -> None:
+    async def _read(self, waiting: Waiting, asked_at: float) -> None:
         keys = [key for key, answers in waiting.items() if not all(a.done() for a in answers)]
         if not keys:
             return
         try:
-            async with self._pool.connection() as conn:
-                found = await self._fetch(conn, keys)
-        except asyncio.CancelledError:
-            for answers in waiting.values():
-                for answer in answers:
-                    answer.cancel()
-            raise
+            found = await self._fetched(keys, asked_at)
         except Exception as error:
-            if len(keys) > 1 and not isinstance(error, psycopg.OperationalError):
+            if len(keys) > 1 and unavailable_service(error) is None:
+                await self._read_alone(keys, waiting, asked_at)
+            else:
                 for key in keys:
-                    await self._read({key: waiting[key]})
-                return
-            for key in keys:
-                _settle(waiting[key], error=error)
+                    _fail(waiting[key], error)
             return
         for key in keys:
-            _settle(waiting[key], value=found.get(key))
+            _answer(waiting[key], found.get(key))
+
+    async def _read_alone(self, keys: list[str], waiting: Waiting, asked_at: float) -> None:
+        """Each key in a statement of its own; an outage on the way is every other's too."""
+        for index, key in enumerate(keys):
+            try:
+                found = await self._fetched([key], asked_at)
+            except Exception as error:
+                _fail(waiting[key], error)
+                if unavailable_service(error) is not None:
+                    for rest in keys[index + 1 :]:
+                        _fail(waiting[rest], error)
+                    return
+            else:
+                _answer(waiting[key], found.get(key))
+
+    async def _fetched(self, keys: list[str], asked_at: float) -> Mapping[str, Value]:
+        """The statement's rows, run once more on another connection if its connection
+        died under it."""
+        for last in (False, True):
+            waited = asyncio.get_running_loop().time() - asked_at
+            async with self._pool.connection(
+                max(READ_CONNECT_TIMEOUT_SECONDS - waited, 0.001)
+            ) as conn:
+                try:
+                    return await self._fetch(conn, keys)
+                except psycopg.OperationalError:
+                    if last or not conn.broken:
+                        raise
+        raise AssertionError("unreachable")
 
 
-def _settle(
-    answers: list[asyncio.Future[Value | None]],
-    value: Value | None = None,
-    error: Exception | None = None,
-) -> None:
+def _answer(answers: list[asyncio.Future[Any]], value: object) -> None:
     for answer in answers:
-        if answer.done():
-            continue
-        if error is not None:
-            answer.set_exception(error)
-        else:
+        if not answer.done():
             answer.set_result(value)
+
+
+def _fail(answers: list[asyncio.Future[Any]], error: Exception) -> None:
+    for answer in answers:
+        if not answer.done():
+            answer.set_exception(error)
