@@ -119,8 +119,10 @@ class RecordingReads(ReadPool):
         self.servers: list[str | None] = []
 
     @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        async with super().connection() as conn:
+    async def connection(
+        self, wait_seconds: float | None = None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        async with super().connection(wait_seconds) as conn:
             self.servers.append(conn.info.parameter_status("application_name"))
             yield conn
 
