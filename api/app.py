@@ -299,6 +299,7 @@ def create_app(settings: Settings) -> Starlette:
         wakeups = CheckpointWakeups(settings.require_database_url())
         await wakeups.start()
         reads = ReadPool(settings.require_read_database_url(), READ_CONNECTIONS)
+        primary_reads = ReadPool(settings.require_database_url(), READ_CONNECTIONS)
         services = Services(
             settings=settings,
             engine=engine,
@@ -308,6 +309,7 @@ def create_app(settings: Settings) -> Starlette:
             graphql_metrics=graphql_metrics,
             read_models=read_models,
             reads=reads,
+            primary_reads=primary_reads,
             checkpoint_wakeups=wakeups,
         )
         state["services"] = services
@@ -321,6 +323,7 @@ def create_app(settings: Settings) -> Starlette:
             await wakeups.stop()
             await feed.stop()
             await reads.close()
+            await primary_reads.close()
             await engine.dispose()
             if read_models is not None:
                 await read_models.dispose()

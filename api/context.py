@@ -22,7 +22,7 @@ from api.websocket_limits import SocketsAwaitingInit, SocketsPerCaller
 from domain.users import UserStatus
 from projections.accounts import AccountView, accounts_by_ids, accounts_of_owners, read_accounts
 from projections.consistency import CheckpointWakeups
-from projections.users import UserView, get_user, users_by_ids
+from projections.users import UserView, read_users, users_by_ids
 from runtime.config import Settings
 
 OWNER_ACCOUNTS = MAX_PAGE
@@ -37,7 +37,8 @@ class Services:
     `consistentWith` waits (a replica's engine, or None for the primary's): a projector
     commits its rows and its checkpoint in one transaction, so a replica that shows the
     checkpoint at a position shows the rows of that position too. `reads` holds plain
-    psycopg connections to the same read models for the hottest reads (prepared statements).
+    psycopg connections to the same read models for the hottest reads (prepared statements);
+    `primary_reads` the same on the primary, for the user behind every customer request.
     """
 
     settings: Settings
@@ -46,6 +47,7 @@ class Services:
     tokens: TokenCheck
     feed: EventFeed
     reads: ReadPool
+    primary_reads: ReadPool
     graphql_metrics: GraphQLMetrics | None = None
     read_models: AsyncEngine | None = None
     checkpoint_wakeups: CheckpointWakeups | None = None
@@ -67,6 +69,12 @@ class Services:
         return GroupedReads(self.reads, read_accounts)
 
     @cached_property
+    def admissions(self) -> GroupedReads[UserView]:
+        """The users behind customer requests, read on the primary (a lock takes effect at
+        once): those of requests in flight together go as one statement."""
+        return GroupedReads(self.primary_reads, read_users)
+
+    @cached_property
     def event_store(self) -> PostgresEventStore:
         """The event store on the primary, for the reads the API makes of it."""
         return PostgresEventStore(self.engine)
@@ -76,8 +84,7 @@ class Services:
         locked since its session was issued: locking a user revokes its sessions for good."""
         if caller is None or caller.customer is None:
             return caller
-        async with self.engine.connect() as conn:
-            user = await get_user(conn, caller.customer)
+        user = await self.admissions.get(caller.customer)
         if user is None or user.status is not UserStatus.ACTIVE:
             return None
         return caller if user.locked_version == caller.lock_epoch else None

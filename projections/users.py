@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import (
     Column,
     DateTime,
@@ -184,6 +185,46 @@ async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:
     """One user by id."""
     row = (await conn.execute(select(users).where(users.c.id == user_id))).one_or_none()
     return None if row is None else _view(row._mapping)
+
+
+# The read behind every customer request's admission, sent on a `ReadPool`'s psycopg
+# connection as a prepared statement.
+_USER_COLUMNS = "id, email, name, status, registered_at, last_updated, version, locked_version"
+_USER_BY_ID = f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s"
+_USERS_BY_IDS = f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY(%s)"
+
+
+async def read_users(
+    conn: psycopg.AsyncConnection[Any], user_ids: list[str]
+) -> dict[str, UserView]:
+    """Users by id, on a `ReadPool`'s psycopg connection, as a prepared statement (one id's
+    statement for one id)."""
+    if len(user_ids) == 1:
+        cursor = await conn.execute(_USER_BY_ID, user_ids, prepare=True)
+    else:
+        cursor = await conn.execute(_USERS_BY_IDS, [user_ids], prepare=True)
+    found = {}
+    for (
+        id_,
+        email,
+        name,
+        status,
+        registered_at,
+        last_updated,
+        version,
+        locked,
+    ) in await cursor.fetchall():
+        found[id_] = UserView(
+            id=id_,
+            email=email,
+            name=name,
+            status=UserStatus(status),
+            registered_at=registered_at,
+            last_updated=last_updated,
+            version=version,
+            locked_version=locked,
+        )
+    return found
 
 
 async def users_by_ids(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, UserView]:

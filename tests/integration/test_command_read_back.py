@@ -80,6 +80,7 @@ async def answer(
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
         reads=ReadPool(database_url, 1),
+        primary_reads=ReadPool(database_url, 1),
     )
     context = Context(
         services=services,

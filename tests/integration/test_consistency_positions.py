@@ -58,6 +58,7 @@ def context(
         tokens=TokenCheck({}),
         feed=cast(Any, None),
         reads=ReadPool(url, 1),
+        primary_reads=ReadPool(url, 1),
         read_models=read_models,
     )
     request = Request({"type": "http", "method": "POST", "headers": []})

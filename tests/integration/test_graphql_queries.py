@@ -73,6 +73,7 @@ async def test_users_with_their_accounts_take_the_same_statements_for_5_or_40_us
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
         reads=ReadPool(database_url, 1),
+        primary_reads=ReadPool(database_url, 1),
     )
     statements: list[str] = []
 
@@ -108,6 +109,7 @@ def services_on(engine: AsyncEngine, store: PostgresEventStore, database_url: st
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
         reads=ReadPool(database_url, 1),
+        primary_reads=ReadPool(database_url, 1),
     )
 
 

@@ -162,6 +162,7 @@ async def test_queries_and_their_waits_go_to_the_read_url_and_commands_to_the_pr
         tokens=TokenCheck({}),
         feed=cast(Any, None),
         reads=reads,
+        primary_reads=ReadPool(database_url, 1),
         read_models=replica,
     )
     context = Context(

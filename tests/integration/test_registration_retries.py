@@ -91,6 +91,7 @@ async def register(
         tokens=TokenCheck({}),
         feed=EventFeed(store, database_url),
         reads=ReadPool(database_url, 1),
+        primary_reads=ReadPool(database_url, 1),
     )
     context = Context(
         services=services,

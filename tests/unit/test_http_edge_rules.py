@@ -282,6 +282,7 @@ def services_without_backends(settings: Settings) -> Services:
         tokens=TokenCheck(parse_tokens("t:client")),
         feed=cast(Any, None),
         reads=cast(Any, None),
+        primary_reads=cast(Any, None),
     )
 
 

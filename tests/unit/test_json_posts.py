@@ -65,6 +65,7 @@ def view() -> CountingView:
         tokens=TokenCheck(parse_tokens("t:client")),
         feed=cast(Any, None),
         reads=cast(Any, None),
+        primary_reads=cast(Any, None),
     )
     return CountingView({"services": services}, settings)
 

@@ -37,6 +37,7 @@ def context_of(caller: Caller) -> Context:
         tokens=TokenCheck({}),
         feed=cast(Any, None),
         reads=cast(Any, None),
+        primary_reads=cast(Any, None),
     )
     request = Request({"type": "http", "method": "POST", "headers": []})
     return Context(services=services, request=request, caller=caller)
