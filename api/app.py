@@ -53,6 +53,9 @@ CALLER_SCOPE_KEY = "sagaline.caller"
 CONNECTION_INIT_WITHIN = timedelta(seconds=10)
 # Plain connections for the reads on nearly every request (`account`, a customer's access).
 READ_CONNECTIONS = 10
+# The same on the primary, for the users behind customer requests: their reads are grouped
+# (one statement in flight at a time), so a second connection only serves a retry.
+ADMISSION_CONNECTIONS = 2
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -299,7 +302,7 @@ def create_app(settings: Settings) -> Starlette:
         wakeups = CheckpointWakeups(settings.require_database_url())
         await wakeups.start()
         reads = ReadPool(settings.require_read_database_url(), READ_CONNECTIONS)
-        primary_reads = ReadPool(settings.require_database_url(), READ_CONNECTIONS)
+        primary_reads = ReadPool(settings.require_database_url(), ADMISSION_CONNECTIONS)
         services = Services(
             settings=settings,
             engine=engine,
