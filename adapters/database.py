@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -117,6 +118,19 @@ class ReadPool:
         if self._opening is not None:
             await asyncio.gather(self._opening, return_exceptions=True)
             await self._pool.close()
+
+
+async def rows_by_id(
+    conn: psycopg.AsyncConnection[Any], select_where_id: str, ids: list[str]
+) -> list[dict[str, Any]]:
+    """The rows of `select_where_id` (a SELECT ending in `WHERE id`) for the ids, each as a
+    dict by column, as a prepared statement: `= %s` for one id, `= ANY(%s)` for several."""
+    cursor = conn.cursor(row_factory=dict_row)
+    if len(ids) == 1:
+        await cursor.execute(f"{select_where_id} = %s", ids, prepare=True)
+    else:
+        await cursor.execute(f"{select_where_id} = ANY(%s)", [ids], prepare=True)
+    return await cursor.fetchall()
 
 
 Fetch = Callable[[psycopg.AsyncConnection[Any], list[str]], Awaitable[Mapping[str, Value]]]

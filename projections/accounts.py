@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -15,7 +15,6 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
-    RowMapping,
     Table,
     Text,
     bindparam,
@@ -26,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from adapters.database import rows_by_id
 from domain.accounts import AccountStatus
 from domain.event_store import RecordedEvent
 from projections.prepared import apply_prepared, quoted_table
@@ -147,11 +147,11 @@ def _changed(table: str, assignments: str) -> str:
     )
 
 
-# The most frequent reads of the API, sent on the driver's connection as prepared statements:
+# The most frequent read of the API, sent on the driver's connection as a prepared statement:
 # no statement building, compiling or result wrapping per call.
-_ACCOUNT_BY_ID = (
+_ACCOUNTS_WHERE_ID = (
     "SELECT id, owner_id, balance, currency, status, opened_at, last_updated, version"
-    " FROM accounts WHERE id = %s"
+    " FROM accounts WHERE id"
 )
 
 
@@ -166,43 +166,12 @@ async def get_account(conn: AsyncConnection, account_id: str) -> AccountView | N
     return None if row is None else account_view(row._mapping)
 
 
-_ACCOUNTS_BY_IDS = (
-    "SELECT id, owner_id, balance, currency, status, opened_at, last_updated, version"
-    " FROM accounts WHERE id = ANY(%s)"
-)
-
-
 async def read_accounts(
     conn: psycopg.AsyncConnection[Any], account_ids: list[str]
 ) -> dict[str, AccountView]:
-    """Accounts by id, on a `ReadPool`'s psycopg connection, as a prepared statement (one
-    id's statement for one id)."""
-    if len(account_ids) == 1:
-        cursor = await conn.execute(_ACCOUNT_BY_ID, account_ids, prepare=True)
-    else:
-        cursor = await conn.execute(_ACCOUNTS_BY_IDS, [account_ids], prepare=True)
-    found = {}
-    for (
-        id_,
-        owner_id,
-        balance,
-        currency,
-        status,
-        opened_at,
-        last_updated,
-        version,
-    ) in await cursor.fetchall():
-        found[id_] = AccountView(
-            id=id_,
-            owner_id=owner_id,
-            balance=balance,
-            currency=currency,
-            status=AccountStatus(status),
-            opened_at=opened_at,
-            last_updated=last_updated,
-            version=version,
-        )
-    return found
+    """Accounts by id, on a `ReadPool`'s psycopg connection, as a prepared statement."""
+    rows = await rows_by_id(conn, _ACCOUNTS_WHERE_ID, account_ids)
+    return {row["id"]: account_view(row) for row in rows}
 
 
 async def accounts_by_ids(
@@ -264,7 +233,7 @@ async def accounts_of_owners(
     return found
 
 
-def account_view(m: RowMapping) -> AccountView:
+def account_view(m: Mapping[Any, Any]) -> AccountView:
     return AccountView(
         id=m["id"],
         owner_id=m["owner_id"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,14 +13,13 @@ from sqlalchemy import (
     DateTime,
     Integer,
     MetaData,
-    RowMapping,
     Table,
     Text,
     select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from adapters.database import driver_of
+from adapters.database import driver_of, rows_by_id
 from domain.event_store import RecordedEvent
 from domain.users import UserStatus
 
@@ -189,42 +188,18 @@ async def get_user(conn: AsyncConnection, user_id: str) -> UserView | None:
 
 # The read behind every customer request's admission, sent on a `ReadPool`'s psycopg
 # connection as a prepared statement.
-_USER_COLUMNS = "id, email, name, status, registered_at, last_updated, version, locked_version"
-_USER_BY_ID = f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s"
-_USERS_BY_IDS = f"SELECT {_USER_COLUMNS} FROM users WHERE id = ANY(%s)"
+_USERS_WHERE_ID = (
+    "SELECT id, email, name, status, registered_at, last_updated, version, locked_version"
+    " FROM users WHERE id"
+)
 
 
 async def read_users(
     conn: psycopg.AsyncConnection[Any], user_ids: list[str]
 ) -> dict[str, UserView]:
-    """Users by id, on a `ReadPool`'s psycopg connection, as a prepared statement (one id's
-    statement for one id)."""
-    if len(user_ids) == 1:
-        cursor = await conn.execute(_USER_BY_ID, user_ids, prepare=True)
-    else:
-        cursor = await conn.execute(_USERS_BY_IDS, [user_ids], prepare=True)
-    found = {}
-    for (
-        id_,
-        email,
-        name,
-        status,
-        registered_at,
-        last_updated,
-        version,
-        locked,
-    ) in await cursor.fetchall():
-        found[id_] = UserView(
-            id=id_,
-            email=email,
-            name=name,
-            status=UserStatus(status),
-            registered_at=registered_at,
-            last_updated=last_updated,
-            version=version,
-            locked_version=locked,
-        )
-    return found
+    """Users by id, on a `ReadPool`'s psycopg connection, as a prepared statement."""
+    rows = await rows_by_id(conn, _USERS_WHERE_ID, user_ids)
+    return {row["id"]: _view(row) for row in rows}
 
 
 async def users_by_ids(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, UserView]:
@@ -248,7 +223,7 @@ async def list_users(conn: AsyncConnection, after: str | None, limit: int) -> li
     return [_view(r._mapping) for r in (await conn.execute(query)).all()]
 
 
-def _view(m: RowMapping) -> UserView:
+def _view(m: Mapping[Any, Any]) -> UserView:
     return UserView(
         id=m["id"],
         email=m["email"],
