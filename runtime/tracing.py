@@ -7,18 +7,23 @@ stays a no-op and the instrumented code skips its spans (adapters/tracing.py).
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import SpanKind, StatusCode
 
 from runtime.config import Settings
+
+log = logging.getLogger(__name__)
 
 OTLP_TRACES_PATH = "/v1/traces"
 
@@ -34,7 +39,7 @@ def traced(settings: Settings, role: str) -> Iterator[None]:
         yield
         return
     provider = TracerProvider(resource=Resource.create({"service.name": f"sagaline-{role}"}))
-    provider.add_span_processor(BatchSpanProcessor(_exporter(settings, role)))
+    provider.add_span_processor(_span_processor(settings, role))
     trace.set_tracer_provider(provider)
     try:
         yield
@@ -42,13 +47,15 @@ def traced(settings: Settings, role: str) -> Iterator[None]:
         provider.shutdown()
 
 
-def _exporter(settings: Settings, role: str) -> SpanExporter:
+def _span_processor(settings: Settings, role: str) -> SpanProcessor:
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPSpanExporter(endpoint=otlp_traces_url(settings.otlp_endpoint))
-    return JsonLinesSpanExporter(
-        settings.traces_dir() / f"{role}.jsonl", settings.trace_file_max_bytes
+        return BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=otlp_traces_url(settings.otlp_endpoint))
+        )
+    return JsonLinesSpanProcessor(
+        TraceFile(settings.traces_dir() / f"{role}.jsonl", settings.trace_file_max_bytes)
     )
 
 
@@ -63,21 +70,20 @@ def rotated_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.1{path.suffix}")
 
 
-class JsonLinesSpanExporter(SpanExporter):
-    """Appends every finished span to a file as one JSON object a line (`SpanLines`).
+class TraceFile:
+    """A trace file that lines of spans are appended to.
 
-    Each export is written at once to a file opened for appending, so processes sharing the
-    file do not interleave inside a line. Once the file holds `max_bytes` or more, it is
-    renamed to `rotated_path` (replacing the one before) and a new file begun: spans on disk
-    stay under about twice `max_bytes`. A process that finds its file renamed by another one
-    sharing it opens the new file.
+    Each write goes at once to a file opened for appending, so processes sharing the file do
+    not interleave inside a line. Once the file holds `max_bytes` or more, it is renamed to
+    `rotated_path` (replacing the one before) and a new file begun: spans on disk stay under
+    about twice `max_bytes`. A process that finds its file renamed by another one sharing it
+    opens the new file.
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_bytes = max_bytes
-        self._lines = SpanLines()
         self._fd: int | None = self._open()
 
     def _open(self) -> int:
@@ -99,29 +105,111 @@ class JsonLinesSpanExporter(SpanExporter):
         os.close(fd)
         self._fd = self._open()
 
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def write(self, lines: bytes) -> None:
+        """Append `lines` whole, then rotate if the file is full; raises OSError if it
+        cannot, or if the file is closed."""
         if self._fd is None:
-            return SpanExportResult.FAILURE
-        lines = "".join([self._lines.line(s) for s in spans]).encode()
+            raise OSError(f"{self.path} is closed")
         unwritten = memoryview(lines)
-        try:
-            while unwritten:
-                unwritten = unwritten[os.write(self._fd, unwritten) :]
-            self._rotate_if_full(self._fd)
-        except OSError:
-            return SpanExportResult.FAILURE
-        return SpanExportResult.SUCCESS
+        while unwritten:
+            unwritten = unwritten[os.write(self._fd, unwritten) :]
+        self._rotate_if_full(self._fd)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+FLUSH_BYTES = 64 * 1024
+"""How many bytes of lines `JsonLinesSpanProcessor` gathers before it writes them."""
+FLUSH_SECONDS = 1.0
+"""How long a line waits at most before `JsonLinesSpanProcessor` writes it."""
+
+
+class JsonLinesSpanProcessor(SpanProcessor):
+    """Writes every ended span to a `TraceFile` as one line of JSON (`SpanLines`).
+
+    A span is formatted as it ends, by the thread that ends it, and not kept: what is queued
+    is its line, a string, not the span and the objects it holds. The lines are written in
+    batches: by the thread whose line brings the batch to FLUSH_BYTES, else by a timer
+    thread at most FLUSH_SECONDS after a line was queued, and at `force_flush` and
+    `shutdown`. A write that fails drops its batch with a warning; spans keep being taken.
+
+    The SDK's batch processor instead queues each span for its export thread to format
+    later, which under the API's request load cost about twice the CPU per span
+    (BENCHMARKS.md, *observability_cost*).
+    """
+
+    def __init__(
+        self,
+        file: TraceFile,
+        *,
+        flush_bytes: int = FLUSH_BYTES,
+        flush_seconds: float = FLUSH_SECONDS,
+    ) -> None:
+        self._file = file
+        self._flush_bytes = flush_bytes
+        self._flush_seconds = flush_seconds
+        self._lines = SpanLines()
+        self._pending: list[str] = []
+        self._pending_bytes = 0
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._timer = threading.Thread(
+            target=self._flush_regularly, name="trace-file-flush", daemon=True
+        )
+        self._timer.start()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        line = self._lines.line(span)
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._pending.append(line)
+            self._pending_bytes += len(line)
+            if self._pending_bytes >= self._flush_bytes:
+                self._write_pending()
+
+    def _flush_regularly(self) -> None:
+        while not self._stopped.wait(self._flush_seconds):
+            with self._lock:
+                self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Write the queued lines (the lock held)."""
+        if not self._pending:
+            return
+        lines, count = "".join(self._pending).encode(), len(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        try:
+            self._file.write(lines)
+        except OSError as error:
+            log.warning("%d spans dropped: cannot write %s: %s", count, self._file.path, error)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        with self._lock:
+            self._write_pending()
+        return True
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._stopped.is_set():
+                return
+            self._stopped.set()
+            self._write_pending()
+            self._file.close()
+        self._timer.join()
 
 
 _encode = json.JSONEncoder(default=str).encode
 """`json.dumps(value, default=str)`, without building the encoder again for every call."""
 
 SEGMENTS_KEPT = 1024
+"""How many segments, and how many attribute objects, `SpanLines` keeps encoded."""
+_REPEATABLE_KINDS = frozenset({str, int, bool})
+_STATUS_NAMES = {code: code.name for code in StatusCode}
 
 
 class SpanLines:
@@ -131,12 +219,15 @@ class SpanLines:
     in that order, as `json.dumps` with `default=str` writes them, and a newline.
 
     The ids and times are formatted straight into the line; what repeats from span to span
-    (the name, kind and service between the span id and the start time) is encoded once per
-    combination; attributes, events and links go through the JSON encoder only when present.
+    is encoded once per combination: the name, kind and service between the span id and the
+    start time, and attributes whose values are all strings, ints or bools (a request's
+    method, path and status). Other attributes, events and links go through the JSON encoder
+    only when present.
     """
 
     def __init__(self) -> None:
-        self._segments: dict[tuple[str, str, object], str] = {}
+        self._segments: dict[tuple[str, SpanKind, int], tuple[Resource, str]] = {}
+        self._attribute_objects: dict[tuple[object, ...], str] = {}
 
     def line(self, span: ReadableSpan) -> str:
         context = span.get_span_context()
@@ -151,24 +242,43 @@ class SpanLines:
             f'{{"trace_id": "{context.trace_id:032x}", "span_id": "{context.span_id:016x}", '
             f'"parent_id": {parent_id}, {self._segment(span)}{"null" if start is None else start}, '
             f'"end_unix_nano": {"null" if end is None else end}, '
-            f'"status": "{span.status.status_code.name}", '
-            f'"attributes": {_encode(dict(attributes)) if attributes else "{}"}, '
+            f'"status": "{_STATUS_NAMES[span.status.status_code]}", '
+            f'"attributes": {self._attributes(attributes) if attributes else "{}"}, '
             f'"events": {_encode(_events(span)) if events else "[]"}, '
             f'"links": {_encode(_links(span)) if links else "[]"}}}\n'
         )
 
+    def _attributes(self, attributes: Mapping[str, object]) -> str:
+        """The JSON object of `attributes`, kept for the next span with the same ones when
+        every value is a str, int or bool: equal values of those exact types encode alike
+        (not so for floats: 0.0 == -0.0)."""
+        kinds = tuple(map(type, attributes.values()))
+        if not _REPEATABLE_KINDS.issuperset(kinds):
+            return _encode(dict(attributes))
+        key = (*attributes.items(), kinds)
+        encoded = self._attribute_objects.get(key)
+        if encoded is None:
+            if len(self._attribute_objects) >= SEGMENTS_KEPT:
+                self._attribute_objects.clear()
+            encoded = self._attribute_objects[key] = _encode(dict(attributes))
+        return encoded
+
     def _segment(self, span: ReadableSpan) -> str:
         """`"name": ..., "kind": ..., "service": ..., "start_unix_nano": ` of a span."""
-        key = (span.name, span.kind.name, span.resource.attributes.get("service.name"))
-        segment = self._segments.get(key)
-        if segment is None:
-            if len(self._segments) >= SEGMENTS_KEPT:
-                self._segments.clear()
-            name, kind, service = key
-            segment = self._segments[key] = (
-                f'"name": {_encode(name)}, "kind": {_encode(kind)}, '
-                f'"service": {_encode(service)}, "start_unix_nano": '
-            )
+        resource = span.resource
+        # By the resource's identity, kept alive beside its segment so the id is not reused.
+        key = (span.name, span.kind, id(resource))
+        kept = self._segments.get(key)
+        if kept is not None:
+            return kept[1]
+        if len(self._segments) >= SEGMENTS_KEPT:
+            self._segments.clear()
+        service = resource.attributes.get("service.name")
+        segment = (
+            f'"name": {_encode(span.name)}, "kind": {_encode(span.kind.name)}, '
+            f'"service": {_encode(service)}, "start_unix_nano": '
+        )
+        self._segments[key] = (resource, segment)
         return segment
 
 

@@ -254,6 +254,33 @@ def test_span_lines_are_byte_for_byte_the_json_of_span_line() -> None:
         assert lines.line(span) == json.dumps(span_line(span), default=str) + "\n"
 
 
+def test_equal_attribute_values_of_other_types_are_not_taken_for_each_other() -> None:
+    """SpanLines keeps the JSON of attributes it saw; 1, True and 1.0 are equal in Python, as
+    are 0.0 and -0.0, and each must still be written as itself."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    values: list[Any] = [1, True, 1.0, 0, False, 0.0, -0.0, "1", (1, 2), (True, False), 1]
+    for value in values:
+        with tracer.start_as_current_span("same", attributes={"value": value, "path": "/"}):
+            pass
+    lines = SpanLines()
+    written = [lines.line(span) for span in exporter.get_finished_spans()]
+    for line, span in zip(written, exporter.get_finished_spans(), strict=True):
+        assert line == json.dumps(span_line(span), default=str) + "\n"
+    assert [json.loads(line)["attributes"]["value"] for line in written][:7] == [
+        1,
+        True,
+        1.0,
+        0,
+        False,
+        0.0,
+        -0.0,
+    ]
+    assert ['"value": -0.0' in line for line in written][5:7] == [False, True]
+
+
 def test_a_request_span_encodes_for_otlp(exported: InMemorySpanExporter) -> None:
     async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError("bad input")

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from adapters.kafka import _trace_sends, cloudevent_headers, encode_event
 from adapters.tracing import TRACEPARENT, current_traceparent, tracing_on, with_traceparent
 from domain.event_store import RecordedEvent
 from runtime.config import Settings
-from runtime.tracing import JsonLinesSpanExporter, otlp_traces_url, rotated_path
+from runtime.tracing import JsonLinesSpanProcessor, TraceFile, otlp_traces_url, rotated_path
 
 TRACEPARENT_VALUE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
@@ -36,8 +39,7 @@ def recorded(metadata: dict[str, object], position: int = 7) -> RecordedEvent:
 def test_spans_are_appended_to_the_file_one_json_object_a_line(tmp_path: Path) -> None:
     path = tmp_path / "traces" / "worker.jsonl"
     provider = TracerProvider()
-    exporter = JsonLinesSpanExporter(path)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.add_span_processor(JsonLinesSpanProcessor(TraceFile(path)))
     tracer = provider.get_tracer("test")
     with (
         tracer.start_as_current_span("outer") as outer,
@@ -59,8 +61,9 @@ def test_a_full_trace_file_is_rotated_once_so_the_spans_on_disk_stay_bounded(
 ) -> None:
     path = tmp_path / "traces" / "api.jsonl"
     provider = TracerProvider()
-    exporter = JsonLinesSpanExporter(path, max_bytes=2_000)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # Each line written as its span ends, so every write can fill the file.
+    processor = JsonLinesSpanProcessor(TraceFile(path, max_bytes=2_000), flush_bytes=1)
+    provider.add_span_processor(processor)
     tracer = provider.get_tracer("test")
     names = [f"span-{index}" for index in range(60)]
     for name in names:
@@ -70,7 +73,7 @@ def test_a_full_trace_file_is_rotated_once_so_the_spans_on_disk_stay_bounded(
     rotated = rotated_path(path)
     assert rotated == tmp_path / "traces" / "api.1.jsonl"
     assert sorted(p.name for p in path.parent.iterdir()) == ["api.1.jsonl", "api.jsonl"]
-    # Each file is cut after the export that filled it: under the bound plus one span line.
+    # Each file is cut after the write that filled it: under the bound plus one span line.
     line_bytes = max(len(line) + 1 for line in rotated.read_text().splitlines())
     for file in (path, rotated):
         assert file.stat().st_size < 2_000 + line_bytes
@@ -79,6 +82,120 @@ def test_a_full_trace_file_is_rotated_once_so_the_spans_on_disk_stay_bounded(
     ]
     # The newest spans are kept, in order, and the oldest were dropped with the oldest file.
     assert kept == names[-len(kept) :] and len(kept) < len(names)
+
+
+WAIT_SECONDS = 10.0
+"""How long a test waits for the timer thread's write (it is due within 0.05 s)."""
+
+
+def lines_in(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def end_spans(provider: TracerProvider, names: list[str]) -> None:
+    tracer = provider.get_tracer("test")
+    for name in names:
+        with tracer.start_as_current_span(name):
+            pass
+
+
+def test_lines_wait_for_a_full_batch_and_the_span_that_fills_it_writes_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "api.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(
+        JsonLinesSpanProcessor(TraceFile(path), flush_bytes=1_000, flush_seconds=3600)
+    )
+    end_spans(provider, ["first"])
+    assert lines_in(path) == []
+    names = [f"span-{index}" for index in range(20)]
+    end_spans(provider, names)
+    written = [json.loads(line)["name"] for line in lines_in(path)]
+    # Written by the ending thread, in order, with no flush asked for.
+    assert written and written == ["first", *names][: len(written)]
+    provider.shutdown()
+    assert [json.loads(line)["name"] for line in lines_in(path)] == ["first", *names]
+
+
+def test_a_line_is_written_within_the_flush_interval_without_a_full_batch(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "api.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(
+        JsonLinesSpanProcessor(TraceFile(path), flush_bytes=1 << 30, flush_seconds=0.05)
+    )
+    end_spans(provider, ["alone"])
+    deadline = time.monotonic() + WAIT_SECONDS
+    while not lines_in(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [json.loads(line)["name"] for line in lines_in(path)] == ["alone"]
+    provider.shutdown()
+
+
+def test_shutdown_writes_what_is_pending_then_takes_no_more_spans(tmp_path: Path) -> None:
+    path = tmp_path / "api.jsonl"
+    provider = TracerProvider()
+    processor = JsonLinesSpanProcessor(TraceFile(path), flush_bytes=1 << 30, flush_seconds=3600)
+    provider.add_span_processor(processor)
+    end_spans(provider, ["a", "b"])
+    assert processor.force_flush()
+    assert [json.loads(line)["name"] for line in lines_in(path)] == ["a", "b"]
+    end_spans(provider, ["c"])
+    provider.shutdown()
+    end_spans(provider, ["after"])
+    processor.shutdown()
+    assert [json.loads(line)["name"] for line in lines_in(path)] == ["a", "b", "c"]
+
+
+class FailingOnce(TraceFile):
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.failed = False
+
+    def write(self, lines: bytes) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError(28, "No space left on device")
+        super().write(lines)
+
+
+def test_a_failed_write_drops_its_batch_with_a_warning_and_later_spans_are_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "api.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(
+        JsonLinesSpanProcessor(FailingOnce(path), flush_bytes=1, flush_seconds=3600)
+    )
+    with caplog.at_level(logging.WARNING, logger="runtime.tracing"):
+        end_spans(provider, ["lost", "kept"])
+    provider.shutdown()
+    assert [json.loads(line)["name"] for line in lines_in(path)] == ["kept"]
+    assert "1 spans dropped" in caplog.text and "No space left on device" in caplog.text
+
+
+def test_spans_ended_by_many_threads_each_get_one_whole_line(tmp_path: Path) -> None:
+    path = tmp_path / "worker.jsonl"
+    provider = TracerProvider()
+    provider.add_span_processor(
+        JsonLinesSpanProcessor(TraceFile(path), flush_bytes=4_096, flush_seconds=0.01)
+    )
+    threads = [
+        threading.Thread(target=end_spans, args=(provider, [f"t{t}-{i}" for i in range(300)]))
+        for t in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    provider.shutdown()
+    names = [json.loads(line)["name"] for line in lines_in(path)]
+    assert sorted(names) == sorted(f"t{t}-{i}" for t in range(8) for i in range(300))
+    for t in range(8):
+        mine = [name for name in names if name.startswith(f"t{t}-")]
+        assert mine == [f"t{t}-{i}" for i in range(300)]
 
 
 def test_a_span_current_at_append_time_is_kept_in_the_events_metadata() -> None:
