@@ -125,20 +125,24 @@ FLUSH_BYTES = 64 * 1024
 """How many bytes of lines `JsonLinesSpanProcessor` gathers before it writes them."""
 FLUSH_SECONDS = 1.0
 """How long a line waits at most before `JsonLinesSpanProcessor` writes it."""
+BACKLOG_BYTES = 8 * 1024 * 1024
+"""How many bytes of lines may wait for the writer (a slow or stuck disk); lines past that
+are dropped and counted."""
 
 
 class JsonLinesSpanProcessor(SpanProcessor):
     """Writes every ended span to a `TraceFile` as one line of JSON (`SpanLines`).
 
-    A span is formatted as it ends, by the thread that ends it, and not kept: what is queued
-    is its line, a string, not the span and the objects it holds. The lines are written in
-    batches: by the thread whose line brings the batch to FLUSH_BYTES, else by a timer
-    thread at most FLUSH_SECONDS after a line was queued, and at `force_flush` and
-    `shutdown`. A write that fails drops its batch with a warning; spans keep being taken.
+    A span is formatted as it ends, by the thread that ends it, and not kept: what waits is
+    its line, a string, rather than the span and the objects it holds. A writer thread
+    appends the waiting lines to the file, woken once FLUSH_BYTES of them wait, else every
+    FLUSH_SECONDS; `force_flush` and `shutdown` write them too. Writes never happen on the
+    thread that ended a span, so a slow disk does not hold up a request or a workflow
+    task. At most `backlog_bytes` of lines wait; past that, lines are dropped and the next
+    write warns how many. A write that fails drops its lines with a warning.
 
     The SDK's batch processor instead queues each span for its export thread to format
-    later, which under the API's request load cost about twice the CPU per span
-    (BENCHMARKS.md, *observability_cost*).
+    later (BENCHMARKS.md, *observability_cost*, 2026-12-06 night).
     """
 
     def __init__(
@@ -147,60 +151,85 @@ class JsonLinesSpanProcessor(SpanProcessor):
         *,
         flush_bytes: int = FLUSH_BYTES,
         flush_seconds: float = FLUSH_SECONDS,
+        backlog_bytes: int = BACKLOG_BYTES,
     ) -> None:
         self._file = file
         self._flush_bytes = flush_bytes
         self._flush_seconds = flush_seconds
+        self._backlog_bytes = backlog_bytes
         self._lines = SpanLines()
-        self._pending: list[str] = []
-        self._pending_bytes = 0
+        self._waiting: list[str] = []
+        self._waiting_bytes = 0
+        self._dropped = 0
+        self._stopped = False
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
-        self._timer = threading.Thread(
-            target=self._flush_regularly, name="trace-file-flush", daemon=True
+        """Guards the waiting lines, their size, the dropped count and `_stopped`."""
+        self._write_lock = threading.Lock()
+        """Held while lines are written, so batches reach the file in the order taken."""
+        self._full = threading.Event()
+        self._writer = threading.Thread(
+            target=self._write_regularly, name="trace-file", daemon=True
         )
-        self._timer.start()
+        self._writer.start()
 
     def on_end(self, span: ReadableSpan) -> None:
         line = self._lines.line(span)
         with self._lock:
-            if self._stopped.is_set():
+            if self._stopped:
                 return
-            self._pending.append(line)
-            self._pending_bytes += len(line)
-            if self._pending_bytes >= self._flush_bytes:
-                self._write_pending()
+            if self._waiting_bytes >= self._backlog_bytes:
+                self._dropped += 1
+                return
+            self._waiting.append(line)
+            self._waiting_bytes += len(line)
+            full = self._waiting_bytes >= self._flush_bytes
+        if full and not self._full.is_set():
+            self._full.set()
 
-    def _flush_regularly(self) -> None:
-        while not self._stopped.wait(self._flush_seconds):
+    def _write_regularly(self) -> None:
+        while True:
+            self._full.wait(self._flush_seconds)
+            self._full.clear()
             with self._lock:
-                self._write_pending()
+                if self._stopped:
+                    return
+            self._write_waiting()
 
-    def _write_pending(self) -> None:
-        """Write the queued lines (the lock held)."""
-        if not self._pending:
-            return
-        lines, count = "".join(self._pending).encode(), len(self._pending)
-        self._pending.clear()
-        self._pending_bytes = 0
-        try:
-            self._file.write(lines)
-        except OSError as error:
-            log.warning("%d spans dropped: cannot write %s: %s", count, self._file.path, error)
+    def _write_waiting(self) -> None:
+        with self._write_lock:
+            with self._lock:
+                lines, self._waiting, self._waiting_bytes = self._waiting, [], 0
+                dropped, self._dropped = self._dropped, 0
+            if dropped:
+                log.warning(
+                    "%d spans dropped: more than %d bytes of lines waited for %s",
+                    dropped,
+                    self._backlog_bytes,
+                    self._file.path,
+                )
+            if not lines:
+                return
+            try:
+                self._file.write("".join(lines).encode())
+            except OSError as error:
+                log.warning(
+                    "%d spans dropped: cannot write %s: %s", len(lines), self._file.path, error
+                )
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        with self._lock:
-            self._write_pending()
+        self._write_waiting()
         return True
 
     def shutdown(self) -> None:
         with self._lock:
-            if self._stopped.is_set():
+            if self._stopped:
                 return
-            self._stopped.set()
-            self._write_pending()
+            self._stopped = True
+        self._full.set()
+        self._writer.join()
+        self._write_waiting()
+        with self._write_lock:
             self._file.close()
-        self._timer.join()
 
 
 _encode = json.JSONEncoder(default=str).encode

@@ -61,14 +61,17 @@ def test_a_full_trace_file_is_rotated_once_so_the_spans_on_disk_stay_bounded(
 ) -> None:
     path = tmp_path / "traces" / "api.jsonl"
     provider = TracerProvider()
-    # Each line written as its span ends, so every write can fill the file.
-    processor = JsonLinesSpanProcessor(TraceFile(path, max_bytes=2_000), flush_bytes=1)
+    processor = JsonLinesSpanProcessor(
+        TraceFile(path, max_bytes=2_000), flush_bytes=1 << 30, flush_seconds=3600
+    )
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("test")
     names = [f"span-{index}" for index in range(60)]
     for name in names:
         with tracer.start_as_current_span(name):
             pass
+        # One line a write, so every write can fill the file.
+        processor.force_flush()
     provider.shutdown()
     rotated = rotated_path(path)
     assert rotated == tmp_path / "traces" / "api.1.jsonl"
@@ -99,23 +102,26 @@ def end_spans(provider: TracerProvider, names: list[str]) -> None:
             pass
 
 
-def test_lines_wait_for_a_full_batch_and_the_span_that_fills_it_writes_them(
-    tmp_path: Path,
-) -> None:
+def wait_for_lines(path: Path, count: int) -> list[str]:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while len(lines_in(path)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return [json.loads(line)["name"] for line in lines_in(path)]
+
+
+def test_a_full_batch_is_written_without_waiting_for_the_flush_interval(tmp_path: Path) -> None:
     path = tmp_path / "api.jsonl"
     provider = TracerProvider()
     provider.add_span_processor(
         JsonLinesSpanProcessor(TraceFile(path), flush_bytes=1_000, flush_seconds=3600)
     )
-    end_spans(provider, ["first"])
-    assert lines_in(path) == []
     names = [f"span-{index}" for index in range(20)]
     end_spans(provider, names)
-    written = [json.loads(line)["name"] for line in lines_in(path)]
-    # Written by the ending thread, in order, with no flush asked for.
-    assert written and written == ["first", *names][: len(written)]
+    # The line that filled the batch woke the writer: no flush asked for, an hour to wait.
+    written = wait_for_lines(path, 3)
+    assert len(written) >= 3 and written == names[: len(written)]
     provider.shutdown()
-    assert [json.loads(line)["name"] for line in lines_in(path)] == ["first", *names]
+    assert [json.loads(line)["name"] for line in lines_in(path)] == names
 
 
 def test_a_line_is_written_within_the_flush_interval_without_a_full_batch(
@@ -127,10 +133,7 @@ def test_a_line_is_written_within_the_flush_interval_without_a_full_batch(
         JsonLinesSpanProcessor(TraceFile(path), flush_bytes=1 << 30, flush_seconds=0.05)
     )
     end_spans(provider, ["alone"])
-    deadline = time.monotonic() + WAIT_SECONDS
-    while not lines_in(path) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert [json.loads(line)["name"] for line in lines_in(path)] == ["alone"]
+    assert wait_for_lines(path, 1) == ["alone"]
     provider.shutdown()
 
 
@@ -161,19 +164,43 @@ class FailingOnce(TraceFile):
         super().write(lines)
 
 
-def test_a_failed_write_drops_its_batch_with_a_warning_and_later_spans_are_written(
+def test_a_failed_write_drops_its_lines_with_a_warning_and_later_spans_are_written(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "api.jsonl"
     provider = TracerProvider()
-    provider.add_span_processor(
-        JsonLinesSpanProcessor(FailingOnce(path), flush_bytes=1, flush_seconds=3600)
-    )
+    processor = JsonLinesSpanProcessor(FailingOnce(path), flush_bytes=1 << 30, flush_seconds=3600)
+    provider.add_span_processor(processor)
     with caplog.at_level(logging.WARNING, logger="runtime.tracing"):
-        end_spans(provider, ["lost", "kept"])
-    provider.shutdown()
+        end_spans(provider, ["lost"])
+        processor.force_flush()
+        end_spans(provider, ["kept"])
+        provider.shutdown()
     assert [json.loads(line)["name"] for line in lines_in(path)] == ["kept"]
-    assert "1 spans dropped" in caplog.text and "No space left on device" in caplog.text
+    assert "1 spans dropped: cannot write" in caplog.text
+    assert "No space left on device" in caplog.text
+
+
+def test_lines_past_the_backlog_are_dropped_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A writer that falls behind (here: never woken) does not let waiting lines grow."""
+    path = tmp_path / "api.jsonl"
+    provider = TracerProvider()
+    processor = JsonLinesSpanProcessor(
+        TraceFile(path), flush_bytes=1 << 30, flush_seconds=3600, backlog_bytes=1_000
+    )
+    provider.add_span_processor(processor)
+    names = [f"span-{index}" for index in range(20)]
+    end_spans(provider, names)
+    with caplog.at_level(logging.WARNING, logger="runtime.tracing"):
+        processor.force_flush()
+    kept = [json.loads(line)["name"] for line in lines_in(path)]
+    assert 0 < len(kept) < len(names) and kept == names[: len(kept)]
+    assert f"{len(names) - len(kept)} spans dropped: more than 1000 bytes" in caplog.text
+    end_spans(provider, ["later"])
+    provider.shutdown()
+    assert [json.loads(line)["name"] for line in lines_in(path)] == [*kept, "later"]
 
 
 def test_spans_ended_by_many_threads_each_get_one_whole_line(tmp_path: Path) -> None:
