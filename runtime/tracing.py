@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -240,6 +240,8 @@ SEGMENTS_KEPT = 1024
 """How many segments, and how many attribute objects, `SpanLines` keeps encoded."""
 _REPEATABLE_KINDS = frozenset({str, int, bool})
 _STATUS_NAMES = {code: code.name for code in StatusCode}
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class SpanLines:
@@ -288,9 +290,7 @@ class SpanLines:
         key = (*attributes.items(), kinds)
         encoded = self._attribute_objects.get(key)
         if encoded is None:
-            if len(self._attribute_objects) >= SEGMENTS_KEPT:
-                self._attribute_objects.clear()
-            encoded = self._attribute_objects[key] = _encode(dict(attributes))
+            encoded = _keep(self._attribute_objects, key, _encode(dict(attributes)))
         return encoded
 
     def _segment(self, span: ReadableSpan) -> str:
@@ -299,17 +299,22 @@ class SpanLines:
         # By the resource's identity, kept alive beside its segment so the id is not reused.
         key = (span.name, span.kind, id(resource))
         kept = self._segments.get(key)
-        if kept is not None:
-            return kept[1]
-        if len(self._segments) >= SEGMENTS_KEPT:
-            self._segments.clear()
-        service = resource.attributes.get("service.name")
-        segment = (
-            f'"name": {_encode(span.name)}, "kind": {_encode(span.kind.name)}, '
-            f'"service": {_encode(service)}, "start_unix_nano": '
-        )
-        self._segments[key] = (resource, segment)
-        return segment
+        if kept is None:
+            service = resource.attributes.get("service.name")
+            segment = (
+                f'"name": {_encode(span.name)}, "kind": {_encode(span.kind.name)}, '
+                f'"service": {_encode(service)}, "start_unix_nano": '
+            )
+            kept = _keep(self._segments, key, (resource, segment))
+        return kept[1]
+
+
+def _keep(kept: dict[K, V], key: K, value: V) -> V:
+    """`value` kept under `key`, the whole dict cleared first once it holds SEGMENTS_KEPT."""
+    if len(kept) >= SEGMENTS_KEPT:
+        kept.clear()
+    kept[key] = value
+    return value
 
 
 def _events(span: ReadableSpan) -> list[dict[str, Any]]:
