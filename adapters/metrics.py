@@ -9,12 +9,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
@@ -47,6 +58,131 @@ async def exposition(registry: CollectorRegistry, refreshes: Sequence[Refresh] =
         except Exception as error:
             log.info("metrics refresh %s failed: %s", getattr(refresh, "__name__", ""), error)
     return generate_latest(registry)
+
+
+Labels = tuple[str, ...]
+"""A series' label values, in the order of its family's label names."""
+
+
+class LoopCounter(Collector):
+    """A labelled counter kept in plain numbers and exposed, when scraped, as prometheus_client's
+    Counter is (`<name>_total` and `<name>_created` by labels).
+
+    For hot paths that run on one event loop (a request, an append): an increment is a dict
+    update, without the Counter's locks and child objects. Not for use from several threads:
+    what workflow code counts (it runs on the worker's threads) uses prometheus_client's.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        known: Iterable[Labels] = (),
+    ) -> None:
+        """`known` series are exposed at 0 before their first increment."""
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._series: dict[Labels, list[float]] = {}
+        """Each series' [count, created (unix time)]."""
+        for labels in known:
+            _check_labels(self._labelnames, labels)
+            self._series[labels] = [0, time.time()]
+        registry.register(self)
+
+    def inc(self, labels: Labels) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            _check_labels(self._labelnames, labels)
+            self._series[labels] = [1, time.time()]
+        else:
+            series[0] += 1
+
+    def value(self, labels: Labels) -> float:
+        """The count of a series (0 if it was never increased)."""
+        series = self._series.get(labels)
+        return series[0] if series is not None else 0
+
+    def describe(self) -> Iterable[Metric]:
+        return [CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, (count, created) in list(self._series.items()):
+            family.add_metric(labels, count, created=created)
+        return [family]
+
+
+@dataclass(slots=True)
+class _Observed:
+    counts: list[int]
+    """Observations per bucket (not cumulative), the last one +Inf's."""
+    total: float
+    created: float
+
+
+class LoopHistogram(Collector):
+    """A labelled histogram kept in plain numbers and exposed, when scraped, as
+    prometheus_client's Histogram is (`_bucket` by `le`, `_count`, `_sum`, `_created`).
+
+    As LoopCounter: for one event loop's hot path, an observation is a bisect and two adds.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        bounds = sorted(buckets)
+        if not bounds or bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._bounds = tuple(bounds)
+        # The `le` text prometheus_client's Histogram writes ("0.005", "1.0", "+Inf").
+        self._le = tuple(floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
+        self._series: dict[Labels, _Observed] = {}
+        registry.register(self)
+
+    def observe(self, labels: Labels, value: float) -> None:
+        series = self._series.get(labels)
+        if series is None:
+            _check_labels(self._labelnames, labels)
+            series = self._series[labels] = _Observed([0] * len(self._bounds), 0.0, time.time())
+        # A value equal to a bound is in that bound's bucket (`le`).
+        series.counts[bisect_left(self._bounds, value)] += 1
+        series.total += value
+
+    def count(self, labels: Labels) -> int:
+        """How many values a series observed."""
+        series = self._series.get(labels)
+        return sum(series.counts) if series is not None else 0
+
+    def describe(self) -> Iterable[Metric]:
+        return [HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)]
+
+    def collect(self) -> Iterable[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        for labels, series in list(self._series.items()):
+            cumulative, buckets = 0, []
+            for le, count in zip(self._le, series.counts, strict=True):
+                cumulative += count
+                buckets.append((le, float(cumulative)))
+            family.add_metric(labels, buckets, series.total)
+            named = dict(zip(self._labelnames, labels, strict=True))
+            family.samples.append(Sample(f"{self._name}_created", named, series.created))
+        return [family]
+
+
+def _check_labels(names: tuple[str, ...], labels: Labels) -> None:
+    if len(labels) != len(names) or not all(isinstance(value, str) for value in labels):
+        raise ValueError(f"labels {labels!r} do not match {names!r}")
 
 
 class PoolUsage(Collector):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from adapters.event_store import APPEND_CONNECTIONS, PostgresEventStore
 from adapters.group_commit import EventIdTaken, GroupCommit
+from adapters.metrics import LoopCounter, LoopHistogram
 from domain.event_store import (
     AppendResult,
     EventIdConflict,
@@ -29,39 +30,41 @@ CONFLICTS: tuple[type[Exception], ...] = (
 """Refusals of an append by the store's rules; anything else raised is an error."""
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 EVENTS_BUCKETS = (1, 2, 3, 5, 10, 20, 50, 100, 500)
+OK, CONFLICT, ERROR = ("ok",), ("conflict",), ("error",)
 
 
 class AppendMetrics:
-    """The append metric families of one process, registered in its registry."""
+    """The append metric families of one process, registered in its registry; appends are
+    counted on the process's event loop."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.appends = Counter(
+        self.appends = LoopCounter(
             "sagaline_appends",
             "Appends to the event store by outcome (ok, conflict, error).",
             ["outcome"],
-            registry=registry,
+            registry,
+            known=(OK, CONFLICT, ERROR),
         )
-        self.conflicts = Counter(
+        self.conflicts = LoopCounter(
             "sagaline_append_conflicts",
             "Appends refused by the store's rules, by refusal (WrongExpectedVersion, ...).",
             ["type"],
-            registry=registry,
+            registry,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "sagaline_append_duration_seconds",
             "Time from asking for an append to its outcome, group commit wait included.",
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            [],
+            DURATION_BUCKETS,
+            registry,
         )
-        self.events = Histogram(
+        self.events = LoopHistogram(
             "sagaline_append_events",
             "Events written by one successful append.",
-            buckets=EVENTS_BUCKETS,
-            registry=registry,
+            [],
+            EVENTS_BUCKETS,
+            registry,
         )
-        self._ok = self.appends.labels("ok")
-        self._conflict = self.appends.labels("conflict")
-        self._error = self.appends.labels("error")
 
     async def measure(
         self, streams: Sequence[StreamAppend], append: Callable[[], Awaitable[AppendResult]]
@@ -71,16 +74,16 @@ class AppendMetrics:
         try:
             result = await append()
         except CONFLICTS as refusal:
-            self._conflict.inc()
-            self.conflicts.labels(type(refusal).__name__).inc()
+            self.appends.inc(CONFLICT)
+            self.conflicts.inc((type(refusal).__name__,))
             raise
         except Exception:
-            self._error.inc()
+            self.appends.inc(ERROR)
             raise
         finally:
-            self.duration.observe(time.perf_counter() - started)
-        self._ok.inc()
-        self.events.observe(sum(len(stream.events) for stream in streams))
+            self.duration.observe((), time.perf_counter() - started)
+        self.appends.inc(OK)
+        self.events.observe((), sum(len(stream.events) for stream in streams))
         return result
 
 

@@ -21,12 +21,13 @@ from graphql import (
 from graphql import (
     OperationType as GraphQLOperationType,
 )
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.extensions.field_extension import AsyncExtensionResolver
 from strawberry.types import Info
 from strawberry.types.base import get_object_definition
 
+from adapters.metrics import LoopCounter, LoopHistogram
 from api.safety import kept_parsed
 
 UNKNOWN = "unknown"
@@ -43,42 +44,40 @@ RootFields = Mapping[str, frozenset[str]]
 
 
 class GraphQLMetrics:
-    """The GraphQL metric families of one API process."""
+    """The GraphQL metric families of one API process, counted on its event loop."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.operations = Counter(
+        self.operations = LoopCounter(
             "sagaline_graphql_operations",
             "GraphQL operations by type, root field and outcome (ok, error, invalid).",
             ["type", "operation", "outcome"],
-            registry=registry,
+            registry,
         )
-        self.duration = Histogram(
+        self.duration = LoopHistogram(
             "sagaline_graphql_operation_duration_seconds",
             "Time to answer a query or mutation, by type and root field.",
             ["type", "operation"],
-            buckets=DURATION_BUCKETS,
-            registry=registry,
+            DURATION_BUCKETS,
+            registry,
         )
-        self.errors = Counter(
+        self.errors = LoopCounter(
             "sagaline_graphql_errors",
             "Errors in GraphQL answers, by root field and type (the error's code, else the"
             " exception's class).",
             ["operation", "type"],
-            registry=registry,
+            registry,
         )
-        self.mutation_results = Counter(
+        self.mutation_results = LoopCounter(
             "sagaline_graphql_mutation_results",
             "Mutations answered, by mutation and payload type (e.g. TransferCompleted,"
             " InsufficientFunds).",
             ["mutation", "result"],
-            registry=registry,
+            registry,
         )
         self._root_fields: RootFields | None = None
         # Each document's label by its identity (the document is kept, so the identity is
-        # not reused while it is), and each label's instruments (labels are bounded).
+        # not reused while it is).
         self._labels: dict[int, tuple[DocumentNode, str | None, tuple[str, str]]] = {}
-        self._counted: dict[tuple[str, str, str], Counter] = {}
-        self._timed: dict[tuple[str, str], Histogram] = {}
 
     def label(
         self, schema: Any, document: DocumentNode | None, operation_name: str | None
@@ -98,22 +97,6 @@ class GraphQLMetrics:
             self._labels.clear()
         self._labels[id(document)] = (document, operation_name, label)
         return label
-
-    def counted(self, kind: str, operation: str, outcome: str) -> Counter:
-        """The operations counter of these labels."""
-        key = (kind, operation, outcome)
-        counter = self._counted.get(key)
-        if counter is None:
-            counter = self._counted[key] = self.operations.labels(kind, operation, outcome)
-        return counter
-
-    def timed(self, kind: str, operation: str) -> Histogram:
-        """The duration histogram of these labels."""
-        key = (kind, operation)
-        histogram = self._timed.get(key)
-        if histogram is None:
-            histogram = self._timed[key] = self.duration.labels(kind, operation)
-        return histogram
 
     def root_fields(self, schema: Any) -> RootFields:
         """The schema's root fields, read once from the first operation's schema."""
@@ -213,11 +196,11 @@ def record_operation(
     else:
         errors += list(getattr(result, "errors", None) or [])
         outcome = "error" if errors else "ok"
-    metrics.counted(kind, operation, outcome).inc()
+    metrics.operations.inc((kind, operation, outcome))
     if kind != "subscription":
-        metrics.timed(kind, operation).observe(time.perf_counter() - started)
+        metrics.duration.observe((kind, operation), time.perf_counter() - started)
     for error in errors:
-        metrics.errors.labels(operation, error_type(error)).inc()
+        metrics.errors.inc((operation, error_type(error)))
 
 
 def payload_type(result: object) -> str:
@@ -237,7 +220,7 @@ class MutationResults(FieldExtension):
         result = await next_(source, info, **kwargs)
         metrics = info.context.services.graphql_metrics
         if metrics is not None:
-            metrics.mutation_results.labels(info.field_name, payload_type(result)).inc()
+            metrics.mutation_results.inc((info.field_name, payload_type(result)))
         return result
 
 
