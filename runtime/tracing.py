@@ -10,17 +10,18 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import Link, SpanKind, StatusCode
 
+from adapters.server_spans import ServerSpan, SpanFields
 from runtime.config import Settings
 
 log = logging.getLogger(__name__)
@@ -262,22 +263,32 @@ class SpanLines:
         self._attribute_objects: dict[tuple[object, ...], str] = {}
 
     def line(self, span: ReadableSpan) -> str:
-        context = span.get_span_context()
-        assert context is not None
-        parent = span.parent
-        parent_id = "null" if parent is None else f'"{parent.span_id:016x}"'
-        start, end = span.start_time, span.end_time
-        attributes = span.attributes
-        events = span.events
-        links = span.links
+        # The API's request span, the commonest, hands over its fields in one call.
+        fields = span.fields() if type(span) is ServerSpan else _fields(span)
+        (
+            trace_id,
+            span_id,
+            parent_id,
+            name,
+            kind,
+            resource,
+            start,
+            end,
+            status,
+            attributes,
+            events,
+            links,
+        ) = fields
+        parent = "null" if parent_id is None else f'"{parent_id:016x}"'
         return (
-            f'{{"trace_id": "{context.trace_id:032x}", "span_id": "{context.span_id:016x}", '
-            f'"parent_id": {parent_id}, {self._segment(span)}{"null" if start is None else start}, '
+            f'{{"trace_id": "{trace_id:032x}", "span_id": "{span_id:016x}", '
+            f'"parent_id": {parent}, '
+            f"{self._segment(name, kind, resource)}{'null' if start is None else start}, "
             f'"end_unix_nano": {"null" if end is None else end}, '
-            f'"status": "{_STATUS_NAMES[span.status.status_code]}", '
+            f'"status": "{_STATUS_NAMES[status]}", '
             f'"attributes": {self._attributes(attributes) if attributes else "{}"}, '
-            f'"events": {_encode(_events(span)) if events else "[]"}, '
-            f'"links": {_encode(_links(span)) if links else "[]"}}}\n'
+            f'"events": {_encode(_events(events)) if events else "[]"}, '
+            f'"links": {_encode(_links(links)) if links else "[]"}}}\n'
         )
 
     def _attributes(self, attributes: Mapping[str, object]) -> str:
@@ -293,16 +304,15 @@ class SpanLines:
             encoded = _keep(self._attribute_objects, key, _encode(dict(attributes)))
         return encoded
 
-    def _segment(self, span: ReadableSpan) -> str:
+    def _segment(self, name: str, kind: SpanKind, resource: Resource) -> str:
         """`"name": ..., "kind": ..., "service": ..., "start_unix_nano": ` of a span."""
-        resource = span.resource
         # By the resource's identity, kept alive beside its segment so the id is not reused.
-        key = (span.name, span.kind, id(resource))
+        key = (name, kind, id(resource))
         kept = self._segments.get(key)
         if kept is None:
             service = resource.attributes.get("service.name")
             segment = (
-                f'"name": {_encode(span.name)}, "kind": {_encode(span.kind.name)}, '
+                f'"name": {_encode(name)}, "kind": {_encode(kind.name)}, '
                 f'"service": {_encode(service)}, "start_unix_nano": '
             )
             kept = _keep(self._segments, key, (resource, segment))
@@ -317,14 +327,32 @@ def _keep(kept: dict[K, V], key: K, value: V) -> V:
     return value
 
 
-def _events(span: ReadableSpan) -> list[dict[str, Any]]:
-    return [
-        {"name": event.name, "attributes": dict(event.attributes or {})} for event in span.events
-    ]
+def _fields(span: ReadableSpan) -> SpanFields:
+    context = span.get_span_context()
+    assert context is not None
+    parent = span.parent
+    return (
+        context.trace_id,
+        context.span_id,
+        None if parent is None else parent.span_id,
+        span.name,
+        span.kind,
+        span.resource,
+        span.start_time,
+        span.end_time,
+        span.status.status_code,
+        span.attributes or {},
+        span.events,
+        span.links,
+    )
 
 
-def _links(span: ReadableSpan) -> list[dict[str, str]]:
+def _events(events: Sequence[Event]) -> list[dict[str, Any]]:
+    return [{"name": event.name, "attributes": dict(event.attributes or {})} for event in events]
+
+
+def _links(links: Sequence[Link]) -> list[dict[str, str]]:
     return [
         {"trace_id": f"{link.context.trace_id:032x}", "span_id": f"{link.context.span_id:016x}"}
-        for link in span.links
+        for link in links
     ]

@@ -243,12 +243,26 @@ def varied_spans() -> list[ReadableSpan]:
     no_service.add_span_processor(SimpleSpanProcessor(exporter))
     with no_service.get_tracer("test").start_as_current_span("bare"):
         pass
+    # Request spans, whose lines are made from `ServerSpan.fields`.
+    spans = ServerSpans.of(tracer)
+    assert spans is not None
+    root = spans.start(SPAN_NAME, {"http.request.method": "POST"})
+    root.set_attribute("http.response.status_code", 200)
+    root.end()
+    caller = TraceContextTextMapPropagator().extract(
+        {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    )
+    child = spans.start(SPAN_NAME, {"http.request.method": "POST"}, caller)
+    child.record_exception(ValueError('bad "input"'))
+    child.set_status(StatusCode.ERROR, "ValueError")
+    child.end()
     return list(exporter.get_finished_spans())
 
 
 def test_span_lines_are_byte_for_byte_the_json_of_span_line() -> None:
     spans = varied_spans()
-    assert len(spans) == 3
+    assert [type(span) for span in spans[3:]] == [ServerSpan, ServerSpan]
+    assert spans[4].parent is not None and spans[4].events
     lines = SpanLines()
     for span in spans * 2:
         assert lines.line(span) == json.dumps(span_line(span), default=str) + "\n"
