@@ -87,7 +87,8 @@ class LoopCounter(Collector):
         self._labelnames = tuple(labelnames)
         self._series: dict[Labels, list[float]] = {}
         """Each series' [count, created (unix time)]."""
-        for labels in known:
+        # Without labels, the one series is there from the start, as the Counter's is.
+        for labels in known if self._labelnames else [()]:
             _check_labels(self._labelnames, labels)
             self._series[labels] = [0, time.time()]
         registry.register(self)
@@ -148,6 +149,9 @@ class LoopHistogram(Collector):
         # The `le` text prometheus_client's Histogram writes ("0.005", "1.0", "+Inf").
         self._le = tuple(floatToGoString(bound) for bound in bounds)  # type: ignore[no-untyped-call]
         self._series: dict[Labels, _Observed] = {}
+        if not self._labelnames:
+            # Its one series is there from the start, as the Histogram's is.
+            self._series[()] = _Observed([0] * len(bounds), 0.0, time.time())
         registry.register(self)
 
     def observe(self, labels: Labels, value: float) -> None:
@@ -155,8 +159,9 @@ class LoopHistogram(Collector):
         if series is None:
             _check_labels(self._labelnames, labels)
             series = self._series[labels] = _Observed([0] * len(self._bounds), 0.0, time.time())
-        # A value equal to a bound is in that bound's bucket (`le`).
-        series.counts[bisect_left(self._bounds, value)] += 1
+        # A value equal to a bound is in that bound's bucket (`le`); NaN is in none.
+        if value == value:
+            series.counts[bisect_left(self._bounds, value)] += 1
         series.total += value
 
     def count(self, labels: Labels) -> int:

@@ -91,6 +91,30 @@ def test_a_loop_histogram_is_exposed_as_a_histogram_is(values: list[float]) -> N
     assert loop.count(("none",)) == 0
 
 
+def test_unlabelled_families_are_exposed_before_their_first_value() -> None:
+    ours, theirs = new_registry(), new_registry()
+    counter = LoopCounter("things", "Things.", [], ours)
+    histogram = LoopHistogram("took_seconds", "Time taken.", [], BUCKETS, ours)
+    Counter("things", "Things.", registry=theirs)
+    Histogram("took_seconds", "Time taken.", buckets=BUCKETS, registry=theirs)
+    assert text_without_created(ours) == text_without_created(theirs)
+    assert created(ours) == created(theirs)
+    counter.inc(())
+    histogram.observe((), 0.5)
+    assert counter.value(()) == 1
+    assert histogram.count(()) == 1
+
+
+def test_nan_is_summed_but_in_no_bucket_as_in_a_histogram() -> None:
+    ours, theirs = new_registry(), new_registry()
+    loop = LoopHistogram("took_seconds", "Time taken.", [], BUCKETS, ours)
+    histogram = Histogram("took_seconds", "Time taken.", buckets=BUCKETS, registry=theirs)
+    for value in (0.5, float("nan"), 2.0):
+        loop.observe((), value)
+        histogram.observe(value)
+    assert text_without_created(ours) == text_without_created(theirs)
+
+
 def test_a_value_on_a_bound_is_in_that_bound_s_bucket() -> None:
     registry = new_registry()
     loop = LoopHistogram("took_seconds", "Time taken.", [], BUCKETS, registry)
