@@ -75,7 +75,9 @@ class ServerSpans:
     """Starts server spans of one SDK tracer the cheap way (see the module's docstring)."""
 
     def __init__(self, tracer: SdkTracer) -> None:
-        self._processor: SpanProcessor = tracer.span_processor
+        processor: SpanProcessor = tracer.span_processor
+        self.ended = processor.on_end
+        """Hands an ended span to the tracer's processors."""
         self._resource = tracer.resource
         self._sampler = tracer.sampler
         self._ids = tracer.id_generator
@@ -131,9 +133,6 @@ class ServerSpans:
         if not recording:
             return trace.NonRecordingSpan(context)
         return ServerSpan(name, context, (trace_id, span_id), parent_or_none, recorded, self)
-
-    def _ended(self, span: ServerSpan) -> None:
-        self._processor.on_end(span)
 
 
 def _scope_of(tracer: SdkTracer) -> InstrumentationScope:
@@ -268,7 +267,7 @@ class ServerSpan(trace.Span, ReadableSpan):
             log.warning("Calling end() on an ended span.")
             return
         self._end_time = end_time if end_time is not None else time_ns()
-        self._spans._ended(self)
+        self._spans.ended(self)
 
 
 def _cleaned(value: object) -> types.AnyValue | None:

@@ -34,14 +34,16 @@ class TraceRequests:
         self._spans: ServerSpans | None = None
         self._tracer: trace.Tracer | None = None
 
-    def _start_span(self, scope: Scope) -> trace.Span:
-        current = tracer()
-        if current is not self._tracer:
-            self._tracer, self._spans = current, ServerSpans.of(current)
-        parent = _caller_context(scope)
+    def _start_span(self, scope: Scope, current: Context) -> trace.Span:
+        """The request's span, child of the caller's or else of the span in `current`."""
+        tracer_ = tracer()
+        if tracer_ is not self._tracer:
+            self._tracer, self._spans = tracer_, ServerSpans.of(tracer_)
+        caller = _caller_context(scope)
+        parent = current if caller is None else caller
         if self._spans is not None:
             return self._spans.start(SPAN_NAME, SPAN_ATTRIBUTES, parent)
-        return current.start_span(
+        return tracer_.start_span(
             SPAN_NAME, context=parent, kind=SpanKind.SERVER, attributes=SPAN_ATTRIBUTES
         )
 
@@ -49,7 +51,9 @@ class TraceRequests:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != GRAPHQL_PATH:
             await self._app(scope, receive, send)
             return
-        span = self._start_span(scope)
+        # The current context read once, for the parent and for the context made current.
+        current = context_api.get_current()
+        span = self._start_span(scope, current)
 
         async def traced_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -59,7 +63,7 @@ class TraceRequests:
                     span.set_status(Status(StatusCode.ERROR))
             await send(message)
 
-        token = context_api.attach(trace.set_span_in_context(span))
+        token = context_api.attach(trace.set_span_in_context(span, current))
         try:
             await self._app(scope, receive, traced_send)
         except Exception as error:
@@ -74,8 +78,7 @@ class TraceRequests:
 
 
 def _caller_context(scope: Scope) -> Context | None:
-    """The caller's trace context if the request sends a `traceparent` header, else None
-    (the current context)."""
+    """The caller's trace context if the request sends a `traceparent` header, else None."""
     for name, _ in scope["headers"]:
         if name == TRACEPARENT_HEADER:
             return TraceContextTextMapPropagator().extract(Headers(scope=scope))

@@ -19,7 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Link, SpanKind, StatusCode
+from opentelemetry.trace import Link, SpanKind
 
 from adapters.server_spans import ServerSpan, SpanFields
 from runtime.config import Settings
@@ -240,7 +240,6 @@ _encode = json.JSONEncoder(default=str).encode
 SEGMENTS_KEPT = 1024
 """How many segments, and how many attribute objects, `SpanLines` keeps encoded."""
 _REPEATABLE_KINDS = frozenset({str, int, bool})
-_STATUS_NAMES = {code: code.name for code in StatusCode}
 K = TypeVar("K")
 V = TypeVar("V")
 
@@ -259,7 +258,7 @@ class SpanLines:
     """
 
     def __init__(self) -> None:
-        self._segments: dict[tuple[str, SpanKind, int], tuple[Resource, str]] = {}
+        self._segments: dict[tuple[str, str, int], tuple[Resource, str]] = {}
         self._attribute_objects: dict[tuple[object, ...], str] = {}
 
     def line(self, span: ReadableSpan) -> str:
@@ -285,7 +284,7 @@ class SpanLines:
             f'"parent_id": {parent}, '
             f"{self._segment(name, kind, resource)}{'null' if start is None else start}, "
             f'"end_unix_nano": {"null" if end is None else end}, '
-            f'"status": "{_STATUS_NAMES[status]}", '
+            f'"status": "{status._name_}", '
             f'"attributes": {self._attributes(attributes) if attributes else "{}"}, '
             f'"events": {_encode(_events(events)) if events else "[]"}, '
             f'"links": {_encode(_links(links)) if links else "[]"}}}\n'
@@ -306,13 +305,15 @@ class SpanLines:
 
     def _segment(self, name: str, kind: SpanKind, resource: Resource) -> str:
         """`"name": ..., "kind": ..., "service": ..., "start_unix_nano": ` of a span."""
-        # By the resource's identity, kept alive beside its segment so the id is not reused.
-        key = (name, kind, id(resource))
+        # By the resource's identity, kept alive beside its segment so the id is not reused;
+        # by the kind's name (`_name_`, a plain attribute), as an enum member's hash and
+        # `name` are Python calls.
+        key = (name, kind._name_, id(resource))
         kept = self._segments.get(key)
         if kept is None:
             service = resource.attributes.get("service.name")
             segment = (
-                f'"name": {_encode(name)}, "kind": {_encode(kind.name)}, '
+                f'"name": {_encode(name)}, "kind": {_encode(kind._name_)}, '
                 f'"service": {_encode(service)}, "start_unix_nano": '
             )
             kept = _keep(self._segments, key, (resource, segment))
