@@ -6,10 +6,10 @@ import asyncio
 
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError
 
+from adapters.payloads import data_converter
 from adapters.tracing import tracing_on
 
 
@@ -18,7 +18,8 @@ async def connect(
 ) -> Client:
     """Connect to Temporal, retrying while the frontend is still starting.
 
-    Payloads go through pydantic, so exact decimals and dataclasses survive the round trip.
+    Payloads go through pydantic (adapters/payloads.py), so exact decimals and dataclasses
+    survive the round trip.
     `runtime` (default: the SDK's) is where the SDK's own metrics go.
     With tracing on, workflow starts, workflows and activities are spans (a worker takes the
     client's interceptor), their context carried in Temporal's headers.
@@ -31,7 +32,7 @@ async def connect(
             return await Client.connect(
                 address,
                 namespace=namespace,
-                data_converter=pydantic_data_converter,
+                data_converter=data_converter(),
                 runtime=runtime,
                 interceptors=interceptors,
             )

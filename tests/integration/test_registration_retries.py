@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from adapters.credentials import hold_credential
 from adapters.database import ReadPool
 from adapters.event_store import PostgresEventStore
+from adapters.payloads import data_converter
 from adapters.schema import held_credentials
 from api.auth import Caller, Role, TokenCheck
 from api.context import Context, Services
@@ -43,8 +43,6 @@ FIRST_PASSWORD = "the-first-password"
 class RunningRegistration:
     """A Temporal client whose registration workflow was started with `first`, still running."""
 
-    data_converter = pydantic_data_converter
-
     def __init__(self, first: RegisterUser) -> None:
         self.first = first
 
@@ -56,7 +54,7 @@ class RunningRegistration:
 
     async def fetch_history_events(self, page_size: int) -> AsyncIterator[HistoryEvent]:
         event = HistoryEvent()
-        payloads = await self.data_converter.encode([self.first])
+        payloads = await data_converter().encode([self.first])
         event.workflow_execution_started_event_attributes.input.payloads.extend(payloads)
         yield event
 

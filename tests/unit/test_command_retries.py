@@ -13,12 +13,12 @@ import pytest
 from starlette.requests import Request
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 import domain.accounts
 import domain.transfers
 import domain.users
+from adapters.payloads import data_converter
 from api.auth import Caller, Role
 from api.context import Context, Services
 from api.dispatch import send
@@ -33,8 +33,6 @@ from workflows.accounts import DepositMoneyWorkflow
 class StartedWith:
     """A Temporal client knowing one workflow, started with `command`."""
 
-    data_converter = pydantic_data_converter
-
     def __init__(self, command: object) -> None:
         self.command = command
 
@@ -43,7 +41,7 @@ class StartedWith:
 
     async def fetch_history_events(self, page_size: int) -> AsyncIterator[HistoryEvent]:
         event = HistoryEvent()
-        payloads = await self.data_converter.encode([self.command])
+        payloads = await data_converter().encode([self.command])
         event.workflow_execution_started_event_attributes.input.payloads.extend(payloads)
         yield event
 

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from activities.command_handling import rejections
 from activities.transfers import refusals_named
+from adapters.payloads import data_converter
 from api.accounts.types import AccountClosedPayload, DepositMoneyPayload, OpenAccountPayload
 from api.errors import (
     AccountNotFoundPayload,
@@ -195,7 +195,7 @@ def test_an_outcome_recorded_before_rejections_carried_details_still_reads() -> 
         "rejection": {"type": "UserNotFound", "message": "m", "field": None},
     }
     payload = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(recorded).encode())
-    [outcome] = pydantic_data_converter.payload_converter.from_payloads([payload], [CommandOutcome])
+    [outcome] = data_converter().payload_converter.from_payloads([payload], [CommandOutcome])
     assert outcome == CommandOutcome(rejection=Rejection("UserNotFound", "m"))
 
 

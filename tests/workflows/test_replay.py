@@ -29,12 +29,12 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
 )
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from adapters.event_store import PostgresEventStore
+from adapters.payloads import data_converter
 from domain.accounts import CloseAccount, DepositMoney, OpenAccount, WithdrawMoney
 from domain.refusals import Refusal, RefusalKind
 from domain.users import (
@@ -79,7 +79,7 @@ async def test_recorded_histories_of_every_workflow_type_replay() -> None:
     # workflow or a helper it shares, fails here.
     replayer = Replayer(
         workflows=[*WORKFLOWS, *FOLLOWER_WORKFLOWS],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
         workflow_runner=SandboxedWorkflowRunner(),
     )
     for path in files:
