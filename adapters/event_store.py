@@ -32,6 +32,10 @@ from domain.event_store import (
 )
 from domain.events import JsonDict
 
+REFUSALS = (WrongExpectedVersion, UniqueKeyTaken, EventIdConflict, EventIdTaken)
+"""What an append that writes nothing answers, for its caller to handle (a conflict is
+retried); its span records them without a traceback."""
+
 NOTIFY_CHANNEL = "sagaline_events"
 # Connections `append` keeps: while all are busy, appends queue and go together in the next
 # group, so a few carry many concurrent callers.
@@ -108,7 +112,7 @@ class PostgresEventStore:
     async def append(self, *streams: StreamAppend) -> AppendResult:
         """Append to one or more streams in one transaction, idempotent by event id."""
         _check_append(streams)
-        with span("append", SpanKind.CLIENT, lambda: _append_attributes(streams)):
+        with span("append", SpanKind.CLIENT, lambda: _append_attributes(streams), REFUSALS):
             try:
                 return await self.appends.append(streams)
             except (WrongExpectedVersion, UniqueKeyTaken, EventIdTaken):
@@ -143,7 +147,7 @@ class PostgresEventStore:
     async def append_in(self, conn: AsyncConnection, *streams: StreamAppend) -> AppendResult:
         """Append in one statement, inside the caller's transaction if it has one."""
         _check_append(streams)
-        with span("append", SpanKind.CLIENT, lambda: _append_attributes(streams)):
+        with span("append", SpanKind.CLIENT, lambda: _append_attributes(streams), REFUSALS):
             return await self._append_in(conn, streams)
 
     async def _append_in(

@@ -9,12 +9,13 @@ the hot paths pay one check.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.trace import Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACEPARENT = "traceparent"
@@ -38,13 +39,57 @@ def _tracer_of(provider: trace.TracerProvider) -> trace.Tracer:
 
 
 def span(
-    name: str, kind: trace.SpanKind, attributes: Callable[[], Mapping[str, Any]]
+    name: str,
+    kind: trace.SpanKind,
+    attributes: Callable[[], Mapping[str, Any]],
+    refusals: tuple[type[Exception], ...] = (),
 ) -> AbstractContextManager[object]:
     """A span made current for the block, or nothing when tracing is off (then
-    `attributes` is not called)."""
+    `attributes` is not called).
+
+    An exception out of the block ends the span in ERROR with an `exception` event, as the
+    SDK records one. One of `refusals` (an answer its caller expects and handles, such as a
+    version conflict it retries) goes without `exception.stacktrace`: formatting the
+    traceback cost more than the rest of the span.
+    """
     if not tracing_on():
         return nullcontext()
-    return tracer().start_as_current_span(name, kind=kind, attributes=attributes())
+    return _current_span(name, kind, attributes(), refusals)
+
+
+@contextmanager
+def _current_span(
+    name: str,
+    kind: trace.SpanKind,
+    attributes: Mapping[str, Any],
+    refusals: tuple[type[Exception], ...],
+) -> Iterator[trace.Span]:
+    with tracer().start_as_current_span(
+        name,
+        kind=kind,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as current:
+        try:
+            yield current
+        except refusals as refusal:
+            _record(current, refusal, stacktrace=False)
+            raise
+        except Exception as error:
+            _record(current, error, stacktrace=True)
+            raise
+
+
+def _record(current: trace.Span, error: Exception, *, stacktrace: bool) -> None:
+    if stacktrace:
+        current.record_exception(error)
+    else:
+        current.add_event(
+            "exception",
+            {"exception.type": type(error).__name__, "exception.message": str(error)},
+        )
+    current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
 
 
 def current_traceparent() -> str | None:
