@@ -7,8 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -16,18 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import adapters.tracing
 from adapters.event_store import PostgresEventStore
 from domain.event_store import NO_STREAM, NewEvent, StreamAppend, WrongExpectedVersion
+from tests.exported_spans import kept_spans
 
 
 @pytest.fixture
 def exported(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("sagaline")
-    monkeypatch.setattr(adapters.tracing, "tracing_on", lambda: True)
-    monkeypatch.setattr(adapters.tracing, "tracer", lambda: tracer)
-    yield exporter
-    provider.shutdown()
+    with kept_spans() as (tracer, exporter):
+        monkeypatch.setattr(adapters.tracing, "tracing_on", lambda: True)
+        monkeypatch.setattr(adapters.tracing, "tracer", lambda: tracer)
+        yield exporter
 
 
 def appending(stream: str, expected: int) -> StreamAppend:

@@ -26,6 +26,7 @@ import api.tracing
 from adapters.server_spans import ServerSpan, ServerSpans
 from api.tracing import SPAN_NAME, TraceRequests
 from runtime.tracing import SpanLines
+from tests.exported_spans import kept_spans
 
 CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
 CALLER_SPAN = "b7ad6b7169203331"
@@ -60,14 +61,10 @@ def span_line(span: ReadableSpan) -> dict[str, Any]:
 @pytest.fixture
 def exported(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     """An SDK provider as the API's tracer, its spans kept in memory."""
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "sagaline-api"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracer = provider.get_tracer("sagaline")
-    monkeypatch.setattr(adapters.tracing, "tracer", lambda: tracer)
-    monkeypatch.setattr(api.tracing, "tracer", lambda: tracer)
-    yield exporter
-    provider.shutdown()
+    with kept_spans("sagaline-api") as (tracer, exporter):
+        monkeypatch.setattr(adapters.tracing, "tracer", lambda: tracer)
+        monkeypatch.setattr(api.tracing, "tracer", lambda: tracer)
+        yield exporter
 
 
 def request(headers: list[tuple[bytes, bytes]] | None = None) -> Scope:
