@@ -74,22 +74,21 @@ def _current_span(
         try:
             yield current
         except refusals as refusal:
-            _record(current, refusal, stacktrace=False)
+            current.add_event(
+                "exception",
+                {"exception.type": type(refusal).__name__, "exception.message": str(refusal)},
+            )
+            current.set_status(_error_status(refusal))
             raise
         except Exception as error:
-            _record(current, error, stacktrace=True)
+            current.record_exception(error)
+            current.set_status(_error_status(error))
             raise
 
 
-def _record(current: trace.Span, error: Exception, *, stacktrace: bool) -> None:
-    if stacktrace:
-        current.record_exception(error)
-    else:
-        current.add_event(
-            "exception",
-            {"exception.type": type(error).__name__, "exception.message": str(error)},
-        )
-    current.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+def _error_status(error: Exception) -> Status:
+    """ERROR, described as the SDK describes an exception out of a span."""
+    return Status(StatusCode.ERROR, f"{type(error).__name__}: {error}")
 
 
 def current_traceparent() -> str | None:

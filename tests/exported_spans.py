@@ -17,7 +17,7 @@ def kept_spans(service: str | None = None) -> Iterator[tuple[trace.Tracer, InMem
     """A `sagaline` tracer and the exporter its spans end in, shut down after the block."""
     exporter = InMemorySpanExporter()
     resource = Resource.create({"service.name": service}) if service else None
-    provider = TracerProvider(resource=resource) if resource else TracerProvider()
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     try:
         yield provider.get_tracer("sagaline"), exporter
